@@ -1,0 +1,31 @@
+# ketasim: two commands on a fresh machine
+#   make demo   create .venv, install, simulate examples/single_infusion.toml, write results/demo/
+#   make test   create .venv with test extras and run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow docs clean
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ketasim simulate examples/single_infusion.toml --out results/demo
+	@echo "report: results/demo/report.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+docs: $(STAMP)
+	$(BIN)/python scripts/generate_parameter_tables.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

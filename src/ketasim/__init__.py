@@ -1,0 +1,37 @@
+"""ketasim: a mechanistic, multi-scale simulator of ketamine's rapid antidepressant action.
+
+ketasim is a research and teaching tool; it is not a clinical decision aid and gives no advice
+to any individual.
+
+>>> import ketasim
+>>> res = ketasim.simulate({"dose": [{"drug": "esketamine", "route": "intranasal", "amount": "56 mg"}],
+...                         "simulation": {"duration": "1 d", "output_every": "5 min"}})
+>>> res.unit("pk.s_ketamine_plasma")
+'ng/mL'
+"""
+
+from .engine import SolverSettings
+from .errors import KetasimError, ParameterError, ParameterRangeError, ScenarioError, SolverError
+from .params import ParameterSet, load_parameters
+from .result import DISCLAIMER, SimulationResult
+from .scenario import Dose, Patient, Scenario
+from .simulate import simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DISCLAIMER",
+    "Dose",
+    "KetasimError",
+    "ParameterError",
+    "ParameterRangeError",
+    "ParameterSet",
+    "Patient",
+    "Scenario",
+    "ScenarioError",
+    "SimulationResult",
+    "SolverError",
+    "SolverSettings",
+    "load_parameters",
+    "simulate",
+]

@@ -1,0 +1,130 @@
+"""From a scenario to what the engine integrates: covariates, initial state and a dose schedule.
+
+The schedule splits the time axis at every dose event: between two events the inputs (IV infusion
+rates) are constant, and at the start of each segment boluses are added to states (IV bolus into
+plasma, the other routes into their depots, with the non-available fraction booked as eliminated).
+Amounts are converted here, at the boundary, from mg to umol of each enantiomer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model.pk import dose_fractions
+from .model.system import Model
+from .params import ParameterSet
+from .scenario import DRUG_ENANTIOMERS, Patient, Scenario
+
+HOURS_PER_YEAR = 8766.0
+
+#: each interacting drug -> (enzyme activity covariate, parameter giving its fold activity)
+COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "clarithromycin": (("cyp3a4_hepatic", "clarithromycin_cyp3a4_hepatic"),
+                       ("cyp3a4_gut", "clarithromycin_cyp3a4_gut")),
+    "itraconazole": (("cyp3a4_hepatic", "itraconazole_cyp3a4_hepatic"),
+                     ("cyp3a4_gut", "itraconazole_cyp3a4_gut")),
+    "grapefruit": (("cyp3a4_gut", "grapefruit_cyp3a4_gut"),),
+    "ticlopidine": (("cyp2b6", "ticlopidine_cyp2b6"),),
+    "rifampicin": (("cyp3a4_hepatic", "rifampicin_cyp3a4_hepatic"),
+                   ("cyp3a4_gut", "rifampicin_cyp3a4_gut"), ("cyp2b6", "rifampicin_cyp2b6")),
+    "lorazepam": (),  # no effect on ketamine enzymes; acts on the synapse layer
+}
+
+
+def enzyme_activities(patient: Patient, params: ParameterSet) -> dict[str, float]:
+    """CYP2B6 and CYP3A4 (hepatic, gut) activity: genotype times every interacting drug."""
+
+    def genotype(enzyme: str, phenotype: str) -> float:
+        return 1.0 if phenotype == "normal" else params.value(f"interactions.{enzyme}_{phenotype}")
+
+    act = {"cyp2b6": genotype("cyp2b6", patient.cyp2b6)}
+    act["cyp3a4_hepatic"] = act["cyp3a4_gut"] = genotype("cyp3a4", patient.cyp3a4)
+    for drug in patient.comedications:
+        for enzyme, name in COMEDICATION_EFFECTS[drug]:
+            act[enzyme] *= params.value(f"interactions.{name}")
+    return act
+
+
+def covariates(patient: Patient, params: ParameterSet) -> dict[str, float]:
+    """The numeric patient covariates of the vector field, in internal units."""
+    act = enzyme_activities(patient, params)
+    return {
+        "patient.weight": patient.weight_kg,
+        "patient.age": patient.age_y * HOURS_PER_YEAR,
+        "patient.female": 1.0 if patient.sex == "female" else 0.0,
+        "patient.cyp2b6_activity": act["cyp2b6"],
+        "patient.cyp3a4_hepatic_activity": act["cyp3a4_hepatic"],
+        "patient.cyp3a4_gut_activity": act["cyp3a4_gut"],
+    }
+
+
+def parameter_vector(model: Model, params: ParameterSet, patient: Patient) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, values) of everything the vector field reads: parameters then covariates."""
+    names = model.parameter_names(tuple(params))
+    cov = covariates(patient, params)
+    values = [params.value(n) for n in names] + [cov[n] for n in model.covariate_names]
+    return names + model.covariate_names, np.asarray(values, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Piecewise-constant inputs and state jumps on segments ``[bounds[i], bounds[i+1])``."""
+
+    bounds: np.ndarray  # (n_segments + 1,) h
+    rates: np.ndarray  # (n_segments, n_inputs) umol/h
+    jumps: np.ndarray  # (n_segments, n_states) umol (or the state's unit) added at segment start
+    dosed_umol: float  # total drug given, for mass-balance checks
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.bounds) - 1
+
+
+def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Schedule:
+    """Dose events of ``scenario`` as segments for the engine."""
+    state_index = {n: i for i, n in enumerate(model.state_names)}
+    input_index = {n: i for i, n in enumerate(model.input_names)}
+    pk_values = {n.split(".", 1)[1]: params.value(n) for n in params if n.startswith("pk.")}
+    mw = params.value("pk.mw_ketamine")
+    end = scenario.duration_h
+
+    events: list[float] = [0.0, end]
+    rate_changes: list[tuple[float, int, float]] = []
+    boluses: list[tuple[float, int, float]] = []
+    dosed = 0.0
+    for dose in scenario.doses:
+        total_umol = dose.amount_mg(scenario.patient.weight_kg) * 1000.0 / mw
+        for t in dose.times_h:
+            dosed += total_umol
+            for e, share in DRUG_ENANTIOMERS[dose.drug].items():
+                umol = total_umol * share
+                if dose.route == "iv" and dose.duration_h is not None:
+                    rate = umol / dose.duration_h
+                    k = input_index[f"dosing.{e}_ketamine_iv_rate"]
+                    stop = t + dose.duration_h
+                    rate_changes.append((t, k, rate))
+                    events.append(t)
+                    if stop < end:
+                        rate_changes.append((stop, k, -rate))
+                        events.append(stop)
+                    else:  # the part after the end of the run is never given
+                        dosed -= umol * (stop - end) / dose.duration_h
+                    continue
+                events.append(t)
+                for suffix, fraction in dose_fractions(dose.route, pk_values).items():
+                    state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
+                    boluses.append((t, state_index[state], umol * fraction))
+
+    bounds = np.unique(np.asarray(events, dtype=np.float64))
+    n_seg = len(bounds) - 1
+    seg_of = {float(t): i for i, t in enumerate(bounds[:-1])}
+    rates = np.zeros((n_seg, len(input_index)))
+    for t, k, r in rate_changes:
+        rates[seg_of[float(t)]:, k] += r
+    rates[np.abs(rates) < 1e-12 * max(1.0, np.abs(rates).max(initial=0.0))] = 0.0
+    jumps = np.zeros((n_seg, len(state_index)))
+    for t, k, a in boluses:
+        jumps[seg_of[float(t)], k] += a
+    return Schedule(bounds=bounds, rates=rates, jumps=jumps, dosed_umol=dosed)

@@ -1,0 +1,86 @@
+"""A batch of patients as arrays the backends integrate: the engine's only input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..dosing import Schedule, build_schedule, parameter_vector
+from ..model.system import Model
+from ..params import ParameterSet
+from ..scenario import Scenario
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """Tolerances of the adaptive Rosenbrock integrator (internal units: h, umol, uM)."""
+
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    h_max: float = 24.0
+    max_steps: int = 500_000
+
+    def __post_init__(self):
+        if not (0 < self.rtol < 1 and self.atol > 0 and self.h_max > 0 and self.max_steps > 0):
+            raise ValueError(f"invalid solver settings {self}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """n patients: initial states, parameter vectors, padded dose segments, shared output times."""
+
+    model: Model
+    parameter_names: tuple[str, ...]
+    y0: np.ndarray  # (n, n_states)
+    theta: np.ndarray  # (n, n_params)
+    seg_t: np.ndarray  # (n, n_seg + 1)
+    seg_u: np.ndarray  # (n, n_seg, n_inputs)
+    seg_jump: np.ndarray  # (n, n_seg, n_states)
+    t_out: np.ndarray  # (n_out,)
+    dosed_umol: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n,)
+
+    @property
+    def n_patients(self) -> int:
+        return self.y0.shape[0]
+
+    def subset(self, rows: slice) -> Problem:
+        """The patients in ``rows`` (chunks of a large batch)."""
+        return Problem(self.model, self.parameter_names, self.y0[rows], self.theta[rows],
+                       self.seg_t[rows], self.seg_u[rows], self.seg_jump[rows], self.t_out,
+                       self.dosed_umol[rows])
+
+
+def _pad(schedules: Sequence[Schedule], n_states: int, n_inputs: int):
+    n_seg = max(s.n_segments for s in schedules)
+    n = len(schedules)
+    seg_t = np.empty((n, n_seg + 1))
+    seg_u = np.zeros((n, n_seg, n_inputs))
+    seg_jump = np.zeros((n, n_seg, n_states))
+    for b, s in enumerate(schedules):
+        k = s.n_segments
+        seg_t[b, :k + 1] = s.bounds
+        seg_t[b, k + 1:] = s.bounds[-1]  # zero-length padding segments are skipped
+        seg_u[b, :k] = s.rates
+        seg_jump[b, :k] = s.jumps
+    return seg_t, seg_u, seg_jump
+
+
+def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet, model: Model,
+                  t_out: np.ndarray | None = None) -> Problem:
+    """Arrays for one scenario or a batch sharing the output grid of the first (or ``t_out``)."""
+    if isinstance(scenarios, Scenario):
+        scenarios = [scenarios]
+    names = None
+    thetas, schedules, y0s = [], [], []
+    for sc in scenarios:
+        names, theta = parameter_vector(model, params, sc.patient)
+        thetas.append(theta)
+        schedules.append(build_schedule(sc, model, params))
+        init = model.initial_state(dict(zip(names, theta)))
+        y0s.append([float(init[n]) for n in model.state_names])
+    seg_t, seg_u, seg_jump = _pad(schedules, len(model.state_names), len(model.input_names))
+    grid = scenarios[0].output_times() if t_out is None else np.asarray(t_out, dtype=np.float64)
+    return Problem(model, names, np.asarray(y0s), np.asarray(thetas), seg_t, seg_u, seg_jump, grid,
+                   np.asarray([s.dosed_umol for s in schedules]))

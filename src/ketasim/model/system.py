@@ -1,0 +1,123 @@
+"""The whole model: layers composed into one vector field over a flat, named state vector.
+
+Each layer owns its states and parameters and reads only the outputs of the layers before it (and
+the dosing inputs). ``Model`` flattens names as ``layer.local_name`` and evaluates the layers in
+order, so ``derivatives`` and ``observe`` work for any math module the layers accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from .base import Layer, Variable
+from .pk import ENANTIOMERS, PK
+from .receptor import Receptor
+
+#: patient covariates the vector field reads (numbers; categorical ones become enzyme activities)
+COVARIATES: tuple[Variable, ...] = (
+    Variable("patient.weight", "kg", "body weight"),
+    Variable("patient.age", "h", "age (internal time unit: 1 y = 8766 h)"),
+    Variable("patient.female", "1", "1 for female, 0 for male"),
+    Variable("patient.cyp2b6_activity", "fold normal", "CYP2B6 activity (genotype x interacting drugs)"),
+    Variable("patient.cyp3a4_hepatic_activity", "fold normal", "hepatic CYP3A4 activity"),
+    Variable("patient.cyp3a4_gut_activity", "fold normal", "gut-wall CYP3A4 activity"),
+)
+
+#: exogenous inputs, piecewise constant between dose events
+DOSING_INPUTS: tuple[Variable, ...] = tuple(
+    Variable(f"dosing.{e}_ketamine_iv_rate", "umol/h", f"{e.upper()}-ketamine IV infusion rate")
+    for e in ENANTIOMERS)
+
+
+class Model:
+    """An ordered composition of layers with flat, named states, parameters and outputs."""
+
+    def __init__(self, layers: Sequence[Layer]):
+        self.layers = tuple(layers)
+        names = [layer.name for layer in self.layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate layer names in {names}")
+
+    @cached_property
+    def states(self) -> tuple[Variable, ...]:
+        return tuple(Variable(f"{layer.name}.{v.name}", v.unit, v.description)
+                     for layer in self.layers for v in layer.states())
+
+    @cached_property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.states)
+
+    @cached_property
+    def outputs(self) -> tuple[Variable, ...]:
+        return tuple(Variable(f"{layer.name}.{v.name}", v.unit, v.description)
+                     for layer in self.layers for v in layer.outputs())
+
+    @cached_property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.outputs)
+
+    @cached_property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    def parameter_names(self, available: Sequence[str]) -> tuple[str, ...]:
+        """The parameters of the composed layers, from the names a ParameterSet holds."""
+        prefixes = tuple(f"{name}." for name in self.layer_names)
+        return tuple(n for n in available if n.startswith(prefixes))
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in COVARIATES)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in DOSING_INPUTS)
+
+    # ------------------------------------------------------------------ evaluation
+    def _split(self, flat: Mapping[str, Any], layer: Layer) -> dict[str, Any]:
+        prefix = f"{layer.name}."
+        return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+
+    def _covariates(self, theta: Mapping[str, Any]) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: theta[k] for k in self.covariate_names}
+
+    def evaluate(self, y: Mapping[str, Any], theta: Mapping[str, Any], u: Mapping[str, Any],
+                 m: Any, want_derivatives: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(derivatives, outputs), both keyed by full names, for states ``y`` and parameters ``theta``."""
+        c = self._covariates(theta)
+        available: dict[str, Any] = dict(u)
+        dy: dict[str, Any] = {}
+        for layer in self.layers:
+            p = self._split(theta, layer)
+            x = self._split(y, layer)
+            inp = dict(available)
+            for name, stand_in in layer.optional_inputs.items():
+                inp.setdefault(name, p[stand_in])
+            if want_derivatives:
+                for k, v in layer.derivatives(x, p, c, inp, m).items():
+                    dy[f"{layer.name}.{k}"] = v
+            for k, v in layer.observe(x, p, c, inp, m).items():
+                available[f"{layer.name}.{k}"] = v
+        outputs = {name: available[name] for name in self.output_names}
+        return dy, outputs
+
+    def derivatives(self, y, theta, u, m) -> dict[str, Any]:
+        return self.evaluate(y, theta, u, m)[0]
+
+    def observe(self, y, theta, u, m) -> dict[str, Any]:
+        return self.evaluate(y, theta, u, m, want_derivatives=False)[1]
+
+    def initial_state(self, theta: Mapping[str, Any]) -> dict[str, Any]:
+        c = self._covariates(theta)
+        out = {}
+        for layer in self.layers:
+            for k, v in layer.initial_state(self._split(theta, layer), c).items():
+                out[f"{layer.name}.{k}"] = v
+        return out
+
+
+def default_model() -> Model:
+    """The model of this release: pharmacokinetics and receptor layer."""
+    return Model([PK(), Receptor()])

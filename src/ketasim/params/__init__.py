@@ -1,0 +1,191 @@
+"""The parameter registry: every model constant with value, unit, range, variability and source.
+
+Parameters live in TOML files beside this module, one per biological layer. Each entry::
+
+    [cl_s_ketamine]
+    value = 89.0
+    unit = "L/h"
+    range = [60.0, 130.0]
+    cv = 0.13
+    source = "SPRAVATO (esketamine) US prescribing information, section 12.3"
+    description = "systemic clearance of S-ketamine, 70 kg adult, normal enzyme activity"
+
+``source`` is a citation, or starts with ``calibrated:`` followed by the calibration target ids,
+or with ``assumption:`` followed by the reasoning. Loading converts every value once into the
+internal units (``ketasim.units.INTERNAL_UNITS``), checks the range, and returns an immutable
+``ParameterSet``; ``replace()`` returns a new set.
+
+>>> from ketasim.params import load_parameters
+>>> params = load_parameters()
+>>> params["pk.cl_s_ketamine"].unit
+'L/h'
+>>> round(params.value("receptor.ki_s_ketamine"), 3)
+0.3
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace as dc_replace
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+
+from ..errors import ParameterError, ParameterRangeError
+from ..units import to_internal
+
+_REQUIRED = ("value", "unit", "range", "cv", "source", "description")
+_SOURCE_KINDS = ("calibrated:", "assumption:")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model constant. ``value``/``unit`` as written in the file; ``internal`` in model units."""
+
+    name: str
+    value: float
+    unit: str
+    range: tuple[float, float]
+    cv: float
+    source: str
+    description: str
+    internal: float = field(default=0.0)
+    internal_unit: str = field(default="")
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def provenance(self) -> str:
+        """'calibrated', 'assumption' or 'literature'."""
+        for kind in _SOURCE_KINDS:
+            if self.source.startswith(kind):
+                return kind[:-1]
+        return "literature"
+
+
+def _make_parameter(name: str, entry: Mapping, where: str) -> Parameter:
+    if not isinstance(entry, Mapping):
+        raise ParameterError(f"{where}: '{name}' must be a table with keys {', '.join(_REQUIRED)}")
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise ParameterError(f"{where}: '{name}' lacks {', '.join(missing)}")
+    unknown = sorted(set(entry) - set(_REQUIRED))
+    if unknown:
+        raise ParameterError(f"{where}: '{name}' has unknown keys {', '.join(unknown)}")
+    value, low_high, cv = entry["value"], entry["range"], entry["cv"]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ParameterError(f"{where}: '{name}'.value must be a number, got {value!r}")
+    if (not isinstance(low_high, list) or len(low_high) != 2
+            or not all(isinstance(v, (int, float)) for v in low_high) or low_high[0] > low_high[1]):
+        raise ParameterError(f"{where}: '{name}'.range must be [low, high] with low <= high")
+    if not isinstance(cv, (int, float)) or cv < 0:
+        raise ParameterError(f"{where}: '{name}'.cv must be a number >= 0, got {cv!r}")
+    source = str(entry["source"]).strip()
+    if not source:
+        raise ParameterError(f"{where}: '{name}'.source is empty; cite a paper, or write "
+                             "'calibrated: <target id>' or 'assumption: <why>'")
+    try:
+        internal, internal_unit = to_internal(float(value), str(entry["unit"]))
+    except Exception as exc:
+        raise ParameterError(f"{where}: '{name}'.unit '{entry['unit']}' is not usable: {exc}") from None
+    param = Parameter(name=name, value=float(value), unit=str(entry["unit"]),
+                      range=(float(low_high[0]), float(low_high[1])), cv=float(cv), source=source,
+                      description=str(entry["description"]), internal=internal,
+                      internal_unit=internal_unit)
+    _check_range(param)
+    return param
+
+
+def _check_range(param: Parameter) -> None:
+    low, high = param.range
+    if not low <= param.value <= high:
+        raise ParameterRangeError(
+            f"{param.name}={param.value:g} {param.unit} is outside {low:g}..{high:g} {param.unit}")
+
+
+class ParameterSet(Mapping[str, Parameter]):
+    """An immutable, validated set of parameters keyed by ``layer.name``."""
+
+    def __init__(self, parameters: Mapping[str, Parameter]):
+        self._params = MappingProxyType(dict(sorted(parameters.items())))
+
+    def __getitem__(self, name: str) -> Parameter:
+        try:
+            return self._params[name]
+        except KeyError:
+            raise ParameterError(f"unknown parameter '{name}'") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def value(self, name: str) -> float:
+        """The value of ``name`` in internal model units."""
+        return self[name].internal
+
+    def internal_values(self) -> dict[str, float]:
+        return {name: p.internal for name, p in self._params.items()}
+
+    def replace(self, **values: float) -> ParameterSet:
+        """A new set with some values changed (in the file's unit); ranges are checked.
+
+        Names use ``__`` for the dot: ``params.replace(pk__cl_s_ketamine=95.0)``.
+        """
+        new = dict(self._params)
+        for key, val in values.items():
+            name = key.replace("__", ".")
+            old = self[name]
+            internal, _ = to_internal(float(val), old.unit)
+            updated = dc_replace(old, value=float(val), internal=internal)
+            _check_range(updated)
+            new[name] = updated
+        return ParameterSet(new)
+
+    def digest(self) -> str:
+        """SHA-256 of the internal values, so a result can name the exact parameter set."""
+        payload = json.dumps(self.internal_values(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+    def citations(self) -> dict[str, list[str]]:
+        """Each distinct source with the parameters that use it."""
+        out: dict[str, list[str]] = {}
+        for name, p in self._params.items():
+            out.setdefault(p.source, []).append(name)
+        return out
+
+
+def load_parameter_file(path: str | Path, layer: str | None = None) -> dict[str, Parameter]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"{path}: malformed TOML: {exc}") from None
+    layer = layer or path.stem
+    return {f"{layer}.{name}": _make_parameter(f"{layer}.{name}", entry, str(path))
+            for name, entry in data.items()}
+
+
+def load_parameters(path: str | Path | None = None) -> ParameterSet:
+    """Load the package's parameter files, or a single override file written by the user.
+
+    An override file holds tables named ``layer.name`` (quoted keys) that replace packaged entries.
+    """
+    params: dict[str, Parameter] = {}
+    folder = resources.files(__package__)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            params.update(load_parameter_file(Path(str(entry))))
+    if path is not None:
+        data = tomllib.loads(Path(path).read_text())
+        for name, entry in data.items():
+            if name not in params:
+                raise ParameterError(f"{path}: unknown parameter '{name}'")
+            params[name] = _make_parameter(name, entry, str(path))
+    return ParameterSet(params)

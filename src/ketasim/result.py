@@ -1,0 +1,100 @@
+"""Simulation results: labelled outputs with units, summaries, and exports (xarray, pandas)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .model.base import Variable
+
+#: the species ``summary()`` reports Cmax, Tmax and AUC for
+SUMMARY_SPECIES = ("pk.ketamine_plasma", "pk.s_ketamine_plasma", "pk.r_ketamine_plasma",
+                   "pk.norketamine_plasma", "pk.s_norketamine_plasma", "pk.r_norketamine_plasma",
+                   "pk.dhnk_plasma", "pk.hnk_plasma", "pk.ketamine_brain")
+
+
+def auc_unit(unit: str) -> str:
+    return f"{unit}*h"
+
+
+def exposure(times_h: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """Cmax, Tmax (h) and trapezoidal AUC (unit*h) of one time course."""
+    i = int(np.argmax(values))
+    return {"cmax": float(values[i]), "tmax_h": float(times_h[i]),
+            "auc": float(np.sum(np.diff(times_h) * (values[1:] + values[:-1]) / 2.0))}
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """One patient's time course: every output (reporting units) and state (internal units)."""
+
+    times_h: np.ndarray
+    outputs: Mapping[str, np.ndarray]
+    output_vars: tuple[Variable, ...]
+    states: Mapping[str, np.ndarray]
+    state_vars: tuple[Variable, ...]
+    status: str = "ok"
+    steps: int = 0
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.outputs:
+            return self.outputs[name]
+        if name in self.states:
+            return self.states[name]
+        raise KeyError(f"'{name}' is neither an output nor a state; outputs: {', '.join(self.outputs)}")
+
+    def unit(self, name: str) -> str:
+        for v in self.output_vars + self.state_vars:
+            if v.name == name:
+                return v.unit
+        raise KeyError(name)
+
+    def at(self, name: str, time_h: float) -> float:
+        """The value of ``name`` at ``time_h`` (linear interpolation on the output grid)."""
+        return float(np.interp(time_h, self.times_h, self[name]))
+
+    def to_dataframe(self, states: bool = False):
+        """A pandas DataFrame: ``time [h]`` then one column per output ``layer.quantity [unit]``."""
+        import pandas as pd
+
+        cols: dict[str, np.ndarray] = {"time [h]": self.times_h}
+        for v in self.output_vars:
+            cols[v.label] = self.outputs[v.name]
+        if states:
+            for v in self.state_vars:
+                cols[v.label] = self.states[v.name]
+        return pd.DataFrame(cols)
+
+    def to_xarray(self):
+        """An xarray Dataset over ``time`` (h) with units and descriptions in attributes."""
+        import xarray as xr
+
+        data = {v.name: ("time", self.outputs[v.name], {"units": v.unit, "description": v.description})
+                for v in self.output_vars}
+        ds = xr.Dataset(data, coords={"time": ("time", self.times_h, {"units": "h"})})
+        ds.attrs.update({"status": self.status, "disclaimer": DISCLAIMER})
+        return ds
+
+    def summary(self) -> dict[str, Any]:
+        """Cmax, Tmax and AUC to the end of the run for every species, with units."""
+        out: dict[str, Any] = {}
+        for name in SUMMARY_SPECIES:
+            unit = self.unit(name)
+            e = exposure(self.times_h, self.outputs[name])
+            out[name] = {"cmax": {"value": e["cmax"], "unit": unit},
+                         "tmax": {"value": e["tmax_h"], "unit": "h"},
+                         "auc": {"value": e["auc"], "unit": auc_unit(unit)}}
+        for name in ("receptor.nmda_block_interneuron", "receptor.nmda_block_pyramidal"):
+            e = exposure(self.times_h, self.outputs[name])
+            out[name] = {"peak": {"value": e["cmax"], "unit": "fraction"},
+                         "time_of_peak": {"value": e["tmax_h"], "unit": "h"}}
+        out["status"] = self.status
+        return out
+
+
+DISCLAIMER = ("ketasim is a research and teaching tool. Its output is a model prediction, not "
+              "medical advice, and must not be used to diagnose or treat anyone.")

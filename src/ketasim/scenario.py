@@ -1,0 +1,250 @@
+"""Scenarios: one patient and what they receive, read from TOML, a dict or CLI flags, and validated.
+
+>>> from ketasim.scenario import Scenario
+>>> s = Scenario.from_dict({"dose": [{"drug": "esketamine", "route": "intranasal",
+...                                   "amount": "56 mg", "at": ["0 h"]}],
+...                         "simulation": {"duration": "1 d", "output_every": "10 min"}})
+>>> s.doses[0].times_h, s.duration_h
+((0.0,), 24.0)
+
+Every invalid entry raises ``ScenarioError`` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import ScenarioError
+from .units import parse_quantity, parse_time
+
+DRUGS = ("racemic-ketamine", "esketamine", "arketamine")
+#: mole fraction of each enantiomer in a drug
+DRUG_ENANTIOMERS: dict[str, dict[str, float]] = {
+    "racemic-ketamine": {"s": 0.5, "r": 0.5},
+    "esketamine": {"s": 1.0},
+    "arketamine": {"r": 1.0},
+}
+ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
+WEIGHT_RANGE_KG = (20.0, 250.0)
+AGE_RANGE_Y = (12.0, 100.0)
+MAX_DURATION_H = 2 * 365.25 * 24.0
+MAX_OUTPUT_POINTS = 1_000_000
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario, as shipped with the package."""
+    text = resources.files("ketasim").joinpath("schemas/scenario.schema.json").read_text()
+    return json.loads(text)
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A patient's covariates, in reporting units (kg, years)."""
+
+    weight_kg: float = 70.0
+    age_y: float = 45.0
+    sex: str = "female"
+    baseline_madrs: float = 32.0
+    cyp2b6: str = "normal"
+    cyp3a4: str = "normal"
+    comedications: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dose:
+    """One dosing line: a drug by a route, given at one or more times (hours from the start)."""
+
+    drug: str
+    route: str
+    amount: float
+    amount_unit: str  # "mg/kg" or "mg"
+    times_h: tuple[float, ...]
+    duration_h: float | None = None  # IV infusion length; None = bolus
+
+    def amount_mg(self, weight_kg: float) -> float:
+        return self.amount * weight_kg if self.amount_unit == "mg/kg" else self.amount
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario. Build it with ``from_dict``, ``from_toml`` or ``load``."""
+
+    patient: Patient = field(default_factory=Patient)
+    doses: tuple[Dose, ...] = ()
+    duration_h: float = 7 * 24.0
+    output_every_h: float = 5.0 / 60.0
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+        """A scenario from a path to a TOML file, a dict, or a Scenario (returned as is)."""
+        if isinstance(source, Scenario):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        return cls.from_toml(source)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ScenarioError(str(path), f"cannot read the scenario file: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(str(path), f"malformed TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        _check_schema(data)
+        sim = data.get("simulation", {})
+        duration = parse_time(sim.get("duration", "7 d"), "simulation.duration")
+        if not 0 < duration <= MAX_DURATION_H:
+            raise ScenarioError("simulation.duration",
+                                f"{sim.get('duration')!r} must be > 0 and at most 104 w")
+        every = parse_time(sim.get("output_every", "5 min"), "simulation.output_every")
+        if not 0 < every <= duration:
+            raise ScenarioError("simulation.output_every",
+                                f"{sim.get('output_every')!r} must be > 0 and at most the duration")
+        if duration / every > MAX_OUTPUT_POINTS:
+            raise ScenarioError("simulation.output_every",
+                                f"{sim.get('output_every')!r} gives more than {MAX_OUTPUT_POINTS} output times")
+        patient = _parse_patient(data.get("patient", {}))
+        doses = tuple(_parse_dose(d, f"dose[{i}]", duration) for i, d in enumerate(data.get("dose", [])))
+        _check_overlapping_infusions(doses)
+        return cls(patient=patient, doses=doses, duration_h=duration, output_every_h=every,
+                   raw=json.loads(json.dumps(data)))
+
+    def output_times(self):
+        import numpy as np
+
+        n = int(round(self.duration_h / self.output_every_h))
+        times = np.arange(n + 1) * self.output_every_h
+        if times[-1] < self.duration_h - 1e-9:
+            times = np.append(times, self.duration_h)
+        return np.minimum(times, self.duration_h)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated content (normalised numbers and units) for manifests."""
+        return {"patient": asdict(self.patient), "doses": [asdict(d) for d in self.doses],
+                "duration_h": self.duration_h, "output_every_h": self.output_every_h}
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _path(error: jsonschema.ValidationError) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "scenario"
+
+
+def _check_schema(data: Mapping[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(scenario_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    err = errors[0]
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        raise ScenarioError(_path(err), f"unknown key(s) {', '.join(map(repr, extra))}; "
+                                        f"allowed: {', '.join(allowed)}")
+    if err.validator == "enum":
+        raise ScenarioError(_path(err), f"{err.instance!r} is not allowed; allowed: "
+                                        f"{', '.join(map(str, err.validator_value))}")
+    raise ScenarioError(_path(err), f"{err.instance!r}: {err.message}")
+
+
+def _parse_patient(data: Mapping[str, Any]) -> Patient:
+    defaults = Patient()
+    weight = defaults.weight_kg
+    if "weight" in data:
+        _, weight = parse_quantity(data["weight"], "patient.weight", {"mass": "kg"})
+    if not WEIGHT_RANGE_KG[0] <= weight <= WEIGHT_RANGE_KG[1]:
+        raise ScenarioError("patient.weight", f"{data.get('weight')!r} is outside "
+                                              f"{WEIGHT_RANGE_KG[0]:g}..{WEIGHT_RANGE_KG[1]:g} kg")
+    age = defaults.age_y
+    if "age" in data:
+        _, age = parse_quantity(data["age"], "patient.age", {"age": "y"})
+    if not AGE_RANGE_Y[0] <= age <= AGE_RANGE_Y[1]:
+        raise ScenarioError("patient.age", f"{data.get('age')!r} is outside "
+                                           f"{AGE_RANGE_Y[0]:g}..{AGE_RANGE_Y[1]:g} y")
+    return Patient(weight_kg=weight, age_y=age, sex=data.get("sex", defaults.sex),
+                   baseline_madrs=float(data.get("baseline_madrs", defaults.baseline_madrs)),
+                   cyp2b6=data.get("cyp2b6", defaults.cyp2b6), cyp3a4=data.get("cyp3a4", defaults.cyp3a4),
+                   comedications=tuple(data.get("comedications", ())))
+
+
+def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
+    kind, amount = parse_quantity(data["amount"], f"{where}.amount", {"per_weight": "mg/kg", "absolute": "mg"})
+    if amount <= 0:
+        raise ScenarioError(f"{where}.amount", f"{data['amount']!r} must be greater than 0")
+    infusion = None
+    if "duration" in data:
+        if data["route"] != "iv":
+            raise ScenarioError(f"{where}.duration", f"an infusion length is only allowed for route 'iv', "
+                                                     f"not '{data['route']}'; remove it for a bolus")
+        infusion = parse_time(data["duration"], f"{where}.duration")
+        if infusion <= 0:
+            raise ScenarioError(f"{where}.duration", f"{data['duration']!r} must be greater than 0")
+    times = _parse_times(data, where)
+    for t in times:
+        if t >= duration_h:
+            raise ScenarioError(f"{where}.at", f"a dose at {t:g} h is not before the end of the "
+                                               f"simulation ({duration_h:g} h)")
+    return Dose(drug=data["drug"], route=data["route"], amount=amount,
+                amount_unit="mg/kg" if kind == "per_weight" else "mg",
+                times_h=times, duration_h=infusion)
+
+
+def _parse_times(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    repeat_keys = [k for k in ("start", "every", "count") if k in data]
+    if "at" in data and repeat_keys:
+        raise ScenarioError(where, "give either 'at' or 'start'/'every'/'count', not both")
+    if "at" in data:
+        times = [parse_time(t, f"{where}.at[{i}]") for i, t in enumerate(data["at"])]
+    elif repeat_keys:
+        start = parse_time(data.get("start", "0 h"), f"{where}.start")
+        count = int(data.get("count", 1))
+        if count > 1 and "every" not in data:
+            raise ScenarioError(f"{where}.every", "needed when count > 1 (e.g. every = \"3.5 d\")")
+        every = parse_time(data["every"], f"{where}.every") if "every" in data else 0.0
+        if count > 1 and every <= 0:
+            raise ScenarioError(f"{where}.every", f"{data['every']!r} must be greater than 0")
+        times = [start + i * every for i in range(count)]
+    else:
+        times = [0.0]
+    for i, t in enumerate(times):
+        if t < 0:
+            raise ScenarioError(f"{where}.at[{i}]", f"{t:g} h is before the start (times are >= 0)")
+    if len(set(times)) != len(times):
+        raise ScenarioError(f"{where}.at", "the same time is given twice")
+    return tuple(sorted(times))
+
+
+def _check_overlapping_infusions(doses: tuple[Dose, ...]) -> None:
+    by_line: dict[tuple[str, str], list[tuple[float, float | None, int]]] = {}
+    for i, d in enumerate(doses):
+        for t in d.times_h:
+            by_line.setdefault((d.drug, d.route), []).append((t, d.duration_h, i))
+    for (drug, route), entries in by_line.items():
+        entries.sort()
+        for (t0, dur, i), (t1, _, j) in zip(entries, entries[1:]):
+            if t0 == t1:
+                raise ScenarioError(f"dose[{j}].at", f"two {drug} {route} doses at {t1:g} h")
+            if dur is not None and t0 + dur > t1 + 1e-12:
+                raise ScenarioError(f"dose[{i}].duration",
+                                    f"the {drug} {route} infusion at {t0:g} h runs {dur:g} h, past the "
+                                    f"next {route} dose at {t1:g} h; shorten it or space the doses")
