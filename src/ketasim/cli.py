@@ -1,0 +1,118 @@
+"""The ``ketasim`` command line (Typer). Bad input exits with status 2 and a message naming the field."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .errors import KetasimError
+from .result import DISCLAIMER
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="ketasim: mechanistic simulation of ketamine's antidepressant action. "
+                       "For research and teaching only; not medical advice.")
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _quick_scenario(drug: str, route: str, dose: str, infusion: Optional[str], days: float) -> dict:
+    entry = {"drug": drug, "route": route, "amount": dose, "at": ["0 h"]}
+    if infusion:
+        entry["duration"] = infusion
+    if not days > 0:
+        _fail(f"--days: {days:g} must be greater than 0")
+    return {"dose": [entry], "simulation": {"duration": f"{days:g} d", "output_every": "5 min"}}
+
+
+@app.command()
+def simulate(
+    scenario: Optional[Path] = typer.Argument(None, help="scenario TOML file (or use --drug/--route/--dose)"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    drug: Optional[str] = typer.Option(None, help="quick form: racemic-ketamine | esketamine | arketamine"),
+    route: str = typer.Option("iv", help="quick form: iv | im | intranasal | oral | sublingual"),
+    dose: Optional[str] = typer.Option(None, help='quick form: amount, e.g. "0.5 mg/kg" or "56 mg"'),
+    infusion: Optional[str] = typer.Option(None, "--infusion", help='quick form: IV infusion length, e.g. "40 min"'),
+    days: float = typer.Option(7.0, help="quick form: simulated days"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    backend: str = typer.Option("cpu", help="cpu (compiled kernel) | jax"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+):
+    """Simulate one scenario and write timeseries, summary, manifest and report to --out."""
+    from .engine import BACKENDS
+    from .output import write_results
+    from .params import load_parameters
+    from .scenario import Scenario
+    from .simulate import simulate as run
+
+    if scenario is not None and drug is not None:
+        _fail("give a scenario file or --drug/--dose, not both")
+    if backend not in BACKENDS:
+        _fail(f"--backend: '{backend}' is not allowed; allowed: {', '.join(BACKENDS)}")
+    try:
+        if scenario is not None:
+            sc = Scenario.from_toml(scenario)
+        elif drug is not None and dose is not None:
+            sc = Scenario.from_dict(_quick_scenario(drug, route, dose, infusion, days))
+        else:
+            _fail("give a scenario file, or --drug and --dose for the quick form")
+        parameter_set = load_parameters(params)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err, disable=quiet, transient=True) as progress:
+            task = progress.add_task("simulating (first run compiles the kernel)", total=2)
+            result = run(sc, params=parameter_set, backend=backend)
+            progress.update(task, advance=1, description="writing results and report")
+            write_results(result, out)
+            progress.update(task, advance=1)
+    except KetasimError as exc:
+        _fail(str(exc))
+    if not quiet:
+        err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html)")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+    if result.status != "ok":
+        _fail(f"the solver did not finish: {result.status}")
+
+
+@app.command()
+def cite(params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+         as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
+    """List the source of every parameter the model uses."""
+    from .params import load_parameters
+
+    try:
+        parameter_set = load_parameters(params)
+    except KetasimError as exc:
+        _fail(str(exc))
+    citations = parameter_set.citations()
+    if as_json:
+        typer.echo(json.dumps(citations, indent=2))
+        return
+    for source, names in sorted(citations.items()):
+        typer.echo(source)
+        for name in names:
+            p = parameter_set[name]
+            typer.echo(f"    {name} = {p.value:g} {p.unit}")
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of scenario files."""
+    from .scenario import scenario_schema
+
+    typer.echo(json.dumps(scenario_schema(), indent=2))
+
+
+def main() -> None:  # console-script entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,149 @@
+"""The JAX backend: the model's vector field in ``jax.numpy``, its Jacobian by forward-mode
+autodiff, and the same Rodas4 method and step control as the compiled CPU kernel, vmapped over
+patients. It runs on CPU and GPU, and is differentiable in forward mode (``jax.jacfwd``) with
+respect to parameters and initial states. Float64 is enabled for the call (``jax.enable_x64``),
+not process-wide.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from ..model.system import Model
+from .problem import Problem, SolverSettings
+
+# Rodas4 coefficients (Hairer & Wanner, rodas.f METH=1); the same as rodas4_template.py
+GAMMA = 0.25
+A = ((), (1.544,), (0.9466785280815826, 0.2557011698983284),
+     (3.314825187068521, 2.896124015972201, 0.9986419139977817),
+     (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950))
+C = ((), (-5.6688,), (-2.430093356833875, -0.2063599157091915),
+     (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
+     (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160),
+     (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054))
+SAFETY, FAC_MIN, FAC_MAX = 0.9, 0.2, 6.0
+
+
+def vector_field(model: Model, parameter_names: tuple[str, ...]):
+    """f(y, theta, u) -> dy/dt as arrays, from the same layer functions the kernel is built from."""
+    states, inputs = model.state_names, model.input_names
+
+    def rhs(y, theta, u):
+        dy = model.derivatives(dict(zip(states, y)), dict(zip(parameter_names, theta)),
+                               dict(zip(inputs, u)), jnp)
+        return jnp.stack([jnp.asarray(dy[n], dtype=y.dtype) for n in states])
+
+    return rhs
+
+
+def _rodas4_step(rhs, jac, y, f0, theta, u, h):
+    n = y.shape[0]
+    w = jnp.eye(n) / (h * GAMMA) - jac(y, theta, u)
+    lu = jsl.lu_factor(w)
+    ks = []
+    arg = y
+    for i in range(6):
+        if i == 0:
+            fs = f0
+        else:
+            arg = y + sum(a * k for a, k in zip(A[i], ks)) if i < 5 else arg + ks[4]
+            fs = rhs(arg, theta, u)
+        rhs_i = fs + sum(c * k for c, k in zip(C[i], ks)) / h if i else fs
+        ks.append(jsl.lu_solve(lu, rhs_i))
+    return arg + ks[5], ks[5]
+
+
+def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
+    """solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps) for one patient."""
+    rhs = vector_field(model, parameter_names)
+    jac = jax.jacfwd(rhs, argnums=0)
+
+    def solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps):
+        n_seg = seg_u.shape[0]
+        idx = jnp.arange(n_seg)
+        last_real = jnp.max(jnp.where(seg_t[1:] > seg_t[:-1], idx, -1))
+        out0 = jnp.zeros((t_out.shape[0], y0.shape[0]), dtype=y0.dtype)
+        recorded0 = jnp.zeros(t_out.shape[0], dtype=bool)
+
+        def segment(carry, seg):
+            y, h, out, recorded, steps, status = carry
+            s, t0, t1, u, jump = seg
+            active = t1 > t0
+            y = jnp.where(active, y + jump, y)
+            at_start = active & ~recorded & (t_out <= t0)
+            out = jnp.where(at_start[:, None], y[None, :], out)
+            recorded = recorded | at_start
+            is_final = s == last_real
+
+            def cond(c):
+                t, y, f0, h, out, recorded, steps, status = c
+                return active & (t < t1) & (status == 0)
+
+            def body(c):
+                t, y, f0, h, out, recorded, steps, status = c
+                h_wanted = h
+                reach_end = t + h >= t1 - 1e-12 * jnp.maximum(1.0, jnp.abs(t1))
+                h = jnp.where(reach_end, t1 - t, h)
+                ynew, err_vec = _rodas4_step(rhs, jac, y, f0, theta, u, h)
+                scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(ynew))
+                err = jnp.sqrt(jnp.mean((err_vec / scale) ** 2))
+                finite = jnp.isfinite(err)
+                accept = finite & (err <= 1.0)
+                f1 = rhs(ynew, theta, u)
+                tn = jnp.where(reach_end, t1, t + h)
+                x = (t_out - t) / h
+                h00 = (1.0 + 2.0 * x) * (1.0 - x) ** 2
+                h10 = x * (1.0 - x) ** 2
+                h01 = x * x * (3.0 - 2.0 * x)
+                h11 = x * x * (x - 1.0)
+                interp = (h00[:, None] * y + h10[:, None] * h * f0 + h01[:, None] * ynew + h11[:, None] * h * f1)
+                take = accept & ~recorded & ((t_out < tn) | ((t_out <= tn) & ((reach_end & is_final) | ~reach_end)))
+                out = jnp.where(take[:, None], interp, out)
+                recorded = recorded | take
+                safe_err = jnp.where(finite & (err > 0), err, 1e-10)
+                fac = jnp.clip(SAFETY * safe_err ** -0.25, FAC_MIN, FAC_MAX)
+                h_acc = jnp.minimum(h * fac, h_max)
+                h_acc = jnp.where(reach_end, jnp.minimum(jnp.maximum(h_acc, h_wanted), h_max), h_acc)
+                h_new = jnp.where(accept, h_acc, jnp.where(finite, h * jnp.maximum(FAC_MIN, fac), h * 0.25))
+                t_new = jnp.where(accept, tn, t)
+                underflow = (~accept) & (h_new < 1e-14 * jnp.maximum(1.0, jnp.abs(t)))
+                steps = steps + 1
+                status = jnp.where(underflow, jnp.where(finite, 2, 3), status)
+                status = jnp.where((status == 0) & (steps >= max_steps) & (t_new < t1), 1, status)
+                return (t_new, jnp.where(accept, ynew, y), jnp.where(accept, f1, f0), h_new, out, recorded,
+                        steps, status)
+
+            f0 = rhs(y, theta, u)
+            h = jnp.minimum(h, jnp.maximum(t1 - t0, 1e-300))
+            t, y, _, h, out, recorded, steps, status = jax.lax.while_loop(
+                cond, body, (t0, y, f0, h, out, recorded, steps, status))
+            return (y, h, out, recorded, steps, status), None
+
+        carry0 = (y0, jnp.minimum(1e-4, h_max), out0, recorded0, jnp.asarray(0), jnp.asarray(0))
+        segs = (idx, seg_t[:-1], seg_t[1:], seg_u, seg_jump)
+        (y, _, out, recorded, steps, status), _ = jax.lax.scan(segment, carry0, segs)
+        out = jnp.where(recorded[:, None], out, y[None, :])
+        return out, status, steps
+
+    return solve
+
+
+@lru_cache(maxsize=8)
+def _batched_solver(model: Model, parameter_names: tuple[str, ...]):
+    solve = make_patient_solver(model, parameter_names)
+    return jax.jit(jax.vmap(solve, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)))
+
+
+def solve_jax(problem: Problem, settings: SolverSettings = SolverSettings()):
+    """Same contract as ``solve_cpu``: (states (n, n_out, n_states), status (n,), steps (n,))."""
+    with jax.enable_x64(True):
+        fn = _batched_solver(problem.model, problem.parameter_names)
+        out, status, steps = fn(jnp.asarray(problem.y0), jnp.asarray(problem.theta), jnp.asarray(problem.seg_t),
+                                jnp.asarray(problem.seg_u), jnp.asarray(problem.seg_jump), jnp.asarray(problem.t_out),
+                                settings.rtol, settings.atol, settings.h_max, settings.max_steps)
+        return np.asarray(out), np.asarray(status, dtype=np.int64), np.asarray(steps, dtype=np.int64)

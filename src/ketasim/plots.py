@@ -1,0 +1,56 @@
+"""Figures of a simulation, one per layer, on a shared time axis (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .result import SimulationResult  # noqa: E402
+
+#: (figure file stem, title, y label, outputs); every axis label carries its unit
+PANELS = (
+    ("pk_plasma", "Plasma concentrations", "concentration [ng/mL]",
+     ("pk.ketamine_plasma", "pk.s_ketamine_plasma", "pk.r_ketamine_plasma", "pk.norketamine_plasma",
+      "pk.dhnk_plasma", "pk.hnk_plasma")),
+    ("pk_brain", "Brain ketamine (tissue, total)", "concentration [ng/mL]", ("pk.ketamine_brain",)),
+    ("receptor_block", "NMDA receptor block", "blocked fraction [fraction]",
+     ("receptor.nmda_block_interneuron", "receptor.nmda_block_pyramidal")),
+)
+
+
+def _time_axis(result: SimulationResult):
+    t = result.times_h
+    if t[-1] > 72:
+        return t / 24.0, "time [d]"
+    return t, "time [h]"
+
+
+def figure(result: SimulationResult, title: str, ylabel: str, names: tuple[str, ...]):
+    t, xlabel = _time_axis(result)
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    for name in names:
+        ax.plot(t, result[name], label=f"{name} [{result.unit(name)}]", lw=1.6)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(result: SimulationResult, folder: Path) -> list[tuple[str, Path]]:
+    """Write every panel as PNG into ``folder``; returns (title, path) pairs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, title, ylabel, names in PANELS:
+        fig = figure(result, title, ylabel, names)
+        path = folder / f"{stem}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append((title, path))
+    return written
