@@ -22,20 +22,21 @@ PANELS = (
 )
 
 
-def _time_axis(result: SimulationResult):
-    t = result.times_h
-    if t[-1] > 72:
-        return t / 24.0, "time [d]"
-    return t, "time [h]"
+def _log_time(result: SimulationResult) -> bool:
+    """Log time when both the first hour and the following days matter (runs longer than 2 d)."""
+    return result.times_h[-1] > 48.0
 
 
 def figure(result: SimulationResult, title: str, ylabel: str, names: tuple[str, ...]):
-    t, xlabel = _time_axis(result)
+    t = result.times_h
+    keep = t > 0 if _log_time(result) else slice(None)
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
     for name in names:
-        ax.plot(t, result[name], label=f"{name} [{result.unit(name)}]", lw=1.6)
+        ax.plot(t[keep], result[name][keep], label=f"{name} [{result.unit(name)}]", lw=1.6)
+    if _log_time(result):
+        ax.set_xscale("log")
     ax.set_title(title)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("time [h]" + (" (log scale)" if _log_time(result) else ""))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
