@@ -1,0 +1,47 @@
+"""The public API is small and pinned; its docstring examples run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+import ketasim
+
+PUBLIC = ["DISCLAIMER", "Dose", "KetasimError", "ParameterError", "ParameterRangeError", "ParameterSet",
+          "Patient", "Scenario", "ScenarioError", "SimulationResult", "SolverError", "SolverSettings",
+          "load_parameters", "simulate"]
+
+
+def test_public_api_is_pinned():
+    assert sorted(ketasim.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(ketasim, name)
+
+
+@pytest.mark.parametrize("module", ["ketasim", "ketasim.simulate", "ketasim.scenario", "ketasim.params"])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_result_exports():
+    res = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "35 mg"}],
+                            "simulation": {"duration": "2 h", "output_every": "10 min"}})
+    ds = res.to_xarray()
+    assert ds["pk.ketamine_plasma"].attrs["units"] == "ng/mL" and ds["time"].attrs["units"] == "h"
+    df = res.to_dataframe()
+    assert df.columns[0] == "time [h]" and "pk.ketamine_plasma [ng/mL]" in df.columns
+    assert res.summary()["pk.ketamine_plasma"]["cmax"]["unit"] == "ng/mL"
+
+
+def test_core_does_not_import_interfaces():
+    """Plotting, the CLI and the report stay at the edge: the model and engine never import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ketasim; ketasim.simulate({'simulation': {'duration': '1 h'}}); "
+            "bad = [m for m in ('matplotlib', 'typer', 'rich') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
