@@ -29,8 +29,12 @@ COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
     "ticlopidine": (("cyp2b6", "ticlopidine_cyp2b6"),),
     "rifampicin": (("cyp3a4_hepatic", "rifampicin_cyp3a4_hepatic"),
                    ("cyp3a4_gut", "rifampicin_cyp3a4_gut"), ("cyp2b6", "rifampicin_cyp2b6")),
-    "lorazepam": (),  # no effect on ketamine enzymes; acts on the synapse layer
+    "lorazepam": (),  # no effect on ketamine enzymes; potentiates GABA-A receptors (synapse layer)
+    "rapamycin": (),  # no effect modelled on ketamine enzymes; inhibits mTORC1 (plasticity layer)
 }
+#: molar masses (g/mol) of the comparator drugs, parameter names in comparators.toml
+COMPARATOR_STATES = {"midazolam": "comparators.midazolam_central", "citalopram": "comparators.citalopram_gut",
+                     "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut"}
 
 
 def enzyme_activities(patient: Patient, params: ParameterSet) -> dict[str, float]:
@@ -47,9 +51,34 @@ def enzyme_activities(patient: Patient, params: ParameterSet) -> dict[str, float
     return act
 
 
+def il6_baseline(patient: Patient, params: ParameterSet) -> float:
+    """Baseline IL-6 (internal unit ng/mL): given, or by inflammation status; 'normal' in depression
+    is raised by Osimo 2020's effect size (g = 0.61) over the healthy reference."""
+    if patient.il6_pg_ml is not None:
+        return patient.il6_pg_ml / 1000.0
+    healthy = params.value("inflammation.il6_healthy")
+    if patient.inflammation == "low":
+        return params.value("inflammation.il6_low")
+    if patient.inflammation == "high":
+        return params.value("inflammation.il6_high")
+    if patient.baseline_madrs <= HEALTHY_MADRS:
+        return healthy
+    return healthy + params.value("inflammation.il6_depression_hedges_g") * params.value("inflammation.il6_population_sd")
+
+
+HEALTHY_MADRS = 6.0
+
+
+def synaptic_density_baseline(patient: Patient, params: ParameterSet) -> float:
+    """Prefrontal synaptic strength before treatment: 1 at MADRS <= 6, lower with severity."""
+    deficit = params.value("circuit.synaptic_deficit_per_madrs_point") * max(patient.baseline_madrs - HEALTHY_MADRS, 0.0)
+    return max(1.0 - deficit, 0.2)
+
+
 def covariates(patient: Patient, params: ParameterSet) -> dict[str, float]:
     """The numeric patient covariates of the vector field, in internal units."""
     act = enzyme_activities(patient, params)
+    genotype = patient.bdnf_val66met
     return {
         "patient.weight": patient.weight_kg,
         "patient.age": patient.age_y * HOURS_PER_YEAR,
@@ -57,6 +86,13 @@ def covariates(patient: Patient, params: ParameterSet) -> dict[str, float]:
         "patient.cyp2b6_activity": act["cyp2b6"],
         "patient.cyp3a4_hepatic_activity": act["cyp3a4_hepatic"],
         "patient.cyp3a4_gut_activity": act["cyp3a4_gut"],
+        "patient.baseline_madrs": patient.baseline_madrs,
+        "patient.synaptic_density_baseline": synaptic_density_baseline(patient, params),
+        "patient.il6_baseline": il6_baseline(patient, params),
+        "patient.bdnf_release": 1.0 if genotype == "val/val" else params.value(
+            f"plasticity.bdnf_release_{genotype.replace('/', '_')}"),
+        "patient.lorazepam": 1.0 if "lorazepam" in patient.comedications else 0.0,
+        "patient.rapamycin": 1.0 if "rapamycin" in patient.comedications else 0.0,
     }
 
 
@@ -94,28 +130,47 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
     rate_changes: list[tuple[float, int, float]] = []
     boluses: list[tuple[float, int, float]] = []
     dosed = 0.0
+    contact = state_index["clinical.treatment_contact"]
+
+    def infuse(t: float, input_name: str, umol: float, duration: float) -> float:
+        """Zero-order input; returns the part given before the end of the run."""
+        k = input_index[input_name]
+        rate_changes.append((t, k, umol / duration))
+        events.append(t)
+        if t + duration < end:
+            rate_changes.append((t + duration, k, -umol / duration))
+            events.append(t + duration)
+            return umol
+        return umol * (end - t) / duration
+
     for dose in scenario.doses:
-        total_umol = dose.amount_mg(scenario.patient.weight_kg) * 1000.0 / mw
+        mg = dose.amount_mg(scenario.patient.weight_kg)
         for t in dose.times_h:
-            dosed += total_umol
-            for e, share in DRUG_ENANTIOMERS[dose.drug].items():
-                umol = total_umol * share
-                if dose.route == "iv" and dose.duration_h is not None:
-                    rate = umol / dose.duration_h
-                    k = input_index[f"dosing.{e}_ketamine_iv_rate"]
-                    stop = t + dose.duration_h
-                    rate_changes.append((t, k, rate))
-                    events.append(t)
-                    if stop < end:
-                        rate_changes.append((stop, k, -rate))
-                        events.append(stop)
-                    else:  # the part after the end of the run is never given
-                        dosed -= umol * (stop - end) / dose.duration_h
-                    continue
-                events.append(t)
-                for suffix, fraction in dose_fractions(dose.route, pk_values).items():
-                    state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
-                    boluses.append((t, state_index[state], umol * fraction))
+            events.append(t)
+            boluses.append((t, contact, 1.0))  # every administration is a treatment contact
+            if dose.drug in DRUG_ENANTIOMERS:
+                total_umol = mg * 1000.0 / mw
+                for e, share in DRUG_ENANTIOMERS[dose.drug].items():
+                    umol = total_umol * share
+                    if dose.route == "iv" and dose.duration_h is not None:
+                        dosed += infuse(t, f"dosing.{e}_ketamine_iv_rate", umol, dose.duration_h)
+                        continue
+                    dosed += umol
+                    for suffix, fraction in dose_fractions(dose.route, pk_values).items():
+                        state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
+                        boluses.append((t, state_index[state], umol * fraction))
+            elif dose.drug in COMPARATOR_STATES:
+                umol = mg * 1000.0 / params.value(f"comparators.mw_{dose.drug}")
+                if dose.drug == "midazolam" and dose.duration_h is not None:
+                    infuse(t, "dosing.midazolam_iv_rate", umol, dose.duration_h)
+                else:
+                    boluses.append((t, state_index[COMPARATOR_STATES[dose.drug]], umol))
+    for therapy in scenario.therapies:
+        efficacy = params.value(f"clinical.therapy_efficacy_{therapy.kind}")
+        for t in therapy.times_h:
+            events.append(t)
+            boluses.append((t, contact, 1.0))
+            boluses.append((t, state_index["clinical.therapy_signal"], efficacy))
 
     bounds = np.unique(np.asarray(events, dtype=np.float64))
     n_seg = len(bounds) - 1

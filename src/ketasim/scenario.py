@@ -25,14 +25,24 @@ import jsonschema
 from .errors import ScenarioError
 from .units import parse_quantity, parse_time
 
-DRUGS = ("racemic-ketamine", "esketamine", "arketamine")
-#: mole fraction of each enantiomer in a drug
+ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
+#: mole fraction of each enantiomer in a ketamine drug
 DRUG_ENANTIOMERS: dict[str, dict[str, float]] = {
     "racemic-ketamine": {"s": 0.5, "r": 0.5},
     "esketamine": {"s": 1.0},
     "arketamine": {"r": 1.0},
 }
-ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
+#: every drug with the routes it may take; inert ones (placebo, saline) take no amount
+DRUG_ROUTES: dict[str, tuple[str, ...]] = {
+    "racemic-ketamine": ROUTES, "esketamine": ROUTES, "arketamine": ROUTES,
+    "midazolam": ("iv",),
+    "placebo": ROUTES, "saline": ("iv", "intranasal"),
+    "citalopram": ("oral",), "escitalopram": ("oral",), "sertraline": ("oral",),
+}
+DRUGS = tuple(DRUG_ROUTES)
+INERT_DRUGS = ("placebo", "saline")
+THERAPIES = ("cbt", "mindfulness", "supportive")
+IL6_RANGE_PG_ML = (0.1, 100.0)
 WEIGHT_RANGE_KG = (20.0, 250.0)
 AGE_RANGE_Y = (12.0, 100.0)
 MAX_DURATION_H = 2 * 365.25 * 24.0
@@ -56,6 +66,9 @@ class Patient:
     cyp2b6: str = "normal"
     cyp3a4: str = "normal"
     comedications: tuple[str, ...] = ()
+    bdnf_val66met: str = "val/val"
+    inflammation: str = "normal"  # low | normal | high; ignored when il6_pg_ml is given
+    il6_pg_ml: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,7 @@ class Dose:
 
     drug: str
     route: str
-    amount: float
+    amount: float  # 0 for inert drugs
     amount_unit: str  # "mg/kg" or "mg"
     times_h: tuple[float, ...]
     duration_h: float | None = None  # IV infusion length; None = bolus
@@ -74,11 +87,20 @@ class Dose:
 
 
 @dataclass(frozen=True)
+class Therapy:
+    """Psychotherapy sessions of one kind at given times (hours from the start)."""
+
+    kind: str
+    times_h: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario. Build it with ``from_dict``, ``from_toml`` or ``load``."""
 
     patient: Patient = field(default_factory=Patient)
     doses: tuple[Dose, ...] = ()
+    therapies: tuple[Therapy, ...] = ()
     duration_h: float = 7 * 24.0
     output_every_h: float = 5.0 / 60.0
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -124,7 +146,8 @@ class Scenario:
         patient = _parse_patient(data.get("patient", {}))
         doses = tuple(_parse_dose(d, f"dose[{i}]", duration) for i, d in enumerate(data.get("dose", [])))
         _check_overlapping_infusions(doses)
-        return cls(patient=patient, doses=doses, duration_h=duration, output_every_h=every,
+        therapies = tuple(_parse_therapy(t, f"therapy[{i}]", duration) for i, t in enumerate(data.get("therapy", [])))
+        return cls(patient=patient, doses=doses, therapies=therapies, duration_h=duration, output_every_h=every,
                    raw=json.loads(json.dumps(data)))
 
     def output_times(self):
@@ -139,6 +162,7 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """The validated content (normalised numbers and units) for manifests."""
         return {"patient": asdict(self.patient), "doses": [asdict(d) for d in self.doses],
+                "therapies": [asdict(t) for t in self.therapies],
                 "duration_h": self.duration_h, "output_every_h": self.output_every_h}
 
 
@@ -181,16 +205,37 @@ def _parse_patient(data: Mapping[str, Any]) -> Patient:
     if not AGE_RANGE_Y[0] <= age <= AGE_RANGE_Y[1]:
         raise ScenarioError("patient.age", f"{data.get('age')!r} is outside "
                                            f"{AGE_RANGE_Y[0]:g}..{AGE_RANGE_Y[1]:g} y")
+    il6 = None
+    if "il6" in data:
+        if "inflammation" in data:
+            raise ScenarioError("patient.il6", "give either 'inflammation' or 'il6', not both")
+        _, il6 = parse_quantity(data["il6"], "patient.il6", {"concentration": "pg/mL"})
+        if not IL6_RANGE_PG_ML[0] <= il6 <= IL6_RANGE_PG_ML[1]:
+            raise ScenarioError("patient.il6", f"{data['il6']!r} is outside "
+                                               f"{IL6_RANGE_PG_ML[0]:g}..{IL6_RANGE_PG_ML[1]:g} pg/mL")
     return Patient(weight_kg=weight, age_y=age, sex=data.get("sex", defaults.sex),
                    baseline_madrs=float(data.get("baseline_madrs", defaults.baseline_madrs)),
                    cyp2b6=data.get("cyp2b6", defaults.cyp2b6), cyp3a4=data.get("cyp3a4", defaults.cyp3a4),
-                   comedications=tuple(data.get("comedications", ())))
+                   comedications=tuple(data.get("comedications", ())),
+                   bdnf_val66met=data.get("bdnf_val66met", defaults.bdnf_val66met),
+                   inflammation=data.get("inflammation", defaults.inflammation), il6_pg_ml=il6)
 
 
 def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
-    kind, amount = parse_quantity(data["amount"], f"{where}.amount", {"per_weight": "mg/kg", "absolute": "mg"})
-    if amount <= 0:
-        raise ScenarioError(f"{where}.amount", f"{data['amount']!r} must be greater than 0")
+    drug, route = data["drug"], data["route"]
+    if route not in DRUG_ROUTES[drug]:
+        raise ScenarioError(f"{where}.route", f"'{route}' is not a route for {drug}; allowed: "
+                                              f"{', '.join(DRUG_ROUTES[drug])}")
+    if drug in INERT_DRUGS:
+        if "amount" in data:
+            raise ScenarioError(f"{where}.amount", f"{drug} is inert and takes no amount; remove it")
+        kind, amount = "absolute", 0.0
+    else:
+        if "amount" not in data:
+            raise ScenarioError(f"{where}.amount", f"needed for {drug} (e.g. \"0.5 mg/kg\" or \"20 mg\")")
+        kind, amount = parse_quantity(data["amount"], f"{where}.amount", {"per_weight": "mg/kg", "absolute": "mg"})
+        if amount <= 0:
+            raise ScenarioError(f"{where}.amount", f"{data['amount']!r} must be greater than 0")
     infusion = None
     if "duration" in data:
         if data["route"] != "iv":
@@ -207,6 +252,15 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
     return Dose(drug=data["drug"], route=data["route"], amount=amount,
                 amount_unit="mg/kg" if kind == "per_weight" else "mg",
                 times_h=times, duration_h=infusion)
+
+
+def _parse_therapy(data: Mapping[str, Any], where: str, duration_h: float) -> Therapy:
+    times = _parse_times(data, where)
+    for t in times:
+        if t >= duration_h:
+            raise ScenarioError(f"{where}.at", f"a session at {t:g} h is not before the end of the "
+                                               f"simulation ({duration_h:g} h)")
+    return Therapy(kind=data["kind"], times_h=times)
 
 
 def _parse_times(data: Mapping[str, Any], where: str) -> tuple[float, ...]:

@@ -24,6 +24,9 @@ INTERNAL_UNITS: dict[str, str] = {
     "[substance] / [length] ** 3": "uM",
     "[mass]": "kg",
     "[mass] / [substance]": "g/mol",
+    "[mass] / [length] ** 3": "ng/mL",
+    "[length] ** 3 / [mass]": "mL/ng",
+    "[mass] / [length] / [time] ** 2": "mmHg",
     "[time] ** -1 / [length] ** 3 * [length] ** 3": "1/h",
     "dimensionless": "dimensionless",
 }

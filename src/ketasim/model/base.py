@@ -1,7 +1,7 @@
 """What every biological layer offers: named states, a vector field, named outputs.
 
-A layer is written once, as plain functions of named states ``x``, parameters ``p`` (its own, in
-internal units), patient covariates ``c`` and inputs ``inp`` (outputs of the layers below and the
+A layer is written once, as plain functions of named states ``x``, parameters ``p`` (its own under
+local names, any other layer's under its full ``layer.name``; internal units), patient covariates ``c`` and inputs ``inp`` (outputs of the layers below and the
 dosing inputs), using the math module ``m`` it is handed. With ``m = sympy`` the engine gets
 symbolic expressions (for the compiled kernel, its analytic Jacobian and the SBML export); with
 ``m = numpy`` or ``m = jax.numpy`` the same functions evaluate arrays. So the biology has one source.
@@ -53,6 +53,15 @@ class Layer(ABC):
     def observe(self, x: Mapping[str, Any], p: Mapping[str, Any], c: Mapping[str, Any],
                 inp: Mapping[str, Any], m: Any) -> dict[str, Any]:
         """Every output, in its reporting unit."""
+
+    def readout_variables(self) -> tuple[Variable, ...]:
+        """Outputs computed only for reporting (never read by other layers), e.g. fMRI measures."""
+        return ()
+
+    def readouts(self, x: Mapping[str, Any], p: Mapping[str, Any], c: Mapping[str, Any],
+                 inp: Mapping[str, Any], m: Any) -> dict[str, Any]:
+        """Values of ``readout_variables`` (evaluated with numpy or jax.numpy only)."""
+        return {}
 
     def initial_state(self, p: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, Any]:
         """The state before any dose (default: all zero)."""

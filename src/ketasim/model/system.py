@@ -12,8 +12,14 @@ from functools import cached_property
 from typing import Any
 
 from .base import Layer, Variable
+from .circuit import Circuit
+from .clinical import Clinical
+from .comparators import Comparators
+from .inflammation import Inflammation
 from .pk import ENANTIOMERS, PK
+from .plasticity import Plasticity
 from .receptor import Receptor
+from .synapse import Synapse
 
 #: patient covariates the vector field reads (numbers; categorical ones become enzyme activities)
 COVARIATES: tuple[Variable, ...] = (
@@ -23,12 +29,19 @@ COVARIATES: tuple[Variable, ...] = (
     Variable("patient.cyp2b6_activity", "fold normal", "CYP2B6 activity (genotype x interacting drugs)"),
     Variable("patient.cyp3a4_hepatic_activity", "fold normal", "hepatic CYP3A4 activity"),
     Variable("patient.cyp3a4_gut_activity", "fold normal", "gut-wall CYP3A4 activity"),
+    Variable("patient.baseline_madrs", "points", "MADRS before treatment"),
+    Variable("patient.synaptic_density_baseline", "fraction healthy",
+             "prefrontal synaptic strength before treatment (1 = healthy reference)"),
+    Variable("patient.il6_baseline", "ng/mL", "plasma IL-6 before treatment (internal unit)"),
+    Variable("patient.bdnf_release", "fold val/val", "activity-dependent BDNF release (Val66Met genotype)"),
+    Variable("patient.lorazepam", "1", "1 when taking lorazepam"),
+    Variable("patient.rapamycin", "1", "1 when taking a rapamycin-like mTORC1 inhibitor"),
 )
 
 #: exogenous inputs, piecewise constant between dose events
 DOSING_INPUTS: tuple[Variable, ...] = tuple(
     Variable(f"dosing.{e}_ketamine_iv_rate", "umol/h", f"{e.upper()}-ketamine IV infusion rate")
-    for e in ENANTIOMERS)
+    for e in ENANTIOMERS) + (Variable("dosing.midazolam_iv_rate", "umol/h", "midazolam IV infusion rate"),)
 
 
 class Model:
@@ -52,7 +65,7 @@ class Model:
     @cached_property
     def outputs(self) -> tuple[Variable, ...]:
         return tuple(Variable(f"{layer.name}.{v.name}", v.unit, v.description)
-                     for layer in self.layers for v in layer.outputs())
+                     for layer in self.layers for v in layer.outputs() + layer.readout_variables())
 
     @cached_property
     def output_names(self) -> tuple[str, ...]:
@@ -85,12 +98,15 @@ class Model:
 
     def evaluate(self, y: Mapping[str, Any], theta: Mapping[str, Any], u: Mapping[str, Any],
                  m: Any, want_derivatives: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(derivatives, outputs), both keyed by full names, for states ``y`` and parameters ``theta``."""
+        """(derivatives, outputs), both keyed by full names, for states ``y`` and parameters ``theta``.
+
+        Readouts (reporting-only outputs) are computed only when ``want_derivatives`` is false.
+        """
         c = self._covariates(theta)
         available: dict[str, Any] = dict(u)
         dy: dict[str, Any] = {}
         for layer in self.layers:
-            p = self._split(theta, layer)
+            p = {**theta, **self._split(theta, layer)}
             x = self._split(y, layer)
             inp = dict(available)
             for name, stand_in in layer.optional_inputs.items():
@@ -100,7 +116,10 @@ class Model:
                     dy[f"{layer.name}.{k}"] = v
             for k, v in layer.observe(x, p, c, inp, m).items():
                 available[f"{layer.name}.{k}"] = v
-        outputs = {name: available[name] for name in self.output_names}
+            if not want_derivatives:
+                for k, v in layer.readouts(x, p, c, inp, m).items():
+                    available[f"{layer.name}.{k}"] = v
+        outputs = {name: available[name] for name in self.output_names if name in available}
         return dy, outputs
 
     def derivatives(self, y, theta, u, m) -> dict[str, Any]:
@@ -113,11 +132,11 @@ class Model:
         c = self._covariates(theta)
         out = {}
         for layer in self.layers:
-            for k, v in layer.initial_state(self._split(theta, layer), c).items():
+            for k, v in layer.initial_state({**theta, **self._split(theta, layer)}, c).items():
                 out[f"{layer.name}.{k}"] = v
         return out
 
 
 def default_model() -> Model:
-    """The model of this release: pharmacokinetics and receptor layer."""
-    return Model([PK(), Receptor()])
+    """The whole chain, from dose to depression score, in the order layers read each other."""
+    return Model([PK(), Comparators(), Inflammation(), Receptor(), Synapse(), Plasticity(), Circuit(), Clinical()])

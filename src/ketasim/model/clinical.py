@@ -1,0 +1,109 @@
+"""Clinical: depression severity (MADRS, HAM-D), expectancy, SSRI adaptation, psychotherapy,
+dissociation, blood pressure, heart rate and sedation.
+
+Latent severity ``D`` (MADRS points) relaxes towards a target that equals the patient's baseline
+before treatment and moves with the layers below (multiplicatively, so it stays positive):
+
+    D* = MADRS0 x exp(-g_c (c - c0)) x exp(g_i (IL6 - IL6_0) / IL6_healthy)
+              x (1 - X) x (1 - e_ssri Z) x (1 - e_skill K / (1 + K))
+
+* ``c`` is prefrontal synaptic strength (circuit layer), ``c0`` its baseline: stronger prefrontal
+  synapses mean less severity; chronic stress is folded into the baseline MADRS.
+* ``X`` is expectancy (placebo response), built by treatment contacts (every dose, inert ones
+  included, and every therapy session) and fading between them.
+* ``Z`` is the slow adaptation to serotonin transporter occupancy (SSRIs: onset over weeks).
+* ``K`` is the skill consolidated by psychotherapy: each session leaves a learning signal that is
+  consolidated in proportion to prefrontal plasticity at the time (``(c/c0)^gamma``), so ketamine
+  opens a window in which therapy works better and lasts longer.
+
+HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
+(CADSS) rises linearly with ketamine at an effect site (Bowdle 1998); blood pressure and heart
+rate follow ketamine at a slower effect site through an Emax model; sedation follows midazolam.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .base import Layer, Variable
+
+
+class Clinical(Layer):
+    """What the patient experiences and what a rater or a cuff measures."""
+
+    name: ClassVar[str] = "clinical"
+
+    def states(self) -> tuple[Variable, ...]:
+        return (
+            Variable("severity", "points", "latent depression severity on the MADRS scale"),
+            Variable("treatment_contact", "1", "recent treatment contacts (doses and sessions), fading"),
+            Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
+            Variable("ssri_adaptation", "fraction", "slow adaptation to SERT occupancy"),
+            Variable("therapy_signal", "1", "learning signal left by recent therapy sessions"),
+            Variable("therapy_skill", "1", "consolidated therapy skill"),
+            Variable("dissociation_site", "ng/mL", "ketamine at the dissociation effect site"),
+            Variable("pressor_site", "ng/mL", "ketamine at the cardiovascular effect site"),
+        )
+
+    def outputs(self) -> tuple[Variable, ...]:
+        return (
+            Variable("madrs", "points", "MADRS total score"),
+            Variable("hamd", "points", "HAM-D-17 total score (Leucht 2018 linking)"),
+            Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
+            Variable("therapy_skill", "1", "consolidated therapy skill"),
+            Variable("cadss", "points", "CADSS dissociation score"),
+            Variable("sbp", "mmHg", "systolic blood pressure"),
+            Variable("dbp", "mmHg", "diastolic blood pressure"),
+            Variable("heart_rate", "1/min", "heart rate"),
+            Variable("sedation", "fraction", "sedation (benzodiazepine effect)"),
+        )
+
+    @staticmethod
+    def severity_target(x, p, c, inp, m):
+        strength = inp["circuit.prefrontal_strength"]
+        il6_rise = (inp["inflammation.il6"] / 1000.0 - c["il6_baseline"]) / p["inflammation.il6_healthy"]
+        skill = x["therapy_skill"]
+        return (c["baseline_madrs"]
+                * m.exp(-p["strength_symptom_gain"] * (strength - c["synaptic_density_baseline"]))
+                * m.exp(p["il6_symptom_gain"] * il6_rise)
+                * (1.0 - x["expectancy"])
+                * (1.0 - p["ssri_max_effect"] * x["ssri_adaptation"])
+                * (1.0 - p["skill_max_effect"] * skill / (1.0 + skill)))
+
+    def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
+        contacts = x["treatment_contact"]
+        plasticity = (inp["circuit.prefrontal_strength"] / c["synaptic_density_baseline"]) ** p["plasticity_exponent"]
+        ketamine = inp["pk.ketamine_plasma"]
+        return {
+            "severity": p["k_severity"] * (self.severity_target(x, p, c, inp, m) - x["severity"]),
+            "treatment_contact": -p["k_contact_fading"] * contacts,
+            "expectancy": p["k_expectancy"] * (p["expectancy_max"] * contacts / (contacts + p["expectancy_half_contacts"])
+                                               - x["expectancy"]),
+            "ssri_adaptation": p["k_ssri_adaptation"] * (inp["comparators.sert_occupancy"] - x["ssri_adaptation"]),
+            "therapy_signal": -p["k_therapy_signal"] * x["therapy_signal"],
+            "therapy_skill": p["k_consolidation"] * plasticity * x["therapy_signal"]
+            - p["k_skill_forgetting"] * x["therapy_skill"],
+            "dissociation_site": p["keo_dissociation"] * (ketamine - x["dissociation_site"]),
+            "pressor_site": p["keo_pressor"] * (ketamine - x["pressor_site"]),
+        }
+
+    def observe(self, x, p, c, inp, m) -> dict[str, Any]:
+        pressor = x["pressor_site"] / (x["pressor_site"] + p["pressor_ec50"])
+        mdz = inp["comparators.midazolam_plasma"]
+        return {
+            "madrs": x["severity"],
+            "hamd": x["severity"] / p["madrs_per_hamd"],
+            "expectancy": x["expectancy"],
+            "therapy_skill": x["therapy_skill"],
+            "cadss": p["cadss_slope"] * x["dissociation_site"],
+            "sbp": p["sbp_baseline"] + p["sbp_emax"] * pressor,
+            "dbp": p["dbp_baseline"] + p["dbp_emax"] * pressor,
+            # rates are per hour inside the model; the heart rate is reported per minute
+            "heart_rate": (p["heart_rate_baseline"] + p["heart_rate_emax"] * pressor) / 60.0,
+            "sedation": mdz / (mdz + p["sedation_ec50_midazolam"]),
+        }
+
+    def initial_state(self, p, c) -> dict[str, Any]:
+        out = {v.name: 0.0 for v in self.states()}
+        out["severity"] = c["baseline_madrs"]
+        return out
