@@ -34,8 +34,9 @@ SCENARIOS = {
 }
 
 
-def rel_err(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+def rel_err(a, b, floor=1e-9):
+    """Largest difference relative to the signal's size (with a floor for outputs that stay ~0)."""
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), floor)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -61,7 +62,9 @@ def test_batched_equals_single_and_chunks_equal_whole(params):
     np.testing.assert_array_equal(np.concatenate(chunks), states)
 
 
-@pytest.mark.parametrize("name", ["iv_infusion", "oral_with_inhibitor", "mixed_routes"])
+@pytest.mark.parametrize("name", ["iv_infusion",
+                                  pytest.param("oral_with_inhibitor", marks=pytest.mark.slow),
+                                  pytest.param("mixed_routes", marks=pytest.mark.slow)])
 def test_cpu_kernel_matches_independent_radau_reference(name, params):
     """scipy's Radau (implicit Runge-Kutta) on the numpy-evaluated model, segment by segment."""
     model = default_model()

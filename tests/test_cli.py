@@ -77,18 +77,35 @@ def test_quick_form(tmp_path):
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(out / "timeseries.csv")
     assert csv["time [h]"].iloc[-1] == 48.0
-    assert csv["pk.r_ketamine_plasma [ng/mL]"].max() == 0.0  # esketamine is pure S
+    assert csv["pk.r_ketamine_plasma [ng/mL]"].abs().max() < 1e-12  # esketamine is pure S (round-off only)
     assert csv["pk.s_ketamine_plasma [ng/mL]"].max() > 0
 
 
-def test_rerun_replaces_the_folder(tmp_path):
+def test_rerun_replaces_an_earlier_result(tmp_path):
     out = tmp_path / "again"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
-    result = invoke("simulate", "--drug", "arketamine", "--dose", "0.5 mg/kg", "--infusion", "40 min",
-                    "--days", "1", "--out", out, "--quiet")
+    args = ("simulate", "--drug", "arketamine", "--dose", "0.5 mg/kg", "--infusion", "40 min", "--days", "1",
+            "--out", out, "--quiet")
+    assert invoke(*args).exit_code == 0
+    (out / "stale.txt").write_text("from the earlier run")
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert not (out / "stale.txt").exists() and (out / "summary.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]
+
+
+def test_foreign_or_file_output_is_refused(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "important.txt").write_text("keep me")
+    args = ("simulate", "--drug", "esketamine", "--dose", "10 mg", "--days", "1", "--quiet", "--out")
+    result = invoke(*args, foreign)
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (foreign / "important.txt").read_text() == "keep me"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    result = invoke(*args, a_file)
+    assert result.exit_code == 2 and "not a folder" in result.output
+    assert a_file.read_text() == "x"
 
 
 BAD_FILES = {
@@ -137,6 +154,22 @@ def test_bad_quick_form_exit_2(args, words, tmp_path):
 def test_missing_file_exit_2(tmp_path):
     result = invoke("simulate", tmp_path / "nope.toml", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_bad_parameter_file_exit_2(tmp_path):
+    result = invoke("simulate", ROOT / "examples" / "single_infusion.toml", "--params", tmp_path / "none.toml",
+                    "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "cannot read the parameter file" in result.output
+    (tmp_path / "bad.toml").write_text("[x\n")
+    result = invoke("cite", "--params", tmp_path / "bad.toml")
+    assert result.exit_code == 2 and "malformed TOML" in result.output
+
+
+def test_non_utf8_scenario_exit_2(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[patient]\nsex = \"f\u00e9male\"\n".encode("latin-1"))
+    result = invoke("simulate", path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "not UTF-8" in result.output
 
 
 def test_cite_lists_every_parameter_source():

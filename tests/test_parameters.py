@@ -43,8 +43,15 @@ def test_replace_checks_range_and_changes_digest(params):
     changed = params.replace(pk__cl_s_ketamine=95.0)
     assert changed.value("pk.cl_s_ketamine") == 95.0 and params.value("pk.cl_s_ketamine") == 89.0
     assert changed.digest() != params.digest()
-    with pytest.raises(ParameterRangeError, match=r"pk.cl_s_ketamine=500 L/h is outside 60..130 L/h"):
+    with pytest.raises(ParameterRangeError, match=r"pk.cl_s_ketamine=500 L/h is outside 60..96 L/h"):
         params.replace(pk__cl_s_ketamine=500.0)
+
+
+def test_combinations_that_break_the_equations_are_refused(params):
+    with pytest.raises(ParameterRangeError, match="must stay below pk.q_hepatic"):
+        params.replace(pk__cl_s_ketamine=96.0, pk__fraction_extrahepatic=0.02)
+    with pytest.raises(ParameterRangeError, match="pk.fm_cyp2b6 \\+ pk.fm_cyp3a4 must be at most 1"):
+        params.replace(pk__fm_cyp2b6=0.8, pk__fm_cyp3a4=0.5)
 
 
 @pytest.mark.parametrize("entry,words", [
@@ -65,9 +72,9 @@ def test_bad_parameter_files_refused(tmp_path, entry, words):
 
 def test_override_file(tmp_path, params):
     path = tmp_path / "override.toml"
-    path.write_text('["pk.cl_s_ketamine"]\nvalue = 100.0\nunit = "L/h"\nrange = [60.0, 130.0]\ncv = 0.13\n'
+    path.write_text('["pk.cl_s_ketamine"]\nvalue = 95.0\nunit = "L/h"\nrange = [60.0, 96.0]\ncv = 0.13\n'
                     'source = "my lab"\ndescription = "faster"\n')
-    assert load_parameters(path).value("pk.cl_s_ketamine") == 100.0
+    assert load_parameters(path).value("pk.cl_s_ketamine") == 95.0
     path.write_text('["pk.nonsense"]\nvalue = 1.0\n')
     with pytest.raises(ParameterError, match="unknown parameter 'pk.nonsense'"):
         load_parameters(path)

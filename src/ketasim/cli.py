@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .errors import KetasimError
@@ -16,13 +17,18 @@ from .result import DISCLAIMER
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ketasim: mechanistic simulation of ketamine's antidepressant action. "
-                       "For research and teaching only; not medical advice.")
+                       "For research and teaching only; not medical advice. Exit status: 0 ok, "
+                       "2 bad input, 3 solver failure.")
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
+EXIT_BAD_INPUT = 2
+EXIT_SOLVER_FAILED = 3
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code=code)
 
 
 def _quick_scenario(drug: str, route: str, dose: str, infusion: Optional[str], days: float) -> dict:
@@ -49,7 +55,7 @@ def simulate(
 ):
     """Simulate one scenario and write timeseries, summary, manifest and report to --out."""
     from .engine import BACKENDS
-    from .output import write_results
+    from .output import check_output_folder, write_results
     from .params import load_parameters
     from .scenario import Scenario
     from .simulate import simulate as run
@@ -66,20 +72,23 @@ def simulate(
         else:
             _fail("give a scenario file, or --drug and --dose for the quick form")
         parameter_set = load_parameters(params)
+        check_output_folder(out)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=err, disable=quiet, transient=True) as progress:
             task = progress.add_task("simulating (first run compiles the kernel)", total=2)
             result = run(sc, params=parameter_set, backend=backend)
+            if result.status != "ok":
+                _fail(f"the solver did not finish ({result.status}); nothing was written", EXIT_SOLVER_FAILED)
             progress.update(task, advance=1, description="writing results and report")
             write_results(result, out)
             progress.update(task, advance=1)
     except KetasimError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
     if not quiet:
         err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html)")
         err.print(f"[dim]{DISCLAIMER}[/]")
-    if result.status != "ok":
-        _fail(f"the solver did not finish: {result.status}")
 
 
 @app.command()

@@ -8,13 +8,34 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import KetasimError
 from .result import SimulationResult
+
+
+class OutputFolderError(KetasimError, ValueError):
+    """The output folder cannot be used (it is a file, or holds something that is not a ketasim result)."""
+
+
+def check_output_folder(target: str | Path) -> Path:
+    """The resolved folder, if it is new, empty, or an earlier ketasim result (has manifest.json)."""
+    target = Path(target).resolve()
+    if target.exists() and not target.is_dir():
+        raise OutputFolderError(f"--out {target}: exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise OutputFolderError(f"--out {target}: the folder is not empty and holds no ketasim result "
+                                "(manifest.json); choose a new or empty folder")
+    if target.parent == target:
+        raise OutputFolderError(f"--out {target}: cannot write results into the file-system root")
+    return target
 
 
 @contextmanager
 def atomic_folder(target: str | Path):
-    """Yield a temporary sibling folder; on success it replaces ``target``, on error it vanishes."""
-    target = Path(target)
+    """Yield a temporary sibling folder; on success it replaces ``target``, on error it vanishes.
+
+    Only a new or empty folder, or an earlier ketasim result, is ever replaced.
+    """
+    target = check_output_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -22,13 +43,18 @@ def atomic_folder(target: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{tmp.name[-8:]}")
-        target.rename(old)
+    if not target.exists():
         tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = target.with_name(f".{target.name}.old-{tmp.name[-8:]}")
+    target.rename(old)
+    try:
         tmp.rename(target)
+    except OSError:
+        old.rename(target)  # put the earlier result back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_results(result: SimulationResult, folder: str | Path, report: bool = True) -> Path:

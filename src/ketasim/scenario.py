@@ -13,6 +13,7 @@ Every invalid entry raises ``ScenarioError`` naming the field, the value and wha
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,9 @@ WEIGHT_RANGE_KG = (20.0, 250.0)
 AGE_RANGE_Y = (12.0, 100.0)
 MAX_DURATION_H = 2 * 365.25 * 24.0
 MAX_OUTPUT_POINTS = 1_000_000
+MAX_EVENTS = 20_000  # dose administrations and therapy sessions in one scenario
+MAX_AMOUNT = {"mg/kg": 100.0, "mg": 10_000.0}
+MIN_INFUSION_H = 1.0 / 60.0
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -119,9 +123,11 @@ class Scenario:
     def from_toml(cls, path: str | Path) -> Scenario:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ScenarioError(str(path), f"cannot read the scenario file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ScenarioError(str(path), "the scenario file is not UTF-8 text") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -147,6 +153,9 @@ class Scenario:
         doses = tuple(_parse_dose(d, f"dose[{i}]", duration) for i, d in enumerate(data.get("dose", [])))
         _check_overlapping_infusions(doses)
         therapies = tuple(_parse_therapy(t, f"therapy[{i}]", duration) for i, t in enumerate(data.get("therapy", [])))
+        n_events = sum(len(d.times_h) for d in doses) + sum(len(t.times_h) for t in therapies)
+        if n_events > MAX_EVENTS:
+            raise ScenarioError("dose", f"{n_events} administrations and sessions; at most {MAX_EVENTS} are allowed")
         return cls(patient=patient, doses=doses, therapies=therapies, duration_h=duration, output_every_h=every,
                    raw=json.loads(json.dumps(data)))
 
@@ -205,6 +214,9 @@ def _parse_patient(data: Mapping[str, Any]) -> Patient:
     if not AGE_RANGE_Y[0] <= age <= AGE_RANGE_Y[1]:
         raise ScenarioError("patient.age", f"{data.get('age')!r} is outside "
                                            f"{AGE_RANGE_Y[0]:g}..{AGE_RANGE_Y[1]:g} y")
+    baseline = data.get("baseline_madrs", defaults.baseline_madrs)
+    if not math.isfinite(baseline):
+        raise ScenarioError("patient.baseline_madrs", f"{baseline!r} must be a number in 0..60")
     il6 = None
     if "il6" in data:
         if "inflammation" in data:
@@ -214,7 +226,7 @@ def _parse_patient(data: Mapping[str, Any]) -> Patient:
             raise ScenarioError("patient.il6", f"{data['il6']!r} is outside "
                                                f"{IL6_RANGE_PG_ML[0]:g}..{IL6_RANGE_PG_ML[1]:g} pg/mL")
     return Patient(weight_kg=weight, age_y=age, sex=data.get("sex", defaults.sex),
-                   baseline_madrs=float(data.get("baseline_madrs", defaults.baseline_madrs)),
+                   baseline_madrs=float(baseline),
                    cyp2b6=data.get("cyp2b6", defaults.cyp2b6), cyp3a4=data.get("cyp3a4", defaults.cyp3a4),
                    comedications=tuple(data.get("comedications", ())),
                    bdnf_val66met=data.get("bdnf_val66met", defaults.bdnf_val66met),
@@ -236,14 +248,19 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
         kind, amount = parse_quantity(data["amount"], f"{where}.amount", {"per_weight": "mg/kg", "absolute": "mg"})
         if amount <= 0:
             raise ScenarioError(f"{where}.amount", f"{data['amount']!r} must be greater than 0")
+        limit = MAX_AMOUNT["mg/kg" if kind == "per_weight" else "mg"]
+        if amount > limit:
+            unit = "mg/kg" if kind == "per_weight" else "mg"
+            raise ScenarioError(f"{where}.amount", f"{data['amount']!r} is above the largest allowed {limit:g} {unit}")
     infusion = None
     if "duration" in data:
         if data["route"] != "iv":
             raise ScenarioError(f"{where}.duration", f"an infusion length is only allowed for route 'iv', "
                                                      f"not '{data['route']}'; remove it for a bolus")
         infusion = parse_time(data["duration"], f"{where}.duration")
-        if infusion <= 0:
-            raise ScenarioError(f"{where}.duration", f"{data['duration']!r} must be greater than 0")
+        if not MIN_INFUSION_H <= infusion <= duration_h:
+            raise ScenarioError(f"{where}.duration", f"{data['duration']!r} must be at least 1 min and at most "
+                                                     f"the simulated duration ({duration_h:g} h)")
     times = _parse_times(data, where)
     for t in times:
         if t >= duration_h:
@@ -271,6 +288,8 @@ def _parse_times(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
         times = [parse_time(t, f"{where}.at[{i}]") for i, t in enumerate(data["at"])]
     elif repeat_keys:
         start = parse_time(data.get("start", "0 h"), f"{where}.start")
+        if "every" in data and "count" not in data:
+            raise ScenarioError(f"{where}.count", "needed with 'every' (how many doses or sessions)")
         count = int(data.get("count", 1))
         if count > 1 and "every" not in data:
             raise ScenarioError(f"{where}.every", "needed when count > 1 (e.g. every = \"3.5 d\")")

@@ -7,6 +7,7 @@ once, here, and checked against the dimension the field needs.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
@@ -74,7 +75,10 @@ def parse_time(text: object, field: str) -> float:
     if not m or m.group(2) is None or m.group(2).strip() not in TIME_UNITS_H:
         raise ScenarioError(field, f"'{text}' is not a time; write a number and one of "
                                    f"{', '.join(TIME_UNITS_H)} (e.g. \"40 min\")")
-    return float(m.group(1)) * TIME_UNITS_H[m.group(2).strip()]
+    value = float(m.group(1)) * TIME_UNITS_H[m.group(2).strip()]
+    if not math.isfinite(value):
+        raise ScenarioError(field, f"'{text}' is not a finite time")
+    return value
 
 
 def parse_quantity(text: object, field: str, allowed: dict[str, str]) -> tuple[str, float]:
@@ -95,6 +99,8 @@ def parse_quantity(text: object, field: str, allowed: dict[str, str]) -> tuple[s
     except Exception:  # pint raises several types for unknown or malformed units
         raise ScenarioError(field, f"'{text}': unknown unit '{m.group(2).strip()}'; use {choices}") from None
     value = float(m.group(1))
+    if not math.isfinite(value):
+        raise ScenarioError(field, f"'{text}' is not a finite number")
     for kind, target in allowed.items():
         target_units = ureg.parse_units(target)
         if units.dimensionality != target_units.dimensionality:
@@ -102,7 +108,10 @@ def parse_quantity(text: object, field: str, allowed: dict[str, str]) -> tuple[s
         # "mg/kg" and "mg/mg" share a dimension (none); require the same shape of unit
         if _has_mass_denominator(units) != _has_mass_denominator(target_units):
             continue
-        return kind, float(ureg.Quantity(value, units).to(target_units).magnitude)
+        converted = float(ureg.Quantity(value, units).to(target_units).magnitude)
+        if not math.isfinite(converted):
+            raise ScenarioError(field, f"'{text}' is not a finite quantity")
+        return kind, converted
     raise ScenarioError(field, f"'{text}' has a unit that does not fit; use {choices}")
 
 

@@ -82,5 +82,11 @@ def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet
         y0s.append([float(init[n]) for n in model.state_names])
     seg_t, seg_u, seg_jump = _pad(schedules, len(model.state_names), len(model.input_names))
     grid = scenarios[0].output_times() if t_out is None else np.asarray(t_out, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid[0] < 0 or np.any(np.diff(grid) < 0):
+        raise ValueError("t_out must be a non-empty, sorted (non-decreasing) 1-D array of times >= 0 h")
+    shortest = min(s.bounds[-1] for s in schedules)
+    if grid[-1] > shortest + 1e-9:
+        raise ValueError(f"t_out reaches {grid[-1]:g} h, past the end of a scenario in the batch ({shortest:g} h); "
+                         "give every scenario a simulation duration covering the output times")
     return Problem(model, names, np.asarray(y0s), np.asarray(thetas), seg_t, seg_u, seg_jump, grid,
                    np.asarray([s.dosed_umol for s in schedules]))

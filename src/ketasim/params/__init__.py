@@ -113,6 +113,11 @@ class ParameterSet(Mapping[str, Parameter]):
 
     def __init__(self, parameters: Mapping[str, Parameter]):
         self._params = MappingProxyType(dict(sorted(parameters.items())))
+        from ..model.constraints import violations  # the model states what combinations it needs
+
+        problems = violations({name: p.internal for name, p in self._params.items()})
+        if problems:
+            raise ParameterRangeError("; ".join(problems))
 
     def __getitem__(self, name: str) -> Parameter:
         try:
@@ -161,12 +166,20 @@ class ParameterSet(Mapping[str, Parameter]):
         return out
 
 
-def load_parameter_file(path: str | Path, layer: str | None = None) -> dict[str, Parameter]:
-    path = Path(path)
+def _read_toml(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot read the parameter file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"{path}: the parameter file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError(f"{path}: malformed TOML: {exc}") from None
+
+
+def load_parameter_file(path: str | Path, layer: str | None = None) -> dict[str, Parameter]:
+    path = Path(path)
+    data = _read_toml(path)
     layer = layer or path.stem
     return {f"{layer}.{name}": _make_parameter(f"{layer}.{name}", entry, str(path))
             for name, entry in data.items()}
@@ -183,7 +196,7 @@ def load_parameters(path: str | Path | None = None) -> ParameterSet:
         if entry.name.endswith(".toml"):
             params.update(load_parameter_file(Path(str(entry))))
     if path is not None:
-        data = tomllib.loads(Path(path).read_text())
+        data = _read_toml(Path(path))
         for name, entry in data.items():
             if name not in params:
                 raise ParameterError(f"{path}: unknown parameter '{name}'")
