@@ -34,7 +34,7 @@ SCENARIOS = {
 }
 
 
-def rel_err(a, b, floor=1e-9):
+def rel_err(a, b, floor=1e-6):
     """Largest difference relative to the signal's size (with a floor for outputs that stay ~0)."""
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), floor)
 

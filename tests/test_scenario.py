@@ -133,3 +133,45 @@ def test_malformed_toml_refused(tmp_path):
     path.write_text("[patient\nweight = 70 kg\n")
     with pytest.raises(ScenarioError, match="malformed TOML"):
         Scenario.from_toml(path)
+
+
+NEW_BAD = [
+    ({"dose": [{"drug": "placebo", "route": "oral", "amount": "1 mg"}]}, "dose[0].amount", "inert"),
+    ({"dose": [{"drug": "midazolam", "route": "oral", "amount": "1 mg"}]}, "dose[0].route", "allowed: iv"),
+    ({"dose": [{"drug": "saline", "route": "oral"}]}, "dose[0].route", "allowed: iv, intranasal"),
+    ({"dose": [{"drug": "citalopram", "route": "oral"}]}, "dose[0].amount", "needed for citalopram"),
+    ({"dose": [{"drug": "esketamine", "route": "iv", "amount": "1e400 mg"}]}, "dose[0].amount", "finite"),
+    ({"dose": [{"drug": "esketamine", "route": "iv", "amount": "20000 mg"}]}, "dose[0].amount", "largest allowed"),
+    ({"dose": [{"drug": "esketamine", "route": "iv", "amount": "10 mg", "duration": "1e400 h"}]},
+     "dose[0].duration", "finite"),
+    ({"dose": [{"drug": "esketamine", "route": "iv", "amount": "10 mg", "duration": "0.5 min"}]},
+     "dose[0].duration", "at least 1 min"),
+    ({"dose": [{"drug": "esketamine", "route": "iv", "amount": "10 mg", "every": "1 d"}]}, "dose[0].count",
+     "needed with 'every'"),
+    ({"patient": {"baseline_madrs": float("nan")}}, "patient.baseline_madrs", "must be a number"),
+    ({"patient": {"inflammation": "normal", "il6": "3 pg/mL"}}, "patient.il6", "not both"),
+    ({"patient": {"il6": "500 pg/mL"}}, "patient.il6", "0.1..100 pg/mL"),
+    ({"patient": {"bdnf_val66met": "met"}}, "patient.bdnf_val66met", "allowed: val/val"),
+    ({"therapy": [{"kind": "hypnosis"}]}, "therapy[0].kind", "allowed: cbt"),
+    ({"therapy": [{"kind": "cbt", "at": ["9 d"]}]}, "therapy[0].at", "not before the end"),
+]
+
+
+@pytest.mark.parametrize("data,field,words", NEW_BAD, ids=[b[1] + ":" + b[2] for b in NEW_BAD])
+def test_comparators_therapy_and_limits_refused(data, field, words):
+    data = {**data, "simulation": {"duration": "7 d"}}
+    with pytest.raises(ScenarioError) as info:
+        Scenario.from_dict(data)
+    assert info.value.field == field
+    assert words in str(info.value)
+
+
+def test_comparators_and_therapy_parse():
+    sc = Scenario.from_dict({
+        "patient": {"bdnf_val66met": "val/met", "il6": "3 pg/mL", "comedications": ["rapamycin"]},
+        "dose": [{"drug": "saline", "route": "iv", "duration": "40 min"},
+                 {"drug": "sertraline", "route": "oral", "amount": "50 mg", "start": "0 d", "every": "1 d", "count": 14}],
+        "therapy": [{"kind": "mindfulness", "start": "1 d", "every": "7 d", "count": 2}],
+        "simulation": {"duration": "3 w"}})
+    assert sc.doses[0].amount == 0 and sc.patient.il6_pg_ml == 3.0
+    assert sc.therapies[0].times_h == (24.0, 192.0)

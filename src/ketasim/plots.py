@@ -19,6 +19,20 @@ PANELS = (
     ("pk_brain", "Brain ketamine (tissue, total)", "concentration [ng/mL]", ("pk.ketamine_brain",)),
     ("receptor_block", "NMDA receptor block", "blocked fraction [fraction]",
      ("receptor.nmda_block_interneuron", "receptor.nmda_block_pyramidal")),
+    ("synapse_glutamate", "Glutamate surge (disinhibition)", "glutamate [% baseline]", ("synapse.glutamate",)),
+    ("synapse_ampa", "AMPA activation and eEF2 de-suppression", "fraction [fraction]",
+     ("synapse.ampa_activation", "synapse.eef2_desuppression")),
+    ("plasticity", "BDNF, mTORC1, synaptic proteins and spines", "level [fold baseline]",
+     ("plasticity.bdnf", "plasticity.mtorc1", "plasticity.synaptic_proteins", "plasticity.spine_density")),
+    ("inflammation_il6", "Inflammation", "cytokine [pg/mL]", ("inflammation.il6", "inflammation.tnf_alpha")),
+    ("inflammation_kynurenine", "Kynurenine pathway", "concentration [uM]",
+     ("inflammation.kynurenine", "inflammation.quinolinic_acid", "inflammation.kynurenic_acid")),
+    ("circuit", "Prefrontal-limbic connectivity (as fMRI sees it)", "connectivity [r or z]",
+     ("circuit.pfc_amygdala_fc", "circuit.pfc_gbc")),
+    ("clinical_madrs", "Depression score", "MADRS [points]", ("clinical.madrs",)),
+    ("clinical_cadss", "Dissociation", "CADSS [points]", ("clinical.cadss",)),
+    ("clinical_bp", "Blood pressure and heart rate", "SBP, DBP [mmHg]; HR [1/min]",
+     ("clinical.sbp", "clinical.dbp", "clinical.heart_rate")),
 )
 
 
@@ -35,6 +49,10 @@ def figure(result: SimulationResult, title: str, ylabel: str, names: tuple[str, 
         ax.plot(t[keep], result[name][keep], label=f"{name} [{result.unit(name)}]", lw=1.6)
     if _log_time(result):
         ax.set_xscale("log")
+    if "clinical.madrs" in names:
+        baseline = result["clinical.madrs"][0]
+        ax.axhline(0.5 * baseline, ls="--", c="grey", lw=1, label="response (50 % fall) [points]")
+        ax.axhline(10.0, ls=":", c="grey", lw=1, label="remission (MADRS <= 10) [points]")
     ax.set_title(title)
     ax.set_xlabel("time [h]" + (" (log scale)" if _log_time(result) else ""))
     ax.set_ylabel(ylabel)
@@ -49,6 +67,8 @@ def write_figures(result: SimulationResult, folder: Path) -> list[tuple[str, Pat
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for stem, title, ylabel, names in PANELS:
+        if not all(n in result.outputs for n in names):
+            continue
         fig = figure(result, title, ylabel, names)
         path = folder / f"{stem}.png"
         fig.savefig(path)

@@ -11,12 +11,17 @@ from .plots import write_figures
 from .result import DISCLAIMER, SimulationResult
 
 
+def _cell(v: dict) -> str:
+    value = "n/a" if v["value"] is None else f"{v['value']:.4g}"
+    return f"<td>{value} {html.escape(v['unit'])}</td>"
+
+
 def _summary_rows(summary: dict) -> str:
     rows = []
     for name, entry in summary.items():
         if not isinstance(entry, dict):
             continue
-        cells = " ".join(f"<td>{v['value']:.4g} {html.escape(v['unit'])}</td>" for v in entry.values())
+        cells = " ".join(_cell(v) for v in entry.values())
         heads = ", ".join(entry)
         rows.append(f"<tr><th>{html.escape(name)}</th><td class='k'>{heads}</td>{cells}</tr>")
     return "\n".join(rows)

@@ -92,8 +92,65 @@ class SimulationResult:
             e = exposure(self.times_h, self.outputs[name])
             out[name] = {"peak": {"value": e["cmax"], "unit": "fraction"},
                          "time_of_peak": {"value": e["tmax_h"], "unit": "h"}}
+        if "clinical.madrs" in self.outputs:
+            out.update(chain_summary(self.times_h, self.outputs))
         out["status"] = self.status
         return out
+
+
+#: times (h) at which the summary reports MADRS, when the run reaches them
+MADRS_TIMES_H = {"4 h": 4.0, "24 h": 24.0, "3 d": 72.0, "7 d": 168.0, "14 d": 336.0, "28 d": 672.0}
+
+
+def _value(v, unit):
+    return {"value": None if v is None else float(v), "unit": unit}
+
+
+def _first_time(times, mask):
+    idx = np.flatnonzero(mask)
+    return float(times[idx[0]]) if idx.size else None
+
+
+def peak_and_return(times, values, fraction=0.1):
+    """Peak rise above the starting value, its time, and the first later time the rise is below
+    ``fraction`` of the peak rise (None when it does not happen within the run)."""
+    rise = values - values[0]
+    i = int(np.argmax(rise))
+    back = _first_time(times[i:], rise[i:] < fraction * rise[i]) if rise[i] > 0 else None
+    return float(rise[i]), float(times[i]), back
+
+
+def chain_summary(times: np.ndarray, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Mechanistic and clinical landmarks of one time course (see the issue's summary list)."""
+    out: dict[str, Any] = {}
+    rise, t_peak, _ = peak_and_return(times, outputs["synapse.glutamate"])
+    out["synapse.glutamate"] = {"peak_rise": _value(rise, "% baseline"), "time_of_peak": _value(t_peak, "h")}
+    rise, t_peak, back = peak_and_return(times, outputs["plasticity.mtorc1"])
+    out["plasticity.mtorc1"] = {"peak": _value(1.0 + rise, "fold baseline"), "time_of_peak": _value(t_peak, "h"),
+                                "return_time": _value(back, "h")}
+    rise, t_peak, half = peak_and_return(times, outputs["plasticity.spine_density"], fraction=0.5)
+    out["plasticity.spine_density"] = {
+        "peak": _value(1.0 + rise, "fold baseline"), "time_of_peak": _value(t_peak, "h"),
+        "decay_half_life": _value(None if half is None else half - t_peak, "h")}
+    madrs = outputs["clinical.madrs"]
+    baseline = float(madrs[0])
+    entry = {"baseline": _value(baseline, "points")}
+    for label, t in MADRS_TIMES_H.items():
+        if t <= times[-1] + 1e-9:
+            entry[f"at {label}"] = _value(np.interp(t, times, madrs), "points")
+    responding = madrs <= 0.5 * baseline
+    t_response = _first_time(times, responding)
+    loss = None
+    if t_response is not None:
+        after = times >= t_response
+        loss = _first_time(times[after], ~responding[after])
+    entry["time_to_response"] = _value(t_response, "h")
+    entry["time_to_loss_of_response"] = _value(loss, "h")
+    out["clinical.madrs"] = entry
+    out["clinical.cadss"] = {"peak": _value(outputs["clinical.cadss"].max(), "points")}
+    for name in ("clinical.sbp", "clinical.dbp"):
+        out[name] = {"peak_rise": _value(outputs[name].max() - outputs[name][0], "mmHg")}
+    return out
 
 
 DISCLAIMER = ("ketasim is a research and teaching tool. Its output is a model prediction, not "

@@ -17,8 +17,8 @@ before treatment and moves with the layers below (multiplicatively, so it stays 
   opens a window in which therapy works better and lasts longer.
 
 HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
-(CADSS) rises linearly with ketamine at an effect site (Bowdle 1998); blood pressure and heart
-rate follow ketamine at a slower effect site through an Emax model; sedation follows midazolam.
+(CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold; blood pressure and heart
+rate follow ketamine at a slower effect site through a sigmoid Emax model; sedation follows midazolam.
 """
 
 from __future__ import annotations
@@ -88,20 +88,27 @@ class Clinical(Layer):
         }
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
-        pressor = x["pressor_site"] / (x["pressor_site"] + p["pressor_ec50"])
+        h = p["pressor_hill"]
+        pressor = x["pressor_site"] ** h / (x["pressor_site"] ** h + p["pressor_ec50"] ** h)
         mdz = inp["comparators.midazolam_plasma"]
         return {
             "madrs": x["severity"],
             "hamd": x["severity"] / p["madrs_per_hamd"],
             "expectancy": x["expectancy"],
             "therapy_skill": x["therapy_skill"],
-            "cadss": p["cadss_slope"] * x["dissociation_site"],
+            "cadss": self.cadss(p, x["dissociation_site"]),
             "sbp": p["sbp_baseline"] + p["sbp_emax"] * pressor,
             "dbp": p["dbp_baseline"] + p["dbp_emax"] * pressor,
             # rates are per hour inside the model; the heart rate is reported per minute
             "heart_rate": (p["heart_rate_baseline"] + p["heart_rate_emax"] * pressor) / 60.0,
             "sedation": mdz / (mdz + p["sedation_ec50_midazolam"]),
         }
+
+    @staticmethod
+    def cadss(p, conc):
+        """Linear in ketamine over 50-200 ng/mL (Bowdle 1998), fading below a low threshold."""
+        h = p["dissociation_threshold_hill"]
+        return p["cadss_slope"] * conc * conc ** h / (conc ** h + p["dissociation_threshold"] ** h)
 
     def initial_state(self, p, c) -> dict[str, Any]:
         out = {v.name: 0.0 for v in self.states()}

@@ -55,12 +55,18 @@ class Plasticity(Layer):
         return bdnf * (1.0 + p["trkb_k"]) / (bdnf + p["trkb_k"])
 
     def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
-        ampa_rise = inp["synapse.ampa_activation"] / p["synapse.ampa_activation_baseline"] - 1.0
+        # activity-dependent release needs burst firing: steeply nonlinear in AMPA activation, so the
+        # surge counts and the small undershoot after it hardly does
+        ampa = inp["synapse.ampa_activation"] / p["synapse.ampa_activation_baseline"]
+        release = p["bdnf_release_gain"] * c["bdnf_release"] * (ampa ** p["bdnf_release_hill"] - 1.0)
+        translation = p["bdnf_translation_gain"] * inp["synapse.eef2_desuppression"]
         il6 = inp["inflammation.il6"] / 1000.0  # pg/mL output -> internal ng/mL
+        # inflammation lowers BDNF relative to the patient's own baseline, and caps the capacity to
+        # respond relative to the healthy reference (inflamed patients respond less)
         relative_inflammation = (self._inflammation_factor(p, il6)
                                  / self._inflammation_factor(p, c["il6_baseline"]))
-        bdnf_target = relative_inflammation * (1.0 + p["bdnf_release_gain"] * c["bdnf_release"] * ampa_rise
-                                               + p["bdnf_translation_gain"] * inp["synapse.eef2_desuppression"])
+        capacity = self._inflammation_factor(p, c["il6_baseline"])
+        bdnf_target = relative_inflammation * (1.0 + capacity * (release + translation))
         trkb_rise = self._trkb(p, x["bdnf"]) - 1.0
         mtor_gain = p["mtorc1_gain"] * (1.0 - c["rapamycin"] * p["rapamycin_inhibition"])
         return {
