@@ -13,8 +13,12 @@ from ketasim.params import load_parameters
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "model.md"
 BEGIN, END = "<!-- BEGIN PARAMETER TABLES (generated) -->", "<!-- END PARAMETER TABLES -->"
-TITLES = {"pk": "Pharmacokinetics (`pk`)", "receptor": "Receptor (`receptor`)",
-          "interactions": "Enzyme activity: genotypes and interacting drugs (`interactions`)"}
+TITLES = {"pk": "Pharmacokinetics (`pk`)",
+          "interactions": "Enzyme activity: genotypes and interacting drugs (`interactions`)",
+          "comparators": "Comparator drugs (`comparators`)", "inflammation": "Inflammation (`inflammation`)",
+          "receptor": "Receptor (`receptor`)", "synapse": "Synapse (`synapse`)",
+          "plasticity": "Plasticity (`plasticity`)", "circuit": "Circuit (`circuit`)",
+          "clinical": "Clinical (`clinical`)"}
 
 
 def _cell(text: str) -> str:
