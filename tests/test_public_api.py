@@ -11,7 +11,7 @@ import ketasim
 
 PUBLIC = ["DISCLAIMER", "Dose", "KetasimError", "ParameterError", "ParameterRangeError", "ParameterSet",
           "Patient", "Scenario", "ScenarioError", "SimulationResult", "SolverError", "SolverSettings",
-          "load_parameters", "simulate"]
+          "export_sbml", "load_parameters", "simulate"]
 
 
 def test_public_api_is_pinned():

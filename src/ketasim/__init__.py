@@ -17,6 +17,13 @@ from .result import DISCLAIMER, SimulationResult
 from .scenario import Dose, Patient, Scenario
 from .simulate import simulate
 
+
+def export_sbml(scenario, **kwargs) -> str:
+    """SBML Level 3 Version 2 text of the model with ``scenario`` (see ``ketasim.sbml``)."""
+    from .sbml import export_sbml as _export
+
+    return _export(scenario, **kwargs)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "SimulationResult",
     "SolverError",
     "SolverSettings",
+    "export_sbml",
     "load_parameters",
     "simulate",
 ]

@@ -112,6 +112,38 @@ def cite(params: Optional[Path] = typer.Option(None, help="parameter override fi
             typer.echo(f"    {name} = {p.value:g} {p.unit}")
 
 
+@app.command("export-sbml")
+def export_sbml_command(scenario: Path = typer.Argument(..., help="scenario TOML file"),
+                        out: Path = typer.Option(..., "--out", help="SBML file to write (e.g. model.xml)"),
+                        params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
+    """Export the model with the scenario's patient and doses as SBML Level 3 Version 2."""
+    from .params import load_parameters
+    from .sbml import consistency_report, write_sbml
+
+    try:
+        path = write_sbml(scenario, out, params=load_parameters(params))
+    except KetasimError as exc:
+        _fail(str(exc))
+    warnings = consistency_report(path.read_text())
+    err.print(f"wrote {path} (libsbml: 0 errors, {len(warnings)} unit and modelling-practice warnings; "
+              "see docs/sbml.md)")
+
+
+@app.command("export-petab")
+def export_petab_command(dataset: Path = typer.Argument(..., help="data set TOML (scenario + observations)"),
+                         out: Path = typer.Option(..., "--out", help="folder for the PEtab problem")):
+    """Export a calibration data set as a PEtab problem (SBML, conditions, observables, measurements, parameters)."""
+    from .petab import write_petab
+
+    try:
+        write_petab(dataset, out)
+    except KetasimError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write: {exc.strerror or exc}")
+    err.print(f"wrote {out}/problem.yaml and its tables")
+
+
 @app.command()
 def schema():
     """Print the JSON Schema of scenario files."""

@@ -114,11 +114,23 @@ class Circuit(Layer):
 
     def readouts(self, x, p, c, inp, m) -> dict[str, Any]:
         s = stationary_covariance(self.effective_connectivity(p, self.strength(c, inp)))
+        return connectivity_readouts(s, m)
 
-        def corr(i, j):
-            return s[i][j] / m.sqrt(s[i][i] * s[j][j])
 
-        vm, am = REGIONS.index("vmpfc"), REGIONS.index("amygdala")
-        z = [m.arctanh(corr(REGIONS.index(r), k)) for r in PREFRONTAL
-             for k in range(len(REGIONS)) if k != REGIONS.index(r)]
-        return {"pfc_amygdala_fc": corr(vm, am), "pfc_gbc": sum(z) / len(z)}
+def connectivity_readouts(s: list[list[Any]], m: Any) -> dict[str, Any]:
+    """vmPFC-amygdala correlation and prefrontal GBC (mean Fisher z) from a covariance matrix."""
+
+    def corr(i, j):
+        return s[i][j] / m.sqrt(s[i][i] * s[j][j])
+
+    vm, am = REGIONS.index("vmpfc"), REGIONS.index("amygdala")
+    z = [m.arctanh(corr(REGIONS.index(r), k)) for r in PREFRONTAL
+         for k in range(len(REGIONS)) if k != REGIONS.index(r)]
+    return {"pfc_amygdala_fc": corr(vm, am), "pfc_gbc": sum(z) / len(z)}
+
+
+def lyapunov_rate(a: list[list[Any]], s: list[list[Any]]) -> dict[tuple[int, int], Any]:
+    """A S + S A' + I for the upper triangle: zero exactly at the stationary covariance."""
+    n = len(a)
+    return {(i, j): sum(a[i][k] * s[k][j] + s[i][k] * a[j][k] for k in range(n)) + (1.0 if i == j else 0.0)
+            for i in range(n) for j in range(i, n)}

@@ -24,7 +24,7 @@ class Inflammation(Layer):
 
     def states(self) -> tuple[Variable, ...]:
         return (
-            Variable("il6", "ng/mL", "plasma interleukin-6 (internal mass-concentration unit)"),
+            Variable("interleukin6", "ng/mL", "plasma interleukin-6 (internal mass-concentration unit)"),
             Variable("ido_activity", "fold healthy", "indoleamine 2,3-dioxygenase activity"),
             Variable("kmo_shift", "fraction", "ketamine-induced shift of kynurenine away from KMO"),
             Variable("kynurenine", "uM", "plasma kynurenine"),
@@ -63,8 +63,8 @@ class Inflammation(Layer):
         # production scaled so that the healthy reference sits at its baseline concentrations
         production = k0 * p["kynurenine_turnover"]
         return {
-            "il6": p["k_il6"] * (il6_target - x["il6"]),
-            "ido_activity": p["k_ido"] * (self._ido_target(p, x["il6"]) - x["ido_activity"]),
+            "interleukin6": p["k_il6"] * (il6_target - x["interleukin6"]),
+            "ido_activity": p["k_ido"] * (self._ido_target(p, x["interleukin6"]) - x["ido_activity"]),
             "kmo_shift": p["k_kmo_shift_on"] * exposure * (p["kmo_shift_max"] - x["kmo_shift"])
             - p["k_kmo_shift_off"] * x["kmo_shift"],
             "kynurenine": production * x["ido_activity"] - (kmo + kat + other) * x["kynurenine"],
@@ -79,8 +79,8 @@ class Inflammation(Layer):
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
         pg_per_ng = 1000.0  # cytokines are reported in pg/mL
         return {
-            "il6": x["il6"] * pg_per_ng,
-            "tnf_alpha": p["tnf_alpha_healthy"] * (x["il6"] / p["il6_healthy"]) ** p["tnf_il6_exponent"] * pg_per_ng,
+            "il6": x["interleukin6"] * pg_per_ng,
+            "tnf_alpha": p["tnf_alpha_healthy"] * (x["interleukin6"] / p["il6_healthy"]) ** p["tnf_il6_exponent"] * pg_per_ng,
             "ido_activity": x["ido_activity"],
             "kynurenine": x["kynurenine"],
             "quinolinic_acid": x["quinolinic_acid"],
@@ -92,6 +92,6 @@ class Inflammation(Layer):
         ido = self._ido_target(p, c["il6_baseline"])
         k0 = p["kynurenine_healthy"]
         kyn = k0 * ido  # production k0*turnover*ido over outflow turnover (no shift)
-        return {"il6": c["il6_baseline"], "ido_activity": ido, "kmo_shift": 0.0, "kynurenine": kyn,
+        return {"interleukin6": c["il6_baseline"], "ido_activity": ido, "kmo_shift": 0.0, "kynurenine": kyn,
                 "quinolinic_acid": p["quinolinic_acid_healthy"] * kyn / k0,
                 "kynurenic_acid": p["kynurenic_acid_healthy"] * kyn / k0}

@@ -106,7 +106,7 @@ class Model:
         available: dict[str, Any] = dict(u)
         dy: dict[str, Any] = {}
         for layer in self.layers:
-            p = {**theta, **self._split(theta, layer)}
+            p = self.layer_parameters(layer, theta)
             x = self._split(y, layer)
             inp = dict(available)
             for name, stand_in in layer.optional_inputs.items():
@@ -122,6 +122,10 @@ class Model:
         outputs = {name: available[name] for name in self.output_names if name in available}
         return dy, outputs
 
+    def layer_parameters(self, layer: Layer, theta: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``layer`` sees as ``p``: every parameter by full name, its own also by local name."""
+        return {**theta, **self._split(theta, layer)}
+
     def derivatives(self, y, theta, u, m) -> dict[str, Any]:
         return self.evaluate(y, theta, u, m)[0]
 
@@ -132,7 +136,7 @@ class Model:
         c = self._covariates(theta)
         out = {}
         for layer in self.layers:
-            for k, v in layer.initial_state({**theta, **self._split(theta, layer)}, c).items():
+            for k, v in layer.initial_state(self.layer_parameters(layer, theta), c).items():
                 out[f"{layer.name}.{k}"] = v
         return out
 

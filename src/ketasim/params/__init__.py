@@ -125,6 +125,9 @@ class ParameterSet(Mapping[str, Parameter]):
         except KeyError:
             raise ParameterError(f"unknown parameter '{name}'") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._params)
 
