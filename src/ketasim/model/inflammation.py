@@ -25,22 +25,20 @@ class Inflammation(Layer):
     def states(self) -> tuple[Variable, ...]:
         return (
             Variable("interleukin6", "ng/mL", "plasma interleukin-6 (internal mass-concentration unit)"),
-            Variable("ido_activity", "fold healthy", "indoleamine 2,3-dioxygenase activity"),
+            Variable("ido_activity", "fold healthy", "IDO activity relative to the healthy reference"),
             Variable("kmo_shift", "fraction", "ketamine-induced shift of kynurenine away from KMO"),
             Variable("kynurenine", "uM", "plasma kynurenine"),
             Variable("quinolinic_acid", "uM", "plasma quinolinic acid"),
             Variable("kynurenic_acid", "uM", "plasma kynurenic acid"),
         )
 
+    #: states reported as they are
+    REPORTED_STATES = ("ido_activity", "kynurenine", "quinolinic_acid", "kynurenic_acid")
+
     def outputs(self) -> tuple[Variable, ...]:
-        return (
-            Variable("il6", "pg/mL", "plasma interleukin-6"),
-            Variable("tnf_alpha", "pg/mL", "plasma TNF-alpha (follows IL-6)"),
-            Variable("ido_activity", "fold healthy", "IDO activity relative to the healthy reference"),
-            Variable("kynurenine", "uM", "plasma kynurenine"),
-            Variable("quinolinic_acid", "uM", "plasma quinolinic acid"),
-            Variable("kynurenic_acid", "uM", "plasma kynurenic acid"),
-        )
+        return (Variable("il6", "pg/mL", "plasma interleukin-6"),
+                Variable("tnf_alpha", "pg/mL", "plasma TNF-alpha (follows IL-6)"),
+                *(v for v in self.states() if v.name in self.REPORTED_STATES))
 
     @staticmethod
     def _ido_target(p, il6):
@@ -81,10 +79,7 @@ class Inflammation(Layer):
         return {
             "il6": x["interleukin6"] * pg_per_ng,
             "tnf_alpha": p["tnf_alpha_healthy"] * (x["interleukin6"] / p["il6_healthy"]) ** p["tnf_il6_exponent"] * pg_per_ng,
-            "ido_activity": x["ido_activity"],
-            "kynurenine": x["kynurenine"],
-            "quinolinic_acid": x["quinolinic_acid"],
-            "kynurenic_acid": x["kynurenic_acid"],
+            **{name: x[name] for name in self.REPORTED_STATES},
         }
 
     def initial_state(self, p, c) -> dict[str, Any]:

@@ -36,14 +36,8 @@ class Plasticity(Layer):
         )
 
     def outputs(self) -> tuple[Variable, ...]:
-        return (
-            Variable("bdnf", "fold baseline", "prefrontal BDNF"),
-            Variable("trkb_activation", "fold baseline", "TrkB receptor activation"),
-            Variable("mtorc1", "fold baseline", "mTORC1 signalling"),
-            Variable("synaptic_proteins", "fold baseline", "synaptic protein levels"),
-            Variable("spine_density", "fold baseline", "prefrontal dendritic spine density"),
-            Variable("synaptic_potentiation", "fraction", "functional potentiation of existing synapses"),
-        )
+        bdnf, *rest = self.states()  # every state is reported as it is, TrkB beside BDNF
+        return (bdnf, Variable("trkb_activation", "fold baseline", "TrkB receptor activation"), *rest)
 
     @staticmethod
     def _inflammation_factor(p, il6):
@@ -81,14 +75,7 @@ class Plasticity(Layer):
         }
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
-        return {
-            "bdnf": x["bdnf"],
-            "trkb_activation": self._trkb(p, x["bdnf"]),
-            "mtorc1": x["mtorc1"],
-            "synaptic_proteins": x["synaptic_proteins"],
-            "spine_density": x["spine_density"],
-            "synaptic_potentiation": x["synaptic_potentiation"],
-        }
+        return {**{v.name: x[v.name] for v in self.states()}, "trkb_activation": self._trkb(p, x["bdnf"])}
 
     def initial_state(self, p, c) -> dict[str, Any]:
         return {"bdnf": 1.0, "mtorc1": 1.0, "synaptic_proteins": 1.0, "spine_density": 1.0,
