@@ -117,3 +117,23 @@ def test_jax_and_cpu_agree_on_the_whole_chain():
     for name in cpu.outputs:
         scale = max(np.max(np.abs(cpu[name])), 1e-9)
         assert np.max(np.abs(cpu[name] - jx[name])) / scale < 1e-7, name
+
+
+def test_summary_reports_no_landmarks_without_drug():
+    res = run({"patient": {"baseline_madrs": 0}, "simulation": {"duration": "14 d", "output_every": "6 h"}})
+    s = res.summary()
+    assert s["synapse.glutamate"]["time_of_peak"]["value"] is None
+    assert s["plasticity.mtorc1"]["return_time"]["value"] is None
+    assert s["plasticity.spine_density"]["decay_half_life"]["value"] is None
+    assert s["clinical.madrs"]["time_to_response"]["value"] is None
+
+
+def test_summary_landmarks_after_ketamine():
+    s = run(scenario([KETAMINE], "28 d", "10 min")).summary()
+    assert s["synapse.glutamate"]["peak_rise"]["value"] == pytest.approx(37.8, abs=7.5)
+    assert s["plasticity.mtorc1"]["return_time"]["value"] <= 2.5
+    assert 12 <= s["plasticity.spine_density"]["time_of_peak"]["value"] <= 7 * 24
+    assert s["plasticity.spine_density"]["decay_half_life"]["value"] is not None
+    madrs = s["clinical.madrs"]
+    assert madrs["time_to_response"]["value"] < 24 < madrs["time_to_loss_of_response"]["value"]
+    assert set(madrs) >= {"at 4 h", "at 24 h", "at 3 d", "at 7 d", "at 14 d", "at 28 d"}

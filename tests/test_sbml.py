@@ -130,3 +130,35 @@ def test_bad_dataset_refused(tmp_path):
     result = CliRunner().invoke(app, ["export-petab", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "observation[0].quantity" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change,words", [
+    ('estimate = ["pk.v_central", "pk.v_central"]', "named twice"),
+    ('estimate = ["inflammation.il6_high"]', "cannot be estimated"),
+    ('estimates = ["pk.v_central"]', "unknown key(s) 'estimates'"),
+])
+def test_petab_dataset_checks(tmp_path, change, words):
+    path = tmp_path / "data.toml"
+    path.write_text(f'[dataset]\nid = "x"\nscenario = "{ROOT / "examples" / "single_infusion.toml"}"\n{change}\n'
+                    '[[observation]]\ntarget = "t"\nquantity = "pk.ketamine_plasma"\ntime = "1 h"\nvalue = 1.0\n'
+                    'unit = "ng/mL"\nsd = 1.0\n')
+    result = CliRunner().invoke(app, ["export-petab", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_petab_export_can_be_rerun(tmp_path):
+    args = ["export-petab", str(ROOT / "examples" / "datasets" / "racemic_infusion_targets.toml"), "--out",
+            str(tmp_path / "petab")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def test_negative_zero_is_bracketed():
+    from ketasim.sbml import _Tracer
+
+    tracer = _Tracer()
+    x = tracer.symbol("x")
+    assert (x ** -0.0).text == "x ^ (-0.0)"
+    assert (-0.0 - x).text == "(-0.0) - x"

@@ -21,7 +21,9 @@ Values and SDs are converted to the output's unit; every bad entry is refused na
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from .errors import ScenarioError
 from .model.system import default_model
 from .output import atomic_folder
 from .params import load_parameters
-from .sbml import export_sbml, sbml_id
+from .sbml import export_sbml, referenced_ids, sbml_id
 from .scenario import Scenario
 from .units import parse_time, registry
 
@@ -60,16 +62,20 @@ def load_dataset(path: str | Path) -> Dataset:
         raise ScenarioError(str(path), f"cannot read the data set: {exc.strerror}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(str(path), f"malformed data set: {exc}") from None
-    unknown = sorted(set(data) - {"dataset", "observation"})
-    if unknown:
-        raise ScenarioError(", ".join(unknown), "unknown table; allowed: dataset, observation")
+    _only(data, {"dataset", "observation"}, "data set")
     head = data.get("dataset")
     if not isinstance(head, dict) or "id" not in head or "scenario" not in head:
         raise ScenarioError("dataset", "needs 'id' and 'scenario' (a scenario file relative to the data set)")
+    _only(head, {"id", "scenario", "estimate", "description", "source"}, "dataset")
+    _identifier(head["id"], "dataset.id")
+    if not isinstance(head["scenario"], str):
+        raise ScenarioError("dataset.scenario", f"{head['scenario']!r} must be a file name (text)")
     scenario = Scenario.from_toml(path.parent / head["scenario"])
     model, params = default_model(), load_parameters()
     units = {v.name: v.unit for v in model.outputs}
     estimate = tuple(head.get("estimate", ()))
+    if len(set(estimate)) != len(estimate):
+        raise ScenarioError("dataset.estimate", "a parameter is named twice")
     for i, name in enumerate(estimate):
         if name not in params:
             raise ScenarioError(f"dataset.estimate[{i}]", f"'{name}' is not a model parameter")
@@ -79,6 +85,8 @@ def load_dataset(path: str | Path) -> Dataset:
         missing = [k for k in ("target", "quantity", "time", "value", "unit", "sd") if k not in entry]
         if missing:
             raise ScenarioError(where, f"lacks {', '.join(missing)}")
+        _only(entry, {"target", "quantity", "time", "value", "unit", "sd", "note"}, where)
+        _identifier(entry["target"], f"{where}.target")
         quantity = entry["quantity"]
         if quantity not in units:
             raise ScenarioError(f"{where}.quantity", f"'{quantity}' is not an output; e.g. pk.ketamine_plasma")
@@ -93,6 +101,17 @@ def load_dataset(path: str | Path) -> Dataset:
     if not observations:
         raise ScenarioError("observation", "a data set needs at least one observation")
     return Dataset(head["id"], scenario, tuple(observations), estimate)
+
+
+def _only(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ScenarioError(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _identifier(value, field: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ScenarioError(field, f"{value!r} must be an identifier (letters, digits, underscores)")
 
 
 def _convert(value, unit: str, target: str, field: str) -> float:
@@ -112,8 +131,16 @@ def write_petab(dataset_path: str | Path, out: str | Path) -> Path:
     ds = load_dataset(dataset_path)
     params = load_parameters()
     xml = export_sbml(ds.scenario, params=params)
+    used = referenced_ids(xml)
+    for i, name in enumerate(ds.estimate):
+        if sbml_id(name) not in used:
+            raise ScenarioError(f"dataset.estimate[{i}]", f"'{name}' acts only through the patient's covariates or the "
+                                                           "dose schedule, which the exported model fixes; it cannot be "
+                                                           "estimated from this PEtab problem")
     observables = sorted({o.quantity for o in ds.observations})
     with atomic_folder(out) as tmp:
+        (tmp / "manifest.json").write_text(json.dumps({"kind": "petab problem", "dataset": ds.id,
+                                                       "source": str(dataset_path)}, indent=2))
         (tmp / "model.xml").write_text(xml)
         (tmp / "conditions.tsv").write_text("conditionId\tconditionName\nscenario\t" + ds.id + "\n")
         rows = ["observableId\tobservableName\tobservableFormula\tobservableTransformation\tnoiseFormula\tnoiseDistribution"]

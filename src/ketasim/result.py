@@ -113,11 +113,13 @@ def _first_time(times, mask):
 
 def peak_and_return(times, values, fraction=0.1):
     """Peak rise above the starting value, its time, and the first later time the rise is below
-    ``fraction`` of the peak rise (None when it does not happen within the run)."""
+    ``fraction`` of the peak rise. A rise within round-off of the start (no response) gives
+    (0, None, None); a return not reached within the run gives None."""
     rise = values - values[0]
     i = int(np.argmax(rise))
-    back = _first_time(times[i:], rise[i:] < fraction * rise[i]) if rise[i] > 0 else None
-    return float(rise[i]), float(times[i]), back
+    if not rise[i] > 1e-9 * max(1.0, abs(float(values[0]))):
+        return 0.0, None, None
+    return float(rise[i]), float(times[i]), _first_time(times[i:], rise[i:] < fraction * rise[i])
 
 
 def chain_summary(times: np.ndarray, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -131,14 +133,15 @@ def chain_summary(times: np.ndarray, outputs: Mapping[str, np.ndarray]) -> dict[
     rise, t_peak, half = peak_and_return(times, outputs["plasticity.spine_density"], fraction=0.5)
     out["plasticity.spine_density"] = {
         "peak": _value(1.0 + rise, "fold baseline"), "time_of_peak": _value(t_peak, "h"),
-        "decay_half_life": _value(None if half is None else half - t_peak, "h")}
+        "decay_half_life": _value(None if half is None or t_peak is None else half - t_peak, "h")}
     madrs = outputs["clinical.madrs"]
     baseline = float(madrs[0])
     entry = {"baseline": _value(baseline, "points")}
     for label, t in MADRS_TIMES_H.items():
         if t <= times[-1] + 1e-9:
             entry[f"at {label}"] = _value(np.interp(t, times, madrs), "points")
-    responding = madrs <= 0.5 * baseline
+    # response needs a real fall (a baseline of 0 cannot respond)
+    responding = (madrs <= 0.5 * baseline) & (madrs < baseline - 1e-9) if baseline > 0 else np.zeros(madrs.shape, bool)
     t_response = _first_time(times, responding)
     loss = None
     if t_response is not None:

@@ -16,6 +16,7 @@ Python needs ``python-libsbml`` (the ``sbml`` extra).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -81,7 +82,7 @@ class _Formula:
     @staticmethod
     def _num(v) -> str:
         text = repr(float(v))
-        return text if float(v) >= 0 else f"({text})"
+        return f"({text})" if math.copysign(1.0, float(v)) < 0 else text  # -0.0 is bracketed too
 
     def _other(self, other) -> str:
         return other._wrap() if isinstance(other, _Formula) else self._num(other)
@@ -325,6 +326,26 @@ def _rule(rule, variable: str, formula: str, libsbml) -> None:
     if math is None:
         raise SBMLExportError(f"cannot parse the formula of {variable}: {libsbml.getLastParseL3Error()}")
     rule.setMath(math)
+
+
+def referenced_ids(xml: str) -> set[str]:
+    """Every identifier the document's rules, event triggers and event assignments read."""
+    import libsbml
+
+    model = libsbml.readSBMLFromString(xml).getModel()
+    maths = [model.getRule(i).getMath() for i in range(model.getNumRules())]
+    for i in range(model.getNumEvents()):
+        ev = model.getEvent(i)
+        maths.append(ev.getTrigger().getMath())
+        maths.extend(ev.getEventAssignment(k).getMath() for k in range(ev.getNumEventAssignments()))
+    names: set[str] = set()
+    stack = [m for m in maths if m is not None]
+    while stack:
+        node = stack.pop()
+        if node.getType() == libsbml.AST_NAME:
+            names.add(node.getName())
+        stack.extend(node.getChild(k) for k in range(node.getNumChildren()))
+    return names
 
 
 def consistency_report(xml: str) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ before treatment and moves with the layers below (multiplicatively, so it stays 
 
 HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
 (CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold; blood pressure and heart
-rate follow ketamine at a slower effect site through a sigmoid Emax model; sedation follows midazolam.
+rate follow ketamine at their own effect site through a sigmoid Emax model; sedation follows midazolam.
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ class Plasticity(Layer):
         release = p["bdnf_release_gain"] * c["bdnf_release"] * (ampa ** p["bdnf_release_hill"] - 1.0)
         translation = p["bdnf_translation_gain"] * inp["synapse.eef2_desuppression"]
         il6 = inp["inflammation.il6"] / 1000.0  # pg/mL output -> internal ng/mL
-        # inflammation lowers BDNF relative to the patient's own baseline, and caps the capacity to
-        # respond relative to the healthy reference (inflamed patients respond less)
+        # inflammation lowers BDNF relative to the patient's own baseline, and scales the capacity to
+        # respond relative to the healthy reference (inflamed patients respond less, below-reference
+        # IL-6 a little more)
         relative_inflammation = (self._inflammation_factor(p, il6)
                                  / self._inflammation_factor(p, c["il6_baseline"]))
         capacity = self._inflammation_factor(p, c["il6_baseline"])

@@ -6,7 +6,8 @@ an adaptation state (homeostatic recovery of inhibition) follows the disinhibiti
 glutamate peaks during the infusion and returns within about an hour even while block persists
 (calibrated to Milak 2016: Glx +37.8 % at 26 min). Benzodiazepines (midazolam given, lorazepam as
 co-medication) potentiate GABA-A receptors and blunt the drive. AMPA receptor activation follows
-glutamate, and (2R,6R)-HNK adds an NMDA-independent AMPA effect (Zanos 2016). Block of resting NMDA
+glutamate, and HNK adds an NMDA-independent AMPA effect (Zanos 2016 showed it for (2R,6R)-HNK; both
+enantiomers are summed here, an assumption). Block of resting NMDA
 transmission on pyramidal cells de-suppresses protein translation through eEF2 kinase (Autry 2011).
 """
 
