@@ -74,13 +74,13 @@ def _rr_init(xml, rtol, atol):
 
 def _rr_patient(values):
     _RR.resetAll()
-    for key, value in values.items():
+    for key, value in values.items():  # current values at t = 0 (setting init() would regenerate the model)
         _RR.setValue(key, value)
-    return np.asarray(_RR.simulate(times=ASSESSMENTS_H))[:, 0]
+    return np.asarray(_RR.simulate(times=ASSESSMENTS_H)["clinical_severity"])
 
 
 def rr_values(scenarios):
-    """Per patient: every covariate and initial state the SBML document needs to change."""
+    """Per patient: every covariate and every state value at t = 0 (after the doses given at 0)."""
     from ketasim.engine import build_problem
     from ketasim.model import default_model
     from ketasim.params import load_parameters
@@ -95,8 +95,9 @@ def rr_values(scenarios):
     out = []
     for b in range(problem.n_patients):
         values = {sbml_id(problem.parameter_names[k]): float(problem.theta[b, k]) for k in cov}
-        values.update({f"init({sbml_id(n)})": float(start[b, i]) for i, n in enumerate(model.state_names)
+        values.update({sbml_id(n): float(start[b, i]) for i, n in enumerate(model.state_names)
                        if start[b, i] != 0.0 or n.startswith(("clinical.", "inflammation.", "plasticity."))})
+        values.update({sbml_id(n): float(problem.seg_u[b, 0, k]) for k, n in enumerate(model.input_names)})
         out.append(values)
     return out
 
