@@ -2,8 +2,8 @@
 
 Run: ``python scripts/calibrate_pk.py`` (prints the fitted values; copy them into pk.toml).
 Only targets in ketasim/data/calibration.toml are used. Closed-form parameters come first
-(hepatic blood flow from Fanta's 8 % oral availability given the assumed gut-wall availability, nasal mucosal fraction from the label's 48 %,
-norketamine clearance from Fanta's AUC ratio);
+(hepatic blood flow from Fanta's 8 % oral availability given the assumed gut-wall availability,
+nasal mucosal fraction from the label's 48 %, norketamine clearance from Fanta's AUC ratio);
 disposition (V1, V2, Q2, Q3; V3 = 709 L - V1 - V2) is a least-squares fit to the shape of the
 Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V, Grant's oral Cmax and a 7.5 h terminal
 half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume gives an
@@ -135,8 +135,8 @@ def fit(params):
 
 if __name__ == "__main__":
     p = fit(closed_form(load_parameters()))
-    for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "f_nasal_mucosal", "cl_norketamine",
-                 "v_norketamine", "ka_oral", "ka_nasal"):
+    for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "f_nasal_mucosal",
+                 "cl_norketamine", "v_norketamine", "ka_oral", "ka_nasal"):
         print(f"pk.{name} = {p[f'pk.{name}'].value:.4g} {p[f'pk.{name}'].unit}")
     print(f"terminal half-life {terminal_half_life_h(p):.2f} h; V1+V2 = "
           f"{p['pk.v_central'].value + p['pk.v_peripheral'].value:.0f} L")

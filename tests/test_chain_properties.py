@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import ketasim
 from conftest import run
 from test_reference_pd import KETAMINE, MIDAZOLAM, scenario
+
+import ketasim
 
 
 def test_no_drug_is_a_steady_state():

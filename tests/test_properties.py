@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import auc, body_amount_umol, dose_scenario, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ketasim
-from conftest import auc, body_amount_umol, dose_scenario, run
 
 ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
 

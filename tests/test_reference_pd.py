@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import run
 
 PATIENT = {"weight": "70 kg", "age": "45 y", "baseline_madrs": 32}

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import auc_inf, dose_scenario, run
 
 MW_K = 237.73

@@ -32,7 +32,7 @@ COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
     "lorazepam": (),  # no effect on ketamine enzymes; potentiates GABA-A receptors (synapse layer)
     "rapamycin": (),  # no effect modelled on ketamine enzymes; inhibits mTORC1 (plasticity layer)
 }
-#: molar masses (g/mol) of the comparator drugs, parameter names in comparators.toml
+#: the state each comparator drug's dose enters (its molar mass is comparators.mw_<drug>)
 COMPARATOR_STATES = {"midazolam": "comparators.midazolam_central", "citalopram": "comparators.citalopram_gut",
                      "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut"}
 

@@ -191,7 +191,7 @@ def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: 
     m.setName("ketasim: ketamine from dose to depression score")
     m.setNotes(f'<body xmlns="http://www.w3.org/1999/xhtml"><p>{DISCLAIMER}</p>'
                f'<p>Exported by ketasim for the scenario given; time in hours.</p></body>')
-    for unit, (uid, parts) in UNITS.items():
+    for uid, parts in UNITS.values():
         ud = m.createUnitDefinition()
         ud.setId(uid)
         for kind, exponent, scale, multiplier in parts:

@@ -77,7 +77,7 @@ def _function_source(name: str, args: str, assignments: list[tuple[str, sp.Expr]
     printer = _Printer({"fully_qualified_modules": True})
     exprs = [e for _, e in assignments]
     subs, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations="basic")
-    lines = [f"@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}({args}):"]
+    lines = ["@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}({args}):"]
     if fill_zero:
         lines.append(f"    {fill_zero}[:, :] = 0.0")
     for sym, e in subs:

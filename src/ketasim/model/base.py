@@ -1,10 +1,12 @@
 """What every biological layer offers: named states, a vector field, named outputs.
 
 A layer is written once, as plain functions of named states ``x``, parameters ``p`` (its own under
-local names, any other layer's under its full ``layer.name``; internal units), patient covariates ``c`` and inputs ``inp`` (outputs of the layers below and the
-dosing inputs), using the math module ``m`` it is handed. With ``m = sympy`` the engine gets
-symbolic expressions (for the compiled kernel, its analytic Jacobian and the SBML export); with
-``m = numpy`` or ``m = jax.numpy`` the same functions evaluate arrays. So the biology has one source.
+local names, any other layer's under its full ``layer.name``; internal units), patient covariates
+``c`` and inputs ``inp`` (outputs of the layers below and the dosing inputs), using the math module
+``m`` it is handed. With ``m = sympy`` the engine gets symbolic expressions (for the compiled
+kernel and its analytic Jacobian); with ``m = numpy`` or ``m = jax.numpy`` the same functions
+evaluate arrays; with the SBML formula tracer they write the SBML export. So the biology has one
+source.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace as dc_replace
+from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
