@@ -138,3 +138,16 @@ def test_compiled_kernel_is_cached_on_disk(params, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
     assert path.stat().st_mtime_ns == mtime  # a second process reuses the generated source
     assert list((path.parent / "__pycache__").glob(f"{path.stem}*.nbi"))  # and numba's machine code
+
+
+def test_a_reduced_model_runs_without_the_clinical_layer(params):
+    """Layers compose: PK and receptor alone integrate the same PK as the full chain."""
+    from ketasim.model.pk import PK
+    from ketasim.model.receptor import Receptor
+    from ketasim.model.system import Model
+
+    sc = SCENARIOS["iv_infusion"]
+    reduced = ketasim.simulate(sc, model=Model([PK(), Receptor()]))
+    full = ketasim.simulate(sc)
+    assert reduced.status == "ok"
+    np.testing.assert_allclose(reduced["pk.ketamine_plasma"], full["pk.ketamine_plasma"], rtol=1e-6, atol=1e-9)

@@ -130,7 +130,8 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
     rate_changes: list[tuple[float, int, float]] = []
     boluses: list[tuple[float, int, float]] = []
     dosed = 0.0
-    contact = state_index["clinical.treatment_contact"]
+    contact = state_index.get("clinical.treatment_contact")  # absent in models without the clinical layer
+    therapy_signal = state_index.get("clinical.therapy_signal")
 
     def infuse(t: float, input_name: str, umol: float, duration: float) -> float:
         """Zero-order input; returns the part given before the end of the run."""
@@ -147,7 +148,8 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
         mg = dose.amount_mg(scenario.patient.weight_kg)
         for t in dose.times_h:
             events.append(t)
-            boluses.append((t, contact, 1.0))  # every administration is a treatment contact
+            if contact is not None:
+                boluses.append((t, contact, 1.0))  # every administration is a treatment contact
             if dose.drug in DRUG_ENANTIOMERS:
                 total_umol = mg * 1000.0 / mw
                 for e, share in DRUG_ENANTIOMERS[dose.drug].items():
@@ -169,8 +171,9 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
         efficacy = params.value(f"clinical.therapy_efficacy_{therapy.kind}")
         for t in therapy.times_h:
             events.append(t)
-            boluses.append((t, contact, 1.0))
-            boluses.append((t, state_index["clinical.therapy_signal"], efficacy))
+            if contact is not None:
+                boluses.append((t, contact, 1.0))
+                boluses.append((t, therapy_signal, efficacy))
 
     bounds = np.unique(np.asarray(events, dtype=np.float64))
     n_seg = len(bounds) - 1
@@ -178,7 +181,8 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
     rates = np.zeros((n_seg, len(input_index)))
     for t, k, r in rate_changes:
         rates[seg_of[float(t)]:, k] += r
-    rates[np.abs(rates) < 1e-12 * max(1.0, np.abs(rates).max(initial=0.0))] = 0.0
+    # an infusion's stop subtracts what its start added: clear the round-off, input by input
+    rates[np.abs(rates) < 1e-12 * np.maximum(1.0, np.abs(rates).max(axis=0, initial=0.0))] = 0.0
     jumps = np.zeros((n_seg, len(state_index)))
     for t, k, a in boluses:
         jumps[seg_of[float(t)], k] += a
