@@ -5,9 +5,7 @@ formula-tracing math module whose values are SBML L3 formula strings. Each state
 non-constant parameter with a rate rule (so amounts, concentrations and fractions keep exactly the
 units the model uses); each parameter and patient covariate a constant parameter with its unit and
 (as an annotation) its source; each output column of ``timeseries.csv`` an assignment rule whose
-id is the column name with ``.`` replaced by ``_``. Sub-expressions that would make a formula
-unwieldy (the Lyapunov solution of the circuit layer) become intermediate assignment rules
-``ketasim_tmp_<n>``. Dose events follow the engine's schedule: the state at time 0 includes the
+id is the column name with ``.`` replaced by ``_``. Dose events follow the engine's schedule: the state at time 0 includes the
 first doses, and every later segment start is an SBML event that adds boluses and sets the IV
 infusion rates.
 
@@ -130,18 +128,10 @@ def _is(value, number: float) -> bool:
 
 
 class _Tracer:
-    """The math module handed to the layers: builds formulas, interning long ones as rules."""
-
-    def __init__(self, intern_above: int = 200):
-        self.intern_above = intern_above
-        self.intermediates: list[tuple[str, str]] = []
+    """The math module handed to the layers: its values are formula strings."""
 
     def make(self, text: str) -> _Formula:
-        if len(text) <= self.intern_above:
-            return _Formula(text, self)
-        name = f"ketasim_tmp_{len(self.intermediates)}"
-        self.intermediates.append((name, text))
-        return _Formula(name, self)
+        return _Formula(text, self)
 
     def symbol(self, name: str) -> _Formula:
         return _Formula(name, self)
@@ -243,11 +233,6 @@ def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: 
         if var.name in model.state_names and text == sbml_id(var.name):
             continue  # the state itself is the output column
         output_rules.append((var, text))
-    for name, text in tracer.intermediates:  # created in dependency order
-        par = m.createParameter()
-        par.setId(name)
-        par.setConstant(False)
-        _rule(m.createAssignmentRule(), name, text, libsbml)
     for var, text in output_rules:
         parameter(sbml_id(var.name), 0.0, var.unit, False)
         _rule(m.createAssignmentRule(), sbml_id(var.name), text, libsbml)
