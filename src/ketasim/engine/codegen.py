@@ -25,6 +25,7 @@ from sympy.printing.pycode import PythonCodePrinter
 from ..model.system import Model
 
 _TEMPLATE = Path(__file__).with_name("rodas4_template.py")
+_TABLEAU = Path(__file__).with_name("tableau.py")
 _GENERATOR_VERSION = "1"
 
 
@@ -121,6 +122,7 @@ def model_key(model: Model, parameter_names: tuple[str, ...]) -> str:
     h.update(_GENERATOR_VERSION.encode())
     h.update(sp.__version__.encode())
     h.update(_TEMPLATE.read_bytes())
+    h.update(_TABLEAU.read_bytes())  # numba freezes the imported coefficients into its cache
     h.update(Path(__file__).read_bytes())
     for f in sorted(Path(model_pkg.__file__).parent.glob("*.py")):
         h.update(f.read_bytes())

@@ -16,17 +16,7 @@ import numpy as np
 
 from ..model.system import Model
 from .problem import Problem, SolverSettings
-
-# Rodas4 coefficients (Hairer & Wanner, rodas.f METH=1); the same as rodas4_template.py
-GAMMA = 0.25
-A = ((), (1.544,), (0.9466785280815826, 0.2557011698983284),
-     (3.314825187068521, 2.896124015972201, 0.9986419139977817),
-     (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950))
-C = ((), (-5.6688,), (-2.430093356833875, -0.2063599157091915),
-     (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
-     (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160),
-     (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054))
-SAFETY, FAC_MIN, FAC_MAX = 0.9, 0.2, 6.0
+from .tableau import FAC_MAX, FAC_MIN, GAMMA, SAFETY, A, C
 
 
 def vector_field(model: Model, parameter_names: tuple[str, ...]):

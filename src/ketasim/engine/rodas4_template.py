@@ -1,24 +1,42 @@
 # ---------------------------------------------------------------------------------------------
-# Rodas4 (Hairer & Wanner, rodas.f METH=1): an L-stable, stiffly accurate Rosenbrock method of
-# order 4 with an embedded order-3 error estimate, solved with the analytic Jacobian. This text is
+# Rodas4 (coefficients in ketasim.engine.tableau), solved with the analytic Jacobian. This text is
 # appended by ketasim.engine.codegen to the generated `rhs`/`jac` of a model (module globals
 # N_STATES, rhs, jac), so numba compiles model and solver as one unit. Each patient gets its own
 # adaptive step size; patients run in parallel threads (prange). Outputs between steps come from
 # cubic Hermite interpolation with the derivatives at both step ends.
 # Status codes: 0 ok, 1 too many steps, 2 step size underflow, 3 non-finite values.
 # ---------------------------------------------------------------------------------------------
-GAMMA = 0.25
-A21 = 1.544
-A31, A32 = 0.9466785280815826, 0.2557011698983284
-A41, A42, A43 = 3.314825187068521, 2.896124015972201, 0.9986419139977817
-A51, A52, A53, A54 = 1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950
-C21 = -5.6688
-C31, C32 = -2.430093356833875, -0.2063599157091915
-C41, C42, C43 = -0.1073529058151375, -9.594562251023355, -20.47028614809616
-C51, C52, C53, C54 = 7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160
-C61, C62, C63, C64, C65 = (8.083246795921522, -7.981132988064893, -31.52159432874371,
-                           16.31930543123136, -6.058818238834054)
-SAFETY, FAC_MIN, FAC_MAX = 0.9, 0.2, 6.0
+from ketasim.engine.tableau import (  # noqa: E402  (the coefficients every backend shares)
+    A21,
+    A31,
+    A32,
+    A41,
+    A42,
+    A43,
+    A51,
+    A52,
+    A53,
+    A54,
+    C21,
+    C31,
+    C32,
+    C41,
+    C42,
+    C43,
+    C51,
+    C52,
+    C53,
+    C54,
+    C61,
+    C62,
+    C63,
+    C64,
+    C65,
+    FAC_MAX,
+    FAC_MIN,
+    GAMMA,
+    SAFETY,
+)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -45,12 +45,14 @@ class Clinical(Layer):
             Variable("pressor_site", "ng/mL", "ketamine at the cardiovascular effect site"),
         )
 
+    #: states reported as they are
+    REPORTED_STATES = ("expectancy", "therapy_skill")
+
     def outputs(self) -> tuple[Variable, ...]:
         return (
             Variable("madrs", "points", "MADRS total score"),
             Variable("hamd", "points", "HAM-D-17 total score (Leucht 2018 linking)"),
-            Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
-            Variable("therapy_skill", "1", "consolidated therapy skill"),
+            *(v for v in self.states() if v.name in self.REPORTED_STATES),
             Variable("cadss", "points", "CADSS dissociation score"),
             Variable("sbp", "mmHg", "systolic blood pressure"),
             Variable("dbp", "mmHg", "diastolic blood pressure"),
@@ -94,8 +96,7 @@ class Clinical(Layer):
         return {
             "madrs": x["severity"],
             "hamd": x["severity"] / p["madrs_per_hamd"],
-            "expectancy": x["expectancy"],
-            "therapy_skill": x["therapy_skill"],
+            **{name: x[name] for name in self.REPORTED_STATES},
             "cadss": self.cadss(p, x["dissociation_site"]),
             "sbp": p["sbp_baseline"] + p["sbp_emax"] * pressor,
             "dbp": p["dbp_baseline"] + p["dbp_emax"] * pressor,
