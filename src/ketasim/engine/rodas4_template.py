@@ -1,7 +1,10 @@
 # ---------------------------------------------------------------------------------------------
 # Rodas4 (coefficients in ketasim.engine.tableau), solved with the analytic Jacobian. This text is
-# appended by ketasim.engine.codegen to the generated `rhs`/`jac` of a model (module globals
-# N_STATES, rhs, jac), so numba compiles model and solver as one unit. Each patient gets its own
+# appended by ketasim.engine.codegen to the generated functions of a model (module globals
+# N_STATES, LU_SIZE, W_ROWS, W_COLS, rhs, w_matrix, w_factor, w_solve), so numba compiles model and
+# solver as one unit. W = I/(h GAMMA) - J is built, factored and solved in the sparse storage of
+# ketasim.engine.sparse_lu (fixed pattern, no pivoting); if that factorisation reports an unfit
+# pivot, the step uses the dense LU with partial pivoting below instead. Each patient gets its own
 # adaptive step size; patients run in parallel threads (prange). Outputs between steps come from
 # cubic Hermite interpolation with the derivatives at both step ends.
 # Status codes: 0 ok, 1 too many steps, 2 step size underflow, 3 non-finite values.
@@ -86,6 +89,30 @@ def lu_solve(a, piv, b):
 
 
 @numba.njit(cache=True, nogil=True)
+def factor_w(y, p, u, fac, lu, w, piv):
+    """W in ``lu`` (sparse, factored) or, if a pivot was unfit there, in ``w``/``piv`` (dense, pivoted).
+
+    Returns 0 for the sparse factors, 1 for the dense ones, -1 if W is singular.
+    """
+    w_matrix(y, p, u, fac, lu)
+    if w_factor(lu):
+        return 0
+    w_matrix(y, p, u, fac, lu)  # the failed factorisation overwrote it
+    w[:, :] = 0.0
+    for k in range(W_ROWS.shape[0]):
+        w[W_ROWS[k], W_COLS[k]] = lu[k]
+    return 1 if lu_factor(w, piv) else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def solve_w(kind, lu, w, piv, b):
+    if kind == 0:
+        w_solve(lu, b)
+    else:
+        lu_solve(w, piv, b)
+
+
+@numba.njit(cache=True, nogil=True)
 def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps, out):
     n = y0.shape[0]
     n_seg = seg_t.shape[0] - 1
@@ -102,7 +129,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
     k4 = np.empty(n)
     k5 = np.empty(n)
     k6 = np.empty(n)
-    jm = np.empty((n, n))
+    lu = np.empty(LU_SIZE)
     w = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
     last_real = -1
@@ -135,48 +162,43 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             if t + h >= t1 - 1e-12 * max(1.0, abs(t1)):
                 h = t1 - t
                 reach_end = True
-            jac(y, p, u, jm)
-            fac = 1.0 / (h * GAMMA)
-            for i in range(n):
-                for j in range(n):
-                    w[i, j] = -jm[i, j]
-                w[i, i] += fac
-            if not lu_factor(w, piv):
+            kind = factor_w(y, p, u, 1.0 / (h * GAMMA), lu, w, piv)
+            if kind < 0:
                 h *= 0.5
                 continue
             for i in range(n):
                 k1[i] = f0[i]
-            lu_solve(w, piv, k1)
+            solve_w(kind, lu, w, piv, k1)
             for i in range(n):
                 arg[i] = y[i] + A21 * k1[i]
             rhs(arg, p, u, fs)
             for i in range(n):
                 k2[i] = fs[i] + C21 * k1[i] / h
-            lu_solve(w, piv, k2)
+            solve_w(kind, lu, w, piv, k2)
             for i in range(n):
                 arg[i] = y[i] + A31 * k1[i] + A32 * k2[i]
             rhs(arg, p, u, fs)
             for i in range(n):
                 k3[i] = fs[i] + (C31 * k1[i] + C32 * k2[i]) / h
-            lu_solve(w, piv, k3)
+            solve_w(kind, lu, w, piv, k3)
             for i in range(n):
                 arg[i] = y[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
             rhs(arg, p, u, fs)
             for i in range(n):
                 k4[i] = fs[i] + (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) / h
-            lu_solve(w, piv, k4)
+            solve_w(kind, lu, w, piv, k4)
             for i in range(n):
                 arg[i] = y[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
             rhs(arg, p, u, fs)
             for i in range(n):
                 k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) / h
-            lu_solve(w, piv, k5)
+            solve_w(kind, lu, w, piv, k5)
             for i in range(n):
                 arg[i] += k5[i]
             rhs(arg, p, u, fs)
             for i in range(n):
                 k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) / h
-            lu_solve(w, piv, k6)
+            solve_w(kind, lu, w, piv, k6)
             err = 0.0
             for i in range(n):
                 ynew[i] = arg[i] + k6[i]
