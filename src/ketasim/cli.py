@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -88,6 +89,60 @@ def simulate(
         _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
     if not quiet:
         err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html)")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@app.command()
+def trial(
+    trial_file: Path = typer.Argument(..., metavar="TRIAL", help="trial TOML file ([trial], [population], [[arm]])"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
+    scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per chunk (default: by memory)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+):
+    """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .trial import TrialSpec, run_trial
+
+    if workers is not None and scheduler is not None:
+        _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
+    if workers is not None and not 1 <= workers <= 256:
+        _fail(f"--workers: {workers} must be in 1..256")
+    if chunk_size is not None and not 1 <= chunk_size <= 100_000:
+        _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
+    try:
+        spec = TrialSpec.load(trial_file)
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
+                      console=err, disable=quiet, transient=True) as progress:
+            task = progress.add_task(f"trial '{spec.name}'", total=spec.n_patients, rate="-")
+            started = time.perf_counter()
+
+            def report(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=done, rate=f"{rate:,.0f}")
+
+            result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
+                               scheduler=scheduler, progress=report)
+            progress.update(task, description="writing results and report")
+            result.write(out)
+    except KetasimError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+    if not quiet:
+        p = result.summary["patients"]
+        err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
+                  f"{p['failed']} not finished by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 

@@ -261,7 +261,7 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
         if not MIN_INFUSION_H <= infusion <= duration_h:
             raise ScenarioError(f"{where}.duration", f"{data['duration']!r} must be at least 1 min and at most "
                                                      f"the simulated duration ({duration_h:g} h)")
-    times = _parse_times(data, where)
+    times = parse_times(data, where)
     for t in times:
         if t >= duration_h:
             raise ScenarioError(f"{where}.at", f"a dose at {t:g} h is not before the end of the "
@@ -272,7 +272,7 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
 
 
 def _parse_therapy(data: Mapping[str, Any], where: str, duration_h: float) -> Therapy:
-    times = _parse_times(data, where)
+    times = parse_times(data, where)
     for t in times:
         if t >= duration_h:
             raise ScenarioError(f"{where}.at", f"a session at {t:g} h is not before the end of the "
@@ -280,7 +280,8 @@ def _parse_therapy(data: Mapping[str, Any], where: str, duration_h: float) -> Th
     return Therapy(kind=data["kind"], times_h=times)
 
 
-def _parse_times(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
+def parse_times(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    """Administration or session times (h) of a dose/therapy table: `at`, or `start`/`every`/`count`."""
     repeat_keys = [k for k in ("start", "every", "count") if k in data]
     if "at" in data and repeat_keys:
         raise ScenarioError(where, "give either 'at' or 'start'/'every'/'count', not both")

@@ -67,19 +67,28 @@ def _pad(schedules: Sequence[Schedule], n_states: int, n_inputs: int):
     return seg_t, seg_u, seg_jump
 
 
-def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet, model: Model,
+def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet | Sequence[ParameterSet], model: Model,
                   t_out: np.ndarray | None = None) -> Problem:
-    """Arrays for one scenario or a batch sharing the output grid of the first (or ``t_out``)."""
+    """Arrays for one scenario or a batch sharing the output grid of the first (or ``t_out``).
+
+    ``params`` is one parameter set for all, or one per scenario (anything with ``value(name)``,
+    such as a virtual patient's ``PatientParameters``).
+    """
     if isinstance(scenarios, Scenario):
         scenarios = [scenarios]
+    per_patient = params if isinstance(params, Sequence) else [params] * len(scenarios)
+    if len(per_patient) != len(scenarios):
+        raise ValueError(f"{len(per_patient)} parameter sets for {len(scenarios)} scenarios")
     names = None
-    thetas, schedules, y0s = [], [], []
-    for sc in scenarios:
-        names, theta = parameter_vector(model, params, sc.patient)
+    thetas, schedules = [], []
+    for sc, pp in zip(scenarios, per_patient):
+        names, theta = parameter_vector(model, pp, sc.patient)
         thetas.append(theta)
-        schedules.append(build_schedule(sc, model, params))
-        init = model.initial_state(dict(zip(names, theta)))
-        y0s.append([float(init[n]) for n in model.state_names])
+        schedules.append(build_schedule(sc, model, pp))
+    theta = np.asarray(thetas)
+    init = model.initial_state(dict(zip(names, theta.T)))  # the layers' formulas broadcast over patients
+    y0 = np.stack([np.broadcast_to(np.asarray(init[n], dtype=np.float64), (len(scenarios),))
+                   for n in model.state_names], axis=1)
     seg_t, seg_u, seg_jump = _pad(schedules, len(model.state_names), len(model.input_names))
     grid = scenarios[0].output_times() if t_out is None else np.asarray(t_out, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid[0] < 0 or np.any(np.diff(grid) < 0):
@@ -88,5 +97,5 @@ def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet
     if grid[-1] > shortest + 1e-9:
         raise ValueError(f"t_out reaches {grid[-1]:g} h, past the end of a scenario in the batch ({shortest:g} h); "
                          "give every scenario a simulation duration covering the output times")
-    return Problem(model, names, np.asarray(y0s), np.asarray(thetas), seg_t, seg_u, seg_jump, grid,
+    return Problem(model, names, np.ascontiguousarray(y0), theta, seg_t, seg_u, seg_jump, grid,
                    np.asarray([s.dosed_umol for s in schedules]))

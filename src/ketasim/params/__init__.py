@@ -120,6 +120,9 @@ class ParameterSet(Mapping[str, Parameter]):
         if problems:
             raise ParameterRangeError("; ".join(problems))
 
+    def __reduce__(self):  # picklable (mapping proxies are not), so sets travel to worker processes
+        return (ParameterSet, (dict(self._params),))
+
     def __getitem__(self, name: str) -> Parameter:
         try:
             return self._params[name]

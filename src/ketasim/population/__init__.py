@@ -1,0 +1,12 @@
+"""Virtual populations: covariate distributions, presets and parameter variability.
+
+>>> from ketasim.population import PopulationSampler, PopulationSpec, presets
+>>> "treatment-resistant" in presets()
+True
+"""
+
+from .sample import LINKED_PARAMETERS, PatientParameters, PopulationSampler, VirtualPatient
+from .spec import MAX_PATIENTS, Categorical, Continuous, PopulationSpec, Variability, presets
+
+__all__ = ["LINKED_PARAMETERS", "MAX_PATIENTS", "Categorical", "Continuous", "PatientParameters",
+           "PopulationSampler", "PopulationSpec", "Variability", "VirtualPatient", "presets"]

@@ -1,0 +1,386 @@
+"""Trial files: what a virtual trial gives to whom, when it looks, and what counts as an outcome.
+
+A trial file holds ``[trial]`` (name, seed, design, assessments, endpoint definitions),
+``[population]`` (see ``ketasim.population``), ``[[arm]]`` entries with the same ``[[dose]]`` and
+``[[therapy]]`` tables as a scenario, and, by design, ``[run_in]`` (randomised withdrawal) or
+``[background]`` (an ongoing oral antidepressant for add-on trials, or any design). Times in arms are
+counted from the start of the arm's treatment period; assessments from the same origin.
+
+Designs
+-------
+``parallel``
+    Each arm has its own patients (``population.n`` per arm); the period starts at 0.
+``crossover``
+    Every patient receives every arm, in sequences that rotate the arm order (AB/BA for two arms),
+    patients alternating between sequences; each period lasts until the last assessment and is
+    followed by ``washout``. The drug and its effects carry over mechanistically.
+``randomised-withdrawal``
+    ``population.n`` patients receive the open-label ``[run_in]`` treatment; those who meet its
+    ``select`` criterion at the end (``responders`` or ``remitters``, against the pre-treatment
+    MADRS) enter the arms (assigned before the run-in by index, which is the same as randomising
+    the selected, because assignment is independent of outcome); relapse is then followed.
+``add-on``
+    A parallel trial on top of an ongoing oral antidepressant: ``[background]`` doses (times from
+    the start of the ``lead_in``) run in every arm; the trial starts ``lead_in`` later, and its
+    baseline is the MADRS then.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScenarioError
+from ..population import PopulationSpec
+from ..scenario import Scenario, parse_times
+from ..units import parse_time
+
+DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
+SELECTIONS = ("responders", "remitters")
+TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "response", "remission",
+                "relapse", "side_effects")
+TOP_LEVEL = ("trial", "population", "arm", "run_in", "background")
+MAX_ASSESSMENTS = 200
+SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
+SESSION_STEP_H = 5.0 / 60.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Outcome definitions (defaults in the issue's words; MADRS points, mmHg)."""
+
+    response_fall: float = 0.5  # response: MADRS fall >= 50 % from baseline
+    remission_at_most: float = 10.0  # remission: MADRS <= 10
+    relapse_at_least: float = 22.0  # relapse: MADRS >= 22 ...
+    relapse_consecutive: int = 2  # ... at two consecutive assessments after response
+    cadss_at_least: float = 4.0  # dissociation of note: CADSS >= 4 (assumption: a common cut-off)
+    sbp_rise_at_least: float = 40.0  # the label's SBP rise >= 40 mmHg
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    doses: tuple[Mapping[str, Any], ...]
+    therapies: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Period:
+    """One treatment period of a sequence: the arm given and when its clock starts (simulation h)."""
+
+    arm: str
+    start_h: float
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """What one group of patients receives over the whole simulation."""
+
+    stream: int  # random stream of its patients (arm or sequence number)
+    name: str
+    scenario: Scenario  # doses and therapies of every period; the patient is filled in per patient
+    periods: tuple[Period, ...]
+    n: int
+    baseline_h: float | None = None  # fixed baseline time (withdrawal: before the run-in); else each period's start
+    selection: tuple[float, str] | None = None  # (time h, "responders"|"remitters") for randomised withdrawal
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """A validated trial file."""
+
+    name: str
+    seed: int
+    design: str
+    assessments_h: tuple[float, ...]
+    endpoints: Endpoints
+    population: PopulationSpec
+    arms: tuple[Arm, ...]
+    control: str
+    sequences: tuple[Sequence, ...]
+    raw: Mapping[str, Any]
+
+    @property
+    def duration_h(self) -> float:
+        return self.sequences[0].scenario.duration_h
+
+    @property
+    def n_patients(self) -> int:
+        return sum(s.n for s in self.sequences)
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any] | TrialSpec) -> TrialSpec:
+        if isinstance(source, TrialSpec):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        path = Path(source)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ScenarioError(str(path), f"cannot read the trial file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ScenarioError(str(path), "the trial file is not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(str(path), f"malformed TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
+        _known(data, TOP_LEVEL, "trial file")
+        for key in ("trial", "population", "arm"):
+            if key not in data:
+                raise ScenarioError(key, "needed in a trial file ([trial], [population] and at least one [[arm]])")
+        trial = _table(data["trial"], "trial")
+        _known(trial, TRIAL_FIELDS, "trial")
+        name = trial.get("name", "virtual trial")
+        if not isinstance(name, str) or not name.strip():
+            raise ScenarioError("trial.name", "must be a non-empty text")
+        seed = trial.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+            raise ScenarioError("trial.seed", f"{seed!r} must be a whole number >= 0 (results depend on it; give it explicitly)")
+        design = trial.get("design", "parallel")
+        if design not in DESIGNS:
+            raise ScenarioError("trial.design", f"{design!r} is not allowed; allowed: {', '.join(DESIGNS)}")
+        assessments = _assessments(trial.get("assessments"))
+        endpoints = _endpoints(trial)
+        population = PopulationSpec.from_dict(_table(data["population"], "population"))
+        arms = _arms(data["arm"], assessments[-1])
+        names = [a.name for a in arms]
+        control = trial.get("control", names[-1])
+        if control not in names:
+            raise ScenarioError("trial.control", f"{control!r} is not an arm; allowed: {', '.join(names)}")
+        for key, allowed in (("washout", ("crossover",)), ("run_in", ("randomised-withdrawal",))):
+            present = key in trial or key in data
+            if present and design not in allowed:
+                raise ScenarioError(key if key in data else f"trial.{key}", f"only for design {allowed[0]!r}, not {design!r}")
+        if design == "add-on" and "background" not in data:
+            raise ScenarioError("background", "an add-on trial needs a [background] table with the ongoing treatment")
+        if design == "crossover" and len(arms) < 2:
+            raise ScenarioError("arm", "a crossover trial needs at least two arms")
+        background = _background(data.get("background"))
+        sequences = _sequences(design, arms, assessments, population.n, background, trial, data.get("run_in"))
+        return cls(name=name.strip(), seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
+                   population=population, arms=arms, control=control, sequences=sequences,
+                   raw=json.loads(json.dumps(data)))
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data description for manifests and reports."""
+        return {
+            "name": self.name, "seed": self.seed, "design": self.design,
+            "assessments [h]": list(self.assessments_h), "control": self.control,
+            "endpoints": {
+                "response": f"MADRS fall >= {self.endpoints.response_fall:.0%} from baseline",
+                "remission": f"MADRS <= {self.endpoints.remission_at_most:g}",
+                "relapse": (f"MADRS >= {self.endpoints.relapse_at_least:g} at {self.endpoints.relapse_consecutive} "
+                            "consecutive assessments after response"),
+                "dissociation": f"CADSS >= {self.endpoints.cadss_at_least:g} points",
+                "blood pressure": f"SBP rise >= {self.endpoints.sbp_rise_at_least:g} mmHg"},
+            "sequences": [{"name": s.name, "n": s.n, "periods": [{"arm": p.arm, "start [h]": p.start_h} for p in s.periods]}
+                          for s in self.sequences],
+            "duration [h]": self.duration_h,
+            "population": self.population.describe(),
+        }
+
+
+# ---------------------------------------------------------------------- parsing helpers
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ScenarioError(where, "must be a table")
+    return value
+
+
+def _known(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ScenarioError(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def _assessments(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError("trial.assessments", "needed: a list of times such as [\"40 min\", \"24 h\", \"7 d\"]")
+    if len(value) > MAX_ASSESSMENTS:
+        raise ScenarioError("trial.assessments", f"{len(value)} assessments; at most {MAX_ASSESSMENTS}")
+    times = [parse_time(v, f"trial.assessments[{i}]") for i, v in enumerate(value)]
+    for i, t in enumerate(times):
+        if t <= 0:
+            raise ScenarioError(f"trial.assessments[{i}]", f"{value[i]!r} must be after the start (> 0); "
+                                                           "the baseline is taken at the start anyway")
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ScenarioError("trial.assessments", "times must increase strictly")
+    return tuple(times)
+
+
+def _number(table: Mapping[str, Any], key: str, where: str, default: float, low: float, high: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise ScenarioError(f"{where}.{key}", f"{value!r} must be a number in {low:g}..{high:g}")
+    return float(value)
+
+
+def _endpoints(trial: Mapping[str, Any]) -> Endpoints:
+    d = Endpoints()
+    response = _table(trial.get("response", {}), "trial.response")
+    remission = _table(trial.get("remission", {}), "trial.remission")
+    relapse = _table(trial.get("relapse", {}), "trial.relapse")
+    side = _table(trial.get("side_effects", {}), "trial.side_effects")
+    _known(response, ("madrs_fall",), "trial.response")
+    _known(remission, ("madrs_at_most",), "trial.remission")
+    _known(relapse, ("madrs_at_least", "consecutive"), "trial.relapse")
+    _known(side, ("cadss_at_least", "sbp_rise_at_least"), "trial.side_effects")
+    consecutive = relapse.get("consecutive", d.relapse_consecutive)
+    if isinstance(consecutive, bool) or not isinstance(consecutive, int) or not 1 <= consecutive <= 10:
+        raise ScenarioError("trial.relapse.consecutive", f"{consecutive!r} must be a whole number in 1..10")
+    return Endpoints(
+        response_fall=_number(response, "madrs_fall", "trial.response", d.response_fall, 0.01, 1.0),
+        remission_at_most=_number(remission, "madrs_at_most", "trial.remission", d.remission_at_most, 0.0, 60.0),
+        relapse_at_least=_number(relapse, "madrs_at_least", "trial.relapse", d.relapse_at_least, 0.0, 60.0),
+        relapse_consecutive=consecutive,
+        cadss_at_least=_number(side, "cadss_at_least", "trial.side_effects", d.cadss_at_least, 0.0, 92.0),
+        sbp_rise_at_least=_number(side, "sbp_rise_at_least", "trial.side_effects", d.sbp_rise_at_least, 0.0, 200.0),
+    )
+
+
+def _treatment(table: Mapping[str, Any], where: str, length_h: float) -> tuple[tuple, tuple]:
+    """Dose and therapy tables of an arm, run-in or background, checked as a scenario of ``length_h``."""
+    doses, therapies = table.get("dose", []), table.get("therapy", [])
+    for key, value in (("dose", doses), ("therapy", therapies)):
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            raise ScenarioError(f"{where}.{key}", f"must be a list of [[{where}.{key}]] tables")
+    try:
+        Scenario.from_dict({"dose": doses, "therapy": therapies,
+                            "simulation": {"duration": f"{length_h!r} h", "output_every": f"{length_h!r} h"}})
+    except ScenarioError as exc:
+        field = exc.field if exc.field.startswith(("dose", "therapy")) else "dose"
+        raise ScenarioError(f"{where}.{field}", str(exc).split(": ", 1)[1]) from None
+    return tuple(doses), tuple(therapies)
+
+
+def _arms(value: Any, period_h: float) -> tuple[Arm, ...]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError("arm", "needed: at least one [[arm]] table")
+    arms, seen = [], set()
+    for i, entry in enumerate(value):
+        where = f"arm[{i}]"
+        entry = _table(entry, where)
+        _known(entry, ("name", "dose", "therapy"), where)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ScenarioError(f"{where}.name", "needed: a non-empty text")
+        if name in seen:
+            raise ScenarioError(f"{where}.name", f"{name!r} is used by two arms; names must differ")
+        seen.add(name)
+        doses, therapies = _treatment(entry, where, period_h)
+        arms.append(Arm(name=name, doses=doses, therapies=therapies))
+    return tuple(arms)
+
+
+def _background(value: Any) -> tuple[float, tuple, tuple]:
+    """(lead-in h, doses, therapies) of the ongoing treatment, or none."""
+    if value is None:
+        return 0.0, (), ()
+    table = _table(value, "background")
+    _known(table, ("lead_in", "dose", "therapy"), "background")
+    if "lead_in" not in table:
+        raise ScenarioError("background.lead_in", "needed: how long the ongoing treatment has run when the trial "
+                                                  "starts (e.g. \"6 w\")")
+    lead_in = parse_time(table["lead_in"], "background.lead_in")
+    if not lead_in > 0:
+        raise ScenarioError("background.lead_in", f"{table['lead_in']!r} must be > 0")
+    return lead_in, tuple(table.get("dose", [])), tuple(table.get("therapy", []))
+
+
+def _shifted(tables: tuple, offset_h: float) -> list[dict[str, Any]]:
+    """Dose or therapy tables moved by ``offset_h``, their times written out as explicit hours."""
+    out = []
+    for table in tables:
+        times = parse_times(table, "dose")
+        entry = {k: v for k, v in table.items() if k not in ("at", "start", "every", "count")}
+        entry["at"] = [f"{t + offset_h!r} h" for t in times]
+        out.append(entry)
+    return out
+
+
+def _scenario(parts: list[tuple[tuple, tuple, float]], duration_h: float, where: str) -> Scenario:
+    doses, therapies = [], []
+    for d, t, offset in parts:
+        doses += _shifted(d, offset)
+        therapies += _shifted(t, offset)
+    try:
+        return Scenario.from_dict({"dose": doses, "therapy": therapies,
+                                   "simulation": {"duration": f"{duration_h!r} h", "output_every": f"{duration_h!r} h"}})
+    except ScenarioError as exc:  # e.g. background and arm infusions that overlap
+        raise ScenarioError(where, f"the combined treatment is not valid: {exc}") from None
+
+
+def _sequences(design: str, arms: tuple[Arm, ...], assessments: tuple[float, ...], n: int,
+               background: tuple[float, tuple, tuple], trial: Mapping[str, Any], run_in: Any) -> tuple[Sequence, ...]:
+    lead_in, bg_doses, bg_therapies = background
+    period = assessments[-1]
+    if lead_in:
+        _treatment({"dose": list(bg_doses), "therapy": list(bg_therapies)}, "background", lead_in + period)
+    bg = [(bg_doses, bg_therapies, 0.0)] if lead_in else []
+
+    if design == "crossover":
+        if "washout" not in trial:
+            raise ScenarioError("trial.washout", "needed for a crossover trial (e.g. \"7 d\")")
+        washout = parse_time(trial["washout"], "trial.washout")
+        if washout < 0:
+            raise ScenarioError("trial.washout", f"{trial['washout']!r} must be >= 0")
+        k = len(arms)
+        out = []
+        for s in range(k):  # rotations of the arm order: a Latin square, AB/BA for two arms
+            order = [arms[(s + j) % k] for j in range(k)]
+            starts = [lead_in + j * (period + washout) for j in range(k)]
+            parts = bg + [(a.doses, a.therapies, t) for a, t in zip(order, starts)]
+            scenario = _scenario(parts, starts[-1] + period, f"sequence {s + 1}")
+            n_seq = n // k + (1 if s < n % k else 0)  # patients alternate between sequences
+            out.append(Sequence(stream=s, name=" -> ".join(a.name for a in order), scenario=scenario,
+                                periods=tuple(Period(a.name, t) for a, t in zip(order, starts)), n=n_seq))
+        return tuple(s for s in out if s.n > 0)
+
+    selection = None
+    start = lead_in
+    parts_run_in: list = []
+    if design == "randomised-withdrawal":
+        if run_in is None:
+            raise ScenarioError("run_in", "a randomised-withdrawal trial needs a [run_in] table (duration, doses, select)")
+        table = _table(run_in, "run_in")
+        _known(table, ("duration", "dose", "therapy", "select"), "run_in")
+        if "duration" not in table:
+            raise ScenarioError("run_in.duration", "needed: the length of the open-label phase (e.g. \"4 w\")")
+        length = parse_time(table["duration"], "run_in.duration")
+        if not length > 0:
+            raise ScenarioError("run_in.duration", f"{table['duration']!r} must be > 0")
+        select = table.get("select", "responders")
+        if select not in SELECTIONS:
+            raise ScenarioError("run_in.select", f"{select!r} is not allowed; allowed: {', '.join(SELECTIONS)}")
+        doses, therapies = _treatment(table, "run_in", length)
+        parts_run_in = [(doses, therapies, lead_in)]
+        start = lead_in + length
+        selection = (start, select)
+    out = []
+    for i, arm in enumerate(arms):
+        parts = bg + parts_run_in + [(arm.doses, arm.therapies, start)]
+        scenario = _scenario(parts, start + period, f"arm[{i}]")
+        if design == "randomised-withdrawal":  # everyone enters the run-in; assignment alternates
+            n_arm = n // len(arms) + (1 if i < n % len(arms) else 0)
+        else:
+            n_arm = n
+        out.append(Sequence(stream=i, name=arm.name, scenario=scenario, periods=(Period(arm.name, start),), n=n_arm,
+                            baseline_h=lead_in if selection else None, selection=selection))
+    return tuple(s for s in out if s.n > 0)
+
+
+def session_starts(scenario: Scenario) -> list[float]:
+    """Times of every administration (h), sorted: the dosing sessions side effects are read from."""
+    return sorted({t for d in scenario.doses for t in d.times_h})
+
+
+def with_patient(scenario: Scenario, patient) -> Scenario:
+    return replace(scenario, patient=patient)

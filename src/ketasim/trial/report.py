@@ -1,0 +1,238 @@
+"""The HTML report of a virtual trial: design, population, trajectories, rates, relapse, side effects."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..result import DISCLAIMER  # noqa: E402
+from . import statistics as st  # noqa: E402
+from .summary import ASSESSMENT, analysed  # noqa: E402
+
+MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _days(hours: np.ndarray) -> np.ndarray:
+    return np.asarray(hours, dtype=float) / 24.0
+
+
+def trajectories_figure(rows: pd.DataFrame):
+    """Mean MADRS with its 95 % CI band and the 10-90 % range of patients, per arm, from baseline."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    for arm, g in rows.groupby("arm", sort=False):
+        base = g.drop_duplicates(["patient", "period"])["baseline_madrs [points]"]
+        t = [0.0]
+        mean, lo, hi, p10, p90 = [base.mean()], [np.nan], [np.nan], [base.quantile(0.1)], [base.quantile(0.9)]
+        for time, at in g.groupby(ASSESSMENT):
+            m = st.mean_ci(at["madrs [points]"].to_numpy())
+            t.append(time)
+            mean.append(m["mean"]); lo.append(m["lower"]); hi.append(m["upper"])  # noqa: E702
+            p10.append(at["madrs [points]"].quantile(0.1)); p90.append(at["madrs [points]"].quantile(0.9))  # noqa: E702
+        x = _days(np.array(t))
+        line, = ax.plot(x, mean, marker="o", label=f"{arm}: mean")
+        ax.fill_between(x, p10, p90, color=line.get_color(), alpha=0.12, label=f"{arm}: 10-90 % of patients")
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.35)
+    ax.axhline(10.0, ls=":", c="grey", lw=1, label="remission threshold (MADRS 10) [points]")
+    ax.set_xlabel("time from the start of the period [d]")
+    ax.set_ylabel("MADRS [points]")
+    ax.set_title("MADRS trajectories (mean, 95 % CI band, 10-90 % range)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def rates_figure(summary: dict[str, Any]):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, key, title in ((axes[0], "response_rate", "Response"), (axes[1], "remission_rate", "Remission")):
+        for arm, s in summary["arms"].items():
+            rows = s["assessments"]
+            x = _days(np.array([r[ASSESSMENT] for r in rows]))
+            est = np.array([r[key]["estimate"] if r[key]["estimate"] is not None else np.nan for r in rows], dtype=float)
+            lo = np.array([r[key]["lower"] if r[key]["lower"] is not None else np.nan for r in rows], dtype=float)
+            hi = np.array([r[key]["upper"] if r[key]["upper"] is not None else np.nan for r in rows], dtype=float)
+            ax.errorbar(x, 100 * est, yerr=[100 * (est - lo), 100 * (hi - est)], marker="o", capsize=3, label=arm)
+        ax.set_title(f"{title} rate (Wilson 95 % CI)")
+        ax.set_xlabel("time from the start of the period [d]")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("patients [%]")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def relapse_figure(rows: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for arm, g in rows.groupby("arm", sort=False):
+        pp = g.groupby(["patient", "period"]).agg(at_risk=("at_risk_of_relapse", "first"),
+                                                  t=("time_to_relapse [h]", "first"), last=(ASSESSMENT, "max"))
+        pp = pp[pp["at_risk"]]
+        if pp.empty:
+            continue
+        event = pp["t"].notna().to_numpy()
+        time = np.where(event, pp["t"].to_numpy(), pp["last"].to_numpy())
+        km = st.kaplan_meier(time, event)
+        line, = ax.step(_days(km["time"]), 100 * km["survival"], where="post", label=f"{arm} (n at risk {len(pp)})")
+        ax.fill_between(_days(km["time"]), 100 * km["lower"], 100 * km["upper"], step="post", alpha=0.2,
+                        color=line.get_color())
+    ax.set_xlabel("time from the start of the period [d]")
+    ax.set_ylabel("responders free of relapse [%]")
+    ax.set_title("Relapse among responders (Kaplan-Meier, log-log 95 % CI)")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def mechanism_figure(rows: pd.DataFrame):
+    fig, axes = plt.subplots(1, len(MECHANISM), figsize=(12, 3.0))
+    for ax, column in zip(axes, MECHANISM):
+        for arm, g in rows.groupby("arm", sort=False):
+            m = g.groupby(ASSESSMENT)[column].mean()
+            ax.plot(_days(m.index.to_numpy()), m.to_numpy(), marker="o", label=arm)
+        ax.set_title(column.split(" [")[0], fontsize=9)
+        ax.set_ylabel(column, fontsize=8)
+        ax.set_xlabel("time [d]", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{x:.{digits}g}"
+
+
+def _interval(d: dict[str, Any], scale: float = 1.0, digits: int = 3) -> str:
+    def f(v):
+        return v if v is None or isinstance(v, str) else v * scale
+
+    return f"{_fmt(f(d['estimate']), digits)} ({_fmt(f(d['lower']), digits)} to {_fmt(f(d['upper']), digits)})"
+
+
+def _population_table(patients: pd.DataFrame) -> str:
+    first = patients.drop_duplicates(["patient"])
+    head = "<tr><th>sequence / arm</th><th>n</th><th>women [%]</th><th>weight [kg]</th><th>age [y]</th>" \
+           "<th>baseline MADRS [points]</th><th>CYP2B6 poor [%]</th><th>BDNF Met carriers [%]</th>" \
+           "<th>high inflammation [%]</th><th>solver failures</th></tr>"
+    rows = []
+    for seq, g in first.groupby("sequence", sort=False):
+        rows.append(
+            f"<tr><td>{html.escape(str(seq))}</td><td>{len(g)}</td><td>{100 * (g['sex'] == 'female').mean():.0f}</td>"
+            f"<td>{g['weight [kg]'].mean():.1f} ± {g['weight [kg]'].std():.1f}</td>"
+            f"<td>{g['age [y]'].mean():.1f} ± {g['age [y]'].std():.1f}</td>"
+            f"<td>{g['baseline_madrs [points]'].mean():.1f} ± {g['baseline_madrs [points]'].std():.1f}</td>"
+            f"<td>{100 * (g['cyp2b6'] == 'poor').mean():.0f}</td>"
+            f"<td>{100 * (g['bdnf_val66met'] != 'val/val').mean():.0f}</td>"
+            f"<td>{100 * (g['inflammation'] == 'high').mean():.0f}</td>"
+            f"<td>{int((g['status'] != 'ok').sum())}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _endpoint_table(summary: dict[str, Any]) -> str:
+    head = "<tr><th>arm</th><th>assessment [h]</th><th>n</th><th>MADRS change [points], mean (95 % CI)</th>" \
+           "<th>response [%] (95 % CI)</th><th>remission [%] (95 % CI)</th></tr>"
+    rows = []
+    for arm, s in summary["arms"].items():
+        for r in s["assessments"]:
+            c = r["madrs_change [points]"]
+            rows.append(f"<tr><td>{html.escape(arm)}</td><td>{r[ASSESSMENT]:.4g}</td><td>{r['n']}</td>"
+                        f"<td>{_fmt(c['mean'])} ({_fmt(c['lower'])} to {_fmt(c['upper'])})</td>"
+                        f"<td>{_interval(r['response_rate'], 100)}</td><td>{_interval(r['remission_rate'], 100)}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _side_effect_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for arm, s in summary["arms"].items():
+        se = s["side_effects"]
+        rates = [(k, v) for k, v in se.items() if "estimate" in v]
+        rows.append(f"<tr><td>{html.escape(arm)}</td>"
+                    + "".join(f"<td>{_interval(v, 100)} [{v['k']}/{v['n']}]</td>" for _, v in rates)
+                    + f"<td>{_fmt(se['cadss_peak [points]']['mean'])}</td><td>{_fmt(se['sbp_peak_rise [mmHg]']['mean'])}</td>"
+                    + f"<td>{_interval(s['relapse']['median_time_to_relapse [h]'])}</td></tr>")
+    first = next(iter(summary["arms"].values()))["side_effects"]
+    heads = "".join(f"<th>{html.escape(k)} [%] (95 % CI)</th>" for k, v in first.items() if "estimate" in v)
+    return (f"<table><tr><th>arm</th>{heads}<th>mean peak CADSS [points]</th><th>mean peak SBP rise [mmHg]</th>"
+            f"<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>")
+
+
+def _comparison_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for c in summary["comparisons"]:
+        for r in c["assessments"]:
+            rows.append(f"<tr><td>{html.escape(c['arm'])} vs {html.escape(c['control'])}</td><td>{r[ASSESSMENT]:.4g}</td>"
+                        f"<td>{_interval(r['difference_in_madrs_change [points]'])}</td>"
+                        f"<td>{_interval(r['odds_ratio_response'])}</td>"
+                        f"<td>{_interval(c['relapse_hazard_ratio'])}</td></tr>")
+    if not rows:
+        return "<p>One arm: no between-arm comparison.</p>"
+    return ("<table><tr><th>comparison</th><th>assessment [h]</th><th>difference in MADRS change [points] (95 % CI)</th>"
+            f"<th>odds ratio for response (95 % CI)</th><th>relapse hazard ratio (95 % CI)</th></tr>{''.join(rows)}</table>")
+
+
+def write_trial_report(result, folder) -> None:
+    """``report.html`` (figures embedded) in ``folder``."""
+    rows = analysed(result.patients)
+    summary = result.summary
+    figures = []
+    if not rows.empty:
+        figures = [("MADRS trajectories", trajectories_figure(rows)), ("Response and remission", rates_figure(summary)),
+                   ("Relapse", relapse_figure(rows)), ("Mechanism readouts per arm", mechanism_figure(rows))]
+    imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{_png(f)}'>"
+                     f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in figures)
+    design = json.dumps(summary["trial"], indent=2)
+    counts = summary["patients"]
+    title = f"ketasim virtual trial: {result.spec.name}"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}}
+td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)} A virtual
+trial describes a model population; it says nothing about what any person should receive.</p>
+<p>Design: <strong>{html.escape(result.spec.design)}</strong>; {counts['simulated']} patients simulated,
+{counts['randomised']} analysed, {counts['failed']} not finished by the solver
+{html.escape(json.dumps(counts['failed_reasons'])) if counts['failed'] else ''}.</p>
+<h2>Population</h2>
+{_population_table(result.patients)}
+<h2>Endpoints per arm</h2>
+{_endpoint_table(summary)}
+<h2>Between arms</h2>
+{_comparison_table(summary)}
+<h2>Side effects and relapse</h2>
+{_side_effect_table(summary)}
+<h2>Figures</h2>
+{imgs}
+<h2>Trial design</h2>
+<pre>{html.escape(design)}</pre>
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+    (folder / "report.html").write_text(page, encoding="utf-8")

@@ -1,0 +1,277 @@
+"""Running a virtual trial: patients drawn, simulated in chunks, read out at the assessments.
+
+A chunk (a range of patient indices of one sequence) is a pure function of the trial, the parameter
+set and the indices, so chunks can run in any order, in this process or on Dask workers, and the
+patients table is the same bit for bit. Memory stays flat in N: a chunk's states are reduced to its
+rows before the next chunk starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..engine import STATUS_MESSAGES, SolverSettings, build_problem, solve
+from ..model.system import Model, default_model
+from ..params import ParameterSet
+from ..population import PopulationSampler
+from .design import SESSION_STEP_H, SESSION_WINDOW_H, Sequence, TrialSpec, session_starts, with_patient
+
+#: tolerances for trials: the loosest that keeps MADRS within 0.01 points of a tight reference
+#: (benchmarks/trial_throughput.py measures this), so large trials stay fast
+TRIAL_SETTINGS = SolverSettings(rtol=1e-6, atol=1e-8)
+STATE_BUDGET_BYTES = 64 * 2 ** 20  # states held per chunk: about 64 MiB
+
+#: columns of the patients table that hold model outputs: (column, output name, how it is read)
+READOUTS = (
+    ("nmda_block_interneuron_peak [fraction]", "receptor.nmda_block_interneuron", "session peak"),
+    ("spine_density [fold baseline]", "plasticity.spine_density", "at assessment"),
+    ("pfc_gbc [z]", "circuit.pfc_gbc", "at assessment"),
+    ("il6 [pg/mL]", "inflammation.il6", "at assessment"),
+)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The output grid of a sequence and where each reading lies on it."""
+
+    times: np.ndarray  # (n_grid,) h
+    baseline: np.ndarray  # (n_periods,) grid index of each period's baseline
+    assessments: np.ndarray  # (n_periods, n_assess) grid indices
+    sessions: list[list[np.ndarray]]  # [period][assessment] -> grid indices of the session window before it
+    session_start: np.ndarray  # (n_periods, n_assess) grid index of that session's start, -1 if none
+    selection: int | None  # grid index where withdrawal selection is judged
+
+
+def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
+    """Grid: baselines, assessments, and every 5 min for 4 h after each administration (peaks)."""
+    starts = session_starts(seq.scenario)
+    ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
+    end = seq.scenario.duration_h
+    points = {0.0, *(p.start_h for p in seq.periods), *ends}
+    if seq.baseline_h is not None:
+        points.add(seq.baseline_h)
+    if seq.selection:
+        points.add(seq.selection[0])
+    points |= {p.start_h + a for p in seq.periods for a in spec.assessments_h}
+    for t in starts:
+        points |= set(t + np.arange(0.0, SESSION_WINDOW_H + 1e-9, SESSION_STEP_H))
+    times = np.array(sorted(x for x in points if x <= end + 1e-9))
+    times = np.minimum(times, end)
+
+    def at(t: float) -> int:
+        return int(np.argmin(np.abs(times - t)))
+
+    baseline = np.array([at(seq.baseline_h if seq.baseline_h is not None else p.start_h) for p in seq.periods])
+    assessments = np.array([[at(p.start_h + a) for a in spec.assessments_h] for p in seq.periods])
+    sessions, session_start = [], np.full(assessments.shape, -1)
+    for i, p in enumerate(seq.periods):
+        row = []
+        for j, a in enumerate(spec.assessments_h):
+            t_assess = p.start_h + a
+            before = [t for t in starts if p.start_h - 1e-9 <= t <= t_assess + 1e-9]
+            if not before:
+                row.append(np.zeros(0, dtype=int))
+                continue
+            t_d = before[-1]
+            session_start[i, j] = at(t_d)
+            window = (times >= t_d - 1e-9) & (times <= min(t_assess, t_d + SESSION_WINDOW_H) + 1e-9)
+            row.append(np.flatnonzero(window))
+        sessions.append(row)
+    return Timeline(times=times, baseline=baseline, assessments=assessments, sessions=sessions,
+                    session_start=session_start, selection=at(seq.selection[0]) if seq.selection else None)
+
+
+# ---------------------------------------------------------------------- one chunk
+_CONTEXTS: dict[tuple[str, str], tuple] = {}
+
+
+def _context(raw_json: str, params: ParameterSet):
+    """The parsed trial, its sampler and the model, kept per process (workers see many chunks)."""
+    key = (raw_json, params.digest())
+    if key not in _CONTEXTS:
+        spec = TrialSpec.from_dict(json.loads(raw_json))
+        _CONTEXTS.clear()
+        _CONTEXTS[key] = (spec, PopulationSampler(spec.population, params), default_model())
+    return _CONTEXTS[key]
+
+
+def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: int, stop: int,
+                   settings: SolverSettings = TRIAL_SETTINGS) -> pd.DataFrame:
+    """Rows of the patients table for patients ``start..stop-1`` of sequence ``seq_index``."""
+    spec, sampler, model = _context(raw_json, params)
+    seq = spec.sequences[seq_index]
+    tl = timeline(spec, seq)
+    patients = sampler.draw_many(spec.seed, seq.stream, range(start, stop))
+    problem = build_problem([with_patient(seq.scenario, vp.patient) for vp in patients],
+                            [vp.parameters for vp in patients], model, t_out=tl.times)
+    states, status, _ = solve(problem, settings)
+    outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
+                            ("clinical.madrs", "clinical.cadss", "clinical.sbp", *(r[1] for r in READOUTS)))
+    return _rows(spec, seq, tl, patients, outputs, status)
+
+
+def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray,
+                  wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Outputs (n, n_out) for a batch, evaluated in one vectorised pass over all patients and times."""
+    n, n_out, _ = states.shape
+    y = {name: states[:, :, i].reshape(-1) for i, name in enumerate(model.state_names)}
+    th = {name: np.repeat(theta[:, j], n_out) for j, name in enumerate(parameter_names)}
+    u = {name: 0.0 for name in model.input_names}
+    with np.errstate(all="ignore"):  # a failed patient's NaN states give NaN outputs, flagged by its status
+        out = model.observe(y, th, u, np)
+    return {k: np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n * n_out,)).reshape(n, n_out) for k in wanted}
+
+
+def _session_peak(values: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
+    """(n, n_assess): the highest value in each assessment's session window (NaN without a session)."""
+    out = np.full((values.shape[0], len(windows)), np.nan)
+    for j, idx in enumerate(windows):
+        if idx.size:
+            out[:, j] = values[:, idx].max(axis=1)
+    return out
+
+
+def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
+             responded_at_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per assessment whether relapse has occurred (MADRS >= threshold at ``consecutive`` assessments
+    in a row after response); the relapse time (first of those assessments) and whether the patient
+    ever responded (who is at risk of relapse)."""
+    n, k = madrs.shape
+    responded = responded_at_start.copy()
+    run = np.zeros(n, dtype=int)
+    run_start = np.full(n, np.nan)
+    relapsed = np.zeros(n, dtype=bool)
+    relapse_time = np.full(n, np.nan)
+    relapsed_by = np.zeros((n, k), dtype=bool)
+    for j in range(k):
+        counting = responded & ~relapsed  # assessments strictly after the one that showed response
+        high = madrs[:, j] >= threshold
+        run = np.where(counting, np.where(high, run + 1, 0), run)
+        run_start = np.where(counting & high & (run == 1), times[j], run_start)
+        new = counting & (run >= consecutive)
+        relapse_time = np.where(new, run_start, relapse_time)
+        relapsed |= new
+        responded |= responder[:, j]
+        relapsed_by[:, j] = relapsed
+    return relapsed_by, relapse_time, responded
+
+
+def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mapping[str, np.ndarray],
+          status: np.ndarray) -> pd.DataFrame:
+    ep = spec.endpoints
+    n, n_assess = len(patients), len(spec.assessments_h)
+    ok = status == 0
+    nan_if_failed = np.where(ok[:, None], 1.0, np.nan)
+    madrs_all = outputs["clinical.madrs"] * nan_if_failed
+    assess_h = np.asarray(spec.assessments_h)
+    selected = np.ones(n, dtype=bool)
+    if seq.selection:
+        base0, at_sel = madrs_all[:, tl.baseline[0]], madrs_all[:, tl.selection]
+        selected = (at_sel <= (1 - ep.response_fall) * base0) if seq.selection[1] == "responders" \
+            else (at_sel <= ep.remission_at_most)
+    frames = []
+    for p, period in enumerate(seq.periods):
+        base = madrs_all[:, tl.baseline[p]]
+        madrs = madrs_all[:, tl.assessments[p]]
+        responder = madrs <= (1.0 - ep.response_fall) * base[:, None]
+        remitter = madrs <= ep.remission_at_most
+        start = outputs["clinical.sbp"][:, np.maximum(tl.session_start[p], 0)]
+        sbp_rise = _session_peak(outputs["clinical.sbp"], tl.sessions[p]) - np.where(tl.session_start[p] >= 0, start, np.nan)
+        relapsed, relapse_time, at_risk = _relapse(madrs, responder, assess_h, ep.relapse_at_least,
+                                                   ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
+        columns: dict[str, Any] = {
+            "arm": period.arm, "sequence": seq.name, "period": p + 1,
+            "patient": np.repeat([f"{seq.stream}-{vp.index}" for vp in patients], n_assess),
+            "assessment [h]": np.tile(assess_h, n),
+            "madrs [points]": madrs.ravel(),
+            "baseline_madrs [points]": np.repeat(base, n_assess),
+            "madrs_change [points]": (madrs - base[:, None]).ravel(),
+            "cadss_peak [points]": (_session_peak(outputs["clinical.cadss"], tl.sessions[p]) * nan_if_failed).ravel(),
+            "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),
+            "responder": responder.ravel(), "remitter": remitter.ravel(), "relapsed": relapsed.ravel(),
+            "at_risk_of_relapse": np.repeat(at_risk, n_assess),
+            "time_to_relapse [h]": np.repeat(relapse_time, n_assess),
+            "randomised": np.repeat(selected, n_assess),
+        }
+        for column, name, how in READOUTS:
+            values = outputs[name] * nan_if_failed
+            columns[column] = (_session_peak(values, tl.sessions[p]) if how == "session peak"
+                               else values[:, tl.assessments[p]]).ravel()
+        columns.update(_covariate_columns(patients, n_assess))
+        columns["status"] = np.repeat([STATUS_MESSAGES[int(s)] for s in status], n_assess)
+        frames.append(pd.DataFrame(columns))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _covariate_columns(patients, n_assess: int) -> dict[str, np.ndarray]:
+    def col(f):
+        return np.repeat([f(vp.patient) for vp in patients], n_assess)
+
+    return {"weight [kg]": col(lambda p: p.weight_kg), "age [y]": col(lambda p: p.age_y), "sex": col(lambda p: p.sex),
+            "cyp2b6": col(lambda p: p.cyp2b6), "cyp3a4": col(lambda p: p.cyp3a4),
+            "bdnf_val66met": col(lambda p: p.bdnf_val66met), "inflammation": col(lambda p: p.inflammation),
+            "comedications": col(lambda p: ",".join(p.comedications))}
+
+
+# ---------------------------------------------------------------------- the whole trial
+@dataclass(frozen=True)
+class Chunk:
+    seq_index: int
+    start: int
+    stop: int
+
+
+def chunks(spec: TrialSpec, chunk_size: int | None = None) -> list[Chunk]:
+    """The trial's patients split into chunks (sequence by sequence, in index order)."""
+    out = []
+    for k, seq in enumerate(spec.sequences):
+        size = chunk_size or default_chunk_size(spec, seq)
+        out += [Chunk(k, a, min(a + size, seq.n)) for a in range(0, seq.n, size)]
+    return out
+
+
+def default_chunk_size(spec: TrialSpec, seq: Sequence, n_states: int = 68) -> int:
+    n_grid = timeline(spec, seq).times.size
+    return int(max(16, min(2048, STATE_BUDGET_BYTES // (n_grid * n_states * 8))))
+
+
+ProgressCallback = Callable[[int, int], None]  # (patients done, patients in all)
+
+
+def run_chunks(spec: TrialSpec, params: ParameterSet, *, chunk_size: int | None = None,
+               settings: SolverSettings = TRIAL_SETTINGS, client=None,
+               progress: ProgressCallback | None = None) -> pd.DataFrame:
+    """Every chunk, here or on a Dask client, assembled in the trial's order."""
+    raw_json = json.dumps(spec.raw, sort_keys=True)
+    todo = chunks(spec, chunk_size)
+    total = spec.n_patients
+    done = 0
+    results: dict[int, pd.DataFrame] = {}
+    for i, frame in _execute(todo, raw_json, params, settings, client):
+        results[i] = frame
+        done += todo[i].stop - todo[i].start
+        if progress:
+            progress(done, total)
+    return pd.concat([results[i] for i in range(len(todo))], ignore_index=True)
+
+
+def _execute(todo: list[Chunk], raw_json: str, params: ParameterSet, settings: SolverSettings,
+             client) -> Iterator[tuple[int, pd.DataFrame]]:
+    if client is None:
+        for i, c in enumerate(todo):
+            yield i, simulate_chunk(raw_json, params, c.seq_index, c.start, c.stop, settings)
+        return
+    from distributed import as_completed
+
+    params_future = client.scatter(params, broadcast=True)
+    futures = {client.submit(simulate_chunk, raw_json, params_future, c.seq_index, c.start, c.stop, settings,
+                             pure=False): i for i, c in enumerate(todo)}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
+

@@ -1,0 +1,152 @@
+"""From the patients table to the trial's endpoints: per arm, per assessment and between arms.
+
+Only patients the solver finished (``status == "ok"``) and who were randomised enter the
+statistics; failed patients are counted, with their reasons, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..result import DISCLAIMER
+from . import statistics as st
+from .design import TrialSpec
+
+MADRS, CHANGE = "madrs [points]", "madrs_change [points]"
+ASSESSMENT = "assessment [h]"
+
+
+def analysed(patients: pd.DataFrame) -> pd.DataFrame:
+    """The rows the statistics use: solver finished and randomised."""
+    return patients[(patients["status"] == "ok") & patients["randomised"]]
+
+
+def _interval(est: float, lo: float, hi: float, **extra) -> dict[str, Any]:
+    return {"estimate": _num(est), "lower": _num(lo), "upper": _num(hi), **extra}
+
+
+def _num(x) -> float | None:
+    """JSON-safe number: NaN (undefined) becomes null."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _rate(flags: np.ndarray) -> dict[str, Any]:
+    k, n = int(np.sum(flags)), int(flags.size)
+    return _interval(*st.proportion_ci(k, n), k=k, n=n)
+
+
+def _per_patient(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient and period with the patient-level endpoints."""
+    keys = ["patient", "period"]
+    return rows.groupby(keys, sort=False).agg(
+        arm=("arm", "first"), at_risk=("at_risk_of_relapse", "first"),
+        relapse_time=("time_to_relapse [h]", "first"), last=(ASSESSMENT, "max"),
+        cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max")).reset_index()
+
+
+def _relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(time h, event) of relapse for patients at risk (responders), censored at the last assessment."""
+    at_risk = per_patient[per_patient["at_risk"]]
+    event = at_risk["relapse_time"].notna().to_numpy()
+    time = np.where(event, at_risk["relapse_time"].to_numpy(), at_risk["last"].to_numpy())
+    return time, event
+
+
+def _median(time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
+    m = st.km_median(time, event)
+
+    def show(x):
+        return "not reached" if math.isinf(x) else _num(x)
+
+    return {"estimate": show(m["median"]), "lower": show(m["lower"]), "upper": show(m["upper"]),
+            "at_risk": int(time.size), "events": int(np.sum(event))}
+
+
+def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
+    ep = spec.endpoints
+    per_assessment = []
+    for t, at in rows.groupby(ASSESSMENT, sort=True):
+        change = at[CHANGE].to_numpy()
+        m = st.mean_ci(change)
+        per_assessment.append({
+            ASSESSMENT: float(t), "n": int(m["n"]),
+            "madrs [points]": _num(at[MADRS].mean()),
+            CHANGE: {"mean": _num(m["mean"]), "sd": _num(m["sd"]), "lower": _num(m["lower"]), "upper": _num(m["upper"])},
+            "response_rate": _rate(at["responder"].to_numpy()),
+            "remission_rate": _rate(at["remitter"].to_numpy()),
+            "relapsed_fraction": _rate(at["relapsed"].to_numpy()),
+            "mechanism": {c: _num(at[c].mean()) for c in ("nmda_block_interneuron_peak [fraction]",
+                                                          "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")},
+        })
+    pp = _per_patient(rows)
+    time, event = _relapse_data(pp)
+    cadss, sbp = pp["cadss_peak"].fillna(0.0).to_numpy(), pp["sbp_rise"].fillna(0.0).to_numpy()
+    return {
+        "n": int(len(pp)),
+        "assessments": per_assessment,
+        "relapse": {"median_time_to_relapse [h]": _median(time, event)},
+        "side_effects": {
+            f"cadss_at_least_{ep.cadss_at_least:g}_points": _rate(cadss >= ep.cadss_at_least),
+            f"sbp_rise_at_least_{ep.sbp_rise_at_least:g}_mmHg": _rate(sbp >= ep.sbp_rise_at_least),
+            "cadss_peak [points]": {"mean": _num(pp["cadss_peak"].mean()), "max": _num(pp["cadss_peak"].max())},
+            "sbp_peak_rise [mmHg]": {"mean": _num(pp["sbp_rise"].mean()), "max": _num(pp["sbp_rise"].max())},
+        },
+    }
+
+
+def comparison(spec: TrialSpec, rows: pd.DataFrame, arm: str, control: str) -> dict[str, Any]:
+    """``arm`` against ``control``: mean change difference and response odds ratio per assessment,
+    hazard ratio and log-rank test for relapse. A crossover compares within patients (paired)."""
+    a, c = rows[rows["arm"] == arm], rows[rows["arm"] == control]
+    paired = spec.design == "crossover"
+    per_assessment = []
+    for t in sorted(set(a[ASSESSMENT]) & set(c[ASSESSMENT])):
+        at, ct = a[a[ASSESSMENT] == t], c[c[ASSESSMENT] == t]
+        if paired:
+            both = at.set_index("patient")[CHANGE].to_frame("a").join(ct.set_index("patient")[CHANGE].to_frame("c"),
+                                                                        how="inner")
+            m = st.mean_ci((both["a"] - both["c"]).to_numpy())
+            diff = _interval(m["mean"], m["lower"], m["upper"], method="paired t (within-patient differences)")
+        else:
+            d = st.mean_difference(at[CHANGE].to_numpy(), ct[CHANGE].to_numpy())
+            diff = _interval(d["difference"], d["lower"], d["upper"], p_value=_num(d["p_value"]), method="Welch t")
+        k1, n1 = int(at["responder"].sum()), len(at)
+        k0, n0 = int(ct["responder"].sum()), len(ct)
+        o = st.odds_ratio(k1, n1, k0, n0)
+        per_assessment.append({ASSESSMENT: float(t), "difference_in_madrs_change [points]": diff,
+                               "odds_ratio_response": _interval(o["odds_ratio"], o["lower"], o["upper"], method="Woolf")})
+    pa, pc = _per_patient(a), _per_patient(c)
+    ta, ea = _relapse_data(pa)
+    tc, ec = _relapse_data(pc)
+    time, event = np.concatenate([ta, tc]), np.concatenate([ea, ec])
+    group = np.concatenate([np.ones(ta.size, dtype=int), np.zeros(tc.size, dtype=int)])
+    hr = st.cox_hazard_ratio(time, event, group)
+    lr = st.logrank_test(time, event, group)
+    return {"arm": arm, "control": control, "paired": paired, "assessments": per_assessment,
+            "relapse_hazard_ratio": _interval(hr["hazard_ratio"], hr["lower"], hr["upper"],
+                                              p_value=_num(hr["p_value"]), method="Cox (Efron ties), responders only"),
+            "relapse_logrank": {"chi2": _num(lr["chi2"]), "p_value": _num(lr["p_value"])}}
+
+
+def trial_summary(spec: TrialSpec, patients: pd.DataFrame) -> dict[str, Any]:
+    """Everything ``summary.json`` holds."""
+    rows = analysed(patients)
+    first = patients.drop_duplicates(["patient"])
+    failed = first[first["status"] != "ok"]
+    arms = [a.name for a in spec.arms]
+    return {
+        "disclaimer": DISCLAIMER,
+        "trial": spec.describe(),
+        "patients": {
+            "simulated": int(len(first)), "failed": int(len(failed)),
+            "failed_reasons": {str(k): int(v) for k, v in failed["status"].value_counts().items()},
+            "randomised": int(first[first["status"].eq("ok") & first["randomised"]].shape[0]),
+        },
+        "arms": {arm: arm_summary(spec, rows[rows["arm"] == arm]) for arm in arms},
+        "comparisons": [comparison(spec, rows, arm, spec.control) for arm in arms if arm != spec.control],
+    }
