@@ -5,9 +5,17 @@ The same virtual trial for both engines: one 0.5 mg/kg/40 min racemic infusion, 
 ketasim's SBML export as a careful user would: the model loaded once per process, both cores
 through multiprocessing, resetAll + setValues per patient, output at the assessments only.
 
-    python benchmarks/trial_throughput.py [--n 2000] [--n-rr 200] [--json results/bench.json]
+Each engine runs at its own loosest tolerance that meets the trials' accuracy: a tight reference
+(ketasim, rtol 1e-11) is computed first; then, walking down a ladder of relative tolerances (the
+same absolute tolerance for both), the first rtol whose MADRS stays within ``--accuracy`` points
+of the reference for every patient the engine is timed on, with no failed patient, is the
+engine's tolerance (CVODE fails for a few patients at loose tolerances, so the search runs on the
+timed patients themselves, not on a subset). Both are then timed again at that tolerance.
 
-Prints a table and writes JSON (patients/s, ratio, compile time, max MADRS difference).
+    python benchmarks/trial_throughput.py [--n 2000] [--n-rr 400] [--json PATH]
+
+Prints a table and writes JSON (patients/s, ratio, tolerances, steps, peak memory, compile time,
+MADRS differences between the engines and against the reference).
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +37,8 @@ import numpy as np
 ASSESSMENTS_H = [0.0, 2 / 3, 4.0, 24.0, 72.0, 168.0, 336.0, 672.0]
 BASE = {"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"}],
         "simulation": {"duration": "28 d", "output_every": "1 d"}}
+LADDER = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 1e-7, 1e-8)
+REFERENCE_TOL = (1e-11, 1e-14)
 
 
 def patients(n: int, seed: int = 1):
@@ -37,26 +50,37 @@ def patients(n: int, seed: int = 1):
             for w, a, m in zip(weights, ages, madrs)]
 
 
-def run_ketasim(scenarios, rtol, atol):
-    from ketasim.engine import SolverSettings, build_problem, solve
+def ketasim_problem(scenarios):
+    from ketasim.engine import build_problem
     from ketasim.model import default_model
     from ketasim.params import load_parameters
     from ketasim.scenario import Scenario
 
     model, params = default_model(), load_parameters()
-    parsed = [Scenario.from_dict(s) for s in scenarios]
-    t0 = time.perf_counter()
-    problem = build_problem(parsed, params, model, t_out=np.asarray(ASSESSMENTS_H))
-    t_build = time.perf_counter() - t0
+    problem = build_problem([Scenario.from_dict(s) for s in scenarios], params, model, t_out=np.asarray(ASSESSMENTS_H))
+    return problem, model.state_names.index("clinical.severity")
+
+
+def run_ketasim(problem, i_madrs, rtol, atol):
+    """(MADRS (n, 8), status, steps, seconds); the kernel is loaded (or compiled) before timing."""
+    from ketasim.engine import SolverSettings, solve
+
     settings = SolverSettings(rtol=rtol, atol=atol)
+    solve(problem.subset(slice(0, 1)), settings)
     t0 = time.perf_counter()
-    solve(problem.subset(slice(0, 1)), settings)  # compile or load the cached kernel
-    t_compile = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    states, status, _ = solve(problem, settings)
-    t_solve = time.perf_counter() - t0
-    i = model.state_names.index("clinical.severity")
-    return states[:, :, i], status, t_build, t_compile, t_solve
+    states, status, steps = solve(problem, settings)
+    return states[:, :, i_madrs], status, steps, time.perf_counter() - t0
+
+
+def cold_compile_seconds() -> float:
+    """Generate and compile the kernel from nothing (empty cache) in a fresh process."""
+    code = ("import time, numpy as np, sys; sys.path.insert(0, %r); import trial_throughput as tt; "
+            "p, i = tt.ketasim_problem(tt.patients(1)); t = time.perf_counter(); "
+            "tt.run_ketasim(p, i, 1e-6, 1e-10); print(time.perf_counter() - t)") % str(Path(__file__).parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "KETASIM_CACHE_DIR": tmp}
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 _RR = None
@@ -66,6 +90,7 @@ def _rr_init(xml, rtol, atol):
     global _RR
     import roadrunner
 
+    roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)  # failures are counted, not printed
     _RR = roadrunner.RoadRunner(xml)
     _RR.integrator.relative_tolerance = rtol
     _RR.integrator.absolute_tolerance = atol
@@ -76,20 +101,33 @@ def _rr_patient(values):
     _RR.resetAll()
     for key, value in values.items():  # current values at t = 0 (setting init() would regenerate the model)
         _RR.setValue(key, value)
-    return np.asarray(_RR.simulate(times=ASSESSMENTS_H)["clinical_severity"])
+    try:
+        return np.asarray(_RR.simulate(times=ASSESSMENTS_H)["clinical_severity"])
+    except RuntimeError:  # CVODE gave up (e.g. error test failures at loose tolerance): a failed patient
+        return np.full(len(ASSESSMENTS_H), np.nan)
 
 
-def rr_values(scenarios):
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, where there is one: Linux carries ru_maxrss over
+    exec, so a spawned worker's ru_maxrss would include the parent's pages it was forked from."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rr_peak_rss_mb(_):
+    time.sleep(0.2)  # keep this worker busy so that the other one takes the other task
+    return peak_rss_mb()
+
+
+def rr_values(problem, model):
     """Per patient: every covariate and every state value at t = 0 (after the doses given at 0)."""
-    from ketasim.engine import build_problem
-    from ketasim.model import default_model
-    from ketasim.params import load_parameters
     from ketasim.sbml import sbml_id
-    from ketasim.scenario import Scenario
 
-    model, params = default_model(), load_parameters()
-    problem = build_problem([Scenario.from_dict(s) for s in scenarios], params, model,
-                            t_out=np.asarray(ASSESSMENTS_H))
     cov = [problem.parameter_names.index(n) for n in model.covariate_names]
     start = problem.y0 + problem.seg_jump[:, 0, :]
     out = []
@@ -102,47 +140,125 @@ def rr_values(scenarios):
     return out
 
 
-def run_roadrunner(scenarios, rtol, atol, processes=2):
-    from ketasim.sbml import export_sbml
+def run_roadrunner(xml, values, rtol, atol, processes=2):
+    """(MADRS (n, 8), load seconds, solve seconds, peak RSS of each worker in MB).
 
-    xml = export_sbml(scenarios[0])
-    values = rr_values(scenarios)
+    Workers are spawned (not forked), so their peak memory is libRoadRunner's own, not a copy of
+    this process's pages.
+    """
     t0 = time.perf_counter()
-    with mp.get_context("fork").Pool(processes, initializer=_rr_init, initargs=(xml, rtol, atol)) as pool:
-        pool.map(_rr_patient, values[:processes])  # load the model in every worker
+    with mp.get_context("spawn").Pool(processes, initializer=_rr_init, initargs=(xml, rtol, atol)) as pool:
+        pool.map(_rr_patient, values[:processes], chunksize=1)  # load the model in every worker
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = np.asarray(pool.map(_rr_patient, values, chunksize=max(1, len(values) // (4 * processes))))
         t_solve = time.perf_counter() - t0
-    return result, t_load, t_solve
+        rss = pool.map(_rr_peak_rss_mb, range(processes), chunksize=1)
+    return result, t_load, t_solve, rss
+
+
+def max_error(madrs, reference):
+    """Largest |MADRS - reference| over patients and assessments; inf if any patient failed."""
+    d = np.abs(np.asarray(madrs) - reference)
+    return float(np.max(d)) if np.all(np.isfinite(d)) else float("inf")
+
+
+def loosest_tolerance(run, reference, accuracy, atol, label):
+    """Walk down LADDER; the first rtol meeting ``accuracy`` (and the rows tried, for the record)."""
+    tried = []
+    for rtol in LADDER:
+        madrs, ok, seconds = run(rtol, atol)
+        err = max_error(madrs, reference) if ok else float("inf")
+        tried.append({"rtol": rtol, "max_madrs_error_points": err, "patients_per_s": len(reference) / seconds})
+        print(f"  {label:13s} rtol {rtol:7.0e}: max MADRS error {err:9.2e} points, "
+              f"{len(reference) / seconds:10,.0f} patients/s", flush=True)
+        if err <= accuracy:
+            return rtol, tried
+    raise SystemExit(f"{label}: no tolerance on the ladder reaches {accuracy} MADRS points")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="patients for ketasim")
-    ap.add_argument("--n-rr", type=int, default=200, help="patients for libRoadRunner")
+    ap.add_argument("--n-rr", type=int, default=400, help="patients for libRoadRunner")
+    ap.add_argument("--accuracy", type=float, default=0.01, help="allowed MADRS error against the reference [points]")
+    ap.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance of both engines")
+    ap.add_argument("--skip-cold-compile", action="store_true", help="do not time a compile from an empty cache")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/trial_throughput.json"))
     args = ap.parse_args()
-    rtol, atol = 1e-8, 1e-10
-    scen = patients(max(args.n, args.n_rr))
-    k_madrs, status, t_build, t_compile, t_k = run_ketasim(scen[:args.n], rtol, atol)
-    rr_madrs, t_load, t_rr = run_roadrunner(scen[:args.n_rr], rtol, atol)
-    diff = float(np.max(np.abs(k_madrs[:args.n_rr] - rr_madrs)))
+    import numba
+
+    from ketasim.model import default_model
+    from ketasim.sbml import export_sbml
+
+    n_all = max(args.n, args.n_rr)
+    scen = patients(n_all)
+    t0 = time.perf_counter()
+    problem, i_madrs = ketasim_problem(scen)
+    t_build = time.perf_counter() - t0
+    t_cold = None if args.skip_cold_compile else cold_compile_seconds()
+    t0 = time.perf_counter()
+    run_ketasim(problem.subset(slice(0, 1)), i_madrs, 1e-6, args.atol)
+    t_load = time.perf_counter() - t0
+
+    print(f"reference: ketasim rtol {REFERENCE_TOL[0]:g}, atol {REFERENCE_TOL[1]:g}, {n_all} patients", flush=True)
+    ref, ref_status, ref_steps, t_ref = run_ketasim(problem, i_madrs, *REFERENCE_TOL)
+    assert np.all(ref_status == 0), "the reference failed for some patients"
+
+    timed = problem.subset(slice(0, args.n))
+    xml = export_sbml(scen[0])
+    values = rr_values(problem, default_model())
+
+    def ketasim_ladder(rtol, atol):
+        madrs, status, _, seconds = run_ketasim(timed, i_madrs, rtol, atol)
+        return madrs, bool(np.all(status == 0)), seconds
+
+    def rr_ladder(rtol, atol):
+        madrs, _, seconds, _ = run_roadrunner(xml, values[:args.n_rr], rtol, atol)
+        return madrs, True, seconds
+
+    print(f"tolerance search (atol {args.atol:g}, accuracy {args.accuracy} points):")
+    k_rtol, k_tried = loosest_tolerance(ketasim_ladder, ref[:args.n], args.accuracy, args.atol, "ketasim")
+    rr_rtol, rr_tried = loosest_tolerance(rr_ladder, ref[:args.n_rr], args.accuracy, args.atol, "libRoadRunner")
+
+    k_madrs, k_status, k_steps, t_k = run_ketasim(timed, i_madrs, k_rtol, args.atol)
+    rr_madrs, rr_load, t_rr, rr_rss = run_roadrunner(xml, values[:args.n_rr], rr_rtol, args.atol)
     k_rate, rr_rate = args.n / t_k, args.n_rr / t_rr
-    rows = [("engine", "patients", "seconds", "patients/s"),
-            ("ketasim (numba Rodas4, batched)", args.n, f"{t_k:.2f}", f"{k_rate:,.0f}"),
-            ("libRoadRunner (CVODE, 2 processes)", args.n_rr, f"{t_rr:.2f}", f"{rr_rate:,.0f}")]
+    threads = numba.get_num_threads()
+    us_step = t_k * threads / max(1, int(k_steps.sum())) * 1e6
+    m = min(args.n, args.n_rr)
+    k_err, rr_err = max_error(k_madrs, ref[:args.n]), max_error(rr_madrs, ref[:args.n_rr])
+    between = max_error(k_madrs[:m], rr_madrs[:m])
+    rss_main = peak_rss_mb()  # the benchmark's own process: ketasim, the reference, the SBML export
+
+    rows = [("engine", "rtol", "patients", "seconds", "patients/s", "MADRS err", "peak RSS MB"),
+            (f"ketasim (numba Rodas4, sparse LU, {threads} threads)", f"{k_rtol:g}", args.n, f"{t_k:.2f}",
+             f"{k_rate:,.0f}", f"{k_err:.1e}", f"{rss_main:,.0f}"),
+            ("libRoadRunner (CVODE, 2 processes)", f"{rr_rtol:g}", args.n_rr, f"{t_rr:.2f}", f"{rr_rate:,.0f}",
+             f"{rr_err:.1e}", "/".join(f"{r:,.0f}" for r in rr_rss))]
     for r in rows:
-        print(f"{r[0]:38s} {r[1]:>9} {r[2]:>9} {r[3]:>11}")
-    print(f"ratio ketasim / libRoadRunner: {k_rate / rr_rate:.2f}x; max |MADRS difference| {diff:.2e} points; "
-          f"ketasim compile/load {t_compile:.1f} s, problem build {t_build:.1f} s; libRoadRunner load {t_load:.1f} s")
-    report = {"model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "rtol": rtol, "atol": atol,
-              "ketasim": {"patients": args.n, "seconds": t_k, "patients_per_s": k_rate, "compile_s": t_compile,
-                          "build_s": t_build, "failed": int(np.sum(status != 0))},
-              "libroadrunner": {"patients": args.n_rr, "seconds": t_rr, "patients_per_s": rr_rate, "load_s": t_load},
-              "ratio": k_rate / rr_rate, "max_madrs_difference_points": diff,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
+        print(f"{r[0]:46s} {r[1]:>6} {r[2]:>9} {r[3]:>8} {r[4]:>11} {r[5]:>10} {r[6]:>12}")
+    cold = "not timed" if t_cold is None else f"{t_cold:.1f} s"
+    print(f"ratio ketasim / libRoadRunner: {k_rate / rr_rate:.1f}x; max |MADRS difference| between the engines "
+          f"{between:.1e} points; ketasim {k_steps.mean():.1f} steps/patient, {us_step:.2f} us/step; "
+          f"compile from empty cache {cold}, load from cache {t_load:.1f} s, problem build {t_build:.1f} s; "
+          f"libRoadRunner load {rr_load:.1f} s")
+    report = {
+        "model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "atol": args.atol,
+        "accuracy_points": args.accuracy,
+        "reference": {"engine": "ketasim", "rtol": REFERENCE_TOL[0], "atol": REFERENCE_TOL[1], "patients": n_all,
+                      "seconds": t_ref, "mean_steps": float(ref_steps.mean())},
+        "ketasim": {"rtol": k_rtol, "patients": args.n, "seconds": t_k, "patients_per_s": k_rate, "threads": threads,
+                    "mean_steps": float(k_steps.mean()), "us_per_step": us_step, "failed": int(np.sum(k_status != 0)),
+                    "max_madrs_error_points": k_err, "compile_cold_s": t_cold, "load_cached_s": t_load,
+                    "build_s": t_build, "peak_rss_mb": rss_main, "ladder": k_tried},
+        "libroadrunner": {"rtol": rr_rtol, "patients": args.n_rr, "seconds": t_rr, "patients_per_s": rr_rate,
+                          "processes": 2, "load_s": rr_load, "max_madrs_error_points": rr_err,
+                          "failed": int(np.sum(~np.all(np.isfinite(rr_madrs), axis=1))),
+                          "worker_peak_rss_mb": rr_rss, "ladder": rr_tried},
+        "ratio": k_rate / rr_rate, "max_madrs_difference_between_engines_points": between,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")
