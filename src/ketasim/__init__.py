@@ -18,6 +18,13 @@ from .scenario import Dose, Patient, Scenario
 from .simulate import simulate
 
 
+def run_trial(trial, **kwargs):
+    """Run a virtual clinical trial (a TOML path, a dict or a ``TrialSpec``; see ``ketasim.trial``)."""
+    from .trial import run_trial as _run
+
+    return _run(trial, **kwargs)
+
+
 def export_sbml(scenario, **kwargs) -> str:
     """SBML Level 3 Version 2 text of the model with ``scenario`` (see ``ketasim.sbml``)."""
     from .sbml import export_sbml as _export
@@ -41,5 +48,6 @@ __all__ = [
     "SolverSettings",
     "export_sbml",
     "load_parameters",
+    "run_trial",
     "simulate",
 ]

@@ -39,7 +39,7 @@ LINKED_PARAMETERS = {
     "receptor.quinolinic_acid_baseline": "inflammation.quinolinic_acid_healthy",
     "receptor.kynurenic_acid_baseline": "inflammation.kynurenic_acid_healthy",
 }
-_COVARIATE_STREAM, _VARIABILITY_STREAM = 0, 1
+_COVARIATE_STREAM, _VARIABILITY_STREAM, _RATING_STREAM = 0, 1, 2
 _MAX_REDRAWS = 200
 
 
@@ -123,6 +123,13 @@ class PopulationSampler:
 
     def draw_many(self, seed: int, stream: int, indices: Sequence[int]) -> list[VirtualPatient]:
         return [self.draw(seed, stream, int(i)) for i in indices]
+
+    @staticmethod
+    def rating_noise(seed: int, stream: int, indices: Sequence[int], size: int) -> np.ndarray:
+        """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from a
+        stream of its own (so they do not depend on chunking either)."""
+        return np.array([np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, int(i), _RATING_STREAM)))
+                         .standard_normal(size) for i in indices]).reshape(len(indices), size)
 
     def _covariates(self, rng) -> Patient:
         s = self.spec

@@ -123,12 +123,12 @@ class PopulationSpec:
                 raise ScenarioError(f"{where}.preset", f"{preset!r} is not a preset; allowed: {', '.join(presets())}")
             merged.update({k: v for k, v in presets()[preset].items() if k in FIELDS})
         merged.update({k: v for k, v in data.items() if k != "preset"})
-        for name in (*CONTINUOUS_FIELDS, *CATEGORICAL_FIELDS, "female_fraction"):
-            if name not in merged:
-                raise ScenarioError(f"{where}.{name}", "needed (or name a preset: " + ", ".join(presets()) + ")")
         n = merged.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PATIENTS:
             raise ScenarioError(f"{where}.n", f"{n!r} must be a whole number of patients per arm, 1..{MAX_PATIENTS}")
+        for name in (*CONTINUOUS_FIELDS, *CATEGORICAL_FIELDS, "female_fraction"):
+            if name not in merged:
+                raise ScenarioError(f"{where}.{name}", "needed (or name a preset: " + ", ".join(presets()) + ")")
         return cls(
             n=n,
             female_fraction=_fraction(merged["female_fraction"], f"{where}.female_fraction"),

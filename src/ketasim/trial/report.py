@@ -200,7 +200,8 @@ def write_trial_report(result, folder) -> None:
     figures = []
     if not rows.empty:
         figures = [("MADRS trajectories", trajectories_figure(rows)), ("Response and remission", rates_figure(summary)),
-                   ("Relapse", relapse_figure(rows)), ("Mechanism readouts per arm", mechanism_figure(rows))]
+                   ("Relapse among responders (Kaplan-Meier)", relapse_figure(rows)),
+                   ("Mechanism readouts per arm", mechanism_figure(rows))]
     imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{_png(f)}'>"
                      f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in figures)
     design = json.dumps(summary["trial"], indent=2)
@@ -226,7 +227,7 @@ trial describes a model population; it says nothing about what any person should
 {_endpoint_table(summary)}
 <h2>Between arms</h2>
 {_comparison_table(summary)}
-<h2>Side effects and relapse</h2>
+<h2>Side effects and relapse (Kaplan-Meier median among responders)</h2>
 {_side_effect_table(summary)}
 <h2>Figures</h2>
 {imgs}

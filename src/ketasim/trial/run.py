@@ -113,7 +113,18 @@ def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: i
     states, status, _ = solve(problem, settings)
     outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
                             ("clinical.madrs", "clinical.cadss", "clinical.sbp", *(r[1] for r in READOUTS)))
-    return _rows(spec, seq, tl, patients, outputs, status)
+    noise = sampler.rating_noise(spec.seed, seq.stream, range(start, stop), tl.assessments.size)
+    rated = rated_madrs(outputs["clinical.madrs"], tl, noise * params.value("population.madrs_rating_sd"))
+    return _rows(spec, seq, tl, patients, outputs, rated, status)
+
+
+def rated_madrs(model_madrs: np.ndarray, tl: Timeline, noise: np.ndarray) -> np.ndarray:
+    """The MADRS a rater records at each assessment: the model's value plus rating noise, within
+    the scale's 0-60 points (the baselines are the drawn covariate, without added noise)."""
+    rated = model_madrs.copy()
+    idx = tl.assessments.ravel()
+    rated[:, idx] = np.clip(model_madrs[:, idx] + noise, 0.0, 60.0)
+    return rated
 
 
 def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray,
@@ -163,12 +174,13 @@ def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, thresh
 
 
 def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mapping[str, np.ndarray],
-          status: np.ndarray) -> pd.DataFrame:
+          rated: np.ndarray, status: np.ndarray) -> pd.DataFrame:
     ep = spec.endpoints
     n, n_assess = len(patients), len(spec.assessments_h)
     ok = status == 0
     nan_if_failed = np.where(ok[:, None], 1.0, np.nan)
-    madrs_all = outputs["clinical.madrs"] * nan_if_failed
+    madrs_all = rated * nan_if_failed
+    model_madrs = outputs["clinical.madrs"] * nan_if_failed
     assess_h = np.asarray(spec.assessments_h)
     selected = np.ones(n, dtype=bool)
     if seq.selection:
@@ -190,6 +202,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mappi
             "patient": np.repeat([f"{seq.stream}-{vp.index}" for vp in patients], n_assess),
             "assessment [h]": np.tile(assess_h, n),
             "madrs [points]": madrs.ravel(),
+            "madrs_model [points]": model_madrs[:, tl.assessments[p]].ravel(),
             "baseline_madrs [points]": np.repeat(base, n_assess),
             "madrs_change [points]": (madrs - base[:, None]).ravel(),
             "cadss_peak [points]": (_session_peak(outputs["clinical.cadss"], tl.sessions[p]) * nan_if_failed).ravel(),

@@ -1,0 +1,338 @@
+"""Virtual trials: designs, reproducibility across chunks and workers, agreement with ``simulate``,
+endpoint logic, failed patients, bad trial files, and the calibration targets that need a population."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ketasim
+from ketasim.engine import SolverSettings
+from ketasim.errors import ScenarioError
+from ketasim.trial import TrialSpec, run_trial
+from ketasim.trial.run import TRIAL_SETTINGS, _relapse
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples" / "trials").glob("*.toml"))
+TARGETS = {t["id"]: t for t in tomllib.loads((ROOT / "src/ketasim/data/calibration.toml").read_text())["target"]}
+
+
+def example(name: str, n: int) -> dict:
+    data = tomllib.loads((ROOT / "examples" / "trials" / f"{name}.toml").read_text())
+    data["population"]["n"] = n
+    return data
+
+
+def small_parallel(n: int = 6, seed: int = 3) -> dict:
+    data = example("parallel_ketamine_vs_midazolam", n)
+    data["trial"]["seed"] = seed
+    return data
+
+
+# ---------------------------------------------------------------------- designs
+def test_every_design_has_an_example():
+    designs = {tomllib.loads(p.read_text())["trial"].get("design", "parallel") for p in EXAMPLES}
+    assert designs == set(ketasim.trial.DESIGNS)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_trials_run_with_small_n(path):
+    data = tomllib.loads(path.read_text())
+    data["population"]["n"] = 4
+    result = run_trial(data)
+    spec = result.spec
+    df = result.patients
+    assert (df["status"] == "ok").all()
+    periods = len(spec.sequences[0].periods)
+    assert len(df) == spec.n_patients * periods * len(spec.assessments_h)
+    assert set(result.summary["arms"]) == {a.name for a in spec.arms}
+    assert result.summary["disclaimer"] == ketasim.DISCLAIMER
+    for column in ("arm", "patient", "assessment [h]", "madrs [points]", "baseline_madrs [points]", "cadss_peak [points]",
+                   "sbp_peak_rise [mmHg]", "responder", "remitter", "relapsed", "weight [kg]", "age [y]", "sex", "cyp2b6",
+                   "cyp3a4", "bdnf_val66met", "inflammation", "comedications", "nmda_block_interneuron_peak [fraction]",
+                   "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]", "status"):
+        assert column in df.columns, column
+
+
+def test_crossover_gives_every_patient_every_arm_in_rotated_order():
+    result = run_trial(example("crossover_ketamine_saline", 6))
+    df = result.patients
+    per_patient = df.groupby("patient")["arm"].unique()
+    assert all(sorted(arms) == ["ketamine", "saline"] for arms in per_patient)
+    first = df[df["period"] == 1].drop_duplicates("patient")
+    assert sorted(first["arm"].value_counts().tolist()) == [3, 3]  # patients alternate between AB and BA
+    # the second period's baseline is the MADRS at its start, not the first period's baseline
+    p2 = df[df["period"] == 2].drop_duplicates("patient").set_index("patient")["baseline_madrs [points]"]
+    p1 = df[df["period"] == 1].drop_duplicates("patient").set_index("patient")["baseline_madrs [points]"]
+    assert not np.allclose(p1.sort_index(), p2.sort_index())
+    assert result.summary["comparisons"][0]["paired"] is True
+
+
+def test_randomised_withdrawal_randomises_only_selected_responders():
+    data = example("randomised_withdrawal_esketamine", 12)
+    result = run_trial(data)
+    df = result.patients
+    assert set(df["arm"]) == {"esketamine weekly", "placebo spray"}
+    assert df.drop_duplicates("patient").shape[0] == 12  # everyone enters the run-in, assignment alternates
+    randomised = df[df["randomised"]]
+    assert randomised["at_risk_of_relapse"].all()  # randomised responders are at risk of relapse from randomisation
+    assert result.summary["patients"]["randomised"] == randomised["patient"].nunique()
+    # a stricter selection (remitters) randomises no more patients than responders
+    data["run_in"]["select"] = "remitters"
+    assert run_trial(data).summary["patients"]["randomised"] <= result.summary["patients"]["randomised"]
+
+
+def test_add_on_baseline_is_taken_on_the_background_treatment():
+    result = run_trial(example("add_on_esketamine_escitalopram", 5))
+    first = result.patients.drop_duplicates("patient")
+    # six weeks of escitalopram lower MADRS before the trial starts: baseline below the drawn severity
+    drawn = [v.patient.baseline_madrs for v in _drawn(result, 5)]
+    assert (first["baseline_madrs [points]"].to_numpy()[:5] < np.array(drawn) - 2).all()
+
+
+def _drawn(result, n):
+    from ketasim.population import PopulationSampler
+
+    sampler = PopulationSampler(result.spec.population, ketasim.load_parameters())
+    return sampler.draw_many(result.spec.seed, 0, range(n))
+
+
+# ---------------------------------------------------------------------- reproducibility and agreement
+def test_same_seed_identical_whatever_the_chunk_size():
+    whole = run_trial(small_parallel(7), chunk_size=100).patients
+    pieces = run_trial(small_parallel(7), chunk_size=3).patients
+    pd.testing.assert_frame_equal(whole, pieces, check_exact=True)
+    other = run_trial(small_parallel(7, seed=4)).patients
+    assert not np.allclose(whole["weight [kg]"], other["weight [kg]"])
+
+
+def test_dask_local_cluster_gives_the_single_process_result():
+    local = run_trial(small_parallel(5), chunk_size=2)
+    distributed = run_trial(small_parallel(5), chunk_size=2, workers=2)
+    pd.testing.assert_frame_equal(local.patients, distributed.patients, check_exact=True)
+    assert json.dumps(local.summary, sort_keys=True) == json.dumps(distributed.summary, sort_keys=True)
+
+
+def test_batched_patients_equal_single_patient_simulate(params):
+    result = run_trial(small_parallel(3))
+    spec = result.spec
+    for vp in _drawn(result, 3):
+        # the drawn patient as a scenario and a parameter set of its own
+        changes = {n.replace(".", "__"): params[n].value * vp.parameters[n] / params.value(n)
+                   for n in params if vp.parameters[n] != params.value(n)}
+        own = params.replace(**changes)
+        p = vp.patient
+        scenario = {"patient": {"weight": f"{p.weight_kg!r} kg", "age": f"{p.age_y!r} y", "sex": p.sex,
+                                "baseline_madrs": p.baseline_madrs, "cyp2b6": p.cyp2b6, "cyp3a4": p.cyp3a4,
+                                "bdnf_val66met": p.bdnf_val66met, "inflammation": p.inflammation,
+                                "comedications": list(p.comedications)},
+                    "dose": [spec.raw["arm"][0]["dose"][0]], "simulation": {"duration": "7 d", "output_every": "10 min"}}
+        single = ketasim.simulate(scenario, params=own, settings=TRIAL_SETTINGS)
+        rows = result.patients[result.patients["patient"] == f"0-{vp.index}"]
+        for _, row in rows.iterrows():
+            expected = single.at("clinical.madrs", row["assessment [h]"])
+            assert row["madrs_model [points]"] == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------------- endpoint logic
+def test_relapse_needs_response_then_consecutive_high_scores():
+    times = np.array([24.0, 72.0, 168.0, 336.0, 504.0])
+    madrs = np.array([
+        [12, 25, 26, 10, 10],  # responds at 24 h, relapses from 72 h (two in a row)
+        [12, 25, 10, 25, 10],  # never two in a row: no relapse
+        [30, 28, 27, 26, 25],  # never responds: not at risk
+        [25, 12, 22, 22, 9],   # responds at 72 h, relapses at 168 h (22 counts: ">= 22")
+    ], dtype=float)
+    responder = madrs <= 15
+    relapsed, when, at_risk = _relapse(madrs, responder, times, 22.0, 2, np.zeros(4, dtype=bool))
+    assert at_risk.tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(when, [72.0, np.nan, np.nan, 168.0])
+    assert relapsed[0].tolist() == [False, False, True, True, True]
+    assert relapsed[3].tolist() == [False, False, False, True, True]
+    assert not relapsed[1].any() and not relapsed[2].any()
+
+
+def test_summary_statistics_match_hand_computation():
+    result = run_trial(small_parallel(30))
+    rows = result.patients
+    at = rows[(rows["arm"] == "ketamine") & (rows["assessment [h]"] == 24.0)]
+    entry = next(a for a in result.summary["arms"]["ketamine"]["assessments"] if a["assessment [h]"] == 24.0)
+    k, n = int(at["responder"].sum()), len(at)
+    p = k / n
+    z = 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert entry["response_rate"]["estimate"] == pytest.approx(p)
+    assert entry["response_rate"]["lower"] == pytest.approx(centre - half)
+    assert entry["madrs_change [points]"]["mean"] == pytest.approx(at["madrs_change [points]"].mean())
+    assert entry["madrs_change [points]"]["sd"] == pytest.approx(at["madrs_change [points]"].std(ddof=1))
+    mid = rows[(rows["arm"] == "midazolam") & (rows["assessment [h]"] == 24.0)]
+    cmp = next(a for a in result.summary["comparisons"][0]["assessments"] if a["assessment [h]"] == 24.0)
+    diff = at["madrs_change [points]"].mean() - mid["madrs_change [points]"].mean()
+    assert cmp["difference_in_madrs_change [points]"]["estimate"] == pytest.approx(diff)
+
+
+def test_failed_patients_are_flagged_counted_and_not_dropped():
+    result = run_trial(small_parallel(3), settings=SolverSettings(rtol=1e-6, atol=1e-8, max_steps=40))
+    df = result.patients
+    assert len(df) == 2 * 3 * 5
+    assert set(df["status"]) == {"too many steps"}
+    assert df["madrs [points]"].isna().all()
+    assert result.summary["patients"]["failed"] == 6
+    assert result.summary["patients"]["failed_reasons"] == {"too many steps": 6}
+
+
+def test_placebo_vs_placebo_shows_no_difference_beyond_chance():
+    data = small_parallel(300, seed=11)
+    placebo = {"drug": "placebo", "route": "iv", "duration": "40 min"}
+    data["arm"] = [{"name": "placebo A", "dose": [placebo]}, {"name": "placebo B", "dose": [placebo]}]
+    data["trial"]["control"] = "placebo B"
+    summary = run_trial(data).summary
+    for a in summary["comparisons"][0]["assessments"]:
+        d = a["difference_in_madrs_change [points]"]
+        assert d["p_value"] > 0.001 and abs(d["estimate"]) < 2.0
+        o = a["odds_ratio_response"]
+        assert o["lower"] is None or o["lower"] < 3.0
+
+
+# ---------------------------------------------------------------------- calibration targets needing a population
+@pytest.fixture(scope="module")
+def han_trial():
+    data = small_parallel(1500, seed=2013)
+    data["trial"]["assessments"] = ["24 h", "3 d", "7 d"]
+    return run_trial(data).summary
+
+
+def _at(summary, arm, hours):
+    return next(a for a in summary["arms"][arm]["assessments"] if a["assessment [h]"] == hours)
+
+
+# Han 2016 pooled 368 patients from 9 RCTs: a binomial 95 % CI of about +-0.05, widened to +-0.10 for
+# the heterogeneity between the pooled trials.
+HAN_TOLERANCE = 0.10
+
+
+@pytest.mark.parametrize("key, hours", [
+    ("response_24h", 24.0), ("response_day7", 168.0), ("remission_24h", 24.0),
+    ("remission_72h", 72.0), ("remission_day7", 168.0),
+    pytest.param("response_72h", 72.0, marks=pytest.mark.xfail(
+        strict=True, reason="the typical patient's MADRS keeps falling from 24 h to 72 h (docs/model.md), "
+                            "so response at 72 h exceeds Han's 0.479 by about 0.12")),
+])
+def test_han2016_response_and_remission_rates(han_trial, key, hours):
+    target = TARGETS["han2016_response_decay"]["values"][key]
+    kind = "response_rate" if key.startswith("response") else "remission_rate"
+    assert _at(han_trial, "ketamine", hours)[kind]["estimate"] == pytest.approx(target, abs=HAN_TOLERANCE)
+
+
+def test_han2016_response_decays_over_the_week(han_trial):
+    rates = [_at(han_trial, "ketamine", h)["response_rate"]["estimate"] for h in (24.0, 168.0)]
+    assert rates[1] < rates[0] - 0.1
+
+
+def test_murrough2013_24h_change_per_arm_and_difference(han_trial):
+    values = TARGETS["murrough2013_madrs_24h"]["values"]
+    ket = _at(han_trial, "ketamine", 24.0)["madrs_change [points]"]["mean"]
+    mdz = _at(han_trial, "midazolam", 24.0)["madrs_change [points]"]["mean"]
+    # Murrough's arms had 47 and 25 patients: standard errors of about 1.5 and 2 points
+    assert ket == pytest.approx(values["ketamine"], abs=2.0)
+    assert mdz == pytest.approx(values["midazolam"], abs=2.0)
+    assert ket - mdz == pytest.approx(values["ketamine"] - values["midazolam"], abs=2.5)
+
+
+@pytest.fixture(scope="module")
+def ssri_trial():
+    data = {"trial": {"name": "citalopram vs placebo", "seed": 2006, "assessments": ["8 w", "12 w"]},
+            "population": {"n": 500, "preset": "mdd-outpatient"},
+            "arm": [{"name": "citalopram", "dose": [{"drug": "citalopram", "route": "oral", "amount": "40 mg",
+                                                     "start": "0 d", "every": "1 d", "count": 84}]},
+                    {"name": "placebo", "dose": [{"drug": "placebo", "route": "oral", "start": "0 d", "every": "1 d",
+                                                  "count": 84}]}]}
+    return run_trial(data).summary
+
+
+def test_stard_citalopram_response_and_remission(ssri_trial):
+    values = TARGETS["trivedi2006_stard_level1"]["values"]
+    at = _at(ssri_trial, "citalopram", 2016.0)
+    # STAR*D: N = 2876 but response judged on QIDS and remission on HAM-D <= 7 (here MADRS <= 10):
+    # +-0.10 for the difference in scales
+    assert at["response_rate"]["estimate"] == pytest.approx(values["response_qids"], abs=0.10)
+    assert at["remission_rate"]["estimate"] == pytest.approx(values["remission_hamd"], abs=0.10)
+
+
+@pytest.mark.xfail(strict=True, reason="scripts/calibrate_pd.py fits the typical patient's placebo fall (37.5 %) as a "
+                                       "proxy for the 35-40 % response rate; with the population's spread that gives "
+                                       "about 0.31 (N = 2000); a population-level refit of the expectancy is pending")
+def test_furukawa2016_placebo_response(ssri_trial):
+    low, high = TARGETS["furukawa2016_placebo"]["values"]["response"]
+    rate = _at(ssri_trial, "placebo", 1344.0)["response_rate"]["estimate"]
+    assert low - 0.05 <= rate <= high + 0.05  # the published range, widened by this trial's sampling error (n = 500)
+
+
+# ---------------------------------------------------------------------- bad trial files and the CLI
+def _broken(change) -> dict:
+    data = copy.deepcopy(small_parallel(2))
+    change(data)
+    return data
+
+
+BAD = [
+    (lambda d: d.pop("trial"), "trial"),
+    (lambda d: d["trial"].pop("seed"), "trial.seed"),
+    (lambda d: d["trial"].update(design="factorial"), "trial.design"),
+    (lambda d: d["trial"].update(assessments=["1 d", "4 h"]), "trial.assessments"),
+    (lambda d: d["trial"].update(assessments=["0 h", "4 h"]), "trial.assessments[0]"),
+    (lambda d: d["trial"].update(assessments=["4 parsecs"]), "trial.assessments[0]"),
+    (lambda d: d["trial"].update(washout="7 d"), "trial.washout"),
+    (lambda d: d["trial"].update(control="nobody"), "trial.control"),
+    (lambda d: d["trial"].update(relapse={"madrs_at_least": 22, "consecutive": 0}), "trial.relapse.consecutive"),
+    (lambda d: d["trial"].update(colour="blue"), "trial"),
+    (lambda d: d["arm"][1].update(name="ketamine"), "arm[1].name"),
+    (lambda d: d["arm"][0]["dose"][0].update(amount="-1 mg/kg"), "arm[0].dose[0].amount"),
+    (lambda d: d["arm"][0]["dose"][0].update(route="rectal"), "arm[0].dose[0].route"),
+    (lambda d: d["arm"][0]["dose"][0].update(at=["8 d"]), "arm[0].dose[0].at"),
+    (lambda d: d.update(run_in={"duration": "1 w"}), "run_in"),
+    (lambda d: d["population"].update(n=10 ** 9), "population.n"),
+    (lambda d: d["trial"].update(design="add-on"), "background"),
+]
+
+
+@pytest.mark.parametrize("change, field", BAD)
+def test_bad_trial_files_name_the_field(change, field):
+    with pytest.raises(ScenarioError) as info:
+        TrialSpec.from_dict(_broken(change))
+    assert info.value.field == field
+
+
+def test_cli_trial_writes_every_file(tmp_path):
+    path = tmp_path / "trial.toml"
+    path.write_text((ROOT / "examples" / "trials" / "crossover_ketamine_saline.toml").read_text().replace("n = 40", "n = 4"))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "ketasim", "trial", str(path), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "patients.parquet", "report.html", "summary.json"]
+    df = pd.read_parquet(out / "patients.parquet")
+    assert len(df) == 4 * 2 * 4
+    page = (out / "report.html").read_text()
+    assert "research and teaching" in page and "Kaplan-Meier" in page and "<img" in page
+
+
+def test_cli_bad_trial_exits_2_and_writes_nothing(tmp_path):
+    path = tmp_path / "trial.toml"
+    path.write_text((ROOT / "examples" / "trials" / "crossover_ketamine_saline.toml").read_text().replace(
+        'washout = "4 d"', 'washout = "soon"'))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "ketasim", "trial", str(path), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "trial.washout" in proc.stderr
+    assert not out.exists()
