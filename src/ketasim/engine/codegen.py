@@ -28,7 +28,7 @@ from .sparse_lu import MAX_MULTIPLIER, SparseLU, factor_source, solve_source, sy
 _TEMPLATE = Path(__file__).with_name("rodas4_template.py")
 _TABLEAU = Path(__file__).with_name("tableau.py")
 _SPARSE_LU = Path(__file__).with_name("sparse_lu.py")
-_GENERATOR_VERSION = "2"
+_GENERATOR_VERSION = "3"
 
 
 @dataclass(frozen=True)

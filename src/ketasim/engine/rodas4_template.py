@@ -166,6 +166,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             if kind < 0:
                 h *= 0.5
                 continue
+            inv_h = 1.0 / h  # one division per step instead of one per state and stage
             for i in range(n):
                 k1[i] = f0[i]
             solve_w(kind, lu, w, piv, k1)
@@ -173,31 +174,31 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
                 arg[i] = y[i] + A21 * k1[i]
             rhs(arg, p, u, fs)
             for i in range(n):
-                k2[i] = fs[i] + C21 * k1[i] / h
+                k2[i] = fs[i] + C21 * k1[i] * inv_h
             solve_w(kind, lu, w, piv, k2)
             for i in range(n):
                 arg[i] = y[i] + A31 * k1[i] + A32 * k2[i]
             rhs(arg, p, u, fs)
             for i in range(n):
-                k3[i] = fs[i] + (C31 * k1[i] + C32 * k2[i]) / h
+                k3[i] = fs[i] + (C31 * k1[i] + C32 * k2[i]) * inv_h
             solve_w(kind, lu, w, piv, k3)
             for i in range(n):
                 arg[i] = y[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
             rhs(arg, p, u, fs)
             for i in range(n):
-                k4[i] = fs[i] + (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) / h
+                k4[i] = fs[i] + (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) * inv_h
             solve_w(kind, lu, w, piv, k4)
             for i in range(n):
                 arg[i] = y[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
             rhs(arg, p, u, fs)
             for i in range(n):
-                k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) / h
+                k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) * inv_h
             solve_w(kind, lu, w, piv, k5)
             for i in range(n):
                 arg[i] += k5[i]
             rhs(arg, p, u, fs)
             for i in range(n):
-                k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) / h
+                k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) * inv_h
             solve_w(kind, lu, w, piv, k6)
             err = 0.0
             for i in range(n):
