@@ -21,7 +21,7 @@ from ketasim.engine.sparse_lu import (
 def compile_lu(n, pattern):
     """factor(lu) and solve(lu, b) for ``pattern``, compiled from the generated source."""
     lu = symbolic_lu(n, pattern)
-    namespace = {"numba": numba, "math": math, "MAX_MULTIPLIER": MAX_MULTIPLIER}
+    namespace = {"numba": numba, "math": math, "np": np, "MAX_MULTIPLIER": MAX_MULTIPLIER}
     source = (factor_source(lu) + "\n\n" + solve_source(lu)).replace("cache=True", "cache=False")
     exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102  (our own generated code)
     return lu, namespace["w_factor"], namespace["w_solve"]
@@ -89,7 +89,7 @@ def test_model_w_matrix_is_fac_minus_jacobian_and_solves_like_numpy(params):
     problem = build_problem(sc, params, model)
     kernel = compiled_kernel(model, problem.parameter_names)
     y = problem.y0[0] + problem.seg_jump[0, 0] + 0.01  # off the steady state: every term active
-    p, u = problem.theta[0], problem.seg_u[0, 0]
+    p, u = kernel.extended_parameters(problem.theta[0]), problem.seg_u[0, 0]
     n = y.size
 
     def f(x):

@@ -14,7 +14,7 @@ import hashlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +28,7 @@ from .sparse_lu import MAX_MULTIPLIER, SparseLU, factor_source, solve_source, sy
 _TEMPLATE = Path(__file__).with_name("rodas4_template.py")
 _TABLEAU = Path(__file__).with_name("tableau.py")
 _SPARSE_LU = Path(__file__).with_name("sparse_lu.py")
-_GENERATOR_VERSION = "3"
+_GENERATOR_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,38 @@ def w_matrix_source(sm: SymbolicModel, lu: SparseLU) -> str:
     return _function_source("w_matrix", "y, p, u, fac, lu", assignments, constants)
 
 
+def hoist_parameter_terms(sm: SymbolicModel) -> tuple[SymbolicModel, list[sp.Expr]]:
+    """Replace every largest subexpression of the parameters alone by a new parameter p_k (k from
+    the number of parameters on), so that it is computed once per patient, not in every call.
+
+    Returns the model over the extended parameters and the expressions of the new ones (over the
+    original parameters only, since each is a largest such subexpression).
+    """
+    params = set(sm.p)
+    table: dict[sp.Expr, sp.Symbol] = {}
+
+    def hoist(e: sp.Expr) -> sp.Expr:
+        if e.is_Atom:
+            return e
+        free = e.free_symbols
+        if free and free <= params:
+            if e not in table:
+                table[e] = sp.Symbol(f"p_{len(sm.p) + len(table)}", real=True)
+            return table[e]
+        return e.func(*[hoist(a) for a in e.args])
+
+    rhs = tuple(hoist(e) for e in sm.rhs)
+    jac = {k: hoist(e) for k, e in sm.jacobian.items()}
+    return replace(sm, rhs=rhs, jacobian=jac), list(table)
+
+
 def kernel_source(sm: SymbolicModel) -> str:
     n = len(sm.state_names)
     lu = symbolic_lu(n, list(sm.jacobian))
+    sm, derived = hoist_parameter_terms(sm)
+    n_params = len(sm.parameter_names)
+    derived_src = _function_source("derived", "p",
+                                   [(f"p[{n_params + k}]", e, "{}") for k, e in enumerate(derived)])
     rhs = _function_source("rhs", "y, p, u, out",
                            [(f"out[{i}]", e, "{}") for i, e in enumerate(sm.rhs)])
     slots = sorted(lu.slots.items(), key=lambda kv: kv[1])
@@ -123,13 +152,13 @@ def kernel_source(sm: SymbolicModel) -> str:
         f"({lu.n_fill} fill), {lu.n_updates} multiply-adds, {max(lu.block) + 1} diagonal blocks\n"
         "import math\nimport numba\nimport numpy as np\n\n"
         f"N_STATES = {n}\nN_PARAMS = {len(sm.parameter_names)}\n"
-        f"N_INPUTS = {len(sm.input_names)}\n"
+        f"N_INPUTS = {len(sm.input_names)}\nN_DERIVED = {len(derived)}\n"
         f"LU_SIZE = {lu.size}\nMAX_MULTIPLIER = {MAX_MULTIPLIER!r}\n"
         "# original (row, column) of each stored entry of W, for the dense fallback\n"
         f"W_ROWS = np.array({[lu.perm[r] for (r, _), _ in slots]}, dtype=np.int64)\n"
         f"W_COLS = np.array({[lu.perm[c] for (_, c), _ in slots]}, dtype=np.int64)\n\n"
     )
-    parts = [rhs, w_matrix_source(sm, lu), factor_source(lu), solve_source(lu), _TEMPLATE.read_text()]
+    parts = [derived_src, rhs, w_matrix_source(sm, lu), factor_source(lu), solve_source(lu), _TEMPLATE.read_text()]
     return header + "\n\n\n".join(parts)
 
 

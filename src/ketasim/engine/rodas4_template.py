@@ -1,7 +1,7 @@
 # ---------------------------------------------------------------------------------------------
 # Rodas4 (coefficients in ketasim.engine.tableau), solved with the analytic Jacobian. This text is
 # appended by ketasim.engine.codegen to the generated functions of a model (module globals
-# N_STATES, LU_SIZE, W_ROWS, W_COLS, rhs, w_matrix, w_factor, w_solve), so numba compiles model and
+# N_STATES, N_PARAMS, N_DERIVED, LU_SIZE, W_ROWS, W_COLS, derived, rhs, w_matrix, w_factor, w_solve), so numba compiles model and
 # solver as one unit. W = I/(h GAMMA) - J is built, factored and solved in the sparse storage of
 # ketasim.engine.sparse_lu (fixed pattern, no pivoting); if that factorisation reports an unfit
 # pivot, the step uses the dense LU with partial pivoting below instead. Each patient gets its own
@@ -89,6 +89,17 @@ def lu_solve(a, piv, b):
 
 
 @numba.njit(cache=True, nogil=True)
+def extended_parameters(p):
+    """The parameters followed by the model's parameter-only subexpressions (``derived``), which
+    ``rhs`` and ``w_matrix`` read from there instead of recomputing them (divisions, powers) in
+    every call."""
+    pe = np.empty(N_PARAMS + N_DERIVED)
+    pe[:N_PARAMS] = p
+    derived(pe)
+    return pe
+
+
+@numba.njit(cache=True, nogil=True)
 def factor_w(y, p, u, fac, lu, w, piv):
     """W in ``lu`` (sparse, factored) or, if a pivot was unfit there, in ``w``/``piv`` (dense, pivoted).
 
@@ -117,6 +128,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
     n = y0.shape[0]
     n_seg = seg_t.shape[0] - 1
     n_out = t_out.shape[0]
+    pe = extended_parameters(p)
     y = y0.copy()
     ynew = np.empty(n)
     arg = np.empty(n)
@@ -153,7 +165,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             for i in range(n):
                 out[k_out, i] = y[i]
             k_out += 1
-        rhs(y, p, u, f0)
+        rhs(y, pe, u, f0)
         while t < t1:
             if steps >= max_steps:
                 return 1, steps
@@ -162,7 +174,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             if t + h >= t1 - 1e-12 * max(1.0, abs(t1)):
                 h = t1 - t
                 reach_end = True
-            kind = factor_w(y, p, u, 1.0 / (h * GAMMA), lu, w, piv)
+            kind = factor_w(y, pe, u, 1.0 / (h * GAMMA), lu, w, piv)
             if kind < 0:
                 h *= 0.5
                 continue
@@ -172,31 +184,31 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             solve_w(kind, lu, w, piv, k1)
             for i in range(n):
                 arg[i] = y[i] + A21 * k1[i]
-            rhs(arg, p, u, fs)
+            rhs(arg, pe, u, fs)
             for i in range(n):
                 k2[i] = fs[i] + C21 * k1[i] * inv_h
             solve_w(kind, lu, w, piv, k2)
             for i in range(n):
                 arg[i] = y[i] + A31 * k1[i] + A32 * k2[i]
-            rhs(arg, p, u, fs)
+            rhs(arg, pe, u, fs)
             for i in range(n):
                 k3[i] = fs[i] + (C31 * k1[i] + C32 * k2[i]) * inv_h
             solve_w(kind, lu, w, piv, k3)
             for i in range(n):
                 arg[i] = y[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
-            rhs(arg, p, u, fs)
+            rhs(arg, pe, u, fs)
             for i in range(n):
                 k4[i] = fs[i] + (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) * inv_h
             solve_w(kind, lu, w, piv, k4)
             for i in range(n):
                 arg[i] = y[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
-            rhs(arg, p, u, fs)
+            rhs(arg, pe, u, fs)
             for i in range(n):
                 k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) * inv_h
             solve_w(kind, lu, w, piv, k5)
             for i in range(n):
                 arg[i] += k5[i]
-            rhs(arg, p, u, fs)
+            rhs(arg, pe, u, fs)
             for i in range(n):
                 k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) * inv_h
             solve_w(kind, lu, w, piv, k6)
@@ -213,7 +225,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
                     return 3, steps
                 continue
             if err <= 1.0:
-                rhs(ynew, p, u, f1)
+                rhs(ynew, pe, u, f1)
                 tn = t1 if reach_end else t + h
                 final = reach_end and s == last_real
                 while k_out < n_out and (t_out[k_out] < tn or (t_out[k_out] <= tn and (final or not reach_end))):

@@ -134,8 +134,9 @@ def symbolic_lu(n: int, pattern: set[tuple[int, int]] | list[tuple[int, int]]) -
 
 def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
     """``name(lu) -> bool``: factor W (already in ``lu``) in place; False if a pivot is unfit."""
-    lines = ["@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}(lu):",
-             "    big = 0.0"]
+    multipliers = [lu.slots[(r, k)] for r in range(lu.n) for k in lu.rows[r] if k < r]
+    lines = [f"{name.upper()}_MULTIPLIERS = np.array({multipliers}, dtype=np.int64)", "", "",
+             "@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}(lu):"]
     for r in range(lu.n):
         for k in lu.rows[r]:
             if k >= r:
@@ -143,7 +144,6 @@ def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
             ik = lu.slots[(r, k)]
             lines.append(f"    m = lu[{ik}] * lu[{lu.inv(k)}]")
             lines.append(f"    lu[{ik}] = m")
-            lines.append("    big = max(big, abs(m))")
             for j in lu.rows[k]:
                 if j > k:
                     lines.append(f"    lu[{lu.slots[(r, j)]}] -= m * lu[{lu.slots[(k, j)]}]")
@@ -152,7 +152,11 @@ def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
         lines.append("    if not (d != 0.0 and math.isfinite(d)):")
         lines.append("        return False")
         lines.append(f"    lu[{lu.inv(r)}] = 1.0 / d")
-    lines.append("    return big <= MAX_MULTIPLIER")  # NaN multipliers fail this too
+    # checked after the elimination, each on its own: a running maximum would chain every multiplier
+    lines.append(f"    for k in {name.upper()}_MULTIPLIERS:")
+    lines.append("        if not abs(lu[k]) <= MAX_MULTIPLIER:  # NaN fails this too")
+    lines.append("            return False")
+    lines.append("    return True")
     return "\n".join(lines)
 
 
