@@ -1,11 +1,14 @@
 """Generate compiled kernels from the one model definition.
 
 The layers are evaluated on sympy symbols, which gives the vector field as expressions; from them
-this module derives the analytic Jacobian (only its structural non-zeros are written) and prints
-both, after common-subexpression elimination, as plain Python that numba compiles. The generated
-module also carries the Rosenbrock integrator (``rodas4_template.py``), so that numba inlines the
-model into the solver. Generated source is cached on disk under a hash of the model, and numba's
-own cache keeps the machine code, so a second run pays no compilation.
+this module derives the analytic Jacobian and prints, after common-subexpression elimination, plain
+Python that numba compiles: ``derived`` (the parameter-only subexpressions, once per patient),
+``rhs``, and ``w_matrix``, which writes only the structural non-zeros of W = I/(h gamma) - J into the
+storage of the sparse LU generated for their fixed pattern (``sparse_lu.py``: ordering, fill,
+straight-line factor and solve). The generated module also carries the Rosenbrock integrator
+(``rodas4_template.py``), so that numba inlines the model into the solver. Generated source is
+cached on disk under a hash of the model, and numba's own cache keeps the machine code, so a second
+run pays no compilation.
 """
 
 from __future__ import annotations
