@@ -147,6 +147,33 @@ def trial(
 
 
 @app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
+          port: int = typer.Option(8000, help="port to listen on"),
+          data: Path = typer.Option(Path("ketasim-data"), "--data", help="folder of the run registry and its results"),
+          max_patients: int = typer.Option(2000, "--max-patients", help="largest trial (patients in all) the service runs"),
+          workers: int = typer.Option(1, "--workers", help="trials run at once, each in its own worker process"),
+          scheduler: Optional[str] = typer.Option(None, help="run trial chunks on this Dask cluster, e.g. tcp://host:8786")):
+    """Start the web service: the page at / and the JSON API (OpenAPI schema at /openapi.json)."""
+    import uvicorn
+
+    from .web import create_app
+
+    if not 1 <= port <= 65535:
+        _fail(f"--port: {port} must be in 1..65535")
+    if not 1 <= max_patients <= 1_000_000:
+        _fail(f"--max-patients: {max_patients} must be in 1..1000000")
+    if not 1 <= workers <= 64:
+        _fail(f"--workers: {workers} must be in 1..64")
+    try:
+        web_app = create_app(data, max_patients=max_patients, scheduler=scheduler, trial_workers=workers)
+    except (OSError, RuntimeError) as exc:
+        _fail(f"--data {data}: cannot open the run registry: {exc}")
+    err.print(f"ketasim web service on http://{host}:{port}/ (runs kept in {data}/)")
+    err.print(f"[dim]{DISCLAIMER}[/]")
+    uvicorn.run(web_app, host=host, port=port, log_level="info")
+
+
+@app.command()
 def cite(params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
     """List the source of every parameter the model uses."""
