@@ -125,6 +125,9 @@ def trial_figures(patients) -> dict[str, Any]:
             continue
         event = pp["t"].notna().to_numpy()
         km = st.kaplan_meier(np.where(event, pp["t"].to_numpy(), pp["last"].to_numpy()), event)
+        end = float(pp["last"].max())  # the curve goes on to the end of follow-up, not just the last event
+        if end > km["time"][-1]:
+            km = {k: np.append(v, end if k == "time" else v[-1]) for k, v in km.items()}
         relapse.append({"arm": arm, "at_risk": int(len(pp)), "time [h]": _finite(km["time"]),
                         "survival [fraction]": _finite(km["survival"]), "lower [fraction]": _finite(km["lower"]),
                         "upper [fraction]": _finite(km["upper"])})

@@ -165,23 +165,29 @@ async function runSimulation() {
 
 // The layers, top to bottom, on one shared time axis. Units come from the answer, not from here.
 const PANELS = [
-  { title: "Plasma and brain concentrations", series: [
+  { title: "Plasma and brain concentrations", axis: "concentration", series: [
     ["pk.ketamine_plasma", "ketamine, plasma"], ["pk.ketamine_brain", "ketamine, brain"],
     ["comparators.midazolam_plasma", "midazolam, plasma"], ["comparators.ssri_plasma", "SSRI, plasma"]], dropFlat: true },
-  { title: "NMDA receptor block", series: [["receptor.nmda_block_interneuron", "interneurons"],
+  { title: "NMDA receptor block", axis: "block", series: [["receptor.nmda_block_interneuron", "interneurons"],
     ["receptor.nmda_block_pyramidal", "pyramidal cells"]] },
-  { title: "Glutamate surge", series: [["synapse.glutamate", "glutamate"]] },
-  { title: "BDNF and mTORC1", series: [["plasticity.bdnf", "BDNF"], ["plasticity.mtorc1", "mTORC1"]] },
-  { title: "Spine density (new synapses)", series: [["plasticity.spine_density", "spine density"]] },
-  { title: "IL-6", series: [["inflammation.il6", "IL-6"]] },
-  { title: "Kynurenine pathway", series: [["inflammation.kynurenine", "kynurenine"],
+  { title: "Glutamate surge", axis: "glutamate", series: [["synapse.glutamate", "glutamate"]] },
+  { title: "BDNF and mTORC1", axis: "level", series: [["plasticity.bdnf", "BDNF"], ["plasticity.mtorc1", "mTORC1"]] },
+  { title: "Spine density (new synapses)", axis: "density", series: [["plasticity.spine_density", "spine density"]] },
+  { title: "IL-6", axis: "IL-6", series: [["inflammation.il6", "IL-6"]] },
+  { title: "Kynurenine pathway", axis: "concentration", series: [["inflammation.kynurenine", "kynurenine"],
     ["inflammation.quinolinic_acid", "quinolinic acid"], ["inflammation.kynurenic_acid", "kynurenic acid"]] },
-  { title: "PFC–amygdala connectivity", series: [["circuit.pfc_amygdala_fc", "PFC–amygdala FC"]] },
-  { title: "Depression (MADRS)", series: [["clinical.madrs", "MADRS"]], madrsLines: true },
-  { title: "Dissociation (CADSS)", series: [["clinical.cadss", "CADSS"]] },
-  { title: "Blood pressure", series: [["clinical.sbp", "systolic"], ["clinical.dbp", "diastolic"]] },
+  { title: "PFC–amygdala connectivity", axis: "FC", series: [["circuit.pfc_amygdala_fc", "PFC–amygdala FC"]] },
+  { title: "Depression (MADRS)", axis: "MADRS", series: [["clinical.madrs", "MADRS"]], madrsLines: true },
+  { title: "Dissociation (CADSS)", axis: "CADSS", series: [["clinical.cadss", "CADSS"]] },
+  { title: "Blood pressure", axis: "pressure", series: [["clinical.sbp", "systolic"], ["clinical.dbp", "diastolic"]] },
 ];
 const PANEL_HEIGHT = 150;
+
+// The part of the course on the time axis: all of it, or the first day or week (zooming one panel zooms all).
+function timeWindow() {
+  const hours = document.getElementById("time-window").value;
+  return hours === "all" ? { autorange: true } : { range: [0, Number(hours)], autorange: false };
+}
 
 function isFlat(values) {
   return values.every((v) => v === null || Math.abs(v) < 1e-9);
@@ -194,9 +200,9 @@ function drawSimulation(result) {
   const gap = 0.25 / n;
   const traces = [];
   const layout = {
-    height: n * PANEL_HEIGHT + 70, margin: { l: 70, r: 20, t: 20, b: 50 }, hovermode: "x", showlegend: false,
+    height: n * PANEL_HEIGHT + 70, margin: { l: 70, r: 20, t: 20, b: 50 }, hovermode: "x",
     xaxis: { title: { text: `${result.time.name} [${result.time.unit}]` }, anchor: `y${n}`, showspikes: true,
-      spikemode: "across", spikethickness: 1, spikedash: "dot" },
+      spikemode: "across", spikethickness: 1, spikedash: "dot", ...timeWindow() },
     annotations: [],
   };
   PANELS.forEach((panel, i) => {
@@ -205,28 +211,31 @@ function drawSimulation(result) {
     const domain = [Math.max(0, top - 1 / n + gap), top - gap / 2];
     const present = panel.series.filter(([name]) => byName[name] && !(panel.dropFlat && isFlat(byName[name].values)));
     const unit = present.length ? byName[present[0][0]].unit : "";
-    layout[i === 0 ? "yaxis" : `yaxis${i + 1}`] = { domain, anchor: "x", title: { text: `[${unit}]`, font: { size: 11 } },
+    layout[i === 0 ? "yaxis" : `yaxis${i + 1}`] = { domain, anchor: "x", title: { text: `${panel.axis} [${unit}]`, font: { size: 11 } },
       zeroline: false };
+    const legend = i === 0 ? "legend" : `legend${i + 1}`;  // one legend per panel, at its top right
+    layout[legend] = { x: 1, xanchor: "right", y: domain[1], yanchor: "top", bgcolor: "rgba(255,255,255,0.7)",
+      font: { size: 10 } };
     layout.annotations.push({ text: `<b>${panel.title}</b>`, xref: "paper", yref: "paper", x: 0, y: domain[1],
       xanchor: "left", yanchor: "bottom", showarrow: false, font: { size: 12 } });
     present.forEach(([name, label], k) => {
       const s = byName[name];
-      traces.push({ x: time, y: s.values, name: label, yaxis: axis, type: "scatter", mode: "lines",
+      traces.push({ x: time, y: s.values, name: label, yaxis: axis, legend, type: "scatter", mode: "lines",
         line: { color: COLORS[k % COLORS.length], width: 1.6 },
         hovertemplate: `${label}: %{y:.4g} ${s.unit}<extra></extra>`, meta: { output: name } });
     });
-    if (panel.madrsLines && byName["clinical.madrs"]) addMadrsLines(traces, byName["clinical.madrs"], time, axis);
+    if (panel.madrsLines && byName["clinical.madrs"]) addMadrsLines(traces, byName["clinical.madrs"], time, axis, legend);
   });
   Plotly.react("chart-sim", traces, layout, PLOT_CONFIG);
 }
 
 // Response: MADRS at or below half the baseline; remission: MADRS at or below 10 points.
-function addMadrsLines(traces, madrs, time, axis) {
+function addMadrsLines(traces, madrs, time, axis, legend) {
   const baseline = madrs.values[0];
   const ends = [time[0], time[time.length - 1]];
-  traces.push({ x: ends, y: [baseline / 2, baseline / 2], yaxis: axis, mode: "lines", name: "response line",
+  traces.push({ x: ends, y: [baseline / 2, baseline / 2], yaxis: axis, legend, mode: "lines", name: "response line",
     line: { color: "#2e9e6a", dash: "dot", width: 1 }, hovertemplate: `response (≤ 50 % of baseline): %{y:.3g} ${madrs.unit}<extra></extra>` });
-  traces.push({ x: ends, y: [10, 10], yaxis: axis, mode: "lines", name: "remission line",
+  traces.push({ x: ends, y: [10, 10], yaxis: axis, legend, mode: "lines", name: "remission line",
     line: { color: "#7a4fb5", dash: "dash", width: 1 }, hovertemplate: `remission (MADRS ≤ 10): %{y:.3g} ${madrs.unit}<extra></extra>` });
 }
 
@@ -270,8 +279,9 @@ async function loadExamples() {
   select.addEventListener("change", () => {
     document.getElementById("trial-toml").value = EXAMPLES.find((e) => e.id === select.value).toml;
   });
-  select.value = EXAMPLES[0].id;
-  document.getElementById("trial-toml").value = EXAMPLES[0].toml;
+  const first = EXAMPLES.find((e) => e.design === "parallel") || EXAMPLES[0];
+  select.value = first.id;
+  document.getElementById("trial-toml").value = first.toml;
 }
 
 async function startTrial() {
@@ -345,7 +355,8 @@ function drawTrajectories(trajectories) {
     const color = COLORS[k % COLORS.length];
     const x = days(t["time [h]"]);
     traces.push({ x: [...x, ...x.slice().reverse()], y: [...t["p90 [points]"], ...t["p10 [points]"].slice().reverse()],
-      fill: "toself", fillcolor: color + "1f", line: { width: 0 }, name: `${t.arm}: 10–90 % of patients`, hoverinfo: "skip" });
+      fill: "toself", fillcolor: color + "1f", line: { width: 0 }, mode: "lines", name: `${t.arm}: 10–90 % of patients`,
+      hoverinfo: "skip" });
     traces.push({ x, y: t["mean [points]"], name: `${t.arm}: mean`, mode: "lines+markers", line: { color },
       error_y: { type: "data", symmetric: false, color,
         array: t["upper [points]"].map((u, i) => (u === null ? null : u - t["mean [points]"][i])),
@@ -397,6 +408,7 @@ function drawRelapse(curves) {
 
 function interval(d, scale = 1, unit = "") {
   if (!d || d.estimate === null || d.estimate === undefined) return "–";
+  if (typeof d.estimate !== "number") return String(d.estimate);  // e.g. a median "not reached"
   const show = (x) => (typeof x === "number" ? fmt(scale * x) : x === null ? "–" : String(x));
   return `${show(d.estimate)}${unit} (${show(d.lower)}–${show(d.upper)})`;
 }
@@ -476,6 +488,10 @@ async function start() {
   tabLoaders.sources = () => loadSources().catch((e) => { document.getElementById("sources-hash").textContent = e.message; });
   tabLoaders.runs = () => loadRuns().catch(() => {});
   document.getElementById("trial-run").addEventListener("click", startTrial);
+  document.getElementById("time-window").addEventListener("change", () => {
+    const axis = timeWindow();
+    Plotly.relayout("chart-sim", axis.range ? { "xaxis.range": axis.range } : { "xaxis.autorange": true });
+  });
   document.getElementById("runs-refresh").addEventListener("click", loadRuns);
   try {
     OPTIONS = await api("/api/options");
