@@ -309,3 +309,20 @@ def test_registry_schema_wal_and_transitions(tmp_path):
     assert RunRegistry(tmp_path).get(run_id) == run  # reopened
     with pytest.raises(ValueError):
         registry.create("fit", {}, model_version="0", parameter_hash="h")
+
+
+# ---------------------------------------------------------------------- load
+def test_fifty_concurrent_simulations_all_succeed(tmp_path):
+    """benchmarks/web_load.py against a real uvicorn server on loopback: all 50 answered 200 (latency
+    is recorded in its JSON, not asserted; the benchmark itself writes results/benchmarks/web_load.json)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "web_load.py"), "--requests", "50", "--days", "7",
+                           "--out", str(tmp_path / "web_load.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "web_load.json").read_text())
+    assert record["succeeded"] == record["requests"] == 50 and record["status_codes"] == [200]
