@@ -8,7 +8,9 @@ Amounts are converted here, at the boundary, from mg to umol of each enantiomer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -96,9 +98,14 @@ def covariates(patient: Patient, params: ParameterSet) -> dict[str, float]:
     }
 
 
+@lru_cache(maxsize=32)
+def _kernel_parameter_names(model: Model, available: tuple[str, ...]) -> tuple[str, ...]:
+    return model.parameter_names(available)  # the same few sets every call: a trial asks per patient
+
+
 def parameter_vector(model: Model, params: ParameterSet, patient: Patient) -> tuple[tuple[str, ...], np.ndarray]:
     """(names, values) of everything the vector field reads: parameters then covariates."""
-    names = model.parameter_names(tuple(params))
+    names = _kernel_parameter_names(model, tuple(params))
     cov = covariates(patient, params)
     values = [params.value(n) for n in names] + [cov[n] for n in model.covariate_names]
     return names + model.covariate_names, np.asarray(values, dtype=np.float64)
@@ -118,11 +125,27 @@ class Schedule:
         return len(self.bounds) - 1
 
 
+class _LayerView(Mapping):
+    """One layer's parameters by local name, read on demand (schedules need only a few)."""
+
+    def __init__(self, params, layer: str):
+        self._params, self._prefix = params, f"{layer}."
+
+    def __getitem__(self, name: str) -> float:
+        return self._params.value(self._prefix + name)
+
+    def __iter__(self):
+        return (n[len(self._prefix):] for n in self._params if n.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Schedule:
     """Dose events of ``scenario`` as segments for the engine."""
     state_index = {n: i for i, n in enumerate(model.state_names)}
     input_index = {n: i for i, n in enumerate(model.input_names)}
-    pk_values = {n.split(".", 1)[1]: params.value(n) for n in params if n.startswith("pk.")}
+    pk_values = _LayerView(params, "pk")
     mw = params.value("pk.mw_ketamine")
     end = scenario.duration_h
 

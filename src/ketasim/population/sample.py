@@ -79,6 +79,12 @@ class PopulationSampler:
                                  for n in names])
         self.log_high = np.array([math.log(params[n].range[1] / params[n].value) for n in names])
         self.cholesky, self.groups = self._correlation_structure(var.correlations)
+        self._names = tuple(self.typical)
+        self._typical_array = np.array([self.typical[n] for n in self._names])
+        position = {n: i for i, n in enumerate(self._names)}
+        self._varied_index = np.array([position[n] for n in self.varied], dtype=int)
+        self._linked_index = [(position[c], position[o]) for c, o in LINKED_PARAMETERS.items()
+                              if c in position and o in position and o in self.varied]
 
     def _correlation_structure(self, correlations):
         n = len(self.varied)
@@ -156,17 +162,15 @@ class PopulationSampler:
         return np.clip(eta, self.log_low, self.log_high)
 
     def _parameters(self, rng) -> PatientParameters:
-        values = PatientParameters(self.typical)
         if not self.varied:
-            return values
+            return PatientParameters(self.typical)
         for _ in range(_MAX_REDRAWS):
-            multipliers = np.exp(self._log_deviations(rng))
-            for name, mult in zip(self.varied, multipliers):
-                values[name] = self.typical[name] * float(mult)
-            for copy, original in LINKED_PARAMETERS.items():
-                if copy in values and original in values:
-                    values[copy] = self.typical[copy] * values[original] / self.typical[original]
-            if not violations(values):
-                return values
+            values = self._typical_array.copy()
+            values[self._varied_index] *= np.exp(self._log_deviations(rng))
+            for copy, original in self._linked_index:
+                values[copy] *= values[original] / self._typical_array[original]
+            drawn = PatientParameters(zip(self._names, values.tolist()))
+            if not violations(drawn):
+                return drawn
         raise RuntimeError("could not draw parameters satisfying the model's constraints; "
                            "lower population.variability.scale")
