@@ -174,6 +174,73 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
 
 @app.command()
+def sensitivity(
+    target: Path = typer.Argument(..., metavar="SCENARIO_OR_TRIAL", help="scenario TOML, or trial TOML ([trial] table)"),
+    output: list[str] = typer.Option(..., "--output", help="layer.quantity@TIME (e.g. clinical.madrs@24h) for a "
+                                     "scenario; [arm:]response_rate@T, remission_rate@T, madrs_change@T or "
+                                     "median_time_to_relapse for a trial; repeat for more"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    method: str = typer.Option("local", help="local (autodiff, scenarios) | sobol | morris"),
+    samples: Optional[int] = typer.Option(None, help="sobol: base samples N (N*(D+2) runs; a power of 2 is best; "
+                                          "default 1024); morris: trajectories (N*(D+1) runs; default 50)"),
+    parameters: Optional[str] = typer.Option(None, help="comma-separated parameter names and/or layers "
+                                             "(default: every parameter with a range)"),
+    distribution: str = typer.Option("auto", help="auto (log-uniform for ranges spanning 10x) | uniform | log-uniform"),
+    n_per_arm: int = typer.Option(50, "--n-per-arm", help="trials: patients per arm in the trial each sample runs"),
+    seed: int = typer.Option(0, help="sampling and bootstrap seed"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
+    scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+):
+    """Which parameters drive an outcome: local (autodiff), Sobol or Morris; writes sensitivity.json and report.html."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .sensitivity import METHODS, SensitivityError, load_target, parse_output_spec
+    from .sensitivity import sensitivity as run_sensitivity
+
+    if method not in METHODS:
+        _fail(f"--method: '{method}' is not allowed; allowed: {', '.join(METHODS)}")
+    if workers is not None and scheduler is not None:
+        _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
+    if workers is not None and not 1 <= workers <= 256:
+        _fail(f"--workers: {workers} must be in 1..256")
+    if method == "local" and (samples is not None or workers is not None or scheduler is not None):
+        _fail("--samples/--workers/--scheduler apply to --method sobol or morris, not local")
+    try:
+        specs = [parse_output_spec(o) for o in output]
+        kind, spec = load_target(target)
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        kwargs = {"params": parameter_set, "parameters": parameters.split(",") if parameters else None}
+        if method != "local":
+            kwargs.update(samples=samples if samples is not None else (1024 if method == "sobol" else 50), seed=seed,
+                          n_per_arm=n_per_arm, distribution=distribution, workers=workers, scheduler=scheduler)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=quiet, transient=True) as progress:
+            what = "model runs" if kind == "scenario" else f"trials of {n_per_arm} patients per arm"
+            task = progress.add_task(f"{method} ({what}; the first run compiles)", total=None)
+            if method != "local":
+                kwargs["progress"] = lambda done, total: progress.update(task, completed=done, total=total)
+            result = run_sensitivity(spec, specs, method=method, **kwargs)
+            progress.update(task, description="writing results and report")
+            result.write(out)
+    except (KetasimError, SensitivityError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+    if not quiet:
+        first = result.outputs[0]["label"]
+        top = ", ".join(p for p, _ in result.ranking(first)[:3])
+        err.print(escape(f"wrote {out}/ (sensitivity.json, manifest.json, report.html); most influential for {first}: {top}"))
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@app.command()
 def cite(params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
     """List the source of every parameter the model uses."""
