@@ -37,7 +37,7 @@ def _legend(ax, layers) -> None:
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color=_COLOURS.get(x, "grey"), label=f"{x} ({SCALES.get(x, x)})") for x in layers],
-              fontsize=7, loc="lower right", title="layer (scale)", title_fontsize=7)
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="layer (scale)", title_fontsize=7)
 
 
 def tornado_figure(result, output: str, unit: str):
@@ -45,7 +45,7 @@ def tornado_figure(result, output: str, unit: str):
     top = [p for p, _ in result.ranking(output)[:TOP]][::-1]
     vals = [_finite(result.indices[output][p]["normalised"]) for p in top]
     layers = [p.split(".", 1)[0] for p in top]
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(top) + 1.4))
+    fig, ax = plt.subplots(figsize=(9.5, 0.28 * len(top) + 1.4))
     ax.barh(range(len(top)), vals, color=[_COLOURS.get(x, "grey") for x in layers])
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(top)), top, fontsize=7)
@@ -78,7 +78,7 @@ def morris_figure(result, output: str, unit: str):
     """mu* (mean absolute elementary effect) with its bootstrap CI, and sigma."""
     top = [p for p, _ in result.ranking(output)[:TOP]][::-1]
     ix = result.indices[output]
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(top) + 1.4))
+    fig, ax = plt.subplots(figsize=(9.5, 0.28 * len(top) + 1.4))
     ax.barh(range(len(top)), [_finite(ix[p]["mu_star"]) for p in top], xerr=[_finite(ix[p]["mu_star_conf"]) for p in top],
             color=[_COLOURS.get(p.split(".", 1)[0], "grey") for p in top], capsize=2)
     ax.plot([_finite(ix[p]["sigma"]) for p in top], range(len(top)), "k.", label="σ (interactions, non-linearity)")
