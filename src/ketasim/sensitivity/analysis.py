@@ -134,6 +134,17 @@ def finite_difference_sensitivity(scenario, params: ParameterSet, names: Sequenc
     return sens, schemes
 
 
+def _until(scenario: Scenario, end_h: float) -> Scenario:
+    """The scenario ending at ``end_h`` when nothing is given after it (the JAX solver integrates to the
+    scenario's end, so a 24-h output of a 28-day scenario would otherwise pay for 27 unused days)."""
+    import dataclasses
+
+    given = [t + (d.duration_h or 0.0) for d in scenario.doses for t in d.times_h]
+    if scenario.therapies or any(t > end_h for t in given) or end_h >= scenario.duration_h:
+        return scenario
+    return dataclasses.replace(scenario, duration_h=float(end_h))
+
+
 def local_sensitivity(scenario, outputs: Sequence[str | OutputSpec], *, params=None, parameters: Sequence[str] | None = None,
                       use_autodiff: bool = True) -> SensitivityResult:
     """Normalised local sensitivities of model outputs to every parameter (or ``parameters``: names or layers).
@@ -164,7 +175,8 @@ def local_sensitivity(scenario, outputs: Sequence[str | OutputSpec], *, params=N
     values = None
     if direct:
         out_names = tuple(dict.fromkeys(s.name for s in specs))
-        f = OutputFunction(scenario, params, direct, out_names, [s.time_h for s in specs], model=model)
+        short = _until(scenario, max(s.time_h for s in specs))
+        f = OutputFunction(short, params, direct, out_names, [s.time_h for s in specs], model=model)
         value, jac = f.value_and_jacobian(np.zeros(len(direct)))
         rows = [(out_names.index(s.name), int(np.searchsorted(f.times, s.time_h))) for s in specs]
         values = np.array([value[i, t] for i, t in rows])
@@ -174,13 +186,13 @@ def local_sensitivity(scenario, outputs: Sequence[str | OutputSpec], *, params=N
             methods[k] = "autodiff (forward mode)" if f.kernel[j] else "autodiff (not used by this scenario: zero)"
     fd = [n for n in names if n in indirect]
     if fd:
-        s_fd, schemes = finite_difference_sensitivity(scenario, params, fd, specs)
+        s_fd, schemes = finite_difference_sensitivity(_until(scenario, max(s.time_h for s in specs)), params, fd, specs)
         for j, n in enumerate(fd):
             k = names.index(n)
             sens[:, k] = s_fd[:, j]
             methods[k] = f"finite differences ({schemes[j]})" if not schemes[j].startswith("not") else schemes[j]
     if values is None:
-        values = _nominal_values(scenario, params, specs)
+        values = _nominal_values(_until(scenario, max(s.time_h for s in specs)), params, specs)
     indices = {}
     for i, s in enumerate(specs):
         y = values[i]
@@ -317,7 +329,7 @@ def sobol_sample(space_problem: dict, samples: int, *, second_order: bool = Fals
     with warnings.catch_warnings():
         # SALib warns when N is not a power of 2 (the Sobol' sequence balances best then); any N is
         # still a valid design, and the CLI documents the recommendation
-        warnings.filterwarnings("ignore", message=".*Convergence properties of the Sobol.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*(Convergence|balance) properties of (the )?Sobol.*", category=UserWarning)
         return sobol_sampler.sample(space_problem, samples, calc_second_order=second_order, scramble=True, seed=seed)
 
 
