@@ -241,6 +241,91 @@ def sensitivity(
 
 
 @app.command()
+def fit(
+    data: list[Path] = typer.Argument(..., metavar="DATA...", help="observation tables (CSV or Parquet)"),
+    parameters: str = typer.Option(..., "--params", help="comma-separated parameters to fit, e.g. pk.cl_s_ketamine,pk.v_central"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    map_: bool = typer.Option(False, "--map", help="maximum a posteriori with priors from the parameter files' ranges"),
+    bayes_: bool = typer.Option(False, "--bayes", help="also sample the posterior with NUTS (numpyro)"),
+    starts: int = typer.Option(4, help="starting points of the multi-start optimisation"),
+    seed: int = typer.Option(0, help="seed of the starting points and of NUTS"),
+    samples: int = typer.Option(500, help="NUTS: samples per chain (as many warm-up steps)"),
+    base: Optional[Path] = typer.Option(None, "--base-params", help="parameter override file to start from"),
+):
+    """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out."""
+    import json as _json
+
+    from .calibrate.data import load_observations
+    from .calibrate.fit import FitError, build_problem, maximise_likelihood, profile_likelihood
+    from .calibrate.fit import bayes as run_nuts
+    from .calibrate.outputs import fit_summary, parameter_file, write_fit_report
+    from .output import atomic_folder, check_output_folder
+    from .params import load_parameters
+
+    if not 1 <= starts <= 100:
+        _fail(f"--starts: {starts} must be in 1..100")
+    if not 10 <= samples <= 100_000:
+        _fail(f"--samples: {samples} must be in 10..100000")
+    names = [n.strip() for n in parameters.split(",") if n.strip()]
+    try:
+        check_output_folder(out)
+        parameter_set = load_parameters(base)
+        import pandas as pd
+
+        table = pd.concat([load_observations(path) for path in data], ignore_index=True)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True) as progress:
+            progress.add_task("compiling the model's Jacobian (first run about a minute) and fitting", total=None)
+            problem = build_problem(table, names, parameter_set, use_prior=map_)
+            result = maximise_likelihood(problem, starts=starts, seed=seed)
+            result.profiles = profile_likelihood(problem, result)
+            posterior = run_nuts(problem, result, warmup=samples, samples=samples, seed=seed) if bayes_ else None
+        files = [str(p) for p in data]
+        summary = fit_summary(problem, result, parameter_set, files, posterior)
+        with atomic_folder(out) as tmp:
+            (tmp / "fit.json").write_text(_json.dumps(summary, indent=2))
+            (tmp / "params.toml").write_text(parameter_file(summary, parameter_set, files))
+            (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit", "data": files,
+                                                            "parameters": names, "disclaimer": DISCLAIMER}, indent=2))
+            write_fit_report(tmp, problem, result, summary)
+    except (KetasimError, FitError) as exc:
+        _fail(str(exc))
+    for name, e in summary["estimates"].items():
+        flag = "" if e["identifiable"] else "  (not identifiable from these data)"
+        err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")
+    err.print(f"wrote {out}/ (fit.json, params.toml, report.html)")
+
+
+@app.command()
+def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write calibration.csv and .json here"),
+              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
+    """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'."""
+    import json as _json
+
+    from .calibrate import check
+    from .output import atomic_folder, check_output_folder
+    from .params import load_parameters
+
+    try:
+        if out is not None:
+            check_output_folder(out)
+        table = check(params=load_parameters(params))
+    except KetasimError as exc:
+        _fail(str(exc))
+    for _, r in table.iterrows():
+        mark = "yes" if r["within"] else "NO"
+        typer.echo(f"{r['target']:<36} {r['metric']:<16} {str(r['time']) if r['time'] == r['time'] else '':<7} "
+                   f"published {r['published']:>9.4g}  model {r['model']:>9.4g} {r['unit']:<11} "
+                   f"error {r['error']:>+9.3g}  tolerance {r['tolerance']:>7.3g}  within: {mark}")
+    if out is not None:
+        with atomic_folder(out) as tmp:
+            table.to_csv(tmp / "calibration.csv", index=False)
+            (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim calibrate", "disclaimer": DISCLAIMER}))
+            (tmp / "calibration.json").write_text(table.to_json(orient="records", indent=2))
+    typer.echo(f"{int(table['within'].sum())}/{len(table)} targets within tolerance")
+
+
+@app.command()
 def cite(params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
     """List the source of every parameter the model uses."""

@@ -1,0 +1,12 @@
+"""Calibration: observation tables, checks against the shipped targets, and fitting.
+
+>>> from ketasim.calibrate import load_observations, shipped_targets
+>>> table = load_observations(shipped_targets())
+>>> {"target", "scenario", "quantity", "value", "unit"} <= set(table.columns)
+True
+"""
+
+from .data import METRICS, DataError, load_observations, shipped_targets
+from .targets import check
+
+__all__ = ["METRICS", "DataError", "check", "load_observations", "shipped_targets"]

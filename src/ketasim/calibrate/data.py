@@ -1,0 +1,114 @@
+"""Observation tables: what was measured, when, under which scenario, and how precisely.
+
+A table (CSV or Parquet) has one row per observation with the columns
+
+``scenario``
+    the scenario TOML (or, for population metrics, the trial TOML) that produced it, relative to
+    the table's folder;
+``quantity``
+    an output name such as ``pk.s_ketamine_plasma`` or ``clinical.madrs`` (``a/b`` for a ratio of
+    two outputs; the arm name for trial metrics);
+``time``
+    when, as text with a unit (``"40 min"``, ``"24 h"``); empty for metrics over the whole run;
+``value``, ``unit``
+    the observation in any unit convertible to the output's unit;
+``metric`` (optional, default ``at``)
+    ``at``, ``change`` (from the value at 0), ``relative_change``, ``peak``, ``peak_time``,
+    ``bioavailability`` (AUC against the same amount given IV), ``clearance`` (dose / AUC),
+    ``half_life`` (log-linear from ``time`` to the end), ``response_rate``, ``remission_rate``;
+``sd``, ``n`` (optional)
+    spread and size of summary data: the observation's standard error is ``sd / sqrt(n)``;
+``patient`` (optional)
+    an id for individual data;
+``target``, ``tolerance``, ``tolerance_kind``, ``source`` (optional)
+    for calibration checks: the target id, the accepted error (``relative`` or ``absolute``),
+    and the citation.
+
+The package's own calibration targets are shipped in this form (``ketasim/data/targets.csv``).
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ScenarioError
+from ..units import parse_time, registry
+
+METRICS = ("at", "change", "relative_change", "peak", "peak_time", "bioavailability", "clearance", "half_life",
+           "response_rate", "remission_rate")
+TRIAL_METRICS = ("response_rate", "remission_rate")
+TIMED_METRICS = ("at", "change", "relative_change", "response_rate", "remission_rate", "half_life")
+REQUIRED = ("scenario", "quantity", "value", "unit")
+#: unit of each metric that does not carry the output's unit
+METRIC_UNITS = {"peak_time": "h", "bioavailability": "dimensionless", "clearance": "L/h", "half_life": "h",
+                "relative_change": "dimensionless", "response_rate": "dimensionless", "remission_rate": "dimensionless"}
+
+
+class DataError(ScenarioError):
+    """An observation table is malformed; the field names the file, row and column."""
+
+
+def shipped_targets() -> Path:
+    """The package's own calibration targets as an observation table."""
+    return Path(str(resources.files("ketasim").joinpath("data/targets.csv")))
+
+
+def load_observations(path: str | Path) -> pd.DataFrame:
+    """Read and check a table; adds ``scenario_path`` (absolute) and ``time [h]`` columns."""
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype={"time": str})
+    except FileNotFoundError:
+        raise DataError(str(path), "no such file") from None
+    except Exception as exc:  # pandas raises many parser errors; all mean the file is not a table
+        raise DataError(str(path), f"cannot read the table: {exc}") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(str(path), f"missing column(s) {', '.join(missing)}; needed: {', '.join(REQUIRED)}")
+    if df.empty:
+        raise DataError(str(path), "the table has no rows")
+    df = df.copy()
+    if "metric" not in df.columns:
+        df["metric"] = "at"
+    df["metric"] = df["metric"].fillna("at")
+    times, scenarios = [], []
+    for i, row in df.iterrows():
+        where = f"{path.name} row {i + 2}"
+        if row["metric"] not in METRICS:
+            raise DataError(f"{where}: metric", f"{row['metric']!r} is not allowed; allowed: {', '.join(METRICS)}")
+        if not isinstance(row["value"], (int, float)) or not math.isfinite(float(row["value"])):
+            raise DataError(f"{where}: value", f"{row['value']!r} must be a finite number")
+        time = row.get("time")
+        if row["metric"] in TIMED_METRICS and (not isinstance(time, str) or not time.strip()):
+            raise DataError(f"{where}: time", f"needed for metric {row['metric']!r} (e.g. \"24 h\")")
+        times.append(parse_time(time, f"{where}: time") if isinstance(time, str) and time.strip() else math.nan)
+        scenario = (path.parent / str(row["scenario"])).resolve()
+        if not scenario.is_file():
+            raise DataError(f"{where}: scenario", f"{row['scenario']!r} not found next to the table")
+        scenarios.append(str(scenario))
+        _check_unit(str(row["unit"]), f"{where}: unit")
+    df["time [h]"] = times
+    df["scenario_path"] = scenarios
+    return df
+
+
+def _check_unit(unit: str, where: str) -> None:
+    if unit in ("points", "fraction", "ratio", "% baseline", "r", "z"):
+        return
+    try:
+        registry().parse_units(unit)
+    except Exception:  # pint raises several types for unknown units
+        raise DataError(where, f"unknown unit {unit!r}") from None
+
+
+def convert(value: float, unit: str, to: str) -> float:
+    """``value`` in ``unit`` expressed in ``to`` (scores, fractions and ratios pass through)."""
+    plain = {"points", "fraction", "ratio", "% baseline", "r", "z", "dimensionless", "fold baseline", "fraction healthy"}
+    if unit == to or (unit in plain and to in plain):
+        return float(value)
+    ureg = registry()
+    return float(ureg.Quantity(value, ureg.parse_units(unit)).to(ureg.parse_units(to)).magnitude)

@@ -1,0 +1,162 @@
+"""What a fit leaves behind: fit.json, report.html and a parameter file ``simulate``/``trial`` accept."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..params import ParameterSet  # noqa: E402
+from ..result import DISCLAIMER  # noqa: E402
+from .fit import FitResult, Problem  # noqa: E402
+
+
+def _file_value(params: ParameterSet, name: str, x: float | None) -> float | None:
+    """The value in the file's unit at log-shift ``x``; None where undefined (an unbounded interval)."""
+    if x is None or not math.isfinite(x) or abs(x) > 700.0:
+        return None
+    return params[name].value * math.exp(x)
+
+
+def fit_summary(problem: Problem, result: FitResult, params: ParameterSet, data_files: list[str],
+                posterior: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything fit.json holds; values in each parameter's file unit."""
+    estimates = {}
+    for k, name in enumerate(result.names):
+        p = params[name]
+        se = float(result.standard_error[k])
+        prof = result.profiles.get(name, {})
+        entry = {
+            "value": _file_value(params, name, float(result.x[k])), "unit": p.unit, "prior_value": p.value,
+            "log_shift": float(result.x[k]),
+            "standard_error_log": se if math.isfinite(se) else None,
+            "wald_ci95": [_file_value(params, name, result.x[k] - 1.96 * se), _file_value(params, name, result.x[k] + 1.96 * se)],
+            "profile_ci95": [_file_value(params, name, prof.get("lower_x")), _file_value(params, name, prof.get("upper_x"))],
+            "identifiable": prof.get("identifiable"),
+            "at_bound": bool(np.isclose(result.x[k], problem.lower[k]) or np.isclose(result.x[k], problem.upper[k])),
+        }
+        if posterior:
+            post = posterior["parameters"][name]
+            ci = [_file_value(params, name, post["lower_x"]), _file_value(params, name, post["upper_x"])]
+            entry["posterior"] = {"mean": _file_value(params, name, post["mean_x"]), "ci95": ci,
+                                  "r_hat": post["r_hat"], "ess": post["ess"]}
+        estimates[name] = entry
+    return {
+        "disclaimer": DISCLAIMER, "data": data_files,
+        "method": "maximum a posteriori" if problem.use_prior else "maximum likelihood",
+        "error_model": "Gaussian; SD/sqrt(n) from the table, else 10 % of the observed value",
+        "objective": result.objective, "n_observations": problem.n_observations,
+        "converged": result.converged, "message": result.message, "starts": result.starts,
+        "estimates": estimates,
+        "bayes": None if posterior is None else {k: posterior[k] for k in ("chains", "warmup", "samples")},
+    }
+
+
+def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: list[str]) -> str:
+    """A parameter override file (TOML) with the fitted values."""
+    today = _dt.date.today().isoformat()
+    lines = [f"# Fitted by `ketasim fit` on {today} to {', '.join(data_files)}.",
+             "# Use with `ketasim simulate --params THIS_FILE` or `ketasim trial --params THIS_FILE`.", ""]
+    for name, est in summary["estimates"].items():
+        p = params[name]
+        value = min(max(est["value"], p.range[0]), p.range[1])
+        lines += [f'["{name}"]', f"value = {value!r}", f'unit = "{p.unit}"', f"range = [{p.range[0]!r}, {p.range[1]!r}]",
+                  f"cv = {p.cv!r}", f'source = "calibrated: ketasim fit of {", ".join(Path(f).name for f in data_files)}"',
+                  f"description = {json.dumps(p.description)}", ""]
+    return "\n".join(lines)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _observed_vs_predicted(problem: Problem, x: np.ndarray) -> list[tuple[str, str]]:
+    figures = []
+    for g in problem.groups:
+        values = g.function(x)
+        pred = values[g.out_index, g.time_index] - np.where(g.baseline, values[g.out_index, 0], 0.0)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        for o, name in enumerate(g.function.outputs):
+            sel = g.out_index == o
+            unit = next(v.unit for v in g.function.model.outputs if v.name == name)
+            t = g.function.times[g.time_index[sel]]
+            axes[0].errorbar(t, g.observed[sel], yerr=g.sigma[sel], fmt="o", label=f"{name} observed [{unit}]")
+            axes[0].plot(t, pred[sel], "-", label=f"{name} fitted [{unit}]")
+            axes[1].plot(t, (pred[sel] - g.observed[sel]) / g.sigma[sel], "o", label=name)
+        axes[0].set_xlabel("time [h]")
+        axes[0].set_ylabel("value [output unit]")
+        axes[0].legend(fontsize=7)
+        axes[1].axhline(0, c="grey", lw=1)
+        axes[1].set_xlabel("time [h]")
+        axes[1].set_ylabel("weighted residual [SD]")
+        axes[0].set_title(f"observed vs fitted: {Path(g.scenario).name}", fontsize=9)
+        axes[1].set_title("residuals", fontsize=9)
+        fig.tight_layout()
+        figures.append((Path(g.scenario).name, _png(fig)))
+    return figures
+
+
+def _profiles(result: FitResult) -> list[tuple[str, str]]:
+    figures = []
+    for name, prof in result.profiles.items():
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        rise = 2.0 * (np.asarray(prof["objective"]) - result.objective)
+        ax.plot(prof["x"], rise, "o-")
+        ax.axhline(3.84, ls="--", c="grey", label="95 % threshold (chi-square 1 df)")
+        ax.set_xlabel(f"log({name} / file value) [-]")
+        ax.set_ylabel("2 x objective rise [-]")
+        ax.set_title(f"profile: {name}" + ("" if prof["identifiable"] else " (not identifiable)"), fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figures.append((name, _png(fig)))
+    return figures
+
+
+def _posterior_cell(e: dict[str, Any]) -> str:
+    if "posterior" not in e:
+        return "-"
+    return f"{_ci(e['posterior']['ci95'])} (R-hat {e['posterior']['r_hat']:.3f}, ESS {e['posterior']['ess']:.0f})"
+
+
+def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary: dict[str, Any]) -> None:
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{e['prior_value']:.4g}</td><td>{e['value']:.4g}</td><td>{html.escape(e['unit'])}</td>"
+        f"<td>{_ci(e['profile_ci95'])}</td><td>{_ci(e['wald_ci95'])}</td><td>{'yes' if e['identifiable'] else 'no'}</td>"
+        f"<td>{_posterior_cell(e)}</td></tr>" for n, e in summary["estimates"].items())
+    images = "".join(f"<figure><img src='data:image/png;base64,{png}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}"
+                     "</figcaption></figure>" for t, png in _observed_vs_predicted(problem, result.x) + _profiles(result))
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ketasim fit</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.85em}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>ketasim fit</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+<p>{html.escape(summary['method'])}; objective {summary['objective']:.4g} over {summary['n_observations']} observations;
+converged: {summary['converged']}. Error model: {html.escape(summary['error_model'])}.
+Data: {html.escape(', '.join(summary['data']))}. A visual predictive check needs population data (trial arms),
+which this version of the fit does not take yet.</p>
+<table><tr><th>parameter</th><th>file value</th><th>estimate</th><th>unit</th><th>profile 95 % CI</th>
+<th>Wald 95 % CI</th><th>identifiable</th><th>posterior 95 % CrI</th></tr>{rows}</table>
+{images}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
+    (folder / "report.html").write_text(page, encoding="utf-8")
+
+
+def _ci(pair) -> str:
+    lo, hi = pair
+    return f"{'-' if lo is None else format(lo, '.4g')} to {'-' if hi is None else format(hi, '.4g')}"
