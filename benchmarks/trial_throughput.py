@@ -177,6 +177,19 @@ def loosest_tolerance(run, reference, accuracy, atol, label):
     raise SystemExit(f"{label}: no tolerance on the ladder reaches {accuracy} MADRS points")
 
 
+def end_to_end(n: int) -> tuple[float, int]:
+    """Patients/s of a whole virtual trial in one process: what `ketasim trial` does, without writing files."""
+    from ketasim.trial import run_trial
+
+    trial = {"trial": {"name": "throughput", "seed": 1, "assessments": ["40 min", "4 h", "1 d", "3 d", "7 d", "14 d", "28 d"]},
+             "population": {"n": n, "preset": "treatment-resistant"},
+             "arm": [{"name": "ketamine", "dose": BASE["dose"]}]}
+    run_trial({**trial, "population": {"n": 8, "preset": "treatment-resistant"}})  # kernel load, imports
+    t0 = time.perf_counter()
+    run_trial(trial)
+    return n / (time.perf_counter() - t0), n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="patients for ketasim")
@@ -243,7 +256,11 @@ def main():
           f"{between:.1e} points; ketasim {k_steps.mean():.1f} steps/patient, {us_step:.2f} us/step; "
           f"compile from empty cache {cold}, load from cache {t_load:.1f} s, problem build {t_build:.1f} s; "
           f"libRoadRunner load {rr_load:.1f} s")
+    e2e_rate, e2e_n = end_to_end(args.n)
+    print(f"end to end, `ketasim.run_trial` (population sampling, schedules, solve, readouts, patients table, "
+          f"statistics), {e2e_n} patients: {e2e_rate:,.0f} patients/s = {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop")
     report = {
+        "end_to_end": {"patients": e2e_n, "patients_per_s": e2e_rate, "ratio_to_libroadrunner": e2e_rate / rr_rate},
         "model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "atol": args.atol,
         "accuracy_points": args.accuracy,
         "reference": {"engine": "ketasim", "rtol": REFERENCE_TOL[0], "atol": REFERENCE_TOL[1], "patients": n_all,

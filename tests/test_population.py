@@ -111,5 +111,9 @@ def test_bad_population_named(population, field, params):
 
 
 def test_correlation_with_an_unknown_parameter_is_named(params):
-    with pytest.raises(ScenarioError, match="pk.nonsense"):
-        sampler(params, variability={"correlations": [["pk.nonsense", "pk.v_central", 0.5]]})
+    with pytest.raises(ScenarioError, match="pk.nonsense") as info:
+        PopulationSpec.from_dict({"n": 1, "preset": "treatment-resistant",
+                                  "variability": {"correlations": [["pk.nonsense", "pk.v_central", 0.5]]}})
+    assert info.value.field == "population.variability.correlations[0]"
+    with pytest.raises(ScenarioError, match="does not vary|not a parameter that varies"):
+        sampler(params, variability={"exclude": ["pk.*"], "correlations": [["pk.cl_r_ketamine", "pk.v_central", 0.5]]})

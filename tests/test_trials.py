@@ -105,6 +105,21 @@ def _drawn(result, n):
     return sampler.draw_many(result.spec.seed, 0, range(n))
 
 
+def test_edge_designs_run_and_summarise():
+    """An arm with only therapy, an arm left empty by the run-in's alternation, nobody responding."""
+    data = small_parallel(3)
+    data["arm"][1] = {"name": "cbt only", "therapy": [{"kind": "cbt", "start": "0 d", "every": "1 d", "count": 3}]}
+    data["trial"]["control"] = "cbt only"
+    result = run_trial(data)
+    cbt = result.patients[result.patients["arm"] == "cbt only"]
+    assert cbt["cadss_peak [points]"].isna().all()  # no dosing session: no peak, not zero
+    json.dumps(result.summary, allow_nan=False)
+    withdrawal = example("randomised_withdrawal_esketamine", 1)  # one patient: the second arm has nobody
+    summary = run_trial(withdrawal).summary
+    assert summary["arms"]["placebo spray"]["n"] == 0
+    json.dumps(summary, allow_nan=False)
+
+
 # ---------------------------------------------------------------------- reproducibility and agreement
 def test_same_seed_identical_whatever_the_chunk_size():
     whole = run_trial(small_parallel(7), chunk_size=100).patients
@@ -152,9 +167,10 @@ def test_relapse_needs_response_then_consecutive_high_scores():
         [25, 12, 22, 22, 9],   # responds at 72 h, relapses at 168 h (22 counts: ">= 22")
     ], dtype=float)
     responder = madrs <= 15
-    relapsed, when, at_risk = _relapse(madrs, responder, times, 22.0, 2, np.zeros(4, dtype=bool))
+    relapsed, when, responded_at, at_risk = _relapse(madrs, responder, times, 22.0, 2, np.zeros(4, dtype=bool))
     assert at_risk.tolist() == [True, True, False, True]
     np.testing.assert_array_equal(when, [72.0, np.nan, np.nan, 168.0])
+    np.testing.assert_array_equal(responded_at, [24.0, 24.0, np.nan, 72.0])
     assert relapsed[0].tolist() == [False, False, True, True, True]
     assert relapsed[3].tolist() == [False, False, False, True, True]
     assert not relapsed[1].any() and not relapsed[2].any()

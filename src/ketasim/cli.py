@@ -290,6 +290,8 @@ def fit(
             write_fit_report(tmp, problem, result, summary)
     except (KetasimError, FitError) as exc:
         _fail(str(exc))
+    except ValueError as exc:  # e.g. an observation time past the end of its scenario
+        _fail(f"cannot fit these data: {exc}")
     for name, e in summary["estimates"].items():
         flag = "" if e["identifiable"] else "  (not identifiable from these data)"
         err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")

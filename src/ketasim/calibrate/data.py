@@ -91,13 +91,34 @@ def load_observations(path: str | Path) -> pd.DataFrame:
             raise DataError(f"{where}: scenario", f"{row['scenario']!r} not found next to the table")
         scenarios.append(str(scenario))
         _check_unit(str(row["unit"]), f"{where}: unit")
+        for column, low in (("sd", 0.0), ("n", 1.0)):
+            v = row.get(column)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                if not isinstance(v, (int, float)) or not math.isfinite(v) or v < low or (column == "sd" and v == 0):
+                    need = "> 0" if column == "sd" else ">= 1"
+                    raise DataError(f"{where}: {column}", f"{v!r} must be a number {need}")
     df["time [h]"] = times
     df["scenario_path"] = scenarios
     return df
 
 
+#: units pint does not know, in families of mutually convertible units (factor to the family's base)
+UNIT_FAMILIES = (
+    {"fraction": 1.0, "dimensionless": 1.0, "ratio": 1.0, "%": 0.01},
+    {"fold baseline": 1.0, "% baseline": 0.01},
+    {"fraction healthy": 1.0},
+    {"points": 1.0},
+    {"r": 1.0},
+    {"z": 1.0},
+)
+
+
+def _family(unit: str) -> dict[str, float] | None:
+    return next((f for f in UNIT_FAMILIES if unit in f), None)
+
+
 def _check_unit(unit: str, where: str) -> None:
-    if unit in ("points", "fraction", "ratio", "% baseline", "r", "z"):
+    if _family(unit) is not None:
         return
     try:
         registry().parse_units(unit)
@@ -105,10 +126,17 @@ def _check_unit(unit: str, where: str) -> None:
         raise DataError(where, f"unknown unit {unit!r}") from None
 
 
-def convert(value: float, unit: str, to: str) -> float:
-    """``value`` in ``unit`` expressed in ``to`` (scores, fractions and ratios pass through)."""
-    plain = {"points", "fraction", "ratio", "% baseline", "r", "z", "dimensionless", "fold baseline", "fraction healthy"}
-    if unit == to or (unit in plain and to in plain):
+def convert(value: float, unit: str, to: str, where: str = "unit") -> float:
+    """``value`` in ``unit`` expressed in ``to``; incompatible units raise ``DataError``."""
+    if unit == to:
         return float(value)
+    a, b = _family(unit), _family(to)
+    if a is not None or b is not None:
+        if a is not b:
+            raise DataError(where, f"{unit!r} cannot be converted to the output's unit {to!r}")
+        return float(value) * a[unit] / b[to]
     ureg = registry()
-    return float(ureg.Quantity(value, ureg.parse_units(unit)).to(ureg.parse_units(to)).magnitude)
+    try:
+        return float(ureg.Quantity(value, ureg.parse_units(unit)).to(ureg.parse_units(to)).magnitude)
+    except Exception:  # pint: dimensionality errors and unknown units
+        raise DataError(where, f"{unit!r} cannot be converted to the output's unit {to!r}") from None

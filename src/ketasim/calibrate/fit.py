@@ -144,13 +144,18 @@ def model_for(outputs: Sequence[str]) -> Model:
 
 
 def _sigma(row: pd.Series, unit: str) -> float:
+    """Standard error of one observation in the output's unit."""
     sd = row.get("sd")
     if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
         n = row.get("n")
-        n = 1.0 if n is None or (isinstance(n, float) and math.isnan(n)) or "patient" in row and pd.notna(row["patient"]) \
-            else float(n)
-        return convert(float(sd), str(row["unit"]), unit) / math.sqrt(n)
-    return max(DEFAULT_CV * abs(convert(row["value"], str(row["unit"]), unit)), 1e-12)
+        individual = "patient" in row and pd.notna(row["patient"])
+        size = 1.0 if (individual or n is None or (isinstance(n, float) and math.isnan(n))) else float(n)
+        return convert(float(sd), str(row["unit"]), unit) / math.sqrt(size)
+    value = convert(row["value"], str(row["unit"]), unit)
+    if value == 0:
+        raise FitError(f"an observation of 0 {row['unit']} ({row['quantity']} at {row.get('time', '')}) needs an sd: "
+                       "the default error is 10 % of the value")
+    return DEFAULT_CV * abs(value)
 
 
 @dataclass
@@ -172,10 +177,16 @@ def maximise_likelihood(problem: Problem, starts: int = 4, seed: int = 0) -> Fit
     points += [rng.uniform(problem.lower, problem.upper) for _ in range(max(starts - 1, 0))]
     runs, best = [], None
     for x0 in points:
-        sol = _least_squares(problem, x0, np.ones(len(x0), dtype=bool))
+        try:
+            sol = _least_squares(problem, x0, np.ones(len(x0), dtype=bool))
+        except ValueError as exc:  # the solver failed at this start (non-finite residuals): try the others
+            runs.append({"start": x0.tolist(), "failed": str(exc)})
+            continue
         runs.append({"start": x0.tolist(), "x": sol.x.tolist(), "objective": float(sol.cost), "status": int(sol.status)})
         if best is None or sol.cost < best.cost:
             best = sol
+    if best is None:
+        raise FitError("the model could not be evaluated at any starting point; check the data's times and scenarios")
     _, jac = problem.residuals(best.x, with_jacobian=True)
     se = _standard_errors(jac)
     return FitResult(names=problem.names, x=best.x, objective=float(best.cost), converged=bool(best.status > 0),
@@ -203,12 +214,13 @@ def _least_squares(problem: Problem, x0: np.ndarray, free: np.ndarray):
 
 
 def _standard_errors(jac: np.ndarray) -> np.ndarray:
+    """From the Gauss-Newton information; a parameter the data do not touch gets infinity, without
+    spoiling the others (pseudo-inverse)."""
     info = jac.T @ jac
-    try:
-        cov = np.linalg.inv(info)
-    except np.linalg.LinAlgError:
-        return np.full(info.shape[0], np.inf)
-    return np.sqrt(np.clip(np.diag(cov), 0.0, np.inf))
+    se = np.sqrt(np.clip(np.diag(np.linalg.pinv(info)), 0.0, np.inf))
+    untouched = np.linalg.norm(jac, axis=0) <= 1e-12 * max(np.linalg.norm(jac), 1e-300)
+    se[untouched] = np.inf
+    return se
 
 
 def profile_likelihood(problem: Problem, result: FitResult, points: int = 7) -> dict[str, dict[str, Any]]:
@@ -220,23 +232,36 @@ def profile_likelihood(problem: Problem, result: FitResult, points: int = 7) -> 
         half = 3.0 * (result.standard_error[k] if np.isfinite(result.standard_error[k]) else 1.0)
         lo_edge, hi_edge = max(problem.lower[k], result.x[k] - half), min(problem.upper[k], result.x[k] + half)
         grid = np.unique(np.concatenate([np.linspace(lo_edge, result.x[k], points), np.linspace(result.x[k], hi_edge, points)]))
-        profile = []
-        for value in grid:
-            x0 = result.x.copy()
-            x0[k] = value
-            if free.any():
-                sol = _least_squares(problem, x0, free)
-                cost = float(sol.cost)
-            else:
-                cost = problem.objective(x0)
-            profile.append(cost)
-        profile = np.array(profile)
+        profile = np.array([_profile_point(problem, result, k, free, v) for v in grid])
         rise = 2.0 * (profile - result.objective)
         lower = _crossing(grid, rise, result.x[k], side=-1)
         upper = _crossing(grid, rise, result.x[k], side=+1)
+        # not crossed within +-3 SE: look on to the bound before calling the parameter not identifiable
+        extra = [e for e, crossed, edge, bound in ((-1, lower, lo_edge, problem.lower[k]), (1, upper, hi_edge, problem.upper[k]))
+                 if crossed is None and not np.isclose(edge, bound) for e in np.linspace(edge, bound, 3)[1:]]
+        if extra:
+            grid = np.concatenate([grid, extra])
+            profile = np.concatenate([profile, [_profile_point(problem, result, k, free, v) for v in extra]])
+            order = np.argsort(grid)
+            grid, profile = grid[order], profile[order]
+            rise = 2.0 * (profile - result.objective)
+            lower = _crossing(grid, rise, result.x[k], side=-1)
+            upper = _crossing(grid, rise, result.x[k], side=+1)
         out[name] = {"x": grid.tolist(), "objective": profile.tolist(), "lower_x": lower, "upper_x": upper,
                      "identifiable": lower is not None and upper is not None}
     return out
+
+
+def _profile_point(problem: Problem, result: FitResult, k: int, free: np.ndarray, value: float) -> float:
+    """The objective with parameter k fixed at ``value`` and the others re-optimised."""
+    x0 = result.x.copy()
+    x0[k] = value
+    if not free.any():
+        return problem.objective(x0)
+    try:
+        return float(_least_squares(problem, x0, free).cost)
+    except ValueError:  # the model fails there: as unlikely as it gets
+        return math.inf
 
 
 def _crossing(grid: np.ndarray, rise: np.ndarray, x_hat: float, side: int) -> float | None:

@@ -19,7 +19,7 @@ from ..params import ParameterSet, load_parameters
 from ..result import SimulationResult
 from ..scenario import Dose, Scenario
 from ..simulate import simulate
-from .data import METRIC_UNITS, TRIAL_METRICS, convert, load_observations, shipped_targets
+from .data import METRIC_UNITS, TRIAL_METRICS, DataError, convert, load_observations, shipped_targets
 
 
 def auc_to_infinity(times: np.ndarray, values: np.ndarray, tail_points: int = 60) -> float:
@@ -99,9 +99,13 @@ def _cached_simulation(scenario: Scenario, digest: str, box: _ParamsBox) -> Simu
 
 def trial_metric(metric: str, arm: str, time_h: float, trial_path: str, params: ParameterSet) -> tuple[float, str]:
     summary = _trial_summary(trial_path, params.digest(), _ParamsBox(params))
-    rows = summary["arms"][arm]["assessments"]
-    row = min(rows, key=lambda r: abs(r["assessment [h]"] - time_h))
-    return float(row[metric]["estimate"]), METRIC_UNITS[metric]
+    where = f"{Path(trial_path).name}: {metric}"
+    if arm not in summary["arms"]:
+        raise DataError(where, f"{arm!r} is not an arm of the trial; arms: {', '.join(summary['arms'])}")
+    rows = [r for r in summary["arms"][arm]["assessments"] if abs(r["assessment [h]"] - time_h) < 1e-9]
+    if not rows or rows[0][metric]["estimate"] is None:
+        raise DataError(where, f"the trial has no {metric} at {time_h:g} h; add that time to its assessments")
+    return float(rows[0][metric]["estimate"]), METRIC_UNITS[metric]
 
 
 @lru_cache(maxsize=16)

@@ -161,8 +161,10 @@ class ParameterSet(Mapping[str, Parameter]):
         return ParameterSet(new)
 
     def digest(self) -> str:
-        """SHA-256 of the internal values, so a result can name the exact parameter set."""
-        payload = json.dumps(self.internal_values(), sort_keys=True).encode()
+        """SHA-256 of the internal values, CVs and ranges (populations draw from all three), so a
+        result can name the exact parameter set."""
+        payload = json.dumps({n: [p.internal, p.cv, list(p.range)] for n, p in self._params.items()},
+                             sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()
 
     def citations(self) -> dict[str, list[str]]:

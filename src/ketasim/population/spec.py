@@ -242,6 +242,13 @@ def _prevalences(value: Any, where: str) -> tuple[tuple[str, float], ...]:
     return tuple((k, _fraction(value[k], f"{where}.{k}")) for k in allowed if k in value)
 
 
+@lru_cache(maxsize=1)
+def _parameter_names() -> frozenset[str]:
+    from ..params import load_parameters
+
+    return frozenset(load_parameters())
+
+
 def _levels_of_array(name: str) -> tuple[str, ...]:
     return tuple(scenario_schema()["properties"]["patient"]["properties"][name]["items"]["enum"])
 
@@ -267,6 +274,10 @@ def _variability(value: Any, where: str) -> Variability:
     for i, entry in enumerate(value.get("correlations", [])):
         if (not isinstance(entry, list) or len(entry) != 3 or not all(isinstance(e, str) for e in entry[:2])):
             raise ScenarioError(f"{where}.correlations[{i}]", "must be [\"layer.name_a\", \"layer.name_b\", rho]")
+        unknown = [name for name in entry[:2] if name not in _parameter_names()]
+        if unknown:
+            raise ScenarioError(f"{where}.correlations[{i}]", f"unknown parameter(s) {', '.join(unknown)} "
+                                                              "(`ketasim cite` lists them)")
         rho = _number(entry[2], f"{where}.correlations[{i}][2]")
         if not -1.0 < rho < 1.0 or entry[0] == entry[1]:
             raise ScenarioError(f"{where}.correlations[{i}]", "needs two different parameters and -1 < rho < 1")

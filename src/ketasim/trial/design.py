@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..population import PopulationSpec
-from ..scenario import Scenario, parse_times
+from ..scenario import MAX_DURATION_H, Scenario, parse_times
 from ..units import parse_time
 
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
@@ -322,8 +322,8 @@ def _sequences(design: str, arms: tuple[Arm, ...], assessments: tuple[float, ...
                background: tuple[float, tuple, tuple], trial: Mapping[str, Any], run_in: Any) -> tuple[Sequence, ...]:
     lead_in, bg_doses, bg_therapies = background
     period = assessments[-1]
-    if lead_in:
-        _treatment({"dose": list(bg_doses), "therapy": list(bg_therapies)}, "background", lead_in + period)
+    if lead_in:  # entries checked here; their timing against each sequence's length when combined below
+        _treatment({"dose": list(bg_doses), "therapy": list(bg_therapies)}, "background", MAX_DURATION_H)
     bg = [(bg_doses, bg_therapies, 0.0)] if lead_in else []
 
     if design == "crossover":
@@ -377,9 +377,11 @@ def _sequences(design: str, arms: tuple[Arm, ...], assessments: tuple[float, ...
     return tuple(s for s in out if s.n > 0)
 
 
-def session_starts(scenario: Scenario) -> list[float]:
-    """Times of every administration (h), sorted: the dosing sessions side effects are read from."""
-    return sorted({t for d in scenario.doses for t in d.times_h})
+def session_starts(spec: TrialSpec, period: Period) -> list[float]:
+    """Administration times (simulation h) of the period's own arm: the dosing sessions side effects
+    are read from (a background or run-in dose never opens a session)."""
+    arm = next(a for a in spec.arms if a.name == period.arm)
+    return sorted({period.start_h + t for d in arm.doses for t in parse_times(d, "dose")})
 
 
 def with_patient(scenario: Scenario, patient) -> Scenario:

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
-from .summary import ASSESSMENT, analysed  # noqa: E402
+from .summary import ASSESSMENT, analysed, per_patient, relapse_data  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 
@@ -81,18 +81,14 @@ def rates_figure(summary: dict[str, Any]):
 def relapse_figure(rows: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for arm, g in rows.groupby("arm", sort=False):
-        pp = g.groupby(["patient", "period"]).agg(at_risk=("at_risk_of_relapse", "first"),
-                                                  t=("time_to_relapse [h]", "first"), last=(ASSESSMENT, "max"))
-        pp = pp[pp["at_risk"]]
-        if pp.empty:
+        time, event = relapse_data(per_patient(g))
+        if time.size == 0:
             continue
-        event = pp["t"].notna().to_numpy()
-        time = np.where(event, pp["t"].to_numpy(), pp["last"].to_numpy())
         km = st.kaplan_meier(time, event)
-        line, = ax.step(_days(km["time"]), 100 * km["survival"], where="post", label=f"{arm} (n at risk {len(pp)})")
+        line, = ax.step(_days(km["time"]), 100 * km["survival"], where="post", label=f"{arm} (n at risk {time.size})")
         ax.fill_between(_days(km["time"]), 100 * km["lower"], 100 * km["upper"], step="post", alpha=0.2,
                         color=line.get_color())
-    ax.set_xlabel("time from the start of the period [d]")
+    ax.set_xlabel("time from response [d]")
     ax.set_ylabel("responders free of relapse [%]")
     ax.set_title("Relapse among responders (Kaplan-Meier, log-log 95 % CI)")
     ax.set_ylim(0, 105)

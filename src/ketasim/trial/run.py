@@ -50,7 +50,8 @@ class Timeline:
 
 def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
     """Grid: baselines, assessments, and every 5 min for 4 h after each administration (peaks)."""
-    starts = session_starts(seq.scenario)
+    period_starts = [session_starts(spec, p) for p in seq.periods]
+    starts = sorted({t for ts in period_starts for t in ts})
     ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
     end = seq.scenario.duration_h
     points = {0.0, *(p.start_h for p in seq.periods), *ends}
@@ -74,7 +75,7 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
         row = []
         for j, a in enumerate(spec.assessments_h):
             t_assess = p.start_h + a
-            before = [t for t in starts if p.start_h - 1e-9 <= t <= t_assess + 1e-9]
+            before = [t for t in period_starts[i] if t <= t_assess + 1e-9]
             if not before:
                 row.append(np.zeros(0, dtype=int))
                 continue
@@ -111,8 +112,7 @@ def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: i
     problem = build_problem([with_patient(seq.scenario, vp.patient) for vp in patients],
                             [vp.parameters for vp in patients], model, t_out=tl.times)
     states, status, _ = solve(problem, settings)
-    outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
-                            ("clinical.madrs", "clinical.cadss", "clinical.sbp", *(r[1] for r in READOUTS)))
+    outputs = chunk_outputs(model, states, problem, tl)
     noise = sampler.rating_noise(spec.seed, seq.stream, range(start, stop), tl.assessments.size)
     rated = rated_madrs(outputs["clinical.madrs"], tl, noise * params.value("population.madrs_rating_sd"))
     return _rows(spec, seq, tl, patients, outputs, rated, status)
@@ -128,15 +128,33 @@ def rated_madrs(model_madrs: np.ndarray, tl: Timeline, noise: np.ndarray) -> np.
 
 
 def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray,
-                  wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Outputs (n, n_out) for a batch, evaluated in one vectorised pass over all patients and times."""
+                  wanted: tuple[str, ...], readouts: bool = True) -> dict[str, np.ndarray]:
+    """Outputs (n, n_out) for a batch, evaluated in one vectorised pass over all patients and times.
+    ``readouts=False`` skips the reporting-only outputs (the connectivity readouts solve a Lyapunov
+    equation per point), for outputs the layers pass on anyway."""
     n, n_out, _ = states.shape
     y = {name: states[:, :, i].reshape(-1) for i, name in enumerate(model.state_names)}
     th = {name: np.repeat(theta[:, j], n_out) for j, name in enumerate(parameter_names)}
     u = {name: 0.0 for name in model.input_names}
     with np.errstate(all="ignore"):  # a failed patient's NaN states give NaN outputs, flagged by its status
-        out = model.observe(y, th, u, np)
+        out = model.observe(y, th, u, np) if readouts else model.evaluate(y, th, u, np)[1]
     return {k: np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n * n_out,)).reshape(n, n_out) for k in wanted}
+
+
+def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> dict[str, np.ndarray]:
+    """(n, n_grid) arrays of what the patients table reads: session outputs on the whole grid,
+    assessment readouts only at the assessments (NaN elsewhere)."""
+    session = ("clinical.madrs", "clinical.cadss", "clinical.sbp",
+               *(name for _, name, how in READOUTS if how == "session peak"))
+    outputs = observe_batch(model, states, problem.parameter_names, problem.theta, session, readouts=False)
+    columns = np.unique(tl.assessments)
+    at_assessment = tuple(name for _, name, how in READOUTS if how == "at assessment")
+    values = observe_batch(model, states[:, columns], problem.parameter_names, problem.theta, at_assessment)
+    for name in at_assessment:
+        full = np.full(states.shape[:2], np.nan)
+        full[:, columns] = values[name]
+        outputs[name] = full
+    return outputs
 
 
 def _session_peak(values: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
@@ -149,12 +167,14 @@ def _session_peak(values: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
 
 
 def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
-             responded_at_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             responded_at_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per assessment whether relapse has occurred (MADRS >= threshold at ``consecutive`` assessments
-    in a row after response); the relapse time (first of those assessments) and whether the patient
-    ever responded (who is at risk of relapse)."""
+    in a row after response); the relapse time (first of those assessments), the response time
+    (first responding assessment; 0 for those responding at the start) and who ever responded
+    (who is at risk of relapse)."""
     n, k = madrs.shape
     responded = responded_at_start.copy()
+    response_time = np.where(responded, 0.0, np.nan)
     run = np.zeros(n, dtype=int)
     run_start = np.full(n, np.nan)
     relapsed = np.zeros(n, dtype=bool)
@@ -168,9 +188,10 @@ def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, thresh
         new = counting & (run >= consecutive)
         relapse_time = np.where(new, run_start, relapse_time)
         relapsed |= new
+        response_time = np.where(~responded & responder[:, j], times[j], response_time)
         responded |= responder[:, j]
         relapsed_by[:, j] = relapsed
-    return relapsed_by, relapse_time, responded
+    return relapsed_by, relapse_time, response_time, responded
 
 
 def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mapping[str, np.ndarray],
@@ -195,7 +216,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mappi
         remitter = madrs <= ep.remission_at_most
         start = outputs["clinical.sbp"][:, np.maximum(tl.session_start[p], 0)]
         sbp_rise = _session_peak(outputs["clinical.sbp"], tl.sessions[p]) - np.where(tl.session_start[p] >= 0, start, np.nan)
-        relapsed, relapse_time, at_risk = _relapse(madrs, responder, assess_h, ep.relapse_at_least,
+        relapsed, relapse_time, response_time, at_risk = _relapse(madrs, responder, assess_h, ep.relapse_at_least,
                                                    ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
         columns: dict[str, Any] = {
             "arm": period.arm, "sequence": seq.name, "period": p + 1,
@@ -209,7 +230,9 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mappi
             "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),
             "responder": responder.ravel(), "remitter": remitter.ravel(), "relapsed": relapsed.ravel(),
             "at_risk_of_relapse": np.repeat(at_risk, n_assess),
-            "time_to_relapse [h]": np.repeat(relapse_time, n_assess),
+            "response_time [h]": np.repeat(response_time, n_assess),
+            # counted from response: nobody can relapse before responding (no immortal-time bias)
+            "time_to_relapse [h]": np.repeat(relapse_time - response_time, n_assess),
             "randomised": np.repeat(selected, n_assess),
         }
         for column, name, how in READOUTS:

@@ -30,9 +30,9 @@ def _interval(est: float, lo: float, hi: float, **extra) -> dict[str, Any]:
 
 
 def _num(x) -> float | None:
-    """JSON-safe number: NaN (undefined) becomes null."""
+    """JSON-safe number: NaN (undefined) and an infinite estimate (not estimable) become null."""
     x = float(x)
-    return None if math.isnan(x) else x
+    return None if not math.isfinite(x) else x
 
 
 def _rate(flags: np.ndarray) -> dict[str, Any]:
@@ -40,20 +40,22 @@ def _rate(flags: np.ndarray) -> dict[str, Any]:
     return _interval(*st.proportion_ci(k, n), k=k, n=n)
 
 
-def _per_patient(rows: pd.DataFrame) -> pd.DataFrame:
+def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per patient and period with the patient-level endpoints."""
     keys = ["patient", "period"]
     return rows.groupby(keys, sort=False).agg(
         arm=("arm", "first"), at_risk=("at_risk_of_relapse", "first"),
-        relapse_time=("time_to_relapse [h]", "first"), last=(ASSESSMENT, "max"),
+        relapse_time=("time_to_relapse [h]", "first"), response=("response_time [h]", "first"), last=(ASSESSMENT, "max"),
         cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max")).reset_index()
 
 
-def _relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(time h, event) of relapse for patients at risk (responders), censored at the last assessment."""
-    at_risk = per_patient[per_patient["at_risk"]]
+def relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(time from response h, event) of relapse for patients at risk (responders), censored at the
+    last assessment."""
+    at_risk = per_patient[per_patient["at_risk"].astype(bool)]
     event = at_risk["relapse_time"].notna().to_numpy()
-    time = np.where(event, at_risk["relapse_time"].to_numpy(), at_risk["last"].to_numpy())
+    censored = at_risk["last"].to_numpy(dtype=float) - at_risk["response"].to_numpy(dtype=float)
+    time = np.where(event, at_risk["relapse_time"].to_numpy(dtype=float), censored)
     return time, event
 
 
@@ -83,13 +85,14 @@ def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
             "mechanism": {c: _num(at[c].mean()) for c in ("nmda_block_interneuron_peak [fraction]",
                                                           "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")},
         })
-    pp = _per_patient(rows)
-    time, event = _relapse_data(pp)
+    pp = per_patient(rows)
+    time, event = relapse_data(pp)
     cadss, sbp = pp["cadss_peak"].fillna(0.0).to_numpy(), pp["sbp_rise"].fillna(0.0).to_numpy()
     return {
         "n": int(len(pp)),
         "assessments": per_assessment,
-        "relapse": {"median_time_to_relapse [h]": _median(time, event)},
+        "relapse": {"median_time_to_relapse [h]": _median(time, event),
+                    "counted_from": "the first responding assessment (randomisation in randomised withdrawal)"},
         "side_effects": {
             f"cadss_at_least_{ep.cadss_at_least:g}_points": _rate(cadss >= ep.cadss_at_least),
             f"sbp_rise_at_least_{ep.sbp_rise_at_least:g}_mmHg": _rate(sbp >= ep.sbp_rise_at_least),
@@ -120,9 +123,9 @@ def comparison(spec: TrialSpec, rows: pd.DataFrame, arm: str, control: str) -> d
         o = st.odds_ratio(k1, n1, k0, n0)
         per_assessment.append({ASSESSMENT: float(t), "difference_in_madrs_change [points]": diff,
                                "odds_ratio_response": _interval(o["odds_ratio"], o["lower"], o["upper"], method="Woolf")})
-    pa, pc = _per_patient(a), _per_patient(c)
-    ta, ea = _relapse_data(pa)
-    tc, ec = _relapse_data(pc)
+    pa, pc = per_patient(a), per_patient(c)
+    ta, ea = relapse_data(pa)
+    tc, ec = relapse_data(pc)
     time, event = np.concatenate([ta, tc]), np.concatenate([ea, ec])
     group = np.concatenate([np.ones(ta.size, dtype=int), np.zeros(tc.size, dtype=int)])
     hr = st.cox_hazard_ratio(time, event, group)
