@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,19 @@ EXIT_SOLVER_FAILED = 3
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=code)
+
+
+@contextmanager
+def _refusals(out: Path | None = None):
+    """Bad input and unwritable output folders end the command with exit 2 and a message, never a traceback."""
+    try:
+        yield
+    except KetasimError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
+    except ValueError as exc:  # e.g. an observation time past the end of its scenario
+        _fail(str(exc))
 
 
 def _quick_scenario(drug: str, route: str, dose: str, infusion: Optional[str], days: float) -> dict:
@@ -115,7 +129,7 @@ def trial(
         _fail(f"--workers: {workers} must be in 1..256")
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
         _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
-    try:
+    with _refusals(out):
         spec = TrialSpec.load(trial_file)
         parameter_set = load_parameters(params)
         check_output_folder(out)
@@ -133,12 +147,6 @@ def trial(
                                scheduler=scheduler, progress=report)
             progress.update(task, description="writing results and report")
             result.write(out)
-    except KetasimError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
-    except ValueError as exc:
-        _fail(str(exc))
     if not quiet:
         p = result.summary["patients"]
         err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
@@ -198,7 +206,7 @@ def sensitivity(
 
     from .output import check_output_folder
     from .params import load_parameters
-    from .sensitivity import METHODS, SensitivityError, load_target, parse_output_spec
+    from .sensitivity import METHODS, load_target, parse_output_spec
     from .sensitivity import sensitivity as run_sensitivity
 
     if method not in METHODS:
@@ -209,7 +217,7 @@ def sensitivity(
         _fail(f"--workers: {workers} must be in 1..256")
     if method == "local" and (samples is not None or workers is not None or scheduler is not None):
         _fail("--samples/--workers/--scheduler apply to --method sobol or morris, not local")
-    try:
+    with _refusals(out):
         specs = [parse_output_spec(o) for o in output]
         kind, spec = load_target(target)
         parameter_set = load_parameters(params)
@@ -227,12 +235,6 @@ def sensitivity(
             result = run_sensitivity(spec, specs, method=method, **kwargs)
             progress.update(task, description="writing results and report")
             result.write(out)
-    except (KetasimError, SensitivityError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
-    except ValueError as exc:
-        _fail(str(exc))
     if not quiet:
         first = result.outputs[0]["label"]
         top = ", ".join(p for p, _ in result.ranking(first)[:3])
@@ -256,8 +258,8 @@ def fit(
     import json as _json
 
     from .calibrate.data import load_observations
-    from .calibrate.fit import FitError, build_problem, maximise_likelihood, profile_likelihood
     from .calibrate.fit import bayes as run_nuts
+    from .calibrate.fit import build_problem, maximise_likelihood, profile_likelihood
     from .calibrate.outputs import fit_summary, parameter_file, write_fit_report
     from .output import atomic_folder, check_output_folder
     from .params import load_parameters
@@ -267,7 +269,7 @@ def fit(
     if not 10 <= samples <= 100_000:
         _fail(f"--samples: {samples} must be in 10..100000")
     names = [n.strip() for n in parameters.split(",") if n.strip()]
-    try:
+    with _refusals(out):
         check_output_folder(out)
         parameter_set = load_parameters(base)
         import pandas as pd
@@ -288,10 +290,6 @@ def fit(
             (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit", "data": files,
                                                             "parameters": names, "disclaimer": DISCLAIMER}, indent=2))
             write_fit_report(tmp, problem, result, summary)
-    except (KetasimError, FitError) as exc:
-        _fail(str(exc))
-    except ValueError as exc:  # e.g. an observation time past the end of its scenario
-        _fail(f"cannot fit these data: {exc}")
     for name, e in summary["estimates"].items():
         flag = "" if e["identifiable"] else "  (not identifiable from these data)"
         err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")

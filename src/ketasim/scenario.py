@@ -59,6 +59,19 @@ def scenario_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's content; unreadable, non-UTF-8 or malformed files raise ``ScenarioError``."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(str(path), f"cannot read the {what} file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), f"the {what} file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(path), f"malformed TOML: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Patient:
     """A patient's covariates, in reporting units (kg, years)."""
@@ -121,18 +134,7 @@ class Scenario:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError(str(path), f"cannot read the scenario file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ScenarioError(str(path), "the scenario file is not UTF-8 text") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(str(path), f"malformed TOML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path, "scenario"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:

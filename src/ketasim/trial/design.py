@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..population import PopulationSpec
-from ..scenario import MAX_DURATION_H, Scenario, parse_times
+from ..scenario import MAX_DURATION_H, Scenario, parse_times, read_toml
 from ..units import parse_time
 
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
@@ -119,15 +118,7 @@ class TrialSpec:
             return source
         if isinstance(source, Mapping):
             return cls.from_dict(source)
-        path = Path(source)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ScenarioError(str(path), f"cannot read the trial file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ScenarioError(str(path), "the trial file is not UTF-8 text") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(str(path), f"malformed TOML: {exc}") from None
+        data = read_toml(source, "trial")
         return cls.from_dict(data)
 
     @classmethod
