@@ -45,6 +45,14 @@ class Plasticity(Layer):
         return 1.0 / (1.0 + p["il6_bdnf_suppression"] * (il6 / p["inflammation.il6_healthy"] - 1.0))
 
     @staticmethod
+    def _positive(z, m):
+        """Smooth positive part (z + sqrt(z^2 + d^2)) / 2 with d = 0.05: BDNF cannot fall below zero
+        however deep an AMPA undershoot a large release gain turns into a negative drive; within 0.06 %
+        of z for the drives of the calibrated model (z near or above 1), and normalised so that the
+        baseline stays exactly 1."""
+        return 0.5 * (z + m.sqrt(z * z + 0.0025))
+
+    @staticmethod
     def _trkb(p, bdnf):
         return bdnf * (1.0 + p["trkb_k"]) / (bdnf + p["trkb_k"])
 
@@ -61,7 +69,8 @@ class Plasticity(Layer):
         relative_inflammation = (self._inflammation_factor(p, il6)
                                  / self._inflammation_factor(p, c["il6_baseline"]))
         capacity = self._inflammation_factor(p, c["il6_baseline"])
-        bdnf_target = relative_inflammation * (1.0 + capacity * (release + translation))
+        drive = 1.0 + capacity * (release + translation)
+        bdnf_target = relative_inflammation * self._positive(drive, m) / self._positive(1.0, m)
         trkb_rise = self._trkb(p, x["bdnf"]) - 1.0
         mtor_gain = p["mtorc1_gain"] * (1.0 - c["rapamycin"] * p["rapamycin_inhibition"])
         return {
