@@ -84,6 +84,10 @@ def test_randomised_withdrawal_randomises_only_selected_responders():
     assert df.drop_duplicates("patient").shape[0] == 12  # everyone enters the run-in, assignment alternates
     randomised = df[df["randomised"]]
     assert randomised["at_risk_of_relapse"].all()  # randomised responders are at risk of relapse from randomisation
+    # weekly visits fall on dosing days: each reports the previous week's session, not the moment of dosing
+    weekly = randomised[randomised["arm"] == "esketamine weekly"]
+    assert (weekly["nmda_block_interneuron_peak [fraction]"] > 0.05).all()
+    assert (weekly["cadss_peak [points]"] > 0.5).all()
     assert result.summary["patients"]["randomised"] == randomised["patient"].nunique()
     # a stricter selection (remitters) randomises no more patients than responders
     data["run_in"]["select"] = "remitters"

@@ -75,7 +75,9 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
         row = []
         for j, a in enumerate(spec.assessments_h):
             t_assess = p.start_h + a
-            before = [t for t in period_starts[i] if t <= t_assess + 1e-9]
+            # an assessment at the time of a dose is taken before it (a pre-dose visit): the session it
+            # reports is the previous one
+            before = [t for t in period_starts[i] if t < t_assess - 1e-9]
             if not before:
                 row.append(np.zeros(0, dtype=int))
                 continue
