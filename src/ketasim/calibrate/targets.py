@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -75,30 +74,29 @@ def simulation_metric(metric: str, quantity: str, time_h: float, scenario: Scena
     raise ValueError(f"metric {metric!r} is not a simulation metric")
 
 
+#: simulations and trial summaries already computed, by (scenario or trial file, parameter digest):
+#: a table asks for many metrics of the same run
+_RUNS: dict[tuple, object] = {}
+
+
 def _simulate(scenario: Scenario, params: ParameterSet) -> SimulationResult:
-    return _cached_simulation(scenario, params.digest(), _ParamsBox(params))
+    key = (scenario, params.digest())
+    if key not in _RUNS:
+        _RUNS[key] = simulate(scenario, params=params)
+    return _RUNS[key]
 
 
-class _ParamsBox:
-    """Carries the parameter set through the cache without making it part of the key."""
+def _trial_summary(trial_path: str, params: ParameterSet) -> dict:
+    from ..trial import run_trial
 
-    def __init__(self, params):
-        self.params = params
-
-    def __hash__(self):
-        return 0
-
-    def __eq__(self, other):
-        return isinstance(other, _ParamsBox)
-
-
-@lru_cache(maxsize=64)
-def _cached_simulation(scenario: Scenario, digest: str, box: _ParamsBox) -> SimulationResult:
-    return simulate(scenario, params=box.params)
+    key = (trial_path, params.digest())
+    if key not in _RUNS:
+        _RUNS[key] = run_trial(trial_path, params=params).summary
+    return _RUNS[key]
 
 
 def trial_metric(metric: str, arm: str, time_h: float, trial_path: str, params: ParameterSet) -> tuple[float, str]:
-    summary = _trial_summary(trial_path, params.digest(), _ParamsBox(params))
+    summary = _trial_summary(trial_path, params)
     where = f"{Path(trial_path).name}: {metric}"
     if arm not in summary["arms"]:
         raise DataError(where, f"{arm!r} is not an arm of the trial; arms: {', '.join(summary['arms'])}")
@@ -106,13 +104,6 @@ def trial_metric(metric: str, arm: str, time_h: float, trial_path: str, params: 
     if not rows or rows[0][metric]["estimate"] is None:
         raise DataError(where, f"the trial has no {metric} at {time_h:g} h; add that time to its assessments")
     return float(rows[0][metric]["estimate"]), METRIC_UNITS[metric]
-
-
-@lru_cache(maxsize=16)
-def _trial_summary(trial_path: str, digest: str, box: _ParamsBox) -> dict:
-    from ..trial import run_trial
-
-    return run_trial(trial_path, params=box.params).summary
 
 
 def model_value(row: pd.Series, params: ParameterSet) -> float:
