@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 import numpy as np
 
@@ -107,7 +108,10 @@ def parameter_vector(model: Model, params: ParameterSet, patient: Patient) -> tu
     """(names, values) of everything the vector field reads: parameters then covariates."""
     names = _kernel_parameter_names(model, tuple(params))
     cov = covariates(patient, params)
-    values = [params.value(n) for n in names] + [cov[n] for n in model.covariate_names]
+    if isinstance(params, dict):  # a virtual patient's values: one C-level gather instead of a call per name
+        values = list(itemgetter(*names)(params)) + [cov[n] for n in model.covariate_names]
+    else:
+        values = [params.value(n) for n in names] + [cov[n] for n in model.covariate_names]
     return names + model.covariate_names, np.asarray(values, dtype=np.float64)
 
 

@@ -256,7 +256,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
     return 0, steps
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)  # nogil: a trial prepares the next chunk meanwhile
 def solve_batch(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps, out, status, n_steps):
     for b in numba.prange(y0.shape[0]):
         st, ns = integrate_patient(y0[b], p[b], seg_t[b], seg_u[b], seg_jump[b], t_out,

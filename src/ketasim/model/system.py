@@ -97,11 +97,15 @@ class Model:
         return {k.split(".", 1)[1]: theta[k] for k in self.covariate_names}
 
     def evaluate(self, y: Mapping[str, Any], theta: Mapping[str, Any], u: Mapping[str, Any],
-                 m: Any, want_derivatives: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+                 m: Any, want_derivatives: bool = True,
+                 want_readouts: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """(derivatives, outputs), both keyed by full names, for states ``y`` and parameters ``theta``.
 
-        Readouts (reporting-only outputs) are computed only when ``want_derivatives`` is false.
+        Readouts (reporting-only outputs) are computed when ``want_readouts`` is true; by default
+        only when ``want_derivatives`` is false.
         """
+        if want_readouts is None:
+            want_readouts = not want_derivatives
         c = self._covariates(theta)
         available: dict[str, Any] = dict(u)
         dy: dict[str, Any] = {}
@@ -116,7 +120,7 @@ class Model:
                     dy[f"{layer.name}.{k}"] = v
             for k, v in layer.observe(x, p, c, inp, m).items():
                 available[f"{layer.name}.{k}"] = v
-            if not want_derivatives:
+            if want_readouts:
                 for k, v in layer.readouts(x, p, c, inp, m).items():
                     available[f"{layer.name}.{k}"] = v
         outputs = {name: available[name] for name in self.output_names if name in available}
@@ -129,8 +133,9 @@ class Model:
     def derivatives(self, y, theta, u, m) -> dict[str, Any]:
         return self.evaluate(y, theta, u, m)[0]
 
-    def observe(self, y, theta, u, m) -> dict[str, Any]:
-        return self.evaluate(y, theta, u, m, want_derivatives=False)[1]
+    def observe(self, y, theta, u, m, readouts: bool = True) -> dict[str, Any]:
+        """Every output; ``readouts=False`` leaves out the reporting-only ones (cheaper)."""
+        return self.evaluate(y, theta, u, m, want_derivatives=False, want_readouts=readouts)[1]
 
     def initial_state(self, theta: Mapping[str, Any]) -> dict[str, Any]:
         c = self._covariates(theta)

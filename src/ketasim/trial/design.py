@@ -46,7 +46,6 @@ TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "
 TOP_LEVEL = ("trial", "population", "arm", "run_in", "background")
 MAX_ASSESSMENTS = 200
 SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
-SESSION_STEP_H = 5.0 / 60.0
 
 
 @dataclass(frozen=True)
