@@ -197,6 +197,7 @@ def main():
     ap.add_argument("--accuracy", type=float, default=0.01, help="allowed MADRS error against the reference [points]")
     ap.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance of both engines")
     ap.add_argument("--skip-cold-compile", action="store_true", help="do not time a compile from an empty cache")
+    ap.add_argument("--n-e2e", type=int, default=10_000, help="patients of the end-to-end run_trial measurement")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/trial_throughput.json"))
     args = ap.parse_args()
     import numba
@@ -256,7 +257,7 @@ def main():
           f"{between:.1e} points; ketasim {k_steps.mean():.1f} steps/patient, {us_step:.2f} us/step; "
           f"compile from empty cache {cold}, load from cache {t_load:.1f} s, problem build {t_build:.1f} s; "
           f"libRoadRunner load {rr_load:.1f} s")
-    e2e_rate, e2e_n = end_to_end(args.n)
+    e2e_rate, e2e_n = end_to_end(args.n_e2e)
     print(f"end to end, `ketasim.run_trial` (population sampling, schedules, solve, readouts, patients table, "
           f"statistics), {e2e_n} patients: {e2e_rate:,.0f} patients/s = {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop")
     report = {
