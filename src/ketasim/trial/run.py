@@ -53,7 +53,7 @@ class Timeline:
 
 
 def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
-    """Grid: baselines, assessments, and every 5 min for 4 h after each administration (peaks)."""
+    """Grid: baselines, assessments, and the session offsets after each of the arm's administrations (peaks)."""
     period_starts = [session_starts(spec, p) for p in seq.periods]
     starts = sorted({t for ts in period_starts for t in ts})
     ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
