@@ -294,7 +294,9 @@ def test_stard_citalopram_response_and_remission(ssri_trial):
 def test_furukawa2016_placebo_response(ssri_trial):
     low, high = TARGETS["furukawa2016_placebo"]["values"]["response"]
     rate = _at(ssri_trial, "placebo", 1344.0)["response_rate"]["estimate"]
-    assert low - 0.05 <= rate <= high + 0.05  # the published range, widened by this trial's sampling error (n = 500)
+    # the published range itself: the model's rate (about 0.31 at N = 2000) lies about 2 standard errors
+    # (n = 500) below it, so this expected failure does not flip with the draw
+    assert low <= rate <= high
 
 
 # ---------------------------------------------------------------------- bad trial files and the CLI
