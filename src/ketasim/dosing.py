@@ -145,10 +145,15 @@ class _LayerView(Mapping):
         return sum(1 for _ in self)
 
 
+@lru_cache(maxsize=32)
+def _indices(model: Model) -> tuple[dict[str, int], dict[str, int]]:
+    """Positions of the model's states and dosing inputs (the same for every patient)."""
+    return ({n: i for i, n in enumerate(model.state_names)}, {n: i for i, n in enumerate(model.input_names)})
+
+
 def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Schedule:
     """Dose events of ``scenario`` as segments for the engine."""
-    state_index = {n: i for i, n in enumerate(model.state_names)}
-    input_index = {n: i for i, n in enumerate(model.input_names)}
+    state_index, input_index = _indices(model)
     pk_values = _LayerView(params, "pk")
     mw = params.value("pk.mw_ketamine")
     end = scenario.duration_h
@@ -202,7 +207,7 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
                 boluses.append((t, contact, 1.0))
                 boluses.append((t, therapy_signal, efficacy))
 
-    bounds = np.unique(np.asarray(events, dtype=np.float64))
+    bounds = np.array(sorted(set(events)), dtype=np.float64)
     n_seg = len(bounds) - 1
     seg_of = {float(t): i for i, t in enumerate(bounds[:-1])}
     rates = np.zeros((n_seg, len(input_index)))

@@ -21,7 +21,8 @@ def observe(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray
     """Outputs (reporting units) from states at output times (n_out, n_states) of one patient."""
     y = {name: states[:, i] for i, name in enumerate(model.state_names)}
     u = {name: 0.0 for name in model.input_names}
-    out = model.observe(y, dict(zip(parameter_names, theta)), u, np)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an unstable network leaves its FC readouts NaN
+        out = model.observe(y, dict(zip(parameter_names, theta)), u, np)
     return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), states.shape[:1]).copy() for k, v in out.items()}
 
 

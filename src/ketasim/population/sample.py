@@ -1,10 +1,11 @@
 """Drawing virtual patients: covariates and parameter variability, reproducibly.
 
-Every patient has its own random streams, derived from the trial seed, a stream number (the arm or
-sequence) and the patient's index (numpy ``SeedSequence`` spawn keys). So patient 417 of arm 1 is
-the same person whatever the chunk size, the number of workers or the machine. Covariates and
-parameter deviations use separate streams: changing a covariate distribution leaves each patient's
-parameter deviations as they were.
+Patients are drawn in blocks of ``BLOCK`` consecutive indices, each block from random streams
+derived from the trial seed, a stream number (the arm or sequence) and the block number (numpy
+``SeedSequence`` spawn keys), so the draws are vectorised and patient 417 of arm 1 is still the same
+person whatever the chunk size, the number of workers or the machine. Covariates, parameter
+deviations and rating noise use separate streams: changing a covariate distribution leaves each
+patient's parameter deviations as they were.
 
 Parameter variability is lognormal around the file's value (its median), with
 ``omega = sqrt(ln(1 + CV^2))`` (the usual NONMEM exponential model), redrawn until the value lies in
@@ -40,6 +41,9 @@ LINKED_PARAMETERS = {
     "receptor.kynurenic_acid_baseline": "inflammation.kynurenic_acid_healthy",
 }
 _COVARIATE_STREAM, _VARIABILITY_STREAM, _RATING_STREAM = 0, 1, 2
+#: patients drawn together from one random stream: large enough to vectorise, small enough that a
+#: chunk boundary inside a block costs little (the block is drawn by both chunks, identically)
+BLOCK = 128
 _MAX_REDRAWS = 200
 
 
@@ -123,54 +127,98 @@ class PopulationSampler:
     # ------------------------------------------------------------------ drawing
     def draw(self, seed: int, stream: int, index: int) -> VirtualPatient:
         """Patient ``index`` of stream ``stream`` (an arm or sequence) under trial seed ``seed``."""
-        cov_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index, _COVARIATE_STREAM)))
-        var_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index, _VARIABILITY_STREAM)))
-        return VirtualPatient(index=index, patient=self._covariates(cov_rng), parameters=self._parameters(var_rng))
+        return self.draw_many(seed, stream, [index])[0]
 
     def draw_many(self, seed: int, stream: int, indices: Sequence[int]) -> list[VirtualPatient]:
-        return [self.draw(seed, stream, int(i)) for i in indices]
+        """The patients at ``indices``; each block of ``BLOCK`` consecutive indices is drawn whole, so a
+        patient depends only on its block, never on which other patients are asked for."""
+        blocks: dict[int, list[VirtualPatient]] = {}
+        out = []
+        for i in indices:
+            b, r = divmod(int(i), BLOCK)
+            if b not in blocks:
+                blocks[b] = self._block(seed, stream, b)
+            out.append(blocks[b][r])
+        return out
 
     @staticmethod
     def rating_noise(seed: int, stream: int, indices: Sequence[int], size: int) -> np.ndarray:
-        """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from a
-        stream of its own (so they do not depend on chunking either)."""
-        return np.array([np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, int(i), _RATING_STREAM)))
-                         .standard_normal(size) for i in indices]).reshape(len(indices), size)
+        """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from its
+        block's own stream (so they do not depend on chunking either)."""
+        blocks: dict[int, np.ndarray] = {}
+        rows = []
+        for i in indices:
+            b, r = divmod(int(i), BLOCK)
+            if b not in blocks:
+                blocks[b] = _rng(seed, stream, b, _RATING_STREAM).standard_normal((BLOCK, size))
+            rows.append(blocks[b][r])
+        return np.array(rows).reshape(len(rows), size)
 
-    def _covariates(self, rng) -> Patient:
+    def _block(self, seed: int, stream: int, block: int) -> list[VirtualPatient]:
+        patients = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
+        parameters = self._parameters(_rng(seed, stream, block, _VARIABILITY_STREAM), BLOCK)
+        return [VirtualPatient(index=block * BLOCK + r, patient=p, parameters=q)
+                for r, (p, q) in enumerate(zip(patients, parameters))]
+
+    def _covariates(self, rng, n: int) -> list[Patient]:
         s = self.spec
-        sex = "female" if rng.random() < s.female_fraction else "male"
-        weight, age, madrs = s.weight.draw(rng), s.age.draw(rng), s.baseline_madrs.draw(rng)
-        cyp2b6, cyp3a4 = s.cyp2b6.draw(rng), s.cyp3a4.draw(rng)
-        bdnf, inflammation = s.bdnf_val66met.draw(rng), s.inflammation.draw(rng)
-        comedications = tuple(drug for drug, prevalence in s.comedications if rng.random() < prevalence)
-        return Patient(weight_kg=weight, age_y=age, sex=sex, baseline_madrs=madrs, cyp2b6=cyp2b6, cyp3a4=cyp3a4,
-                       comedications=comedications, bdnf_val66met=bdnf, inflammation=inflammation)
+        female = rng.random(n) < s.female_fraction
+        weight, age, madrs = s.weight.draw_many(rng, n), s.age.draw_many(rng, n), s.baseline_madrs.draw_many(rng, n)
+        cyp2b6, cyp3a4 = s.cyp2b6.draw_many(rng, n), s.cyp3a4.draw_many(rng, n)
+        bdnf, inflammation = s.bdnf_val66met.draw_many(rng, n), s.inflammation.draw_many(rng, n)
+        drugs = [drug for drug, _ in s.comedications]
+        taking = rng.random((n, len(drugs))) < np.array([p for _, p in s.comedications])
+        return [Patient(weight_kg=float(weight[r]), age_y=float(age[r]), sex="female" if female[r] else "male",
+                        baseline_madrs=float(madrs[r]), cyp2b6=cyp2b6[r], cyp3a4=cyp3a4[r],
+                        comedications=tuple(d for d, t in zip(drugs, taking[r]) if t), bdnf_val66met=bdnf[r],
+                        inflammation=inflammation[r]) for r in range(n)]
 
-    def _log_deviations(self, rng) -> np.ndarray:
-        eta = self.omega * (self.cholesky @ rng.standard_normal(len(self.varied)))
-        for _ in range(_MAX_REDRAWS):
-            outside = (eta < self.log_low) | (eta > self.log_high)
-            if not outside.any():
-                return eta
-            alone = outside & self.uncorrelated
-            eta[alone] = self.omega[alone] * rng.standard_normal(int(alone.sum()))
-            for group in self.groups:  # a correlated group is redrawn together, so its correlation holds
-                if outside[group].any():
-                    z = rng.standard_normal(len(group))
-                    eta[group] = self.omega[group] * (self.cholesky[np.ix_(group, group)] @ z)
+    def _log_deviations(self, rng, n: int) -> np.ndarray:
+        """(n, n_varied) log-deviations within the ranges (outside values redrawn; a correlated
+        group redrawn together, so its correlation holds)."""
+        m = len(self.varied)
+        z = rng.standard_normal((n, m))
+        eta = self.omega * (z @ self.cholesky.T if self.groups else z)  # the factor is the identity without correlations
+        flat = eta.reshape(-1)  # a view: redraws write into eta
+        outside = (eta < self.log_low) | (eta > self.log_high)
+        todo = np.flatnonzero((outside & self.uncorrelated).reshape(-1))
+        for _ in range(_MAX_REDRAWS):  # only the entries still outside are drawn again and checked
+            if todo.size == 0:
+                break
+            cols = todo % m
+            flat[todo] = self.omega[cols] * rng.standard_normal(todo.size)
+            todo = todo[(flat[todo] < self.log_low[cols]) | (flat[todo] > self.log_high[cols])]
+        for group in self.groups:
+            for _ in range(_MAX_REDRAWS):
+                rows = np.flatnonzero(((eta[:, group] < self.log_low[group]) | (eta[:, group] > self.log_high[group]))
+                                      .any(axis=1))
+                if rows.size == 0:
+                    break
+                z = rng.standard_normal((rows.size, len(group)))
+                eta[np.ix_(rows, group)] = self.omega[group] * (z @ self.cholesky[np.ix_(group, group)].T)
         return np.clip(eta, self.log_low, self.log_high)
 
-    def _parameters(self, rng) -> PatientParameters:
+    def _parameters(self, rng, n: int) -> list[PatientParameters]:
         if not self.varied:
-            return PatientParameters(self.typical)
-        for _ in range(_MAX_REDRAWS):
-            values = self._typical_array.copy()
-            values[self._varied_index] *= np.exp(self._log_deviations(rng))
-            for copy, original in self._linked_index:
-                values[copy] *= values[original] / self._typical_array[original]
-            drawn = PatientParameters(zip(self._names, values.tolist()))
-            if not violations(drawn):
+            return [PatientParameters(self.typical) for _ in range(n)]
+        drawn = self._parameter_rows(rng, n)
+        bad = [r for r in range(n) if violations(drawn[r])]
+        for _ in range(_MAX_REDRAWS):  # a combination the equations cannot take is drawn again
+            if not bad:
                 return drawn
+            for r, row in zip(bad, self._parameter_rows(rng, len(bad))):
+                drawn[r] = row
+            bad = [r for r in bad if violations(drawn[r])]
         raise RuntimeError("could not draw parameters satisfying the model's constraints; "
                            "lower population.variability.scale")
+
+    def _parameter_rows(self, rng, n: int) -> list[PatientParameters]:
+        values = np.tile(self._typical_array, (n, 1))
+        values[:, self._varied_index] *= np.exp(self._log_deviations(rng, n))
+        for copy, original in self._linked_index:
+            values[:, copy] *= values[:, original] / self._typical_array[original]
+        return [PatientParameters(zip(self._names, row)) for row in values.tolist()]
+
+
+def _rng(seed: int, stream: int, block: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, block, purpose)))

@@ -22,6 +22,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from ..errors import ScenarioError
 from ..scenario import AGE_RANGE_Y, WEIGHT_RANGE_KG, scenario_schema
 from ..units import parse_quantity
@@ -59,6 +61,27 @@ class Continuous:
                 return x
         return min(max(self.mean, self.low), self.high)  # bounds far in a tail: unreachable by redrawing
 
+    def draw_many(self, rng, n: int) -> np.ndarray:
+        """``n`` values at once (redrawing those outside the bounds)."""
+        if self.sd == 0.0:
+            return np.full(n, self.mean)
+        if self.distribution == "lognormal":
+            sigma = math.sqrt(math.log1p((self.sd / self.mean) ** 2))
+            mu = math.log(self.mean) - 0.5 * sigma * sigma
+
+            def sample(k):
+                return np.exp(mu + sigma * rng.standard_normal(k))
+        else:
+            def sample(k):
+                return self.mean + self.sd * rng.standard_normal(k)
+        x = sample(n)
+        for _ in range(1000):
+            bad = (x < self.low) | (x > self.high)
+            if not bad.any():
+                return x
+            x[bad] = sample(int(bad.sum()))
+        return np.clip(x, self.low, self.high)
+
 
 @dataclass(frozen=True)
 class Categorical:
@@ -75,6 +98,10 @@ class Categorical:
             if u < total:
                 return level
         return self.levels[-1]  # round-off of fractions that sum to 1
+
+    def draw_many(self, rng, n: int) -> list[str]:
+        index = np.searchsorted(np.cumsum(self.fractions), rng.random(n), side="right")
+        return [self.levels[i] for i in np.minimum(index, len(self.levels) - 1)]
 
 
 @dataclass(frozen=True)

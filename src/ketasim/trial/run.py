@@ -20,6 +20,7 @@ from ..engine import STATUS_MESSAGES, SolverSettings, build_problem, solve
 from ..model.system import Model, default_model
 from ..params import ParameterSet
 from ..population import PopulationSampler
+from ..population.sample import BLOCK
 from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts, with_patient
 
 #: tolerances for trials: the loosest that keeps MADRS within 0.01 points of a tight reference
@@ -165,12 +166,12 @@ def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.n
     ``readouts=False`` skips the reporting-only outputs (the connectivity readouts solve a Lyapunov
     equation per point), for outputs the layers pass on anyway."""
     n, n_out, _ = states.shape
-    y = {name: states[:, :, i].reshape(-1) for i, name in enumerate(model.state_names)}
-    th = {name: np.repeat(theta[:, j], n_out) for j, name in enumerate(parameter_names)}
+    y = {name: states[:, :, i] for i, name in enumerate(model.state_names)}
+    th = {name: theta[:, j:j + 1] for j, name in enumerate(parameter_names)}  # (n, 1): broadcast over times
     u = {name: 0.0 for name in model.input_names}
     with np.errstate(all="ignore"):  # a failed patient's NaN states give NaN outputs, flagged by its status
         out = model.observe(y, th, u, np, readouts=readouts)
-    return {k: np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n * n_out,)).reshape(n, n_out) for k in wanted}
+    return {k: np.array(np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n, n_out))) for k in wanted}
 
 
 def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> dict[str, np.ndarray]:
@@ -306,9 +307,10 @@ def chunks(spec: TrialSpec, chunk_size: int | None = None) -> list[Chunk]:
 
 def default_chunk_size(spec: TrialSpec, seq: Sequence, n_states: int = 68) -> int:
     n_grid = timeline(spec, seq).times.size
-    # at most 1,000 per chunk, so that a trial of a few thousand patients still overlaps drawing and
-    # solving (see _pipelined)
-    return int(max(16, min(1000, STATE_BUDGET_BYTES // (n_grid * n_states * 8))))
+    # at most 1,024 per chunk, so that a trial of a few thousand patients still overlaps drawing and
+    # solving (see _pipelined); whole blocks of the population sampler where memory allows
+    size = max(16, min(1024, STATE_BUDGET_BYTES // (n_grid * n_states * 8)))
+    return int(size // BLOCK * BLOCK or size)
 
 
 ProgressCallback = Callable[[int, int], None]  # (patients done, patients in all)
