@@ -246,6 +246,11 @@ def test_trial_bad_input_is_422_naming_the_field(client, change, loc):
     assert_refused(client.post("/api/trials", json=trial), 422, loc)
 
 
+def test_trial_toml_nested_too_deeply_is_422(client):
+    response = client.post("/api/trials", content=b"x = " + b"[" * 5000, headers={"content-type": "application/toml"})
+    assert response.status_code == 422
+
+
 def test_trial_malformed_toml_is_422(client):
     response = client.post("/api/trials", content=b"[trial\nname =", headers={"content-type": "application/toml"})
     assert assert_refused(response, 422, ["body"])["type"] == "toml_invalid"

@@ -163,8 +163,9 @@ class RunRegistry:
 
     def mark_done(self, run_id: str, result_path: str | None) -> None:
         with self._write() as con:
+            # only a run still in progress finishes (one marked interrupted by a restart stays so)
             con.execute("UPDATE runs SET status = 'done', finished = ?, result_path = ?, progress_done = progress_total"
-                        " WHERE id = ?", (_now(), result_path, run_id))
+                        " WHERE id = ? AND status IN ('queued', 'running')", (_now(), result_path, run_id))
 
     def mark_failed(self, run_id: str, error: str) -> None:
         """A run that ended without a result; only an unfinished run changes (a done run stays done)."""

@@ -268,7 +268,9 @@ def endpoint_value(summary: dict, spec: OutputSpec, follow_up_h: float) -> float
         if est == "not reached":
             return float(follow_up_h)
         return math.nan if est is None else float(est)
-    row = next(a for a in arm["assessments"] if abs(a["assessment [h]"] - spec.time_h) < 1e-9)
+    row = next((a for a in arm["assessments"] if abs(a["assessment [h]"] - spec.time_h) < 1e-9), None)
+    if row is None:  # nobody analysed at that assessment (every patient of the sample failed)
+        return math.nan
     value = row["madrs_change [points]"]["mean"] if spec.name == "madrs_change" else row[spec.name]["estimate"]
     return math.nan if value is None else float(value)
 

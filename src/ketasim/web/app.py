@@ -92,6 +92,8 @@ def parse_trial_body(raw: bytes, content_type: str) -> dict[str, Any]:
             raise InputError(["body"], "the TOML text is not UTF-8", "toml_invalid") from None
         except tomllib.TOMLDecodeError as exc:
             raise InputError(["body"], f"malformed TOML: {exc}", "toml_invalid") from None
+        except RecursionError:  # Python 3.11's tomllib has no nesting limit
+            raise InputError(["body"], "the TOML text is nested too deeply", "toml_invalid") from None
     return parse_json_object(raw, "trial")
 
 

@@ -99,7 +99,7 @@ def trial_figures(patients) -> dict[str, Any]:
     import numpy as np
 
     from ..trial import statistics as st
-    from ..trial.summary import ASSESSMENT, analysed
+    from ..trial.summary import ASSESSMENT, analysed, per_patient, relapse_data
 
     rows = analysed(patients)
     trajectories, relapse = [], []
@@ -118,17 +118,14 @@ def trial_figures(patients) -> dict[str, Any]:
             p90.append(at["madrs [points]"].quantile(0.9))
         trajectories.append({"arm": arm, "time [h]": times, "mean [points]": _finite(mean), "lower [points]": _finite(lower),
                              "upper [points]": _finite(upper), "p10 [points]": _finite(p10), "p90 [points]": _finite(p90)})
-        pp = g.groupby(["patient", "period"]).agg(at_risk=("at_risk_of_relapse", "first"),
-                                                  t=("time_to_relapse [h]", "first"), last=(ASSESSMENT, "max"))
-        pp = pp[pp["at_risk"]]
-        if pp.empty:
+        time, event = relapse_data(per_patient(g))  # counted from response, as in the trial report
+        if time.size == 0:
             continue
-        event = pp["t"].notna().to_numpy()
-        km = st.kaplan_meier(np.where(event, pp["t"].to_numpy(), pp["last"].to_numpy()), event)
-        end = float(pp["last"].max())  # the curve goes on to the end of follow-up, not just the last event
+        km = st.kaplan_meier(time, event)
+        end = float(time.max())  # the curve goes on to the end of follow-up, not just the last event
         if end > km["time"][-1]:
             km = {k: np.append(v, end if k == "time" else v[-1]) for k, v in km.items()}
-        relapse.append({"arm": arm, "at_risk": int(len(pp)), "time [h]": _finite(km["time"]),
+        relapse.append({"arm": arm, "at_risk": int(time.size), "time [h]": _finite(km["time"]),
                         "survival [fraction]": _finite(km["survival"]), "lower [fraction]": _finite(km["lower"]),
                         "upper [fraction]": _finite(km["upper"])})
     return {"trajectories": trajectories, "relapse_free": relapse}
@@ -172,17 +169,27 @@ class JobRunner:
             job = self._queue.get()
             if job is None or self._stopping:
                 return
-            process = context.Process(target=run_trial_job, args=(job,), name=f"ketasim-trial-{job.run_id[:8]}",
-                                      daemon=True)
-            with self._lock:
-                self._processes[job.run_id] = process
+            try:
+                self._run(context, job)
+            except Exception as exc:  # noqa: BLE001 - a failed start must not stop the dispatcher or strand the run
+                try:
+                    self.registry.mark_failed(job.run_id, f"the worker process could not run: {exc}")
+                except Exception:  # noqa: BLE001 - the registry is unreachable; the next start marks it interrupted
+                    pass
+
+    def _run(self, context, job) -> None:
+        process = context.Process(target=run_trial_job, args=(job,), name=f"ketasim-trial-{job.run_id[:8]}", daemon=True)
+        with self._lock:
+            self._processes[job.run_id] = process
+        try:
             process.start()
             process.join()
+        finally:
             with self._lock:
                 self._processes.pop(job.run_id, None)
-            if process.exitcode != 0 and not self._stopping:
-                # the worker died without recording an outcome (killed, out of memory, crashed)
-                self.registry.mark_failed(job.run_id, f"the worker process ended with exit code {process.exitcode}")
+        if process.exitcode != 0 and not self._stopping:
+            # the worker died without recording an outcome (killed, out of memory, crashed)
+            self.registry.mark_failed(job.run_id, f"the worker process ended with exit code {process.exitcode}")
 
     def shutdown(self) -> None:
         """Stop taking runs and end the workers; their runs are marked interrupted at the next start."""

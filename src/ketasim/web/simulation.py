@@ -129,8 +129,12 @@ def run_simulation(service, scenario_dict: dict[str, Any], outputs: Sequence[str
     if result.status != "ok":
         registry.mark_failed(run_id, f"solver: {result.status}")
         raise InputError(["body"], f"the solver did not finish ({result.status}); nothing was kept", "solver_failed")
-    summary = json_safe(result.summary())
-    _keep(result, result_folder(registry.folder, run_id), summary)
+    try:
+        summary = json_safe(result.summary())
+        _keep(result, result_folder(registry.folder, run_id), summary)
+    except BaseException as exc:  # e.g. a full disk: the run is recorded as failed, never left running
+        registry.mark_failed(run_id, f"{type(exc).__name__}: {exc}")
+        raise
     registry.mark_done(run_id, f"{RUNS_FOLDER}/{run_id}")
     answer = {
         "run_id": run_id,

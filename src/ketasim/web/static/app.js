@@ -269,6 +269,7 @@ function showSummary(result) {
 // ------------------------------------------------------------------ virtual trial
 let EXAMPLES = [];
 let trialPoll = null;
+let currentTrial = null; // answers about an earlier run (a poll still in flight) are dropped
 
 async function loadExamples() {
   if (EXAMPLES.length) return;
@@ -294,6 +295,7 @@ async function startTrial() {
     const run = await api("/api/trials", {
       method: "POST", headers: { "Content-Type": "application/toml" }, body: document.getElementById("trial-toml").value,
     });
+    currentTrial = run.id;
     showTrialProgress(run);
     trialPoll = setInterval(() => pollTrial(run.id), 500);
   } catch (error) {
@@ -312,10 +314,12 @@ async function pollTrial(id) {
   try {
     run = await api(`/api/trials/${id}`);
   } catch (error) {
+    if (id !== currentTrial) return;
     clearInterval(trialPoll);
     setStatus(document.getElementById("trial-status"), "error", error.message);
     return;
   }
+  if (id !== currentTrial) return;
   showTrialProgress(run);
   if (run.status === "queued" || run.status === "running") return;
   clearInterval(trialPoll);
@@ -401,7 +405,7 @@ function drawRelapse(curves) {
   }));
   Plotly.react("chart-relapse", traces, {
     title: { text: curves.length ? "Relapse among responders (Kaplan–Meier)" : "Relapse: no responders at risk" }, height: 300,
-    xaxis: { title: { text: "time from the start of the period [d]" } },
+    xaxis: { title: { text: "time from response [d]" } },
     yaxis: { title: { text: "responders free of relapse [%]" }, range: [0, 105] }, margin: { t: 40 },
   }, PLOT_CONFIG);
 }
