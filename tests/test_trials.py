@@ -344,6 +344,9 @@ def test_cli_trial_writes_every_file(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "patients.parquet", "report.html", "summary.json"]
     df = pd.read_parquet(out / "patients.parquet")
     assert len(df) == 4 * 2 * 4
+    import pyarrow.parquet as pq
+
+    assert b"research and teaching" in pq.read_schema(out / "patients.parquet").metadata[b"ketasim.disclaimer"]
     page = (out / "report.html").read_text()
     assert "research and teaching" in page and "Kaplan-Meier" in page and "<img" in page
 

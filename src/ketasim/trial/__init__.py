@@ -47,7 +47,7 @@ class TrialResult:
         from ..output import atomic_folder
 
         with atomic_folder(folder) as tmp:
-            self.patients.to_parquet(tmp / "patients.parquet", index=False)
+            _write_parquet(self.patients, tmp / "patients.parquet")
             (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2))
             (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
             if report:
@@ -55,6 +55,17 @@ class TrialResult:
 
                 write_trial_report(self, tmp)
         return Path(folder)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """The patients table with the disclaimer and the ketasim version in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), b"ketasim.disclaimer": DISCLAIMER.encode(),
+                b"ketasim.version": _version().encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
 
 
 def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: ParameterSet | str | Path | None = None,
