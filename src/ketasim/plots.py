@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import matplotlib
@@ -60,6 +62,14 @@ def figure(result: SimulationResult, title: str, ylabel: str, names: tuple[str, 
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def png_base64(fig, dpi: int = 110) -> str:
+    """The figure as base64 PNG text for embedding in an HTML report; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
 
 
 def write_figures(result: SimulationResult, folder: Path) -> list[tuple[str, Path]]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -18,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..params import ParameterSet  # noqa: E402
+from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from .fit import FitResult, Problem  # noqa: E402
 
@@ -77,12 +76,6 @@ def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: li
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
 
 def _observed_vs_predicted(problem: Problem, x: np.ndarray) -> list[tuple[str, str]]:
     figures = []
@@ -106,7 +99,7 @@ def _observed_vs_predicted(problem: Problem, x: np.ndarray) -> list[tuple[str, s
         axes[0].set_title(f"observed vs fitted: {Path(g.scenario).name}", fontsize=9)
         axes[1].set_title("residuals", fontsize=9)
         fig.tight_layout()
-        figures.append((Path(g.scenario).name, _png(fig)))
+        figures.append((Path(g.scenario).name, png_base64(fig, dpi=100)))
     return figures
 
 
@@ -122,7 +115,7 @@ def _profiles(result: FitResult) -> list[tuple[str, str]]:
         ax.set_title(f"profile: {name}" + ("" if prof["identifiable"] else " (not identifiable)"), fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        figures.append((name, _png(fig)))
+        figures.append((name, png_base64(fig, dpi=100)))
     return figures
 
 

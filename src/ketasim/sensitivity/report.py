@@ -3,9 +3,7 @@ and a table ranking parameters grouped by layer, so a reader sees which scale dr
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 
 import matplotlib
@@ -13,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from .result import RANK_BY, SCALES  # noqa: E402
 
@@ -21,12 +20,6 @@ _COLOURS = {"pk": "#1f77b4", "interactions": "#aec7e8", "comparators": "#c7c7c7"
             "synapse": "#ffbb78", "plasticity": "#2ca02c", "inflammation": "#d62728", "circuit": "#9467bd",
             "clinical": "#8c564b", "population": "#e377c2"}
 
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _finite(x) -> float:
@@ -134,7 +127,7 @@ def write_report(result, folder) -> None:
         stats = ", ".join(f"{html.escape(k)}: {_fmt(v, 4)}" for k, v in out.items()
                           if k not in ("label", "name", "unit", "time [h]", "arm"))
         parts.append(f"<h2>{html.escape(label)}</h2><p>{stats}</p>"
-                     f"<img alt='indices for {html.escape(label)}' src='data:image/png;base64,{_png(fig)}'>"
+                     f"<img alt='indices for {html.escape(label)}' src='data:image/png;base64,{png_base64(fig)}'>"
                      f"<h3>Parameters ranked, grouped by layer (scale)</h3>{_layer_table(result, label)}")
     settings = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v, 6)}</td></tr>" for k, v in result.settings.items())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)

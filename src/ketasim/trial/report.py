@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from typing import Any
 
@@ -15,18 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
 from .summary import ASSESSMENT, analysed, per_patient, relapse_data  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _days(hours: np.ndarray) -> np.ndarray:
@@ -198,7 +191,7 @@ def write_trial_report(result, folder) -> None:
         figures = [("MADRS trajectories", trajectories_figure(rows)), ("Response and remission", rates_figure(summary)),
                    ("Relapse among responders (Kaplan-Meier)", relapse_figure(rows)),
                    ("Mechanism readouts per arm", mechanism_figure(rows))]
-    imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{_png(f)}'>"
+    imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{png_base64(f)}'>"
                      f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in figures)
     design = json.dumps(summary["trial"], indent=2)
     counts = summary["patients"]
