@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from .model.system import default_model
 from .output import atomic_folder
 from .params import load_parameters
 from .sbml import export_sbml, referenced_ids, sbml_id
-from .scenario import Scenario
+from .scenario import Scenario, read_toml
 from .units import parse_time, registry
 
 
@@ -56,12 +55,7 @@ class Dataset:
 
 def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(str(path), f"cannot read the data set: {exc.strerror}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ScenarioError(str(path), f"malformed data set: {exc}") from None
+    data = read_toml(path, "data set")
     _only(data, {"dataset", "observation"}, "data set")
     head = data.get("dataset")
     if not isinstance(head, dict) or "id" not in head or "scenario" not in head:

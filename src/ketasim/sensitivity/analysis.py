@@ -18,7 +18,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from ..engine import SolverSettings, build_problem, solve
 from ..errors import KetasimError
 from ..model.system import default_model
 from ..params import ParameterSet, load_parameters
-from ..scenario import Scenario
+from ..scenario import Scenario, read_toml
 from .outputs import OutputSpec, SensitivityError, check_model_outputs, check_trial_outputs, parse_output_spec
 from .problem import ParameterSpace, ScenarioEvaluator, TrialEvaluator, evaluate, parameter_space, select_parameters
 from .result import SensitivityResult
@@ -44,22 +43,13 @@ SAMPLES_RANGE = {"sobol": (2, 2 ** 20), "morris": (2, 100_000)}
 # ---------------------------------------------------------------------- inputs
 def load_target(target) -> tuple[str, object]:
     """("scenario", Scenario) or ("trial", TrialSpec): a trial file has a ``[trial]`` table."""
-    import tomllib
-
-    from ..errors import ScenarioError
     from ..trial import TrialSpec
 
     if isinstance(target, (Scenario, TrialSpec)):
         return ("scenario" if isinstance(target, Scenario) else "trial"), target
     data = target
     if not isinstance(target, dict):
-        path = Path(target)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ScenarioError(str(path), f"cannot read the file: {exc.strerror}") from None
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ScenarioError(str(path), f"not a valid TOML file: {exc}") from None
+        data = read_toml(target, "scenario or trial")
     if "trial" in data:
         return "trial", TrialSpec.from_dict(data)
     return "scenario", Scenario.from_dict(data)
