@@ -46,6 +46,13 @@ def _refusals(out: Path | None = None):
         _fail(str(exc))
 
 
+def _check_dask_options(workers: Optional[int], scheduler: Optional[str]) -> None:
+    if workers is not None and scheduler is not None:
+        _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
+    if workers is not None and not 1 <= workers <= 256:
+        _fail(f"--workers: {workers} must be in 1..256")
+
+
 def _quick_scenario(drug: str, route: str, dose: str, infusion: Optional[str], days: float) -> dict:
     entry = {"drug": drug, "route": route, "amount": dose, "at": ["0 h"]}
     if infusion:
@@ -79,7 +86,7 @@ def simulate(
         _fail("give a scenario file or --drug/--dose, not both")
     if backend not in BACKENDS:
         _fail(f"--backend: '{backend}' is not allowed; allowed: {', '.join(BACKENDS)}")
-    try:
+    with _refusals(out):
         if scenario is not None:
             sc = Scenario.from_toml(scenario)
         elif drug is not None and dose is not None:
@@ -97,10 +104,6 @@ def simulate(
             progress.update(task, advance=1, description="writing results and report")
             write_results(result, out)
             progress.update(task, advance=1)
-    except KetasimError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"--out {out}: cannot write the results: {exc.strerror or exc}")
     if not quiet:
         err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html)")
         err.print(f"[dim]{DISCLAIMER}[/]")
@@ -123,10 +126,7 @@ def trial(
     from .params import load_parameters
     from .trial import TrialSpec, run_trial
 
-    if workers is not None and scheduler is not None:
-        _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
-    if workers is not None and not 1 <= workers <= 256:
-        _fail(f"--workers: {workers} must be in 1..256")
+    _check_dask_options(workers, scheduler)
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
         _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
     with _refusals(out):
@@ -211,10 +211,7 @@ def sensitivity(
 
     if method not in METHODS:
         _fail(f"--method: '{method}' is not allowed; allowed: {', '.join(METHODS)}")
-    if workers is not None and scheduler is not None:
-        _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
-    if workers is not None and not 1 <= workers <= 256:
-        _fail(f"--workers: {workers} must be in 1..256")
+    _check_dask_options(workers, scheduler)
     if method == "local" and (samples is not None or workers is not None or scheduler is not None):
         _fail("--samples/--workers/--scheduler apply to --method sobol or morris, not local")
     with _refusals(out):
