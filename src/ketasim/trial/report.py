@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
-from .summary import ASSESSMENT, analysed, per_patient, relapse_data  # noqa: E402
+from .summary import ASSESSMENT, analysed, madrs_trajectory, per_patient, relapse_data  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 
@@ -30,18 +30,12 @@ def trajectories_figure(rows: pd.DataFrame):
     """Mean MADRS with its 95 % CI band and the 10-90 % range of patients, per arm, from baseline."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for arm, g in rows.groupby("arm", sort=False):
-        base = g.drop_duplicates(["patient", "period"])["baseline_madrs [points]"]
-        t = [0.0]
-        mean, lo, hi, p10, p90 = [base.mean()], [np.nan], [np.nan], [base.quantile(0.1)], [base.quantile(0.9)]
-        for time, at in g.groupby(ASSESSMENT):
-            m = st.mean_ci(at["madrs [points]"].to_numpy())
-            t.append(time)
-            mean.append(m["mean"]); lo.append(m["lower"]); hi.append(m["upper"])  # noqa: E702
-            p10.append(at["madrs [points]"].quantile(0.1)); p90.append(at["madrs [points]"].quantile(0.9))  # noqa: E702
-        x = _days(np.array(t))
-        line, = ax.plot(x, mean, marker="o", label=f"{arm}: mean")
-        ax.fill_between(x, p10, p90, color=line.get_color(), alpha=0.12, label=f"{arm}: 10-90 % of patients")
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.35)
+        tr = madrs_trajectory(g)
+        x = _days(np.array(tr["time [h]"]))
+        line, = ax.plot(x, tr["mean [points]"], marker="o", label=f"{arm}: mean")
+        ax.fill_between(x, tr["p10 [points]"], tr["p90 [points]"], color=line.get_color(), alpha=0.12,
+                        label=f"{arm}: 10-90 % of patients")
+        ax.fill_between(x, tr["lower [points]"], tr["upper [points]"], color=line.get_color(), alpha=0.35)
     ax.axhline(10.0, ls=":", c="grey", lw=1, label="remission threshold (MADRS 10) [points]")
     ax.set_xlabel("time from the start of the period [d]")
     ax.set_ylabel("MADRS [points]")

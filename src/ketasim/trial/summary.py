@@ -69,6 +69,23 @@ def _median(time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
             "at_risk": int(time.size), "events": int(np.sum(event))}
 
 
+def madrs_trajectory(rows: pd.DataFrame) -> dict[str, list[float]]:
+    """One arm's MADRS over time: baseline (the drawn covariate, no CI), then at each assessment the
+    mean with its 95 % CI and the 10-90 % range of patients (the report's and the page's figures)."""
+    base = rows.drop_duplicates(["patient", "period"])["baseline_madrs [points]"]
+    out = {"time [h]": [0.0], "mean [points]": [float(base.mean())], "lower [points]": [math.nan],
+           "upper [points]": [math.nan], "p10 [points]": [float(base.quantile(0.1))],
+           "p90 [points]": [float(base.quantile(0.9))]}
+    for time, at in rows.groupby(ASSESSMENT):
+        madrs = at[MADRS]
+        m = st.mean_ci(madrs.to_numpy())
+        for key, value in (("time [h]", time), ("mean [points]", m["mean"]), ("lower [points]", m["lower"]),
+                           ("upper [points]", m["upper"]), ("p10 [points]", madrs.quantile(0.1)),
+                           ("p90 [points]", madrs.quantile(0.9))):
+            out[key].append(float(value))
+    return out
+
+
 def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
     ep = spec.endpoints
     per_assessment = []

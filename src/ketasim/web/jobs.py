@@ -99,25 +99,13 @@ def trial_figures(patients) -> dict[str, Any]:
     import numpy as np
 
     from ..trial import statistics as st
-    from ..trial.summary import ASSESSMENT, analysed, per_patient, relapse_data
+    from ..trial.summary import analysed, madrs_trajectory, per_patient, relapse_data
 
     rows = analysed(patients)
     trajectories, relapse = [], []
     for arm, g in rows.groupby("arm", sort=False):
-        base = g.drop_duplicates(["patient", "period"])["baseline_madrs [points]"]
-        # baseline first (no CI: it is the drawn covariate), then each assessment
-        times, mean, lower, upper = [0.0], [base.mean()], [math.nan], [math.nan]
-        p10, p90 = [base.quantile(0.1)], [base.quantile(0.9)]
-        for t, at in g.groupby(ASSESSMENT):
-            m = st.mean_ci(at["madrs [points]"].to_numpy())
-            times.append(float(t))
-            mean.append(m["mean"])
-            lower.append(m["lower"])
-            upper.append(m["upper"])
-            p10.append(at["madrs [points]"].quantile(0.1))
-            p90.append(at["madrs [points]"].quantile(0.9))
-        trajectories.append({"arm": arm, "time [h]": times, "mean [points]": _finite(mean), "lower [points]": _finite(lower),
-                             "upper [points]": _finite(upper), "p10 [points]": _finite(p10), "p90 [points]": _finite(p90)})
+        tr = madrs_trajectory(g)
+        trajectories.append({"arm": arm, **{k: v if k == "time [h]" else _finite(v) for k, v in tr.items()}})
         time, event = relapse_data(per_patient(g))  # counted from response, as in the trial report
         if time.size == 0:
             continue
