@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,12 +107,18 @@ def trial_metric(metric: str, arm: str, time_h: float, trial_path: str, params: 
     return float(rows[0][metric]["estimate"]), METRIC_UNITS[metric]
 
 
+@lru_cache(maxsize=64)
+def _scenario(path: str) -> Scenario:
+    """Each scenario file read and validated once, however many observations it has."""
+    return Scenario.from_toml(path)
+
+
 def model_value(row: pd.Series, params: ParameterSet) -> float:
     """The model's value of one observation row, in the row's unit."""
     if row["metric"] in TRIAL_METRICS:
         value, unit = trial_metric(row["metric"], row["quantity"], row["time [h]"], row["scenario_path"], params)
     else:
-        scenario = Scenario.from_toml(row["scenario_path"])
+        scenario = _scenario(row["scenario_path"])
         value, unit = simulation_metric(row["metric"], row["quantity"], row["time [h]"], scenario, params,
                                         _simulate(scenario, params))
     return convert(value, unit, str(row["unit"]))
