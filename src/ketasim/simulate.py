@@ -17,13 +17,29 @@ from .result import SimulationResult
 from .scenario import Scenario
 
 
+def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray,
+                  wanted: tuple[str, ...] | None = None, readouts: bool = True) -> dict[str, np.ndarray]:
+    """Outputs (reporting units) of a batch, (n, n_out) each, from states (n, n_out, n_states) and
+    parameter vectors (n, n_params), in one vectorised pass over all patients and times.
+
+    ``wanted`` picks outputs (default: all); ``readouts=False`` skips the reporting-only ones (the
+    connectivity readouts solve a Lyapunov equation per point). A failed patient's NaN states, or a
+    network made unstable by extreme strengths, give NaN outputs rather than warnings.
+    """
+    n, n_out, _ = states.shape
+    y = {name: states[:, :, i] for i, name in enumerate(model.state_names)}
+    th = {name: theta[:, j:j + 1] for j, name in enumerate(parameter_names)}  # (n, 1): broadcast over times
+    u = {name: 0.0 for name in model.input_names}
+    with np.errstate(all="ignore"):
+        out = model.observe(y, th, u, np, readouts=readouts)
+    return {k: np.array(np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n, n_out)))
+            for k in (out if wanted is None else wanted)}
+
+
 def observe(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs (reporting units) from states at output times (n_out, n_states) of one patient."""
-    y = {name: states[:, i] for i, name in enumerate(model.state_names)}
-    u = {name: 0.0 for name in model.input_names}
-    with np.errstate(invalid="ignore", divide="ignore"):  # an unstable network leaves its FC readouts NaN
-        out = model.observe(y, dict(zip(parameter_names, theta)), u, np)
-    return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), states.shape[:1]).copy() for k, v in out.items()}
+    batch = observe_batch(model, states[None], parameter_names, np.asarray(theta)[None])
+    return {k: v[0] for k, v in batch.items()}
 
 
 def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,

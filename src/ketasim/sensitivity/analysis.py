@@ -102,7 +102,7 @@ def finite_difference_sensitivity(scenario, params: ParameterSet, names: Sequenc
         sets += list(variants.values())
     problem = build_problem([scenario] * len(sets), sets, model, t_out=times)
     states, status, _ = solve(problem, settings)
-    from ..trial.run import observe_batch
+    from ..simulate import observe_batch
 
     obs = observe_batch(model, states, problem.parameter_names, problem.theta, tuple(dict.fromkeys(o.name for o in outputs)))
     y = np.stack([obs[o.name][:, int(np.searchsorted(times, o.time_h))] for o in outputs], axis=1)  # (n_sets, n_out)

@@ -208,7 +208,7 @@ class ScenarioEvaluator:
         self.names = tuple(dict.fromkeys(o.name for o in self.outputs))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        from ..trial.run import observe_batch
+        from ..simulate import observe_batch
 
         model = default_model()
         patients = [PatientParameters(internal_values(self.params, self.space, r)) for r in rows]

@@ -21,6 +21,7 @@ from ..model.system import Model, default_model
 from ..params import ParameterSet
 from ..population import PopulationSampler
 from ..population.sample import BLOCK
+from ..simulate import observe_batch
 from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts, with_patient
 
 #: tolerances for trials: the loosest that keeps MADRS within 0.01 points of a tight reference
@@ -158,20 +159,6 @@ def rated_madrs(model_madrs: np.ndarray, tl: Timeline, noise: np.ndarray) -> np.
     idx = tl.assessments.ravel()
     rated[:, idx] = np.clip(model_madrs[:, idx] + noise, 0.0, 60.0)
     return rated
-
-
-def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray,
-                  wanted: tuple[str, ...], readouts: bool = True) -> dict[str, np.ndarray]:
-    """Outputs (n, n_out) for a batch, evaluated in one vectorised pass over all patients and times.
-    ``readouts=False`` skips the reporting-only outputs (the connectivity readouts solve a Lyapunov
-    equation per point), for outputs the layers pass on anyway."""
-    n, n_out, _ = states.shape
-    y = {name: states[:, :, i] for i, name in enumerate(model.state_names)}
-    th = {name: theta[:, j:j + 1] for j, name in enumerate(parameter_names)}  # (n, 1): broadcast over times
-    u = {name: 0.0 for name in model.input_names}
-    with np.errstate(all="ignore"):  # a failed patient's NaN states give NaN outputs, flagged by its status
-        out = model.observe(y, th, u, np, readouts=readouts)
-    return {k: np.array(np.broadcast_to(np.asarray(out[k], dtype=np.float64), (n, n_out))) for k in wanted}
 
 
 def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> dict[str, np.ndarray]:
