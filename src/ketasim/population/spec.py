@@ -48,24 +48,11 @@ class Continuous:
     high: float
     distribution: str = "normal"
 
-    def draw(self, rng) -> float:
-        if self.sd == 0.0:
-            return self.mean
-        if self.distribution == "lognormal":  # moments of the lognormal matched to mean and SD
-            sigma = math.sqrt(math.log1p((self.sd / self.mean) ** 2))
-            mu = math.log(self.mean) - 0.5 * sigma * sigma
-        for _ in range(1000):
-            z = rng.standard_normal()
-            x = math.exp(mu + sigma * z) if self.distribution == "lognormal" else self.mean + self.sd * z
-            if self.low <= x <= self.high:
-                return x
-        return min(max(self.mean, self.low), self.high)  # bounds far in a tail: unreachable by redrawing
-
     def draw_many(self, rng, n: int) -> np.ndarray:
         """``n`` values at once (redrawing those outside the bounds)."""
         if self.sd == 0.0:
             return np.full(n, self.mean)
-        if self.distribution == "lognormal":
+        if self.distribution == "lognormal":  # moments of the lognormal matched to mean and SD
             sigma = math.sqrt(math.log1p((self.sd / self.mean) ** 2))
             mu = math.log(self.mean) - 0.5 * sigma * sigma
 
@@ -80,7 +67,7 @@ class Continuous:
             if not bad.any():
                 return x
             x[bad] = sample(int(bad.sum()))
-        return np.clip(x, self.low, self.high)
+        return np.clip(x, self.low, self.high)  # bounds far in a tail: unreachable by redrawing
 
 
 @dataclass(frozen=True)
@@ -90,16 +77,8 @@ class Categorical:
     levels: tuple[str, ...]
     fractions: tuple[float, ...]
 
-    def draw(self, rng) -> str:
-        u = rng.random()
-        total = 0.0
-        for level, frac in zip(self.levels, self.fractions):
-            total += frac
-            if u < total:
-                return level
-        return self.levels[-1]  # round-off of fractions that sum to 1
-
     def draw_many(self, rng, n: int) -> list[str]:
+        """``n`` levels at once."""
         index = np.searchsorted(np.cumsum(self.fractions), rng.random(n), side="right")
         return [self.levels[i] for i in np.minimum(index, len(self.levels) - 1)]
 
