@@ -31,20 +31,18 @@ TRIAL = {"trial": {"name": "gpu benchmark", "seed": 1, "assessments": ["28 d"]},
 
 
 def build(distinct: int):
-    from ketasim.engine import build_problem
+    from ketasim.engine import build_batch_problem
     from ketasim.model import default_model
     from ketasim.params import load_parameters
     from ketasim.population import PopulationSampler
     from ketasim.trial import TrialSpec
-    from ketasim.trial.design import with_patient
 
     spec = TrialSpec.from_dict(TRIAL)
     params, model = load_parameters(), default_model()
     seq = spec.sequences[0]
     t0 = time.perf_counter()
-    patients = PopulationSampler(spec.population, params).draw_many(spec.seed, 0, range(distinct))
-    problem = build_problem([with_patient(seq.scenario, vp.patient) for vp in patients],
-                            [vp.parameters for vp in patients], model, t_out=ASSESSMENTS_H)
+    cohort = PopulationSampler(spec.population, params).draw_cohort(spec.seed, 0, range(distinct))
+    problem = build_batch_problem(seq.scenario, cohort.patients, cohort.parameters, model, t_out=ASSESSMENTS_H)
     return problem, (time.perf_counter() - t0) / distinct
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from ketasim.errors import ScenarioError
 from ketasim.model.constraints import violations
-from ketasim.population import LINKED_PARAMETERS, PopulationSampler, PopulationSpec, presets
+from ketasim.population import LINKED_PARAMETERS, PatientParameters, PopulationSampler, PopulationSpec, presets
 
 
 def sampler(params, **population):
@@ -117,3 +117,45 @@ def test_correlation_with_an_unknown_parameter_is_named(params):
     assert info.value.field == "population.variability.correlations[0]"
     with pytest.raises(ScenarioError, match="does not vary|not a parameter that varies"):
         sampler(params, variability={"exclude": ["pk.*"], "correlations": [["pk.cl_r_ketamine", "pk.v_central", 0.5]]})
+
+
+def test_cohort_arrays_are_the_drawn_patients(params):
+    s = sampler(params, comedications={"lorazepam": 0.3, "clarithromycin": 0.2})
+    indices = [300, 5, 6, 129, 127]  # three blocks, out of order
+    cohort = s.draw_cohort(7, 1, indices)
+    objects = s.draw_many(7, 1, indices)
+    assert cohort.indices.tolist() == indices
+    for r, vp in enumerate(objects):
+        assert cohort.patients.patient(r) == vp.patient
+        assert cohort.parameters.row(r) == dict(vp.parameters)
+    assert s.draw_many(7, 1, []) == []
+
+
+def test_batch_problem_equals_one_problem_per_patient(params):
+    """A chunk's arrays built over columns are bit for bit those built patient by patient."""
+    from dataclasses import replace
+
+    from ketasim.engine import build_batch_problem, build_problem
+    from ketasim.model import default_model
+    from ketasim.scenario import Patient, PatientColumns, Scenario
+
+    scenario = Scenario.from_dict({
+        "dose": [{"drug": "esketamine", "route": "intranasal", "amount": "56 mg", "at": ["0 h", "72 h"]},
+                 {"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min", "at": ["24 h"]},
+                 {"drug": "midazolam", "route": "iv", "amount": "0.045 mg/kg", "duration": "40 min", "at": ["96 h"]}],
+        "therapy": [{"kind": "cbt", "at": ["48 h"]}],
+        "simulation": {"duration": "7 d", "output_every": "1 d"}})
+    model = default_model()
+    cohort = sampler(params, comedications={"clarithromycin": 0.5, "rapamycin": 0.5},
+                     cyp2b6={"poor": 0.5, "normal": 0.5}, inflammation={"high": 0.5, "low": 0.5}).draw_cohort(2, 0, range(40))
+    patients = [cohort.patients.patient(r) for r in range(len(cohort))]
+    patients[3] = replace(patients[3], il6_pg_ml=4.0)
+    columns = PatientColumns.of(patients)
+    batch = build_batch_problem(scenario, columns, cohort.parameters, model)
+    one_by_one = build_problem([replace(scenario, patient=p) for p in patients],
+                               [PatientParameters(cohort.parameters.row(r)) for r in range(len(cohort))], model)
+    for field in ("theta", "y0", "seg_t", "seg_u", "seg_jump", "t_out", "dosed_umol"):
+        assert np.array_equal(getattr(batch, field), getattr(one_by_one, field)), field
+    assert batch.parameter_names == one_by_one.parameter_names
+    shared = build_batch_problem(scenario, PatientColumns.of([Patient()]), params, model)
+    assert np.array_equal(shared.theta, build_problem(scenario, params, model).theta)

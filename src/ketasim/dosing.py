@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import itemgetter
 
 import numpy as np
 
 from .model.pk import dose_fractions
 from .model.system import Model
-from .params import ParameterSet
-from .scenario import DRUG_ENANTIOMERS, Patient, Scenario
+from .params import ParameterColumns
+from .scenario import DRUG_ENANTIOMERS, Patient, PatientColumns, Scenario
 
 HOURS_PER_YEAR = 8766.0
 
@@ -40,79 +39,107 @@ COMPARATOR_STATES = {"midazolam": "comparators.midazolam_central", "citalopram":
                      "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut"}
 
 
-def enzyme_activities(patient: Patient, params: ParameterSet) -> dict[str, float]:
-    """CYP2B6 and CYP3A4 (hepatic, gut) activity: genotype times every interacting drug."""
+def _per_patient(value, n: int) -> np.ndarray:
+    """A parameter's value for each of n patients: its column, or one shared value repeated."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
 
-    def genotype(enzyme: str, phenotype: str) -> float:
-        return 1.0 if phenotype == "normal" else params.value(f"interactions.{enzyme}_{phenotype}")
 
-    act = {"cyp2b6": genotype("cyp2b6", patient.cyp2b6)}
-    act["cyp3a4_hepatic"] = act["cyp3a4_gut"] = genotype("cyp3a4", patient.cyp3a4)
-    for drug in patient.comedications:
+def _by_genotype(phenotypes: np.ndarray, parameter: str, params, reference: str = "normal") -> np.ndarray:
+    """Fold activity per patient: 1 for the reference genotype, else the parameter ``<parameter>_<genotype>``."""
+    n = phenotypes.shape[0]
+    fold = np.ones(n)
+    for phenotype in set(phenotypes.tolist()) - {reference}:
+        mask = phenotypes == phenotype
+        fold[mask] = _per_patient(params.value(f"{parameter}_{phenotype.replace('/', '_')}"), n)[mask]
+    return fold
+
+
+def enzyme_activities(patients: PatientColumns, params) -> dict[str, np.ndarray]:
+    """CYP2B6 and CYP3A4 (hepatic, gut) activity per patient: genotype times every interacting drug."""
+    act = {"cyp2b6": _by_genotype(patients.cyp2b6, "interactions.cyp2b6", params)}
+    act["cyp3a4_hepatic"] = _by_genotype(patients.cyp3a4, "interactions.cyp3a4", params)
+    act["cyp3a4_gut"] = act["cyp3a4_hepatic"].copy()
+    for drug in patients.comedication_names:
+        taking = patients.takes(drug)
         for enzyme, name in COMEDICATION_EFFECTS[drug]:
-            act[enzyme] *= params.value(f"interactions.{name}")
+            act[enzyme] = np.where(taking, act[enzyme] * params.value(f"interactions.{name}"), act[enzyme])
     return act
-
-
-def il6_baseline(patient: Patient, params: ParameterSet) -> float:
-    """Baseline IL-6 (internal unit ng/mL): given, or by inflammation status; 'normal' in depression
-    is raised by Osimo 2020's effect size (g = 0.61) over the healthy reference."""
-    if patient.il6_pg_ml is not None:
-        return patient.il6_pg_ml / 1000.0
-    healthy = params.value("inflammation.il6_healthy")
-    if patient.inflammation == "low":
-        return params.value("inflammation.il6_low")
-    if patient.inflammation == "high":
-        return params.value("inflammation.il6_high")
-    if patient.baseline_madrs <= HEALTHY_MADRS:
-        return healthy
-    return healthy + params.value("inflammation.il6_depression_hedges_g") * params.value("inflammation.il6_population_sd")
 
 
 HEALTHY_MADRS = 6.0
 
 
-def synaptic_density_baseline(patient: Patient, params: ParameterSet) -> float:
+def il6_baseline(patients: PatientColumns, params) -> np.ndarray:
+    """Baseline IL-6 per patient (internal unit ng/mL): given, or by inflammation status; 'normal' in
+    depression is raised by Osimo 2020's effect size (g = 0.61) over the healthy reference."""
+    n = len(patients)
+    healthy = _per_patient(params.value("inflammation.il6_healthy"), n)
+    depressed = healthy + params.value("inflammation.il6_depression_hedges_g") * params.value("inflammation.il6_population_sd")
+    status = np.where(patients.baseline_madrs <= HEALTHY_MADRS, healthy, depressed)
+    status = np.where(patients.inflammation == "low", params.value("inflammation.il6_low"), status)
+    status = np.where(patients.inflammation == "high", params.value("inflammation.il6_high"), status)
+    return np.where(np.isnan(patients.il6_pg_ml), status, patients.il6_pg_ml / 1000.0)
+
+
+def synaptic_density_baseline(patients: PatientColumns, params) -> np.ndarray:
     """Prefrontal synaptic strength before treatment: 1 at MADRS <= 6, lower with severity."""
-    deficit = params.value("circuit.synaptic_deficit_per_madrs_point") * max(patient.baseline_madrs - HEALTHY_MADRS, 0.0)
-    return max(1.0 - deficit, 0.2)
+    deficit = params.value("circuit.synaptic_deficit_per_madrs_point") * np.maximum(patients.baseline_madrs - HEALTHY_MADRS, 0.0)
+    return np.maximum(1.0 - deficit, 0.2)
 
 
-def covariates(patient: Patient, params: ParameterSet) -> dict[str, float]:
-    """The numeric patient covariates of the vector field, in internal units."""
-    act = enzyme_activities(patient, params)
-    genotype = patient.bdnf_val66met
+def covariate_columns(patients: PatientColumns, params) -> dict[str, np.ndarray]:
+    """The numeric covariates of the vector field, in internal units, one (n,) column each.
+
+    ``params`` is a ``ParameterSet`` shared by all, or ``ParameterColumns`` with each patient's values.
+    """
+    act = enzyme_activities(patients, params)
+    n = len(patients)
     return {
-        "patient.weight": patient.weight_kg,
-        "patient.age": patient.age_y * HOURS_PER_YEAR,
-        "patient.female": 1.0 if patient.sex == "female" else 0.0,
+        "patient.weight": patients.weight_kg.astype(np.float64),
+        "patient.age": patients.age_y * HOURS_PER_YEAR,
+        "patient.female": (patients.sex == "female").astype(np.float64),
         "patient.cyp2b6_activity": act["cyp2b6"],
         "patient.cyp3a4_hepatic_activity": act["cyp3a4_hepatic"],
         "patient.cyp3a4_gut_activity": act["cyp3a4_gut"],
-        "patient.baseline_madrs": patient.baseline_madrs,
-        "patient.synaptic_density_baseline": synaptic_density_baseline(patient, params),
-        "patient.il6_baseline": il6_baseline(patient, params),
-        "patient.bdnf_release": 1.0 if genotype == "val/val" else params.value(
-            f"plasticity.bdnf_release_{genotype.replace('/', '_')}"),
-        "patient.lorazepam": 1.0 if "lorazepam" in patient.comedications else 0.0,
-        "patient.rapamycin": 1.0 if "rapamycin" in patient.comedications else 0.0,
+        "patient.baseline_madrs": patients.baseline_madrs.astype(np.float64),
+        "patient.synaptic_density_baseline": _per_patient(synaptic_density_baseline(patients, params), n),
+        "patient.il6_baseline": _per_patient(il6_baseline(patients, params), n),
+        "patient.bdnf_release": _by_genotype(patients.bdnf_val66met, "plasticity.bdnf_release", params, "val/val"),
+        "patient.lorazepam": patients.takes("lorazepam").astype(np.float64),
+        "patient.rapamycin": patients.takes("rapamycin").astype(np.float64),
     }
+
+
+def covariates(patient: Patient, params) -> dict[str, float]:
+    """The numeric covariates of one patient (``covariate_columns`` for a batch)."""
+    return {k: float(v[0]) for k, v in covariate_columns(PatientColumns.of([patient]), params).items()}
 
 
 @lru_cache(maxsize=32)
 def _kernel_parameter_names(model: Model, available: tuple[str, ...]) -> tuple[str, ...]:
-    return model.parameter_names(available)  # the same few sets every call: a trial asks per patient
+    return model.parameter_names(available)  # the same few sets every call: a trial asks per chunk
 
 
-def parameter_vector(model: Model, params: ParameterSet, patient: Patient) -> tuple[tuple[str, ...], np.ndarray]:
-    """(names, values) of everything the vector field reads: parameters then covariates."""
+def parameter_matrix(model: Model, params, patients: PatientColumns) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, (n, len(names)) values) of everything the vector field reads: parameters, then covariates.
+
+    ``params`` is shared by all patients (a ``ParameterSet``) or per patient (``ParameterColumns``).
+    """
     names = _kernel_parameter_names(model, tuple(params))
-    cov = covariates(patient, params)
-    if isinstance(params, dict):  # a virtual patient's values: one C-level gather instead of a call per name
-        values = list(itemgetter(*names)(params)) + [cov[n] for n in model.covariate_names]
+    n = len(patients)
+    if isinstance(params, ParameterColumns):
+        shared = params.columns(names)
     else:
-        values = [params.value(n) for n in names] + [cov[n] for n in model.covariate_names]
-    return names + model.covariate_names, np.asarray(values, dtype=np.float64)
+        shared = np.broadcast_to(np.array([params.value(x) for x in names], dtype=np.float64), (n, len(names)))
+    cov = covariate_columns(patients, params)
+    theta = np.concatenate([shared, np.stack([cov[c] for c in model.covariate_names], axis=1)], axis=1)
+    return names + model.covariate_names, theta
+
+
+def parameter_vector(model: Model, params, patient: Patient) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, values) of everything the vector field reads for one patient."""
+    names, theta = parameter_matrix(model, params, PatientColumns.of([patient]))
+    return names, theta[0]
 
 
 @dataclass(frozen=True)
@@ -129,13 +156,27 @@ class Schedule:
         return len(self.bounds) - 1
 
 
+@dataclass(frozen=True)
+class Schedules:
+    """The schedules of n patients receiving one scenario's doses: the segments are shared (the
+    times are the scenario's), the amounts differ (weight-based doses, bioavailable fractions)."""
+
+    bounds: np.ndarray  # (n_segments + 1,) h
+    rates: np.ndarray  # (n, n_segments, n_inputs) umol/h
+    jumps: np.ndarray  # (n, n_segments, n_states)
+    dosed_umol: np.ndarray  # (n,)
+
+    def patient(self, r: int) -> Schedule:
+        return Schedule(self.bounds, self.rates[r], self.jumps[r], float(self.dosed_umol[r]))
+
+
 class _LayerView(Mapping):
     """One layer's parameters by local name, read on demand (schedules need only a few)."""
 
     def __init__(self, params, layer: str):
         self._params, self._prefix = params, f"{layer}."
 
-    def __getitem__(self, name: str) -> float:
+    def __getitem__(self, name: str):
         return self._params.value(self._prefix + name)
 
     def __iter__(self):
@@ -151,21 +192,29 @@ def _indices(model: Model) -> tuple[dict[str, int], dict[str, int]]:
     return ({n: i for i, n in enumerate(model.state_names)}, {n: i for i, n in enumerate(model.input_names)})
 
 
-def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Schedule:
-    """Dose events of ``scenario`` as segments for the engine."""
+def build_schedule(scenario: Scenario, model: Model, params) -> Schedule:
+    """Dose events of ``scenario`` as segments for the engine (one patient: ``scenario.patient``)."""
+    return build_schedules(scenario, model, params, np.array([scenario.patient.weight_kg])).patient(0)
+
+
+def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndarray) -> Schedules:
+    """Dose events of ``scenario`` as segments for n patients of weights ``weight_kg`` (kg) and
+    parameters ``params`` (shared, or ``ParameterColumns`` with one row per patient)."""
     state_index, input_index = _indices(model)
+    weight_kg = np.asarray(weight_kg, dtype=np.float64)
+    n = weight_kg.shape[0]
     pk_values = _LayerView(params, "pk")
     mw = params.value("pk.mw_ketamine")
     end = scenario.duration_h
 
     events: list[float] = [0.0, end]
-    rate_changes: list[tuple[float, int, float]] = []
-    boluses: list[tuple[float, int, float]] = []
-    dosed = 0.0
+    rate_changes: list[tuple[float, int, np.ndarray]] = []  # (time, input, rate per patient)
+    boluses: list[tuple[float, int, np.ndarray]] = []  # (time, state, amount per patient)
+    dosed = np.zeros(n)
     contact = state_index.get("clinical.treatment_contact")  # absent in models without the clinical layer
     therapy_signal = state_index.get("clinical.therapy_signal")
 
-    def infuse(t: float, input_name: str, umol: float, duration: float) -> float:
+    def infuse(t: float, input_name: str, umol, duration: float):
         """Zero-order input; returns the part given before the end of the run."""
         k = input_index[input_name]
         rate_changes.append((t, k, umol / duration))
@@ -177,7 +226,7 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
         return umol * (end - t) / duration
 
     for dose in scenario.doses:
-        mg = dose.amount_mg(scenario.patient.weight_kg)
+        mg = dose.amount_mg(weight_kg)
         for t in dose.times_h:
             events.append(t)
             if contact is not None:
@@ -187,9 +236,9 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
                 for e, share in DRUG_ENANTIOMERS[dose.drug].items():
                     umol = total_umol * share
                     if dose.route == "iv" and dose.duration_h is not None:
-                        dosed += infuse(t, f"dosing.{e}_ketamine_iv_rate", umol, dose.duration_h)
+                        dosed = dosed + infuse(t, f"dosing.{e}_ketamine_iv_rate", umol, dose.duration_h)
                         continue
-                    dosed += umol
+                    dosed = dosed + umol
                     for suffix, fraction in dose_fractions(dose.route, pk_values).items():
                         state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
                         boluses.append((t, state_index[state], umol * fraction))
@@ -210,12 +259,13 @@ def build_schedule(scenario: Scenario, model: Model, params: ParameterSet) -> Sc
     bounds = np.array(sorted(set(events)), dtype=np.float64)
     n_seg = len(bounds) - 1
     seg_of = {float(t): i for i, t in enumerate(bounds[:-1])}
-    rates = np.zeros((n_seg, len(input_index)))
+    rates = np.zeros((n, n_seg, len(input_index)))
     for t, k, r in rate_changes:
-        rates[seg_of[float(t)]:, k] += r
-    # an infusion's stop subtracts what its start added: clear the round-off, input by input
-    rates[np.abs(rates) < 1e-12 * np.maximum(1.0, np.abs(rates).max(axis=0, initial=0.0))] = 0.0
-    jumps = np.zeros((n_seg, len(state_index)))
+        rates[:, seg_of[float(t)]:, k] += _per_patient(r, n)[:, None]
+    # an infusion's stop subtracts what its start added: clear the round-off, patient by patient and input by input
+    scale = np.maximum(1.0, np.abs(rates).max(axis=1, keepdims=True, initial=0.0))
+    rates[np.abs(rates) < 1e-12 * scale] = 0.0
+    jumps = np.zeros((n, n_seg, len(state_index)))
     for t, k, a in boluses:
-        jumps[seg_of[float(t)], k] += a
-    return Schedule(bounds=bounds, rates=rates, jumps=jumps, dosed_umol=dosed)
+        jumps[:, seg_of[float(t)], k] += _per_patient(a, n)
+    return Schedules(bounds=bounds, rates=rates, jumps=jumps, dosed_umol=_per_patient(dosed, n).copy())

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 
 from .errors import ScenarioError
 from .units import parse_quantity, parse_time
@@ -86,6 +87,73 @@ class Patient:
     bdnf_val66met: str = "val/val"
     inflammation: str = "normal"  # low | normal | high; ignored when il6_pg_ml is given
     il6_pg_ml: float | None = None
+
+
+@dataclass(frozen=True)
+class PatientColumns:
+    """The covariates of many patients as columns (row r is one patient), so that what depends on
+    them (enzyme activities, baselines, dose amounts) is computed for a whole batch at once.
+
+    >>> cols = PatientColumns.of([Patient(weight_kg=60.0), Patient(comedications=("rapamycin",))])
+    >>> cols.weight_kg.tolist(), cols.takes("rapamycin").tolist(), cols.patient(1).comedications
+    ([60.0, 70.0], [False, True], ('rapamycin',))
+    """
+
+    weight_kg: np.ndarray  # (n,) kg
+    age_y: np.ndarray  # (n,) y
+    sex: np.ndarray  # (n,) "female" | "male"
+    baseline_madrs: np.ndarray  # (n,) points
+    cyp2b6: np.ndarray  # (n,) phenotype
+    cyp3a4: np.ndarray  # (n,) phenotype
+    bdnf_val66met: np.ndarray  # (n,) genotype
+    inflammation: np.ndarray  # (n,) low | normal | high
+    comedication_names: tuple[str, ...]
+    taking: np.ndarray  # (n, len(comedication_names)) bool: who takes which co-medication
+    il6_pg_ml: np.ndarray  # (n,) pg/mL, NaN where not given (the inflammation status decides)
+
+    def __len__(self) -> int:
+        return self.weight_kg.shape[0]
+
+    @classmethod
+    def of(cls, patients: Sequence[Patient]) -> PatientColumns:
+        drugs = tuple(dict.fromkeys(d for p in patients for d in p.comedications))
+        return cls(weight_kg=np.array([p.weight_kg for p in patients], dtype=float),
+                   age_y=np.array([p.age_y for p in patients], dtype=float),
+                   sex=np.array([p.sex for p in patients], dtype=object),
+                   baseline_madrs=np.array([p.baseline_madrs for p in patients], dtype=float),
+                   cyp2b6=np.array([p.cyp2b6 for p in patients], dtype=object),
+                   cyp3a4=np.array([p.cyp3a4 for p in patients], dtype=object),
+                   bdnf_val66met=np.array([p.bdnf_val66met for p in patients], dtype=object),
+                   inflammation=np.array([p.inflammation for p in patients], dtype=object),
+                   comedication_names=drugs,
+                   taking=np.array([[d in p.comedications for d in drugs] for p in patients], dtype=bool
+                                   ).reshape(len(patients), len(drugs)),
+                   il6_pg_ml=np.array([np.nan if p.il6_pg_ml is None else p.il6_pg_ml for p in patients], dtype=float))
+
+    def takes(self, drug: str) -> np.ndarray:
+        """(n,) bool: who takes ``drug``."""
+        if drug not in self.comedication_names:
+            return np.zeros(len(self), dtype=bool)
+        return self.taking[:, self.comedication_names.index(drug)]
+
+    def comedication_lists(self) -> list[str]:
+        """Each patient's co-medications, comma-separated (as the patients table shows them)."""
+        names = np.array(self.comedication_names, dtype=object)
+        return [",".join(names[row]) for row in self.taking]
+
+    def take(self, rows) -> PatientColumns:
+        """The patients at ``rows`` (indices or a slice)."""
+        return PatientColumns(**{f: (getattr(self, f) if f == "comedication_names" else getattr(self, f)[rows])
+                                 for f in self.__dataclass_fields__})
+
+    def patient(self, r: int) -> Patient:
+        il6 = float(self.il6_pg_ml[r])
+        return Patient(weight_kg=float(self.weight_kg[r]), age_y=float(self.age_y[r]), sex=str(self.sex[r]),
+                       baseline_madrs=float(self.baseline_madrs[r]), cyp2b6=str(self.cyp2b6[r]),
+                       cyp3a4=str(self.cyp3a4[r]),
+                       comedications=tuple(d for d, t in zip(self.comedication_names, self.taking[r]) if t),
+                       bdnf_val66met=str(self.bdnf_val66met[r]), inflammation=str(self.inflammation[r]),
+                       il6_pg_ml=None if math.isnan(il6) else il6)
 
 
 @dataclass(frozen=True)

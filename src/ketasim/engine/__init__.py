@@ -7,7 +7,7 @@ and GPUs). The model layers know nothing about either.
 
 from __future__ import annotations
 
-from .problem import Problem, SolverSettings, build_problem
+from .problem import Problem, SolverSettings, build_batch_problem, build_problem
 
 BACKENDS = ("cpu", "jax")
 
@@ -27,4 +27,4 @@ def solve(problem: Problem, settings: SolverSettings = SolverSettings(), backend
     raise ValueError(f"unknown backend '{backend}'; allowed: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Problem", "STATUS_MESSAGES", "SolverSettings", "build_problem", "solve"]
+__all__ = ["BACKENDS", "Problem", "STATUS_MESSAGES", "SolverSettings", "build_batch_problem", "build_problem", "solve"]

@@ -28,12 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+
+import numpy as np
 
 from ..errors import ParameterError, ParameterRangeError
 from ..units import to_internal
@@ -173,6 +175,43 @@ class ParameterSet(Mapping[str, Parameter]):
         for name, p in self._params.items():
             out.setdefault(p.source, []).append(name)
         return out
+
+
+class ParameterColumns:
+    """Parameter values that differ between patients: one row per patient, one column per name
+    (internal units), read like a ``ParameterSet`` whose ``value(name)`` is an (n,) column.
+
+    >>> cols = ParameterColumns(("pk.a", "pk.b"), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    >>> cols.value("pk.b").tolist(), len(cols), list(cols)
+    ([2.0, 4.0], 2, ['pk.a', 'pk.b'])
+    """
+
+    def __init__(self, names: tuple[str, ...], values: np.ndarray):
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(names):
+            raise ValueError(f"values must have shape (patients, {len(names)}), not {values.shape}")
+        self.names, self.values = tuple(names), values
+        self._position = {n: i for i, n in enumerate(self.names)}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def value(self, name: str) -> np.ndarray:
+        """(n,) values of ``name``, one per patient."""
+        return self.values[:, self._position[name]]
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """(n, len(names)) values of ``names``."""
+        return self.values[:, [self._position[n] for n in names]]
+
+    def row(self, r: int) -> dict[str, float]:
+        return dict(zip(self.names, self.values[r].tolist()))
+
+    def take(self, rows) -> ParameterColumns:
+        return ParameterColumns(self.names, self.values[rows])
 
 
 def _read_toml(path: Path) -> dict:

@@ -5,8 +5,8 @@
 True
 """
 
-from .sample import LINKED_PARAMETERS, PatientParameters, PopulationSampler, VirtualPatient
+from .sample import LINKED_PARAMETERS, Cohort, PatientParameters, PopulationSampler, VirtualPatient
 from .spec import MAX_PATIENTS, Categorical, Continuous, PopulationSpec, Variability, presets
 
-__all__ = ["LINKED_PARAMETERS", "MAX_PATIENTS", "Categorical", "Continuous", "PatientParameters",
+__all__ = ["LINKED_PARAMETERS", "MAX_PATIENTS", "Categorical", "Cohort", "Continuous", "PatientParameters",
            "PopulationSampler", "PopulationSpec", "Variability", "VirtualPatient", "presets"]

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ScenarioError
-from ..model.constraints import violations
-from ..params import ParameterSet
-from ..scenario import Patient
+from ..model.constraints import CONSTRAINED_PARAMETERS, satisfied
+from ..params import ParameterColumns, ParameterSet
+from ..scenario import Patient, PatientColumns
 from .spec import PopulationSpec
 
 #: parameters that are copies of another's value in a second layer: they vary together
@@ -63,6 +63,41 @@ class VirtualPatient:
     parameters: PatientParameters
 
 
+@dataclass(frozen=True)
+class Cohort:
+    """Drawn patients as arrays: row r is patient ``indices[r]`` of its stream, with its covariates
+    (``patients``) and its parameter values (``parameters``, internal units). What a trial chunk
+    simulates, without a Python object per patient."""
+
+    indices: np.ndarray  # (n,) patient numbers within the stream
+    patients: PatientColumns
+    parameters: ParameterColumns
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def take(self, rows) -> Cohort:
+        return Cohort(self.indices[rows], self.patients.take(rows), self.parameters.take(rows))
+
+    @staticmethod
+    def concatenate(cohorts: Sequence[Cohort]) -> Cohort:
+        first = cohorts[0]
+        if len(cohorts) == 1:
+            return first
+        patients = {f: (getattr(first.patients, f) if f == "comedication_names"
+                        else np.concatenate([getattr(c.patients, f) for c in cohorts]))
+                    for f in PatientColumns.__dataclass_fields__}
+        return Cohort(np.concatenate([c.indices for c in cohorts]), PatientColumns(**patients),
+                      ParameterColumns(first.parameters.names, np.concatenate([c.parameters.values for c in cohorts])))
+
+    def virtual_patients(self) -> list[VirtualPatient]:
+        """The same patients as objects (one per row)."""
+        names = self.parameters.names
+        return [VirtualPatient(index=int(i), patient=self.patients.patient(r),
+                               parameters=PatientParameters(zip(names, row)))
+                for r, (i, row) in enumerate(zip(self.indices.tolist(), self.parameters.values.tolist()))]
+
+
 class PopulationSampler:
     """Draws patients of one ``PopulationSpec`` around one ``ParameterSet``."""
 
@@ -89,6 +124,7 @@ class PopulationSampler:
         self._varied_index = np.array([position[n] for n in self.varied], dtype=int)
         self._linked_index = [(position[c], position[o]) for c, o in LINKED_PARAMETERS.items()
                               if c in position and o in position and o in self.varied]
+        self._constraint_columns = {n: position[n] for n in CONSTRAINED_PARAMETERS if n in position}
 
     def _correlation_structure(self, correlations):
         n = len(self.varied)
@@ -130,48 +166,51 @@ class PopulationSampler:
         return self.draw_many(seed, stream, [index])[0]
 
     def draw_many(self, seed: int, stream: int, indices: Sequence[int]) -> list[VirtualPatient]:
+        """The patients at ``indices`` as objects (``draw_cohort`` gives them as arrays)."""
+        if len(indices) == 0:
+            return []
+        return self.draw_cohort(seed, stream, indices).virtual_patients()
+
+    def draw_cohort(self, seed: int, stream: int, indices: Sequence[int]) -> Cohort:
         """The patients at ``indices``; each block of ``BLOCK`` consecutive indices is drawn whole, so a
         patient depends only on its block, never on which other patients are asked for."""
-        blocks: dict[int, list[VirtualPatient]] = {}
-        out = []
-        for i in indices:
-            b, r = divmod(int(i), BLOCK)
-            if b not in blocks:
-                blocks[b] = self._block(seed, stream, b)
-            out.append(blocks[b][r])
-        return out
+        block, row = np.divmod(np.asarray(indices, dtype=np.int64).reshape(-1), BLOCK)
+        if block.size == 0:
+            raise ValueError("no patient indices given")
+        needed = np.unique(block)
+        drawn = Cohort.concatenate([self._block(seed, stream, int(b)) for b in needed])
+        return drawn.take(np.searchsorted(needed, block) * BLOCK + row)
 
     @staticmethod
     def rating_noise(seed: int, stream: int, indices: Sequence[int], size: int) -> np.ndarray:
         """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from its
         block's own stream (so they do not depend on chunking either)."""
-        blocks: dict[int, np.ndarray] = {}
-        rows = []
-        for i in indices:
-            b, r = divmod(int(i), BLOCK)
-            if b not in blocks:
-                blocks[b] = _rng(seed, stream, b, _RATING_STREAM).standard_normal((BLOCK, size))
-            rows.append(blocks[b][r])
-        return np.array(rows).reshape(len(rows), size)
+        block, row = np.divmod(np.asarray(indices, dtype=np.int64).reshape(-1), BLOCK)
+        needed = np.unique(block)
+        noise = [_rng(seed, stream, int(b), _RATING_STREAM).standard_normal((BLOCK, size)) for b in needed]
+        if not noise:
+            return np.zeros((0, size))
+        return np.concatenate(noise)[np.searchsorted(needed, block) * BLOCK + row]
 
-    def _block(self, seed: int, stream: int, block: int) -> list[VirtualPatient]:
+    def _block(self, seed: int, stream: int, block: int) -> Cohort:
         patients = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
         parameters = self._parameters(_rng(seed, stream, block, _VARIABILITY_STREAM), BLOCK)
-        return [VirtualPatient(index=block * BLOCK + r, patient=p, parameters=q)
-                for r, (p, q) in enumerate(zip(patients, parameters))]
+        return Cohort(block * BLOCK + np.arange(BLOCK), patients, ParameterColumns(self._names, parameters))
 
-    def _covariates(self, rng, n: int) -> list[Patient]:
+    def _covariates(self, rng, n: int) -> PatientColumns:
         s = self.spec
         female = rng.random(n) < s.female_fraction
         weight, age, madrs = s.weight.draw_many(rng, n), s.age.draw_many(rng, n), s.baseline_madrs.draw_many(rng, n)
         cyp2b6, cyp3a4 = s.cyp2b6.draw_many(rng, n), s.cyp3a4.draw_many(rng, n)
         bdnf, inflammation = s.bdnf_val66met.draw_many(rng, n), s.inflammation.draw_many(rng, n)
-        drugs = [drug for drug, _ in s.comedications]
+        drugs = tuple(drug for drug, _ in s.comedications)
         taking = rng.random((n, len(drugs))) < np.array([p for _, p in s.comedications])
-        return [Patient(weight_kg=float(weight[r]), age_y=float(age[r]), sex="female" if female[r] else "male",
-                        baseline_madrs=float(madrs[r]), cyp2b6=cyp2b6[r], cyp3a4=cyp3a4[r],
-                        comedications=tuple(d for d, t in zip(drugs, taking[r]) if t), bdnf_val66met=bdnf[r],
-                        inflammation=inflammation[r]) for r in range(n)]
+        return PatientColumns(weight_kg=np.asarray(weight, dtype=float), age_y=np.asarray(age, dtype=float),
+                              sex=np.where(female, "female", "male").astype(object),
+                              baseline_madrs=np.asarray(madrs, dtype=float),
+                              cyp2b6=np.array(cyp2b6, dtype=object), cyp3a4=np.array(cyp3a4, dtype=object),
+                              bdnf_val66met=np.array(bdnf, dtype=object), inflammation=np.array(inflammation, dtype=object),
+                              comedication_names=drugs, taking=taking.reshape(n, len(drugs)), il6_pg_ml=np.full(n, np.nan))
 
     def _log_deviations(self, rng, n: int) -> np.ndarray:
         """(n, n_varied) log-deviations within the ranges (outside values redrawn; a correlated
@@ -198,26 +237,30 @@ class PopulationSampler:
                 eta[np.ix_(rows, group)] = self.omega[group] * (z @ self.cholesky[np.ix_(group, group)].T)
         return np.clip(eta, self.log_low, self.log_high)
 
-    def _parameters(self, rng, n: int) -> list[PatientParameters]:
+    def _parameters(self, rng, n: int) -> np.ndarray:
+        """(n, n_parameters) values; a row whose combination the equations cannot take is drawn again."""
         if not self.varied:
-            return [PatientParameters(self.typical) for _ in range(n)]
+            return np.tile(self._typical_array, (n, 1))
         drawn = self._parameter_rows(rng, n)
-        bad = [r for r in range(n) if violations(drawn[r])]
-        for _ in range(_MAX_REDRAWS):  # a combination the equations cannot take is drawn again
-            if not bad:
+        bad = np.flatnonzero(~self._admissible(drawn))
+        for _ in range(_MAX_REDRAWS):
+            if bad.size == 0:
                 return drawn
-            for r, row in zip(bad, self._parameter_rows(rng, len(bad))):
-                drawn[r] = row
-            bad = [r for r in bad if violations(drawn[r])]
+            drawn[bad] = self._parameter_rows(rng, bad.size)
+            bad = bad[~self._admissible(drawn[bad])]
         raise RuntimeError("could not draw parameters satisfying the model's constraints; "
                            "lower population.variability.scale")
 
-    def _parameter_rows(self, rng, n: int) -> list[PatientParameters]:
+    def _admissible(self, values: np.ndarray) -> np.ndarray:
+        """(n,) whether each row satisfies every condition of ``model/constraints.py``."""
+        return satisfied({name: values[:, i] for name, i in self._constraint_columns.items()}, values.shape[0])
+
+    def _parameter_rows(self, rng, n: int) -> np.ndarray:
         values = np.tile(self._typical_array, (n, 1))
         values[:, self._varied_index] *= np.exp(self._log_deviations(rng, n))
         for copy, original in self._linked_index:
             values[:, copy] *= values[:, original] / self._typical_array[original]
-        return [PatientParameters(zip(self._names, row)) for row in values.tolist()]
+        return values
 
 
 def _rng(seed: int, stream: int, block: int, purpose: int) -> np.random.Generator:

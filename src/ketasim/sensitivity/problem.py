@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import SolverSettings, build_problem, solve
+from ..engine import SolverSettings, build_batch_problem, solve
 from ..model.constraints import violations
 from ..model.system import default_model
-from ..params import ParameterSet
-from ..population import LINKED_PARAMETERS, PatientParameters
-from ..scenario import Scenario
+from ..params import ParameterColumns, ParameterSet
+from ..population import LINKED_PARAMETERS
+from ..scenario import PatientColumns, Scenario
 from ..units import to_internal
 from .outputs import OutputSpec, SensitivityError
 
@@ -211,8 +211,11 @@ class ScenarioEvaluator:
         from ..simulate import observe_batch
 
         model = default_model()
-        patients = [PatientParameters(internal_values(self.params, self.space, r)) for r in rows]
-        problem = build_problem([self.scenario] * len(patients), patients, model, t_out=self.times)
+        values = [internal_values(self.params, self.space, r) for r in rows]
+        names = tuple(values[0])
+        parameters = ParameterColumns(names, np.array([[v[n] for n in names] for v in values]))
+        patients = PatientColumns.of([self.scenario.patient] * len(values))
+        problem = build_batch_problem(self.scenario, patients, parameters, model, t_out=self.times)
         states, status, _ = solve(problem, self.settings)
         out = observe_batch(model, states, problem.parameter_names, problem.theta, self.names)
         cols = [out[o.name][:, int(np.searchsorted(self.times, o.time_h))] for o in self.outputs]

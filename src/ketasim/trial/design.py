@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +373,3 @@ def session_starts(spec: TrialSpec, period: Period) -> list[float]:
     arm = next(a for a in spec.arms if a.name == period.arm)
     return sorted({period.start_h + t for d in arm.doses for t in parse_times(d, "dose")})
 
-
-def with_patient(scenario: Scenario, patient) -> Scenario:
-    return replace(scenario, patient=patient)

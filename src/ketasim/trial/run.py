@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..engine import STATUS_MESSAGES, SolverSettings, build_problem, solve
+from ..engine import STATUS_MESSAGES, SolverSettings, build_batch_problem, solve
 from ..model.system import Model, default_model
 from ..params import ParameterSet
-from ..population import PopulationSampler
+from ..population import Cohort, PopulationSampler
 from ..population.sample import BLOCK
+from ..scenario import PatientColumns
 from ..simulate import observe_batch
-from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts, with_patient
+from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts
 
 #: tolerances for trials: the loosest that keeps MADRS within 0.01 points of a tight reference
 #: (benchmarks/trial_throughput.py: max error 2.5e-3 points over 2,000 patients at rtol 1e-3, atol 1e-10;
@@ -117,7 +118,7 @@ class PreparedChunk:
     spec: TrialSpec
     seq: Sequence
     timeline: Timeline
-    patients: list
+    cohort: Cohort
     problem: object
     model: Model
     sampler: PopulationSampler
@@ -129,10 +130,9 @@ def prepare_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: in
     spec, sampler, model = _context(raw_json, params)
     seq = spec.sequences[seq_index]
     tl = timeline(spec, seq)
-    patients = sampler.draw_many(spec.seed, seq.stream, range(start, stop))
-    problem = build_problem([with_patient(seq.scenario, vp.patient) for vp in patients],
-                            [vp.parameters for vp in patients], model, t_out=tl.times)
-    return PreparedChunk(spec, seq, tl, patients, problem, model, sampler, start, stop)
+    cohort = sampler.draw_cohort(spec.seed, seq.stream, range(start, stop))
+    problem = build_batch_problem(seq.scenario, cohort.patients, cohort.parameters, model, t_out=tl.times)
+    return PreparedChunk(spec, seq, tl, cohort, problem, model, sampler, start, stop)
 
 
 def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataFrame:
@@ -142,7 +142,7 @@ def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataF
     outputs = chunk_outputs(chunk.model, states, chunk.problem, tl)
     noise = chunk.sampler.rating_noise(spec.seed, seq.stream, range(chunk.start, chunk.stop), tl.assessments.size)
     rated = rated_madrs(outputs["clinical.madrs"], tl, noise * params.value("population.madrs_rating_sd"))
-    return _rows(spec, seq, tl, chunk.patients, outputs, rated, status)
+    return _rows(spec, seq, tl, chunk.cohort, outputs, rated, status)
 
 
 def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: int, stop: int,
@@ -214,10 +214,10 @@ def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, thresh
     return relapsed_by, relapse_time, response_time, responded
 
 
-def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mapping[str, np.ndarray],
+def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs: Mapping[str, np.ndarray],
           rated: np.ndarray, status: np.ndarray) -> pd.DataFrame:
     ep = spec.endpoints
-    n, n_assess = len(patients), len(spec.assessments_h)
+    n, n_assess = len(cohort), len(spec.assessments_h)
     ok = status == 0
     nan_if_failed = np.where(ok[:, None], 1.0, np.nan)
     madrs_all = rated * nan_if_failed
@@ -240,7 +240,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mappi
                                                    ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
         columns: dict[str, Any] = {
             "arm": period.arm, "sequence": seq.name, "period": p + 1,
-            "patient": np.repeat([f"{seq.stream}-{vp.index}" for vp in patients], n_assess),
+            "patient": np.repeat([f"{seq.stream}-{i}" for i in cohort.indices.tolist()], n_assess),
             "assessment [h]": np.tile(assess_h, n),
             "madrs [points]": madrs.ravel(),
             "madrs_model [points]": model_madrs[:, tl.assessments[p]].ravel(),
@@ -259,20 +259,20 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, patients, outputs: Mappi
             values = outputs[name] * nan_if_failed
             columns[column] = (_session_peak(values, tl.sessions[p]) if how == "session peak"
                                else values[:, tl.assessments[p]]).ravel()
-        columns.update(_covariate_columns(patients, n_assess))
+        columns.update(_covariate_columns(cohort.patients, n_assess))
         columns["status"] = np.repeat([STATUS_MESSAGES[int(s)] for s in status], n_assess)
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 
-def _covariate_columns(patients, n_assess: int) -> dict[str, np.ndarray]:
-    def col(f):
-        return np.repeat([f(vp.patient) for vp in patients], n_assess)
+def _covariate_columns(patients: PatientColumns, n_assess: int) -> dict[str, np.ndarray]:
+    def col(values):
+        return np.repeat(values, n_assess)
 
-    return {"weight [kg]": col(lambda p: p.weight_kg), "age [y]": col(lambda p: p.age_y), "sex": col(lambda p: p.sex),
-            "cyp2b6": col(lambda p: p.cyp2b6), "cyp3a4": col(lambda p: p.cyp3a4),
-            "bdnf_val66met": col(lambda p: p.bdnf_val66met), "inflammation": col(lambda p: p.inflammation),
-            "comedications": col(lambda p: ",".join(p.comedications))}
+    return {"weight [kg]": col(patients.weight_kg), "age [y]": col(patients.age_y), "sex": col(patients.sex),
+            "cyp2b6": col(patients.cyp2b6), "cyp3a4": col(patients.cyp3a4),
+            "bdnf_val66met": col(patients.bdnf_val66met), "inflammation": col(patients.inflammation),
+            "comedications": col(np.array(patients.comedication_lists(), dtype=object))}
 
 
 # ---------------------------------------------------------------------- the whole trial
