@@ -10,7 +10,13 @@ Each engine runs at its own loosest tolerance that meets the trials' accuracy: a
 same absolute tolerance for both), the first rtol whose MADRS stays within ``--accuracy`` points
 of the reference for every patient the engine is timed on, with no failed patient, is the
 engine's tolerance (CVODE fails for a few patients at loose tolerances, so the search runs on the
-timed patients themselves, not on a subset). Both are then timed again at that tolerance.
+timed patients themselves, not on a subset). Both are then timed again at that tolerance. The
+absolute tolerance is the trials' own (``TRIAL_SETTINGS.atol``, 1e-7 in uM/umol) unless ``--atol``
+says otherwise; the step cap is the trials' own for ketasim (CVODE has none).
+
+Two more measurements: the trials' own tolerance on virtual patients with the full parameter
+variability (the engine comparison varies covariates only, which libRoadRunner takes as values),
+and a whole ``run_trial`` end to end (sampling, schedules, solve, readouts, table, statistics).
 
     python benchmarks/trial_throughput.py [--n 2000] [--n-rr 400] [--json PATH]
 
@@ -37,7 +43,7 @@ import numpy as np
 ASSESSMENTS_H = [0.0, 2 / 3, 4.0, 24.0, 72.0, 168.0, 336.0, 672.0]
 BASE = {"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"}],
         "simulation": {"duration": "28 d", "output_every": "1 d"}}
-LADDER = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 1e-7, 1e-8)
+LADDER = (1e-2, 3e-3, 1e-3, 5e-4, 3e-4, 1e-4, 5e-5, 3e-5, 1e-5, 3e-6, 1e-6, 1e-7, 1e-8)
 REFERENCE_TOL = (1e-11, 1e-14)
 
 
@@ -64,8 +70,9 @@ def ketasim_problem(scenarios):
 def run_ketasim(problem, i_madrs, rtol, atol):
     """(MADRS (n, 8), status, steps, seconds); the kernel is loaded (or compiled) before timing."""
     from ketasim.engine import SolverSettings, solve
+    from ketasim.trial.run import TRIAL_SETTINGS
 
-    settings = SolverSettings(rtol=rtol, atol=atol)
+    settings = SolverSettings(rtol=rtol, atol=atol, h_max=TRIAL_SETTINGS.h_max)
     solve(problem.subset(slice(0, 1)), settings)
     t0 = time.perf_counter()
     states, status, steps = solve(problem, settings)
@@ -177,6 +184,34 @@ def loosest_tolerance(run, reference, accuracy, atol, label):
     raise SystemExit(f"{label}: no tolerance on the ladder reaches {accuracy} MADRS points")
 
 
+def trial_tolerance_error(n: int) -> dict:
+    """The trials' own tolerance (``TRIAL_SETTINGS``) on n virtual patients of the treatment-resistant
+    population with its full parameter variability (which the engine comparison above leaves out):
+    the largest MADRS error at the assessments against the tight reference."""
+    from ketasim.engine import SolverSettings, build_batch_problem, solve
+    from ketasim.model import default_model
+    from ketasim.params import load_parameters
+    from ketasim.population import PopulationSampler
+    from ketasim.trial import TrialSpec
+    from ketasim.trial.run import TRIAL_SETTINGS
+
+    spec = TrialSpec.from_dict({"trial": {"name": "tolerance", "seed": 1, "assessments": ["1 h"]},
+                                "population": {"n": n, "preset": "treatment-resistant"},
+                                "arm": [{"name": "ketamine", "dose": BASE["dose"]}]})
+    model, params = default_model(), load_parameters()
+    cohort = PopulationSampler(spec.population, params).draw_cohort(spec.seed, 0, range(n))
+    problem = build_batch_problem(spec.sequences[0].scenario, cohort.patients, cohort.parameters, model,
+                                  t_out=np.asarray(ASSESSMENTS_H))
+    i_madrs = model.state_names.index("clinical.severity")
+    ref, ref_status, _ = solve(problem, SolverSettings(rtol=REFERENCE_TOL[0], atol=REFERENCE_TOL[1]))
+    trial, status, steps = solve(problem, TRIAL_SETTINGS)
+    ok = (ref_status == 0) & (status == 0)
+    err = np.abs(trial[ok][:, :, i_madrs] - ref[ok][:, :, i_madrs]).max(axis=1)
+    return {"patients": n, "rtol": TRIAL_SETTINGS.rtol, "atol": TRIAL_SETTINGS.atol, "h_max_h": TRIAL_SETTINGS.h_max,
+            "failed": int(np.sum(~ok)), "mean_steps": float(steps.mean()), "max_madrs_error_points": float(err.max()),
+            "p99_madrs_error_points": float(np.percentile(err, 99))}
+
+
 def end_to_end(n: int) -> tuple[float, int]:
     """Patients/s of a whole virtual trial in one process: what `ketasim trial` does, without writing files."""
     from ketasim.trial import run_trial
@@ -195,12 +230,19 @@ def main():
     ap.add_argument("--n", type=int, default=2000, help="patients for ketasim")
     ap.add_argument("--n-rr", type=int, default=400, help="patients for libRoadRunner")
     ap.add_argument("--accuracy", type=float, default=0.01, help="allowed MADRS error against the reference [points]")
-    ap.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance of both engines")
+    ap.add_argument("--atol", type=float, default=None,
+                    help="absolute tolerance of both engines (default: the trials' own, TRIAL_SETTINGS.atol)")
     ap.add_argument("--skip-cold-compile", action="store_true", help="do not time a compile from an empty cache")
     ap.add_argument("--n-e2e", type=int, default=10_000, help="patients of the end-to-end run_trial measurement")
+    ap.add_argument("--n-iiv", type=int, default=2000, help="patients (with parameter variability) for the trial tolerance check")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/trial_throughput.json"))
     args = ap.parse_args()
     import numba
+
+    from ketasim.trial.run import TRIAL_SETTINGS
+
+    if args.atol is None:
+        args.atol = TRIAL_SETTINGS.atol
 
     from ketasim.model import default_model
     from ketasim.sbml import export_sbml
@@ -257,11 +299,17 @@ def main():
           f"{between:.1e} points; ketasim {k_steps.mean():.1f} steps/patient, {us_step:.2f} us/step; "
           f"compile from empty cache {cold}, load from cache {t_load:.1f} s, problem build {t_build:.1f} s; "
           f"libRoadRunner load {rr_load:.1f} s")
+    tol = trial_tolerance_error(args.n_iiv)
+    print(f"trial tolerance (rtol {tol['rtol']:g}, atol {tol['atol']:g}, steps up to {tol['h_max_h']:g} h) on "
+          f"{tol['patients']} treatment-resistant patients with parameter variability: max MADRS error "
+          f"{tol['max_madrs_error_points']:.1e} points (99th percentile {tol['p99_madrs_error_points']:.1e}), "
+          f"{tol['mean_steps']:.1f} steps/patient, {tol['failed']} failed")
     e2e_rate, e2e_n = end_to_end(args.n_e2e)
     print(f"end to end, `ketasim.run_trial` (population sampling, schedules, solve, readouts, patients table, "
           f"statistics), {e2e_n} patients: {e2e_rate:,.0f} patients/s = {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop")
     report = {
         "end_to_end": {"patients": e2e_n, "patients_per_s": e2e_rate, "ratio_to_libroadrunner": e2e_rate / rr_rate},
+        "trial_tolerance": tol,
         "model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "atol": args.atol,
         "accuracy_points": args.accuracy,
         "reference": {"engine": "ketasim", "rtol": REFERENCE_TOL[0], "atol": REFERENCE_TOL[1], "patients": n_all,

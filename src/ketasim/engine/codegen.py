@@ -26,12 +26,12 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..model.system import Model
-from .sparse_lu import MAX_MULTIPLIER, SparseLU, factor_source, solve_source, symbolic_lu
+from .sparse_lu import FASTMATH, MAX_MULTIPLIER, NJIT, SparseLU, factor_source, solve_source, symbolic_lu
 
 _TEMPLATE = Path(__file__).with_name("rodas4_template.py")
 _TABLEAU = Path(__file__).with_name("tableau.py")
 _SPARSE_LU = Path(__file__).with_name("sparse_lu.py")
-_GENERATOR_VERSION = "5"
+_GENERATOR_VERSION = "6"
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _function_source(name: str, args: str, assignments: list[tuple[str, sp.Expr,
     printer = _Printer({"fully_qualified_modules": True})
     exprs = [e for _, e, _ in assignments]
     subs, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations="basic")
-    lines = ["@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}({args}):"]
+    lines = [NJIT, f"def {name}({args}):"]
     lines += [f"    {c}" for c in constants]
     for sym, e in subs:
         lines.append(f"    {sym} = {printer.doprint(e)}")
@@ -156,7 +156,7 @@ def kernel_source(sm: SymbolicModel) -> str:
         "import math\nimport numba\nimport numpy as np\n\n"
         f"N_STATES = {n}\nN_PARAMS = {len(sm.parameter_names)}\n"
         f"N_INPUTS = {len(sm.input_names)}\nN_DERIVED = {len(derived)}\n"
-        f"LU_SIZE = {lu.size}\nMAX_MULTIPLIER = {MAX_MULTIPLIER!r}\n"
+        f"LU_SIZE = {lu.size}\nMAX_MULTIPLIER = {MAX_MULTIPLIER!r}\nFASTMATH = {set(FASTMATH)!r}\n"
         "# original (row, column) of each stored entry of W, for the dense fallback\n"
         f"W_ROWS = np.array({[lu.perm[r] for (r, _), _ in slots]}, dtype=np.int64)\n"
         f"W_COLS = np.array({[lu.perm[c] for (_, c), _ in slots]}, dtype=np.int64)\n\n"

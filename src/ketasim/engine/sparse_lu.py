@@ -26,6 +26,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+#: LLVM fast-math flags of all generated code: fused multiply-adds, reciprocals, no signed zeros
+#: (about 7 % faster steps; results move by ~1e-8 relative). Not "reassoc": it let the compiled
+#: loops depend on where a patient's arrays lie in memory, so a patient's result changed in the last
+#: bits with the chunk size; not "nnan"/"ninf" (the integrator tests for non-finite values); not
+#: approximate elementary functions
+FASTMATH = ("arcp", "contract", "nsz")
+NJIT = "@numba.njit(cache=True, nogil=True, fastmath={%s})" % ", ".join(repr(f) for f in FASTMATH)
 #: a multiplier |l_ik| above this rejects the factorisation (threshold pivoting with u = 1e-10)
 MAX_MULTIPLIER = 1e10
 
@@ -136,7 +143,7 @@ def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
     """``name(lu) -> bool``: factor W (already in ``lu``) in place; False if a pivot is unfit."""
     multipliers = [lu.slots[(r, k)] for r in range(lu.n) for k in lu.rows[r] if k < r]
     lines = [f"{name.upper()}_MULTIPLIERS = np.array({multipliers}, dtype=np.int64)", "", "",
-             "@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}(lu):"]
+             NJIT, f"def {name}(lu):"]
     for r in range(lu.n):
         for k in lu.rows[r]:
             if k >= r:
@@ -163,7 +170,7 @@ def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
 def solve_source(lu: SparseLU, name: str = "w_solve") -> str:
     """``name(lu, b)``: overwrite b (original state order) with W^-1 b from the factors."""
     p = lu.perm
-    lines = ["@numba.njit(cache=True, fastmath=False, nogil=True)", f"def {name}(lu, b):"]
+    lines = [NJIT, f"def {name}(lu, b):"]
     for r in range(lu.n):  # forward: unit lower triangle
         terms = [f"lu[{lu.slots[(r, k)]}] * b[{p[k]}]" for k in lu.rows[r] if k < r]
         if terms:
