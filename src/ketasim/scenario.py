@@ -146,6 +146,15 @@ class PatientColumns:
         return PatientColumns(**{f: (getattr(self, f) if f == "comedication_names" else getattr(self, f)[rows])
                                  for f in self.__dataclass_fields__})
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[PatientColumns]) -> PatientColumns:
+        """The patients of ``parts`` one after another (all with the same co-medication columns)."""
+        names = parts[0].comedication_names
+        if any(p.comedication_names != names for p in parts):
+            raise ValueError("patients with different co-medication columns cannot be concatenated")
+        return cls(**{f: (names if f == "comedication_names" else np.concatenate([getattr(p, f) for p in parts]))
+                      for f in cls.__dataclass_fields__})
+
     def patient(self, r: int) -> Patient:
         il6 = float(self.il6_pg_ml[r])
         return Patient(weight_kg=float(self.weight_kg[r]), age_y=float(self.age_y[r]), sex=str(self.sex[r]),

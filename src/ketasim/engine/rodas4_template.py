@@ -5,8 +5,8 @@
 # solver as one unit. W = I/(h GAMMA) - J is built, factored and solved in the sparse storage of
 # ketasim.engine.sparse_lu (fixed pattern, no pivoting); if that factorisation reports an unfit
 # pivot, the step uses the dense LU with partial pivoting below instead. Each patient gets its own
-# adaptive step size; patients run in parallel threads (prange). Outputs between steps come from
-# cubic Hermite interpolation with the derivatives at both step ends.
+# adaptive step size; ketasim.engine.cpu runs slices of a batch in parallel threads. Outputs between
+# steps come from cubic Hermite interpolation with the derivatives at both step ends.
 # Status codes: 0 ok, 1 too many steps, 2 step size underflow, 3 non-finite values.
 # ---------------------------------------------------------------------------------------------
 from ketasim.engine.tableau import (  # noqa: E402  (the coefficients every backend shares)
@@ -256,9 +256,9 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
     return 0, steps
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, fastmath=FASTMATH)  # nogil: a trial prepares the next chunk meanwhile
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)  # nogil: several run at once, in threads (engine.cpu)
 def solve_batch(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps, out, status, n_steps):
-    for b in numba.prange(y0.shape[0]):
+    for b in range(y0.shape[0]):
         st, ns = integrate_patient(y0[b], p[b], seg_t[b], seg_u[b], seg_jump[b], t_out,
                                    rtol, atol, h_max, max_steps, out[b])
         status[b] = st

@@ -31,6 +31,7 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -121,6 +122,7 @@ class ParameterSet(Mapping[str, Parameter]):
         problems = violations({name: p.internal for name, p in self._params.items()})
         if problems:
             raise ParameterRangeError("; ".join(problems))
+        self._digest: str | None = None
 
     def __reduce__(self):  # picklable (mapping proxies are not), so sets travel to worker processes
         return (ParameterSet, (dict(self._params),))
@@ -165,9 +167,11 @@ class ParameterSet(Mapping[str, Parameter]):
     def digest(self) -> str:
         """SHA-256 of the internal values, CVs and ranges (populations draw from all three), so a
         result can name the exact parameter set."""
-        payload = json.dumps({n: [p.internal, p.cv, list(p.range)] for n, p in self._params.items()},
-                             sort_keys=True).encode()
-        return hashlib.sha256(payload).hexdigest()
+        if self._digest is None:  # immutable: computed once (trials ask per chunk)
+            payload = json.dumps({n: [p.internal, p.cv, list(p.range)] for n, p in self._params.items()},
+                                 sort_keys=True).encode()
+            self._digest = hashlib.sha256(payload).hexdigest()
+        return self._digest
 
     def citations(self) -> dict[str, list[str]]:
         """Each distinct source with the parameters that use it."""
@@ -233,20 +237,28 @@ def load_parameter_file(path: str | Path, layer: str | None = None) -> dict[str,
             for name, entry in data.items()}
 
 
-def load_parameters(path: str | Path | None = None) -> ParameterSet:
-    """Load the package's parameter files, or a single override file written by the user.
-
-    An override file holds tables named ``layer.name`` (quoted keys) that replace packaged entries.
-    """
+@lru_cache(maxsize=1)
+def _packaged_parameters() -> ParameterSet:
+    """The package's own parameter files, read once per process (a set is immutable)."""
     params: dict[str, Parameter] = {}
     folder = resources.files(__package__)
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
             params.update(load_parameter_file(Path(str(entry))))
-    if path is not None:
-        data = _read_toml(Path(path))
-        for name, entry in data.items():
-            if name not in params:
-                raise ParameterError(f"{path}: unknown parameter '{name}'")
-            params[name] = _make_parameter(name, entry, str(path))
+    return ParameterSet(params)
+
+
+def load_parameters(path: str | Path | None = None) -> ParameterSet:
+    """Load the package's parameter files, or a single override file written by the user.
+
+    An override file holds tables named ``layer.name`` (quoted keys) that replace packaged entries.
+    """
+    if path is None:
+        return _packaged_parameters()
+    params = dict(_packaged_parameters().items())
+    data = _read_toml(Path(path))
+    for name, entry in data.items():
+        if name not in params:
+            raise ParameterError(f"{path}: unknown parameter '{name}'")
+        params[name] = _make_parameter(name, entry, str(path))
     return ParameterSet(params)

@@ -81,14 +81,10 @@ class Cohort:
 
     @staticmethod
     def concatenate(cohorts: Sequence[Cohort]) -> Cohort:
-        first = cohorts[0]
         if len(cohorts) == 1:
-            return first
-        patients = {f: (getattr(first.patients, f) if f == "comedication_names"
-                        else np.concatenate([getattr(c.patients, f) for c in cohorts]))
-                    for f in PatientColumns.__dataclass_fields__}
-        return Cohort(np.concatenate([c.indices for c in cohorts]), PatientColumns(**patients),
-                      ParameterColumns(first.parameters.names, np.concatenate([c.parameters.values for c in cohorts])))
+            return cohorts[0]
+        return Cohort(np.concatenate([c.indices for c in cohorts]), PatientColumns.concatenate([c.patients for c in cohorts]),
+                      ParameterColumns(cohorts[0].parameters.names, np.concatenate([c.parameters.values for c in cohorts])))
 
     def virtual_patients(self) -> list[VirtualPatient]:
         """The same patients as objects (one per row)."""

@@ -106,12 +106,14 @@ _CONTEXTS: dict[tuple[str, str], tuple] = {}
 
 
 def _context(raw_json: str, params: ParameterSet):
-    """The parsed trial, its sampler and the model, kept per process (workers see many chunks)."""
+    """The parsed trial, its sampler, the model and each sequence's timeline, kept per process
+    (workers see many chunks)."""
     key = (raw_json, params.digest())
     if key not in _CONTEXTS:
         spec = TrialSpec.from_dict(json.loads(raw_json))
         _CONTEXTS.clear()
-        _CONTEXTS[key] = (spec, PopulationSampler(spec.population, params), default_model())
+        _CONTEXTS[key] = (spec, PopulationSampler(spec.population, params), default_model(),
+                          [timeline(spec, seq) for seq in spec.sequences])
     return _CONTEXTS[key]
 
 
@@ -131,9 +133,8 @@ class PreparedChunk:
 
 
 def prepare_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: int, stop: int) -> PreparedChunk:
-    spec, sampler, model = _context(raw_json, params)
-    seq = spec.sequences[seq_index]
-    tl = timeline(spec, seq)
+    spec, sampler, model, timelines = _context(raw_json, params)
+    seq, tl = spec.sequences[seq_index], timelines[seq_index]
     cohort = sampler.draw_cohort(spec.seed, seq.stream, range(start, stop))
     problem = build_batch_problem(seq.scenario, cohort.patients, cohort.parameters, model, t_out=tl.times)
     return PreparedChunk(spec, seq, tl, cohort, problem, model, sampler, start, stop)
