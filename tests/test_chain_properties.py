@@ -137,3 +137,24 @@ def test_summary_landmarks_after_ketamine():
     madrs = s["clinical.madrs"]
     assert madrs["time_to_response"]["value"] < 24 < madrs["time_to_loss_of_response"]["value"]
     assert set(madrs) >= {"at 4 h", "at 24 h", "at 3 d", "at 7 d", "at 14 d", "at 28 d"}
+
+
+def test_each_output_observed_from_only_the_states_it_reads(params):
+    """observe_batch asked for some outputs (no readouts) reads only the states the model's own
+    equations say they need (traced on sympy symbols); every output alone equals the full pass."""
+    from ketasim.engine import build_problem, solve
+    from ketasim.model import default_model
+    from ketasim.scenario import Scenario
+    from ketasim.simulate import observe_batch
+
+    model = default_model()
+    problem = build_problem(Scenario.from_dict(scenario([KETAMINE], duration="1 d", every="1 h")),
+                            params, model)
+    states = solve(problem)[0]
+    full = observe_batch(model, states, problem.parameter_names, problem.theta, readouts=False)
+    for name in full:
+        alone = observe_batch(model, states, problem.parameter_names, problem.theta, (name,), readouts=False)
+        np.testing.assert_array_equal(alone[name], full[name], err_msg=name)
+    assert model.states_read_by(["clinical.cadss"], problem.parameter_names) == {"clinical.dissociation_site"}
+    with pytest.raises(ValueError, match="circuit.pfc_gbc"):
+        model.states_read_by(["circuit.pfc_gbc"], problem.parameter_names)

@@ -27,7 +27,10 @@ def observe_batch(model: Model, states: np.ndarray, parameter_names, theta: np.n
     network made unstable by extreme strengths, give NaN outputs rather than warnings.
     """
     n, n_out, _ = states.shape
-    y = {name: states[:, :, i] for i, name in enumerate(model.state_names)}
+    # without readouts, only the states the wanted outputs read are taken from the (strided, large)
+    # states array; the others stand at 1.0 and feed only outputs nobody asked for
+    reads = None if wanted is None or readouts else model.states_read_by(wanted, parameter_names)
+    y = {name: states[:, :, i] if reads is None or name in reads else 1.0 for i, name in enumerate(model.state_names)}
     th = {name: theta[:, j:j + 1] for j, name in enumerate(parameter_names)}  # (n, 1): broadcast over times
     u = {name: 0.0 for name in model.input_names}
     with np.errstate(all="ignore"):

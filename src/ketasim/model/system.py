@@ -8,7 +8,7 @@ order, so ``derivatives`` and ``observe`` work for any math module the layers ac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from .base import Layer, Variable
@@ -137,6 +137,19 @@ class Model:
         """Every output; ``readouts=False`` leaves out the reporting-only ones (cheaper)."""
         return self.evaluate(y, theta, u, m, want_derivatives=False, want_readouts=readouts)[1]
 
+    def states_read_by(self, outputs: Sequence[str], parameter_names: Sequence[str]) -> frozenset[str]:
+        """The states from which ``outputs`` (not readouts) are computed: the layers' own equations
+        evaluated once on sympy symbols, so the answer is exact, not sampled.
+
+        >>> from ketasim.model import default_model
+        >>> from ketasim.params import load_parameters
+        >>> model = default_model()
+        >>> names = model.parameter_names(tuple(load_parameters())) + model.covariate_names
+        >>> sorted(model.states_read_by(["clinical.madrs"], names))
+        ['clinical.severity']
+        """
+        return _states_read_by(self, tuple(outputs), tuple(parameter_names))
+
     def initial_state(self, theta: Mapping[str, Any]) -> dict[str, Any]:
         c = self._covariates(theta)
         out = {}
@@ -144,6 +157,21 @@ class Model:
             for k, v in layer.initial_state(self.layer_parameters(layer, theta), c).items():
                 out[f"{layer.name}.{k}"] = v
         return out
+
+
+@lru_cache(maxsize=64)
+def _states_read_by(model: Model, outputs: tuple[str, ...], parameter_names: tuple[str, ...]) -> frozenset[str]:
+    import sympy as sp
+
+    y = {name: sp.Symbol(f"y_{i}", real=True) for i, name in enumerate(model.state_names)}
+    theta = {name: sp.Symbol(f"p_{j}", real=True) for j, name in enumerate(parameter_names)}
+    u = {name: sp.Symbol(f"u_{k}", real=True) for k, name in enumerate(model.input_names)}
+    observed = model.observe(y, theta, u, sp, readouts=False)
+    unknown = [o for o in outputs if o not in observed]
+    if unknown:
+        raise ValueError(f"not outputs of the model (or readouts, which are not traced): {', '.join(unknown)}")
+    symbols = {v: name for name, v in y.items()}
+    return frozenset(symbols[v] for o in outputs for v in sp.sympify(observed[o]).free_symbols if v in symbols)
 
 
 def default_model() -> Model:

@@ -56,16 +56,9 @@ class Service:
     kernel: dict[str, str] = field(default_factory=lambda: {"state": "not loaded"})
 
 
-def simulation_concurrency() -> int:
-    """Simulations at once: numba's parallel kernel may be entered from several threads only with
-    the OpenMP or TBB threading layer; with its fallback (workqueue) one at a time."""
-    for layer in ("omppool", "tbbpool"):
-        try:
-            __import__(f"numba.np.ufunc.{layer}")
-            return 4
-        except ImportError:
-            continue
-    return 1
+#: simulations at once: the compiled kernel releases the GIL and uses no numba threading layer (the
+#: CPU engine spreads a batch over its own thread pool), so threads may enter it together
+SIMULATIONS_AT_ONCE = 4
 
 
 # ---------------------------------------------------------------------- request bodies
@@ -263,7 +256,7 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
 
     def slots() -> anyio.CapacityLimiter:
         if service.simulation_slots is None:  # made inside the event loop that uses it
-            service.simulation_slots = anyio.CapacityLimiter(simulation_concurrency())
+            service.simulation_slots = anyio.CapacityLimiter(SIMULATIONS_AT_ONCE)
         return service.simulation_slots
 
     @app.get("/", include_in_schema=False)
