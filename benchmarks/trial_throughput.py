@@ -287,6 +287,9 @@ def main():
     k_madrs, k_status, k_steps, t_k = run_ketasim(timed, i_madrs, k_rtol, args.atol)
     rr_madrs, rr_load, t_rr, rr_rss = run_roadrunner(xml, values[:args.n_rr], rr_rtol, args.atol)
     k_rate, rr_rate = args.n / t_k, args.n_rr / t_rr
+    # libRoadRunner's fastest measurement at its tolerance (the search ran it there too): the ratio
+    # against it is the conservative one, as its timings vary by 10-15 % from run to run
+    rr_best = max(rr_rate, *(row["patients_per_s"] for row in rr_tried if row["rtol"] == rr_rtol))
     threads = numba.get_num_threads()
     us_step = t_k * threads / max(1, int(k_steps.sum())) * 1e6
     m = min(args.n, args.n_rr)
@@ -316,9 +319,11 @@ def main():
     print(f"end to end, `ketasim.run_trial` (population sampling, schedules, solve, readouts, patients table, "
           f"statistics), {e2e['patients']} patients: {e2e_rate:,.0f} patients/s (median of "
           f"{', '.join(f'{r:,.0f}' for r in e2e['runs_patients_per_s'])}; first run {e2e['first_run_patients_per_s']:,.0f}) "
-          f"= {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop")
+          f"= {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop ({e2e_rate / rr_best:.1f}x its fastest run at "
+          f"that tolerance, {rr_best:,.0f} patients/s)")
     report = {
-        "end_to_end": {**e2e, "ratio_to_libroadrunner": e2e_rate / rr_rate},
+        "end_to_end": {**e2e, "ratio_to_libroadrunner": e2e_rate / rr_rate,
+                       "ratio_to_libroadrunner_fastest": e2e_rate / rr_best},
         "trial_tolerance": tol,
         "model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "atol": args.atol,
         "accuracy_points": args.accuracy,
@@ -329,6 +334,7 @@ def main():
                     "max_madrs_error_points": k_err, "compile_cold_s": t_cold, "load_cached_s": t_load,
                     "build_s": t_build, "peak_rss_mb": rss_main, "ladder": k_tried},
         "libroadrunner": {"rtol": rr_rtol, "patients": args.n_rr, "seconds": t_rr, "patients_per_s": rr_rate,
+                          "fastest_patients_per_s_at_rtol": rr_best,
                           "processes": 2, "load_s": rr_load, "max_madrs_error_points": rr_err,
                           "failed": int(np.sum(~np.all(np.isfinite(rr_madrs), axis=1))),
                           "worker_peak_rss_mb": rr_rss, "ladder": rr_tried},
