@@ -93,7 +93,6 @@ def covariate_columns(patients: PatientColumns, params) -> dict[str, np.ndarray]
     ``params`` is a ``ParameterSet`` shared by all, or ``ParameterColumns`` with each patient's values.
     """
     act = enzyme_activities(patients, params)
-    n = len(patients)
     return {
         "patient.weight": patients.weight_kg.astype(np.float64),
         "patient.age": patients.age_y * HOURS_PER_YEAR,
@@ -102,8 +101,8 @@ def covariate_columns(patients: PatientColumns, params) -> dict[str, np.ndarray]
         "patient.cyp3a4_hepatic_activity": act["cyp3a4_hepatic"],
         "patient.cyp3a4_gut_activity": act["cyp3a4_gut"],
         "patient.baseline_madrs": patients.baseline_madrs.astype(np.float64),
-        "patient.synaptic_density_baseline": _per_patient(synaptic_density_baseline(patients, params), n),
-        "patient.il6_baseline": _per_patient(il6_baseline(patients, params), n),
+        "patient.synaptic_density_baseline": synaptic_density_baseline(patients, params),
+        "patient.il6_baseline": il6_baseline(patients, params),
         "patient.bdnf_release": _by_genotype(patients.bdnf_val66met, "plasticity.bdnf_release", params, "val/val"),
         "patient.lorazepam": patients.takes("lorazepam").astype(np.float64),
         "patient.rapamycin": patients.takes("rapamycin").astype(np.float64),

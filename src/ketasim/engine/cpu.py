@@ -24,26 +24,36 @@ from .problem import Problem, SolverSettings
 #: nothing (a slice of 64 patients takes ~8 ms to integrate, a call ~20 us)
 MAX_SLICE = 64
 
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_THREAD_PREFIX = "ketasim-solver"
+_pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
+def _forget_pools_in_child() -> None:
+    """A forked child (a Dask worker, say) inherits the pools but not their threads, and perhaps a
+    held lock: it starts its own."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pool of ``threads`` solver threads (keyed by process too: a forked child, such
-    as a Dask worker, inherits the dictionary but not the threads)."""
-    key = (os.getpid(), threads)
+    """This process's pool of ``threads`` solver threads."""
     with _pools_lock:
-        if key not in _pools:
-            _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ketasim-solver")
-        return _pools[key]
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=_THREAD_PREFIX)
+        return _pools[threads]
 
 
 def solve_cpu(problem: Problem, settings: SolverSettings = SolverSettings(), threads: int | None = None):
     """States at ``problem.t_out`` for every patient: (states (n, n_out, n_states), status, steps).
 
-    ``threads``: how many patients are integrated at once (default ``numba.get_num_threads()``, the
-    machine's cores unless NUMBA_NUM_THREADS or ``numba.set_num_threads`` say otherwise). Each
-    patient's result is the same whatever the threads and slices.
+    ``threads``: how many patients are integrated at once (default: ``NUMBA_NUM_THREADS``, the
+    machine's cores unless that environment variable says otherwise). Each patient's result is the
+    same whatever the threads and slices.
     """
     kernel = compiled_kernel(problem.model, problem.parameter_names)
     n = problem.n_patients
@@ -62,11 +72,19 @@ def solve_cpu(problem: Problem, settings: SolverSettings = SolverSettings(), thr
         kernel.solve_batch(y0[a:b], theta[a:b], seg_t[a:b], seg_u[a:b], seg_jump[a:b], t_out, *tol,
                            out[a:b], status[a:b], steps[a:b])
 
-    threads = threads or numba.get_num_threads()
+    threads = threads or numba.config.NUMBA_NUM_THREADS
     size = max(1, min(MAX_SLICE, math.ceil(n / (4 * threads))))
-    if threads == 1 or n <= size:
+    # serially on one thread, for a small batch, or when called from a solver thread itself (waiting
+    # there on the pool's other slices could leave no thread free to run them)
+    if threads == 1 or n <= size or threading.current_thread().name.startswith(_THREAD_PREFIX):
         integrate(0, n)
-    else:
-        for future in [_pool(threads).submit(integrate, a, min(a + size, n)) for a in range(0, n, size)]:
+        return out, status, steps
+    futures = [_pool(threads).submit(integrate, a, min(a + size, n)) for a in range(0, n, size)]
+    try:
+        for future in futures:
             future.result()
+    except BaseException:  # an error or an interrupt: drop the slices not yet started
+        for future in futures:
+            future.cancel()
+        raise
     return out, status, steps

@@ -170,23 +170,20 @@ class PopulationSampler:
     def draw_cohort(self, seed: int, stream: int, indices: Sequence[int]) -> Cohort:
         """The patients at ``indices``; each block of ``BLOCK`` consecutive indices is drawn whole, so a
         patient depends only on its block, never on which other patients are asked for."""
-        block, row = np.divmod(np.asarray(indices, dtype=np.int64).reshape(-1), BLOCK)
-        if block.size == 0:
+        needed, rows = _blocks_and_rows(indices)
+        if needed.size == 0:
             raise ValueError("no patient indices given")
-        needed = np.unique(block)
-        drawn = Cohort.concatenate([self._block(seed, stream, int(b)) for b in needed])
-        return drawn.take(np.searchsorted(needed, block) * BLOCK + row)
+        return Cohort.concatenate([self._block(seed, stream, int(b)) for b in needed]).take(rows)
 
     @staticmethod
     def rating_noise(seed: int, stream: int, indices: Sequence[int], size: int) -> np.ndarray:
         """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from its
         block's own stream (so they do not depend on chunking either)."""
-        block, row = np.divmod(np.asarray(indices, dtype=np.int64).reshape(-1), BLOCK)
-        needed = np.unique(block)
-        noise = [_rng(seed, stream, int(b), _RATING_STREAM).standard_normal((BLOCK, size)) for b in needed]
-        if not noise:
+        needed, rows = _blocks_and_rows(indices)
+        if needed.size == 0:
             return np.zeros((0, size))
-        return np.concatenate(noise)[np.searchsorted(needed, block) * BLOCK + row]
+        return np.concatenate([_rng(seed, stream, int(b), _RATING_STREAM).standard_normal((BLOCK, size))
+                               for b in needed])[rows]
 
     def _block(self, seed: int, stream: int, block: int) -> Cohort:
         patients = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
@@ -257,6 +254,17 @@ class PopulationSampler:
         for copy, original in self._linked_index:
             values[:, copy] *= values[:, original] / self._typical_array[original]
         return values
+
+
+def _blocks_and_rows(indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray | slice]:
+    """The blocks that hold ``indices`` (sorted) and each index's row in those blocks drawn one
+    after another."""
+    block, row = np.divmod(np.asarray(indices, dtype=np.int64).reshape(-1), BLOCK)
+    needed = np.unique(block)
+    rows = np.searchsorted(needed, block) * BLOCK + row
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and np.all(np.diff(rows) == 1):
+        return needed, slice(int(rows[0]), int(rows[-1]) + 1)  # a chunk's usual case: views, not copies
+    return needed, rows
 
 
 def _rng(seed: int, stream: int, block: int, purpose: int) -> np.random.Generator:

@@ -88,7 +88,7 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
         "wall_time [s]": (finished - started).total_seconds(), "python": platform.python_version(),
         "trial_source": dict(spec.raw), "parameter_set_sha256": params.digest(),
         "solver": {"method": "Rodas4 (Hairer & Wanner), analytic Jacobian", "rtol": settings.rtol,
-                   "atol": settings.atol, "h_max [h]": settings.h_max},
+                   "atol": settings.atol, "h_max_h": settings.h_max},
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
         "disclaimer": DISCLAIMER,
     }
