@@ -304,7 +304,7 @@ def main():
     # libRoadRunner's fastest measurement at its tolerance (the search ran it there too): the ratio
     # against it is the conservative one, as its timings vary by 10-15 % from run to run
     rr_best = max(rr_rate, *(row["patients_per_s"] for row in rr_tried if row["rtol"] == rr_rtol))
-    threads = numba.get_num_threads()
+    threads = numba.config.NUMBA_NUM_THREADS  # the CPU engine's solver threads
     us_step = t_k * threads / max(1, int(k_steps.sum())) * 1e6
     m = min(args.n, args.n_rr)
     k_err, rr_err = max_error(k_madrs, ref[:args.n]), max_error(rr_madrs, ref[:args.n_rr])
