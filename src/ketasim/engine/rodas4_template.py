@@ -42,7 +42,7 @@ from ketasim.engine.tableau import (  # noqa: E402  (the coefficients every back
 )
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def lu_factor(a, piv):
     """In-place LU with partial pivoting; returns False if the matrix is singular."""
     n = a.shape[0]
@@ -69,7 +69,7 @@ def lu_factor(a, piv):
     return True
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def lu_solve(a, piv, b):
     n = a.shape[0]
     for k in range(n):
@@ -88,7 +88,7 @@ def lu_solve(a, piv, b):
         b[i] = s / a[i, i]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def extended_parameters(p):
     """The parameters followed by the model's parameter-only subexpressions (``derived``), which
     ``rhs`` and ``w_matrix`` read from there instead of recomputing them (divisions, powers) in
@@ -99,7 +99,7 @@ def extended_parameters(p):
     return pe
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def factor_w(y, p, u, fac, lu, w, piv):
     """W in ``lu`` (sparse, factored) or, if a pivot was unfit there, in ``w``/``piv`` (dense, pivoted).
 
@@ -115,7 +115,7 @@ def factor_w(y, p, u, fac, lu, w, piv):
     return 1 if lu_factor(w, piv) else -1
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def solve_w(kind, lu, w, piv, b):
     if kind == 0:
         w_solve(lu, b)
@@ -123,7 +123,7 @@ def solve_w(kind, lu, w, piv, b):
         lu_solve(w, piv, b)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps, out):
     n = y0.shape[0]
     n_seg = seg_t.shape[0] - 1
@@ -256,7 +256,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
     return 0, steps
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)  # nogil: several run at once, in threads (engine.cpu)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)  # nogil: several run at once, in threads (engine.cpu)
 def solve_batch(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps, out, status, n_steps):
     for b in range(y0.shape[0]):
         st, ns = integrate_patient(y0[b], p[b], seg_t[b], seg_u[b], seg_jump[b], t_out,
