@@ -20,6 +20,8 @@ from .params import ParameterColumns
 from .scenario import DRUG_ENANTIOMERS, Patient, PatientColumns, Scenario
 
 HOURS_PER_YEAR = 8766.0
+#: routes given in a clinic session (a full treatment contact); oral and sublingual doses are taken at home
+SUPERVISED_ROUTES = ("iv", "im", "intranasal")
 
 #: each interacting drug -> (enzyme activity covariate, parameter giving its fold activity)
 COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -32,11 +34,11 @@ COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
     "rifampicin": (("cyp3a4_hepatic", "rifampicin_cyp3a4_hepatic"),
                    ("cyp3a4_gut", "rifampicin_cyp3a4_gut"), ("cyp2b6", "rifampicin_cyp2b6")),
     "lorazepam": (),  # no effect on ketamine enzymes; potentiates GABA-A receptors (synapse layer)
-    "rapamycin": (),  # no effect modelled on ketamine enzymes; inhibits mTORC1 (plasticity layer)
 }
 #: the state each comparator drug's dose enters (its molar mass is comparators.mw_<drug>)
 COMPARATOR_STATES = {"midazolam": "comparators.midazolam_central", "citalopram": "comparators.citalopram_gut",
-                     "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut"}
+                     "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut",
+                     "rapamycin": "comparators.rapamycin_gut"}
 
 
 def _per_patient(value, n: int) -> np.ndarray:
@@ -105,7 +107,8 @@ def covariate_columns(patients: PatientColumns, params) -> dict[str, np.ndarray]
         "patient.il6_baseline": il6_baseline(patients, params),
         "patient.bdnf_release": _by_genotype(patients.bdnf_val66met, "plasticity.bdnf_release", params, "val/val"),
         "patient.lorazepam": patients.takes("lorazepam").astype(np.float64),
-        "patient.rapamycin": patients.takes("rapamycin").astype(np.float64),
+        "patient.plasticity_responsive": patients.plasticity_responsive.astype(np.float64),
+        "patient.episodic_course": (patients.course == "episodic").astype(np.float64),
     }
 
 
@@ -211,6 +214,7 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
     boluses: list[tuple[float, int, np.ndarray]] = []  # (time, state, amount per patient)
     dosed = np.zeros(n)
     contact = state_index.get("clinical.treatment_contact")  # absent in models without the clinical layer
+    self_administered = params.value("clinical.contact_weight_self_administered") if contact is not None else 0.0
     therapy_signal = state_index.get("clinical.therapy_signal")
 
     def infuse(t: float, input_name: str, umol, duration: float):
@@ -228,8 +232,8 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
         mg = dose.amount_mg(weight_kg)
         for t in dose.times_h:
             events.append(t)
-            if contact is not None:
-                boluses.append((t, contact, 1.0))  # every administration is a treatment contact
+            if contact is not None:  # every administration is a treatment contact; one taken at home counts less
+                boluses.append((t, contact, 1.0 if dose.route in SUPERVISED_ROUTES else self_administered))
             if dose.drug in DRUG_ENANTIOMERS:
                 total_umol = mg * 1000.0 / mw
                 for e, share in DRUG_ENANTIOMERS[dose.drug].items():

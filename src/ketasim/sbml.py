@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import numpy as np
+
 from .engine import build_problem
 from .errors import KetasimError
 from .model.system import COVARIATES, DOSING_INPUTS, Model, default_model
@@ -288,9 +290,10 @@ def _circuit_readouts(m, model, tracer, outputs, th, theta, problem, y_start, li
     if circuit is None:
         return {}
     strength = outputs["circuit.prefrontal_strength"]
-    a = circuit.effective_connectivity(model.layer_parameters(circuit, th), strength)
+    a = circuit.effective_connectivity(model.layer_parameters(circuit, th), strength, tracer)
     start = observe_numeric(model, y_start[None, :], problem.parameter_names, problem.theta[0])
-    a0 = circuit.effective_connectivity(model.layer_parameters(circuit, theta), start["circuit.prefrontal_strength"][0])
+    a0 = circuit.effective_connectivity(model.layer_parameters(circuit, theta), start["circuit.prefrontal_strength"][0],
+                                       np)
     s0 = stationary_covariance(a0)
     n = len(a)
     s = [[tracer.symbol(f"circuit_covariance_{min(i, j)}_{max(i, j)}") for j in range(n)] for i in range(n)]

@@ -40,10 +40,12 @@ DRUG_ROUTES: dict[str, tuple[str, ...]] = {
     "midazolam": ("iv",),
     "placebo": ROUTES, "saline": ("iv", "intranasal"),
     "citalopram": ("oral",), "escitalopram": ("oral",), "sertraline": ("oral",),
+    "rapamycin": ("oral",),
 }
 DRUGS = tuple(DRUG_ROUTES)
 INERT_DRUGS = ("placebo", "saline")
 THERAPIES = ("cbt", "mindfulness", "supportive")
+COURSES = ("chronic", "episodic")
 IL6_RANGE_PG_ML = (0.1, 100.0)
 WEIGHT_RANGE_KG = (20.0, 250.0)
 AGE_RANGE_Y = (12.0, 100.0)
@@ -87,6 +89,8 @@ class Patient:
     bdnf_val66met: str = "val/val"
     inflammation: str = "normal"  # low | normal | high; ignored when il6_pg_ml is given
     il6_pg_ml: float | None = None
+    course: str = "chronic"  # chronic | episodic (natural recovery over months)
+    plasticity_responsive: bool = True  # False: the illness does not respond to the plasticity route
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class PatientColumns:
     comedication_names: tuple[str, ...]
     taking: np.ndarray  # (n, len(comedication_names)) bool: who takes which co-medication
     il6_pg_ml: np.ndarray  # (n,) pg/mL, NaN where not given (the inflammation status decides)
+    course: np.ndarray  # (n,) chronic | episodic
+    plasticity_responsive: np.ndarray  # (n,) bool
 
     def __len__(self) -> int:
         return self.weight_kg.shape[0]
@@ -128,7 +134,9 @@ class PatientColumns:
                    comedication_names=drugs,
                    taking=np.array([[d in p.comedications for d in drugs] for p in patients], dtype=bool
                                    ).reshape(len(patients), len(drugs)),
-                   il6_pg_ml=np.array([np.nan if p.il6_pg_ml is None else p.il6_pg_ml for p in patients], dtype=float))
+                   il6_pg_ml=np.array([np.nan if p.il6_pg_ml is None else p.il6_pg_ml for p in patients], dtype=float),
+                   course=np.array([p.course for p in patients], dtype=object),
+                   plasticity_responsive=np.array([p.plasticity_responsive for p in patients], dtype=bool))
 
     def takes(self, drug: str) -> np.ndarray:
         """(n,) bool: who takes ``drug``."""
@@ -162,7 +170,8 @@ class PatientColumns:
                        cyp3a4=str(self.cyp3a4[r]),
                        comedications=tuple(d for d, t in zip(self.comedication_names, self.taking[r]) if t),
                        bdnf_val66met=str(self.bdnf_val66met[r]), inflammation=str(self.inflammation[r]),
-                       il6_pg_ml=None if math.isnan(il6) else il6)
+                       il6_pg_ml=None if math.isnan(il6) else il6, course=str(self.course[r]),
+                       plasticity_responsive=bool(self.plasticity_responsive[r]))
 
 
 @dataclass(frozen=True)
@@ -309,7 +318,9 @@ def _parse_patient(data: Mapping[str, Any]) -> Patient:
                    cyp2b6=data.get("cyp2b6", defaults.cyp2b6), cyp3a4=data.get("cyp3a4", defaults.cyp3a4),
                    comedications=tuple(data.get("comedications", ())),
                    bdnf_val66met=data.get("bdnf_val66met", defaults.bdnf_val66met),
-                   inflammation=data.get("inflammation", defaults.inflammation), il6_pg_ml=il6)
+                   inflammation=data.get("inflammation", defaults.inflammation), il6_pg_ml=il6,
+                   course=data.get("course", defaults.course),
+                   plasticity_responsive=bool(data.get("plasticity_responsive", defaults.plasticity_responsive)))
 
 
 def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:

@@ -5,10 +5,16 @@ Four regions (dlPFC, vmPFC/sgACC, amygdala, hippocampus) form a linear stochasti
 so the correlations below do not depend on ``tau``. Every connection that starts or ends in a prefrontal
 region scales with prefrontal synaptic strength ``c`` (fraction of the healthy reference):
 
-    c = c0 x spine density x (1 + functional potentiation)
+    c = c0 x spine density x (1 + a x functional potentiation)
 
 where ``c0`` (below 1 in depression, lower with higher baseline MADRS) is a patient covariate, so a
-patient with baseline MADRS <= 6 is the healthy reference (c0 = 1). vmPFC inhibits the amygdala
+patient with baseline MADRS <= 6 is the healthy reference (c0 = 1); spine density is at most the
+healthy density and potentiation at most its ceiling ``a`` (plasticity layer), so ``c`` is bounded.
+The network is stable by construction: each region's total absolute input weight ``r_i`` is passed
+through a smooth saturation ``r_i / (1 + (r_i / rho)^4)^(1/4)`` with ``rho = 0.9`` (divisive input
+normalisation), so every row of ``W`` sums in absolute value to less than ``rho < 1`` and, by
+Gershgorin's theorem, every eigenvalue of ``A`` has real part below ``-(1 - rho) / tau`` for any
+weights and any strength. vmPFC inhibits the amygdala
 (top-down control); the amygdala drives vmPFC (bottom-up). Functional connectivity is computed as
 fMRI sees it at rest: the stationary covariance ``S`` of the network solves the Lyapunov equation
 ``A S + S A' + I = 0`` (in units of tau); correlations give ``circuit.pfc_amygdala_fc`` (vmPFC-amygdala, r) and the
@@ -25,6 +31,8 @@ from .base import Layer, Variable
 REGIONS = ("dlpfc", "vmpfc", "amygdala", "hippocampus")
 PREFRONTAL = ("dlpfc", "vmpfc")
 #: (target, source, parameter): directed effective connections
+#: the largest total absolute input weight a region can have (Gershgorin bound: below 1 is stable)
+MAX_INPUT_WEIGHT = 0.9
 CONNECTIONS = (
     ("vmpfc", "dlpfc", "w_dlpfc_to_vmpfc"),
     ("dlpfc", "vmpfc", "w_vmpfc_to_dlpfc"),
@@ -95,25 +103,37 @@ class Circuit(Layer):
         return {}
 
     @staticmethod
-    def strength(c, inp):
+    def strength(p, c, inp):
         return (c["synaptic_density_baseline"] * inp["plasticity.spine_density"]
-                * (1.0 + inp["plasticity.synaptic_potentiation"]))
+                * (1.0 + p["plasticity.potentiation_strength_max"] * inp["plasticity.synaptic_potentiation"]))
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
-        return {"prefrontal_strength": self.strength(c, inp)}
+        return {"prefrontal_strength": self.strength(p, c, inp)}
 
-    def effective_connectivity(self, p, strength) -> list[list[Any]]:
+    def effective_connectivity(self, p, strength, m) -> list[list[Any]]:
+        """A = -I + W: connections scaled by prefrontal strength, each region's inputs normalised so
+        that their absolute sum stays below ``MAX_INPUT_WEIGHT`` (stable by construction)."""
         n = len(REGIONS)
-        a = [[(-1.0 if i == j else 0.0) for j in range(n)] for i in range(n)]
+        weights: dict[tuple[int, int], Any] = {}
         for target, source, name in CONNECTIONS:
             weight = p[name]
             if target in PREFRONTAL or source in PREFRONTAL:
                 weight = weight * strength
-            a[REGIONS.index(target)][REGIONS.index(source)] = weight
+            weights[(REGIONS.index(target), REGIONS.index(source))] = weight
+        a = [[(-1.0 if i == j else 0.0) for j in range(n)] for i in range(n)]
+        for i in range(n):
+            inputs = [(j, w) for (t, j), w in weights.items() if t == i]
+            if not inputs:
+                continue
+            total = sum(m.sqrt(w * w) for _, w in inputs)  # |w|, differentiable and traceable
+            # r / (1 + (r / rho)^4)^(1/4) < rho: the row's absolute sum after normalisation
+            scale = 1.0 / (1.0 + (total / MAX_INPUT_WEIGHT) ** 4) ** 0.25
+            for j, w in inputs:
+                a[i][j] = w * scale
         return a
 
     def readouts(self, x, p, c, inp, m) -> dict[str, Any]:
-        s = stationary_covariance(self.effective_connectivity(p, self.strength(c, inp)))
+        s = stationary_covariance(self.effective_connectivity(p, self.strength(p, c, inp), m))
         return connectivity_readouts(s, m)
 
 

@@ -1,16 +1,23 @@
-"""Clinical: depression severity (MADRS, HAM-D), expectancy, SSRI adaptation, psychotherapy,
-dissociation, blood pressure, heart rate and sedation.
+"""Clinical: depression severity (MADRS, HAM-D), expectancy, the natural course, SSRI adaptation,
+psychotherapy, dissociation, blood pressure, heart rate and sedation.
 
-Latent severity ``D`` (MADRS points) relaxes towards a target that equals the patient's baseline
-before treatment and moves with the layers below (multiplicatively, so it stays positive):
+Latent severity ``D`` (MADRS points) relaxes towards a target that equals the patient's true
+baseline before treatment and moves with the layers below (multiplicatively, so it stays positive
+and below the baseline):
 
-    D* = MADRS0 x exp(-g_c (c - c0)) x exp(g_i (IL6 - IL6_0) / IL6_healthy)
-              x (1 - X) x (1 - e_ssri Z) x (1 - e_skill K / (1 + K))
+    D* = MADRS0 x L x exp(-g r (c - c0)) x exp(g_i (IL6 - IL6_0) / IL6_healthy)
+              x exp(-rho (Xa + Xs)) x (1 - e_ssri Z) x (1 - e_skill K / (1 + K))
 
+* ``L`` is the illness load left by the natural course: it starts at 1 and falls at the patient's
+  natural recovery rate (episodic depression remits over months without treatment, Whiteford
+  2013; a chronic course, as in treatment-resistant depression, does not).
 * ``c`` is prefrontal synaptic strength (circuit layer), ``c0`` its baseline: stronger prefrontal
-  synapses mean less severity; chronic stress is folded into the baseline MADRS.
-* ``X`` is expectancy (placebo response), built by treatment contacts (every dose, inert ones
-  included, and every therapy session) and fading between them.
+  synapses mean less severity. ``r`` is 1 for patients whose illness responds to the plasticity
+  route and 0 for the share whose illness does not (the population layer draws it).
+* ``Xa`` and ``Xs`` are the acute and the sustained expectancy (placebo response): both follow
+  the recent treatment contacts (every dose, inert ones included, and every therapy session), the
+  acute within hours, the sustained over weeks, so a placebo arm improves over weeks rather than
+  days (Posternak & Zimmerman 2005). ``rho`` is the patient's placebo responsiveness.
 * ``Z`` is the slow adaptation to serotonin transporter occupancy (SSRIs: onset over weeks).
 * ``K`` is the skill consolidated by psychotherapy: each session leaves a learning signal that is
   consolidated in proportion to prefrontal plasticity at the time (``(c/c0)^gamma``), so ketamine
@@ -19,6 +26,8 @@ before treatment and moves with the layers below (multiplicatively, so it stays 
 HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
 (CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold; blood pressure and heart
 rate follow ketamine at their own effect site through a sigmoid Emax model; sedation follows midazolam.
+What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
+population layer's observation model, not part of the vector field.
 """
 
 from __future__ import annotations
@@ -36,8 +45,10 @@ class Clinical(Layer):
     def states(self) -> tuple[Variable, ...]:
         return (
             Variable("severity", "points", "latent depression severity on the MADRS scale"),
+            Variable("illness_load", "fraction", "share of the baseline illness not yet resolved by its natural course"),
             Variable("treatment_contact", "1", "recent treatment contacts (doses and sessions), fading"),
-            Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
+            Variable("expectancy_acute", "1", "acute expectancy (log-fold severity reduction), within hours"),
+            Variable("expectancy_sustained", "1", "sustained expectancy (log-fold severity reduction), over weeks"),
             Variable("ssri_adaptation", "fraction", "slow adaptation to SERT occupancy"),
             Variable("therapy_signal", "1", "learning signal left by recent therapy sessions"),
             Variable("therapy_skill", "1", "consolidated therapy skill"),
@@ -46,12 +57,13 @@ class Clinical(Layer):
         )
 
     #: states reported as they are
-    REPORTED_STATES = ("expectancy", "therapy_skill")
+    REPORTED_STATES = ("illness_load", "therapy_skill")
 
     def outputs(self) -> tuple[Variable, ...]:
         return (
             Variable("madrs", "points", "MADRS total score"),
             Variable("hamd", "points", "HAM-D-17 total score (Leucht 2018 linking)"),
+            Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
             *(v for v in self.states() if v.name in self.REPORTED_STATES),
             Variable("cadss", "points", "CADSS dissociation score"),
             Variable("sbp", "mmHg", "systolic blood pressure"),
@@ -61,26 +73,35 @@ class Clinical(Layer):
         )
 
     @staticmethod
+    def expectancy_log_reduction(x, p):
+        """rho x (Xa + Xs): the log-fold fall of severity that expectancy brings."""
+        return p["placebo_responsiveness"] * (x["expectancy_acute"] + x["expectancy_sustained"])
+
+    @staticmethod
     def severity_target(x, p, c, inp, m):
         strength = inp["circuit.prefrontal_strength"]
         il6_rise = (inp["inflammation.il6"] / 1000.0 - c["il6_baseline"]) / p["inflammation.il6_healthy"]
         skill = x["therapy_skill"]
-        return (c["baseline_madrs"]
-                * m.exp(-p["strength_symptom_gain"] * (strength - c["synaptic_density_baseline"]))
+        return (c["baseline_madrs"] * x["illness_load"]
+                * m.exp(-p["strength_symptom_gain"] * c["plasticity_responsive"]
+                        * (strength - c["synaptic_density_baseline"]))
                 * m.exp(p["il6_symptom_gain"] * il6_rise)
-                * (1.0 - x["expectancy"])
+                * m.exp(-Clinical.expectancy_log_reduction(x, p))
                 * (1.0 - p["ssri_max_effect"] * x["ssri_adaptation"])
                 * (1.0 - p["skill_max_effect"] * skill / (1.0 + skill)))
 
     def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
         contacts = x["treatment_contact"]
+        engaged = contacts / (contacts + p["expectancy_half_contacts"])
         plasticity = (inp["circuit.prefrontal_strength"] / c["synaptic_density_baseline"]) ** p["plasticity_exponent"]
         ketamine = inp["pk.ketamine_plasma"]
         return {
             "severity": p["k_severity"] * (self.severity_target(x, p, c, inp, m) - x["severity"]),
+            "illness_load": -p["natural_recovery_rate"] * c["episodic_course"] * x["illness_load"],
             "treatment_contact": -p["k_contact_fading"] * contacts,
-            "expectancy": p["k_expectancy"] * (p["expectancy_max"] * contacts / (contacts + p["expectancy_half_contacts"])
-                                               - x["expectancy"]),
+            "expectancy_acute": p["k_expectancy_acute"] * (p["expectancy_acute_max"] * engaged - x["expectancy_acute"]),
+            "expectancy_sustained": p["k_expectancy_sustained"]
+            * (p["expectancy_sustained_max"] * engaged - x["expectancy_sustained"]),
             "ssri_adaptation": p["k_ssri_adaptation"] * (inp["comparators.sert_occupancy"] - x["ssri_adaptation"]),
             "therapy_signal": -p["k_therapy_signal"] * x["therapy_signal"],
             "therapy_skill": p["k_consolidation"] * plasticity * x["therapy_signal"]
@@ -96,6 +117,7 @@ class Clinical(Layer):
         return {
             "madrs": x["severity"],
             "hamd": x["severity"] / p["madrs_per_hamd"],
+            "expectancy": 1.0 - m.exp(-self.expectancy_log_reduction(x, p)),
             **{name: x[name] for name in self.REPORTED_STATES},
             "cadss": self.cadss(p, x["dissociation_site"]),
             "sbp": p["sbp_baseline"] + p["sbp_emax"] * pressor,
@@ -114,4 +136,5 @@ class Clinical(Layer):
     def initial_state(self, p, c) -> dict[str, Any]:
         out = {v.name: 0.0 for v in self.states()}
         out["severity"] = c["baseline_madrs"]
+        out["illness_load"] = 1.0
         return out

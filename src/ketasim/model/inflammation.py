@@ -1,12 +1,14 @@
 """Inflammation and the kynurenine pathway: IL-6, TNF-alpha, IDO, kynurenine, QA and KYNA.
 
-IL-6 relaxes to the patient's baseline (raised in part of the depressed population, Osimo 2020),
-lowered transiently by ketamine. IDO activity follows IL-6 with a lag. Kynurenine is made by IDO
-and leaves by kynurenine 3-monooxygenase (KMO, towards quinolinic acid), kynurenine
-aminotransferase (KAT, towards kynurenic acid) and other routes. After ketamine, a slowly
-recovering shift away from the KMO branch (a modelling assumption chosen to reproduce the reported
-directions: IDO down, kynurenine and kynurenic acid up, quinolinic acid about unchanged) raises
-kynurenine and kynurenic acid. Quinolinic acid (an NMDA agonist) and kynurenic acid (an
+IL-6 relaxes to the patient's baseline (raised in part of the depressed population, Osimo 2020)
+and rises transiently after ketamine: the human direction (Park 2017, n = 80: IL-6 up at 230 min;
+Kiraly 2017: transient changes only), not the fall some rodent work suggests. IDO activity follows
+IL-6 with a lag. Kynurenine is made by IDO and leaves by kynurenine 3-monooxygenase (KMO, towards
+quinolinic acid), kynurenine aminotransferase (KAT, towards kynurenic acid) and other routes. After
+ketamine, a slowly recovering pathway shift lowers IDO activity and diverts kynurenine away from
+the KMO branch (a modelling assumption chosen to reproduce the reported directions: IDO down at
+230 min, day 1 and day 3 although IL-6 rises, kynurenine and kynurenic acid up, quinolinic acid
+about unchanged). Quinolinic acid (an NMDA agonist) and kynurenic acid (an
 antagonist) feed the receptor layer; IL-6 lowers BDNF and adds to the symptom load downstream.
 """
 
@@ -41,8 +43,10 @@ class Inflammation(Layer):
                 *(v for v in self.states() if v.name in self.REPORTED_STATES))
 
     @staticmethod
-    def _ido_target(p, il6):
-        return (il6 / p["il6_healthy"]) ** p["ido_il6_exponent"]
+    def _ido_target(p, il6, shift=0.0):
+        """IDO induced by IL-6, lowered by ketamine's pathway shift (the shift is at most 0.9 and the
+        gain at most 1.1, so IDO stays positive)."""
+        return (il6 / p["il6_healthy"]) ** p["ido_il6_exponent"] * (1.0 - p["ido_shift_gain"] * shift)
 
     @staticmethod
     def _clearance(p, shift):
@@ -55,14 +59,14 @@ class Inflammation(Layer):
     def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
         ketamine = inp["pk.ketamine_plasma"]
         exposure = ketamine / (ketamine + p["ketamine_ec50_inflammation"])
-        il6_target = c["il6_baseline"] * (1.0 - p["ketamine_il6_emax"] * exposure)
+        il6_target = c["il6_baseline"] * (1.0 + p["ketamine_il6_rise"] * exposure)
         kmo, kat, other = self._clearance(p, x["kmo_shift"])
         k0 = p["kynurenine_healthy"]
         # production scaled so that the healthy reference sits at its baseline concentrations
         production = k0 * p["kynurenine_turnover"]
         return {
             "interleukin6": p["k_il6"] * (il6_target - x["interleukin6"]),
-            "ido_activity": p["k_ido"] * (self._ido_target(p, x["interleukin6"]) - x["ido_activity"]),
+            "ido_activity": p["k_ido"] * (self._ido_target(p, x["interleukin6"], x["kmo_shift"]) - x["ido_activity"]),
             "kmo_shift": p["k_kmo_shift_on"] * exposure * (p["kmo_shift_max"] - x["kmo_shift"])
             - p["k_kmo_shift_off"] * x["kmo_shift"],
             "kynurenine": production * x["ido_activity"] - (kmo + kat + other) * x["kynurenine"],

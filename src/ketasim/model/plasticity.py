@@ -5,13 +5,23 @@ carriers, Egan 2003) and with rapid, mTORC1-independent translation when eEF2 ki
 de-suppressed (Autry 2011); inflammation (IL-6) lowers it. TrkB activation follows BDNF. Two arms
 leave TrkB:
 
+* functional potentiation of existing synapses (AMPA insertion, early LTP): fast,
+  mTORC1-independent and decaying over about a day; it starts the antidepressant effect before any
+  new spine forms (Moda-Sava 2019). It is a fraction of its ceiling (0 to 1).
 * mTORC1 signalling (peaks within the first hour and is back by ~2 h, Li 2010) drives synaptic
-  protein synthesis (hours, lasting days) and, through it, new dendritic spines (12-24 h and later,
-  decaying over one to two weeks; Moda-Sava 2019). A rapamycin-like inhibitor blocks this arm.
-* functional potentiation of existing synapses (AMPA insertion), fast and mTORC1-independent,
-  decaying over days: it starts the antidepressant effect before spines form (Moda-Sava 2019).
+  protein synthesis (hours, lasting days). Potentiated synapses that find these proteins are
+  stabilised as new spines (synaptic tagging and capture, Frey & Morris 1997; new spines sustain
+  rather than start the remission, Moda-Sava 2019): spine formation needs both, so the sustained
+  effect takes over from the fast one instead of adding a second peak. An mTORC1 inhibitor in the
+  brain (rapamycin, from the comparators layer) lowers mTORC1 and with it this consolidation.
 
-All states are folds of the patient's own baseline (1 before any drug).
+Spines are restored towards the healthy density and never beyond it: formation is proportional to
+the patient's deficit (the ceiling is ``1 / c0`` in folds of the patient's own baseline, where
+``c0`` is the baseline density as a fraction of healthy), and the illness process pulls them back
+to the patient's depressed set point. So repeated doses plateau, and every state stays bounded
+(docs/model.md, "Well posed everywhere").
+
+All states except potentiation are folds of the patient's own baseline (1 before any drug).
 """
 
 from __future__ import annotations
@@ -20,11 +30,26 @@ from typing import Any, ClassVar
 
 from .base import Layer, Variable
 
+#: width (in the units of the argument) over which the smooth positive parts below bend
+SMOOTHING = 0.02
+
+
+def smooth_positive(z, m, d: float = SMOOTHING):
+    """A smooth, non-negative ramp: 0 at z = 0, within d of z above, within d of 0 below.
+
+    ``(z + sqrt(z^2 + d^2)) / 2`` times ``z^2 / (z^2 + d^2)``; the second factor makes the value
+    exactly 0 at z = 0 (no drive at rest) while keeping it non-negative and differentiable, as the
+    Rosenbrock integrator needs.
+    """
+    z2 = z * z
+    return 0.5 * (z + m.sqrt(z2 + d * d)) * z2 / (z2 + d * d)
+
 
 class Plasticity(Layer):
     """Prefrontal neurotrophic signalling and synaptogenesis."""
 
     name: ClassVar[str] = "plasticity"
+    optional_inputs: ClassVar[dict[str, str]] = {"comparators.mtorc1_inhibition": "no_mtorc1_inhibition"}
 
     def states(self) -> tuple[Variable, ...]:
         return (
@@ -32,7 +57,8 @@ class Plasticity(Layer):
             Variable("mtorc1", "fold baseline", "mTORC1 signalling (p-mTOR, p-p70S6K)"),
             Variable("synaptic_proteins", "fold baseline", "synaptic proteins (PSD95, GluA1, synapsin I)"),
             Variable("spine_density", "fold baseline", "prefrontal dendritic spine density"),
-            Variable("synaptic_potentiation", "fraction", "functional potentiation of existing synapses"),
+            Variable("synaptic_potentiation", "fraction",
+                     "functional potentiation of existing synapses, as a fraction of its ceiling"),
         )
 
     def outputs(self) -> tuple[Variable, ...]:
@@ -56,6 +82,11 @@ class Plasticity(Layer):
     def _trkb(p, bdnf):
         return bdnf * (1.0 + p["trkb_k"]) / (bdnf + p["trkb_k"])
 
+    @staticmethod
+    def spine_ceiling(c):
+        """Healthy spine density in folds of the patient's baseline (1 for the healthy reference)."""
+        return 1.0 / c["synaptic_density_baseline"]
+
     def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
         # activity-dependent release needs burst firing: steeply nonlinear in AMPA activation, so the
         # surge counts and the small undershoot after it hardly does
@@ -72,16 +103,21 @@ class Plasticity(Layer):
         drive = 1.0 + capacity * (release + translation)
         bdnf_target = relative_inflammation * self._positive(drive, m) / self._positive(1.0, m)
         trkb_rise = self._trkb(p, x["bdnf"]) - 1.0
-        mtor_gain = p["mtorc1_gain"] * (1.0 - c["rapamycin"] * p["rapamycin_inhibition"])
+        # an mTORC1 inhibitor lowers mTORC1 activity as a whole (resting and stimulated)
+        mtor_target = (1.0 - inp["comparators.mtorc1_inhibition"]) * (1.0 + p["mtorc1_gain"] * trkb_rise)
+        potentiation = x["synaptic_potentiation"]
+        # tagged (potentiated) synapses capture new proteins and become spines, up to the healthy density
+        consolidation = (p["k_spine_formation"] * potentiation * smooth_positive(x["synaptic_proteins"], m)
+                         * (self.spine_ceiling(c) - x["spine_density"]))
         return {
             "bdnf": p["k_bdnf"] * (bdnf_target - x["bdnf"]),
-            "mtorc1": p["k_mtorc1"] * (1.0 + mtor_gain * trkb_rise - x["mtorc1"]),
+            "mtorc1": p["k_mtorc1"] * (mtor_target - x["mtorc1"]),
             "synaptic_proteins": p["k_protein_synthesis"] * (x["mtorc1"] - 1.0)
             - p["k_protein_turnover"] * (x["synaptic_proteins"] - 1.0),
-            "spine_density": p["k_spine_formation"] * (x["synaptic_proteins"] - 1.0)
-            - p["k_spine_loss"] * (x["spine_density"] - 1.0),
-            "synaptic_potentiation": p["potentiation_gain"] * trkb_rise
-            - p["k_potentiation_decay"] * x["synaptic_potentiation"],
+            # the illness process returns spines to the patient's depressed set point (1 = own baseline)
+            "spine_density": consolidation - p["k_spine_loss"] * (x["spine_density"] - 1.0),
+            "synaptic_potentiation": p["potentiation_gain"] * smooth_positive(trkb_rise, m) * (1.0 - potentiation)
+            - p["k_potentiation_decay"] * potentiation,
         }
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:

@@ -35,7 +35,9 @@ COVARIATES: tuple[Variable, ...] = (
     Variable("patient.il6_baseline", "ng/mL", "plasma IL-6 before treatment (internal unit)"),
     Variable("patient.bdnf_release", "fold val/val", "activity-dependent BDNF release (Val66Met genotype)"),
     Variable("patient.lorazepam", "1", "1 when taking lorazepam"),
-    Variable("patient.rapamycin", "1", "1 when taking a rapamycin-like mTORC1 inhibitor"),
+    Variable("patient.plasticity_responsive", "1",
+             "1 when the patient's illness responds to the plasticity route, 0 when it does not"),
+    Variable("patient.episodic_course", "1", "1 for an episodic course (natural recovery), 0 for a chronic one"),
 )
 
 #: exogenous inputs, piecewise constant between dose events
