@@ -154,6 +154,10 @@ NEW_BAD = [
     ({"patient": {"bdnf_val66met": "met"}}, "patient.bdnf_val66met", "allowed: val/val"),
     ({"therapy": [{"kind": "hypnosis"}]}, "therapy[0].kind", "allowed: cbt"),
     ({"therapy": [{"kind": "cbt", "at": ["9 d"]}]}, "therapy[0].at", "not before the end"),
+    ({"dose": [{"drug": "rapamycin", "route": "iv", "amount": "6 mg"}]}, "dose[0].route", "allowed: oral"),
+    ({"patient": {"comedications": ["rapamycin"]}}, "patient.comedications[0]", "allowed: clarithromycin"),
+    ({"patient": {"course": "relapsing"}}, "patient.course", "allowed: chronic, episodic"),
+    ({"patient": {"plasticity_responsive": "no"}}, "patient.plasticity_responsive", "boolean"),
 ]
 
 
@@ -168,10 +172,12 @@ def test_comparators_therapy_and_limits_refused(data, field, words):
 
 def test_comparators_and_therapy_parse():
     sc = Scenario.from_dict({
-        "patient": {"bdnf_val66met": "val/met", "il6": "3 pg/mL", "comedications": ["rapamycin"]},
+        "patient": {"bdnf_val66met": "val/met", "il6": "3 pg/mL", "comedications": ["lorazepam"],
+                    "course": "episodic", "plasticity_responsive": False},
         "dose": [{"drug": "saline", "route": "iv", "duration": "40 min"},
                  {"drug": "sertraline", "route": "oral", "amount": "50 mg", "start": "0 d", "every": "1 d", "count": 14}],
         "therapy": [{"kind": "mindfulness", "start": "1 d", "every": "7 d", "count": 2}],
         "simulation": {"duration": "3 w"}})
     assert sc.doses[0].amount == 0 and sc.patient.il6_pg_ml == 3.0
+    assert sc.patient.course == "episodic" and sc.patient.plasticity_responsive is False
     assert sc.therapies[0].times_h == (24.0, 192.0)

@@ -7,6 +7,15 @@ person whatever the chunk size, the number of workers or the machine. Covariates
 deviations and rating noise use separate streams: changing a covariate distribution leaves each
 patient's parameter deviations as they were.
 
+Each patient's illness either responds to the plasticity route or does not (a Bernoulli draw with
+``population.plasticity_nonresponder_fraction``). Enrolment follows a screening rating: the true
+severity (the ``baseline_madrs`` covariate, which starts the model) plus the day's fluctuation and
+the rater's error (``population.madrs_fluctuation_sd``, ``population.madrs_rater_sd``) must reach
+the population's ``inclusion_madrs_at_least``; patients below it are replaced by new draws. Later
+ratings (``ratings``) continue the same fluctuation as an Ornstein-Uhlenbeck process with
+correlation time ``population.madrs_fluctuation_time`` and add a fresh rater error, so those
+enrolled on a high day regress towards their true severity.
+
 Parameter variability is lognormal around the file's value (its median), with
 ``omega = sqrt(ln(1 + CV^2))`` (the usual NONMEM exponential model), redrawn until the value lies in
 the parameter's plausible range and every combination the equations need holds
@@ -41,6 +50,8 @@ LINKED_PARAMETERS = {
     "receptor.kynurenic_acid_baseline": "inflammation.kynurenic_acid_healthy",
 }
 _COVARIATE_STREAM, _VARIABILITY_STREAM, _RATING_STREAM = 0, 1, 2
+#: screening rounds before giving up on an inclusion threshold few patients can reach
+_MAX_SCREENS = 1000
 #: patients drawn together from one random stream: large enough to vectorise, small enough that a
 #: chunk boundary inside a block costs little (the block is drawn by both chunks, identically)
 BLOCK = 128
@@ -66,25 +77,32 @@ class VirtualPatient:
 @dataclass(frozen=True)
 class Cohort:
     """Drawn patients as arrays: row r is patient ``indices[r]`` of its stream, with its covariates
-    (``patients``) and its parameter values (``parameters``, internal units). What a trial chunk
-    simulates, without a Python object per patient."""
+    (``patients``), its parameter values (``parameters``, internal units) and its screening: the
+    fluctuation on the screening day and the rating that admitted it (``baseline_rating``, MADRS
+    points; the true severity is ``patients.baseline_madrs``). What a trial chunk simulates,
+    without a Python object per patient."""
 
     indices: np.ndarray  # (n,) patient numbers within the stream
     patients: PatientColumns
     parameters: ParameterColumns
+    screening_fluctuation: np.ndarray  # (n,) points
+    baseline_rating: np.ndarray  # (n,) points
 
     def __len__(self) -> int:
         return self.indices.shape[0]
 
     def take(self, rows) -> Cohort:
-        return Cohort(self.indices[rows], self.patients.take(rows), self.parameters.take(rows))
+        return Cohort(self.indices[rows], self.patients.take(rows), self.parameters.take(rows),
+                      self.screening_fluctuation[rows], self.baseline_rating[rows])
 
     @staticmethod
     def concatenate(cohorts: Sequence[Cohort]) -> Cohort:
         if len(cohorts) == 1:
             return cohorts[0]
         return Cohort(np.concatenate([c.indices for c in cohorts]), PatientColumns.concatenate([c.patients for c in cohorts]),
-                      ParameterColumns(cohorts[0].parameters.names, np.concatenate([c.parameters.values for c in cohorts])))
+                      ParameterColumns(cohorts[0].parameters.names, np.concatenate([c.parameters.values for c in cohorts])),
+                      np.concatenate([c.screening_fluctuation for c in cohorts]),
+                      np.concatenate([c.baseline_rating for c in cohorts]))
 
     def virtual_patients(self) -> list[VirtualPatient]:
         """The same patients as objects (one per row)."""
@@ -100,6 +118,10 @@ class PopulationSampler:
     def __init__(self, spec: PopulationSpec, params: ParameterSet):
         self.spec = spec
         self.typical = params.internal_values()
+        self.nonresponder_fraction = params.value("population.plasticity_nonresponder_fraction")
+        self.rater_sd = params.value("population.madrs_rater_sd")
+        self.fluctuation_sd = params.value("population.madrs_fluctuation_sd")
+        self.fluctuation_time_h = params.value("population.madrs_fluctuation_time")
         var = spec.variability
         if var.enabled and var.scale > 0:
             names = [n for n, p in params.items()
@@ -175,35 +197,75 @@ class PopulationSampler:
             raise ValueError("no patient indices given")
         return Cohort.concatenate([self._block(seed, stream, int(b)) for b in needed]).take(rows)
 
-    @staticmethod
-    def rating_noise(seed: int, stream: int, indices: Sequence[int], size: int) -> np.ndarray:
-        """(len(indices), size) standard normal deviates of each patient's MADRS ratings, from its
-        block's own stream (so they do not depend on chunking either)."""
+    def ratings(self, seed: int, stream: int, indices: Sequence[int], times_h: np.ndarray,
+                screening_fluctuation: np.ndarray) -> np.ndarray:
+        """(len(indices), len(times_h)) what a rater adds to the latent MADRS at each of ``times_h``
+        (h, ascending, all after the screening at 0): the patient's fluctuation, an
+        Ornstein-Uhlenbeck process continuing from ``screening_fluctuation``, plus an independent
+        rater error. From the block's own stream, so it does not depend on chunking."""
+        times_h = np.asarray(times_h, dtype=float)
         needed, rows = _blocks_and_rows(indices)
+        k = times_h.size
         if needed.size == 0:
-            return np.zeros((0, size))
-        return np.concatenate([_rng(seed, stream, int(b), _RATING_STREAM).standard_normal((BLOCK, size))
-                               for b in needed])[rows]
+            return np.zeros((0, k))
+        z = np.concatenate([_rng(seed, stream, int(b), _RATING_STREAM).standard_normal((BLOCK, 2 * k))
+                            for b in needed])[rows]
+        decay = np.exp(-np.diff(np.concatenate([[0.0], times_h])) / self.fluctuation_time_h)
+        fluctuation = np.asarray(screening_fluctuation, dtype=float).copy()
+        out = np.empty((z.shape[0], k))
+        for j in range(k):  # exact OU transition over each gap between ratings
+            fluctuation = fluctuation * decay[j] + self.fluctuation_sd * np.sqrt(1.0 - decay[j] ** 2) * z[:, j]
+            out[:, j] = fluctuation + self.rater_sd * z[:, k + j]
+        return out
 
     def _block(self, seed: int, stream: int, block: int) -> Cohort:
-        patients = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
+        patients, fluctuation, rating = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
         parameters = self._parameters(_rng(seed, stream, block, _VARIABILITY_STREAM), BLOCK)
-        return Cohort(block * BLOCK + np.arange(BLOCK), patients, ParameterColumns(self._names, parameters))
+        return Cohort(block * BLOCK + np.arange(BLOCK), patients, ParameterColumns(self._names, parameters),
+                      fluctuation, rating)
 
-    def _covariates(self, rng, n: int) -> PatientColumns:
+    def _covariates(self, rng, n: int) -> tuple[PatientColumns, np.ndarray, np.ndarray]:
+        """Covariates, screening-day fluctuation and screening rating of ``n`` enrolled patients."""
         s = self.spec
         female = rng.random(n) < s.female_fraction
-        weight, age, madrs = s.weight.draw_many(rng, n), s.age.draw_many(rng, n), s.baseline_madrs.draw_many(rng, n)
+        weight, age = s.weight.draw_many(rng, n), s.age.draw_many(rng, n)
+        madrs, fluctuation, rating = self._screened_severity(rng, n)
         cyp2b6, cyp3a4 = s.cyp2b6.draw_many(rng, n), s.cyp3a4.draw_many(rng, n)
         bdnf, inflammation = s.bdnf_val66met.draw_many(rng, n), s.inflammation.draw_many(rng, n)
+        course = s.course.draw_many(rng, n)
+        responsive = rng.random(n) >= self.nonresponder_fraction
         drugs = tuple(drug for drug, _ in s.comedications)
         taking = rng.random((n, len(drugs))) < np.array([p for _, p in s.comedications])
-        return PatientColumns(weight_kg=np.asarray(weight, dtype=float), age_y=np.asarray(age, dtype=float),
-                              sex=np.where(female, "female", "male").astype(object),
-                              baseline_madrs=np.asarray(madrs, dtype=float),
-                              cyp2b6=np.array(cyp2b6, dtype=object), cyp3a4=np.array(cyp3a4, dtype=object),
-                              bdnf_val66met=np.array(bdnf, dtype=object), inflammation=np.array(inflammation, dtype=object),
-                              comedication_names=drugs, taking=taking.reshape(n, len(drugs)), il6_pg_ml=np.full(n, np.nan))
+        patients = PatientColumns(weight_kg=np.asarray(weight, dtype=float), age_y=np.asarray(age, dtype=float),
+                                  sex=np.where(female, "female", "male").astype(object),
+                                  baseline_madrs=madrs,
+                                  cyp2b6=np.array(cyp2b6, dtype=object), cyp3a4=np.array(cyp3a4, dtype=object),
+                                  bdnf_val66met=np.array(bdnf, dtype=object),
+                                  inflammation=np.array(inflammation, dtype=object),
+                                  comedication_names=drugs, taking=taking.reshape(n, len(drugs)),
+                                  il6_pg_ml=np.full(n, np.nan), course=np.array(course, dtype=object),
+                                  plasticity_responsive=responsive)
+        return patients, fluctuation, rating
+
+    def _screened_severity(self, rng, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true severity, screening fluctuation, screening rating) of ``n`` patients whose rating
+        reaches the inclusion threshold: the referred are screened until enough are enrolled."""
+        def screen(k):
+            true = np.asarray(self.spec.baseline_madrs.draw_many(rng, k), dtype=float)
+            fluctuation = self.fluctuation_sd * rng.standard_normal(k)
+            rating = np.clip(true + fluctuation + self.rater_sd * rng.standard_normal(k), 0.0, 60.0)
+            return true, fluctuation, rating
+
+        true, fluctuation, rating = screen(n)
+        threshold = self.spec.inclusion_madrs_at_least
+        for _ in range(_MAX_SCREENS):
+            low = np.flatnonzero(rating < threshold)
+            if low.size == 0:
+                return true, fluctuation, rating
+            true[low], fluctuation[low], rating[low] = screen(low.size)
+        raise ScenarioError("population.inclusion_madrs_at_least",
+                            f"{threshold:g} points: too few of the population's patients reach it at screening; "
+                            "lower it or raise the baseline_madrs distribution")
 
     def _log_deviations(self, rng, n: int) -> np.ndarray:
         """(n, n_varied) log-deviations within the ranges (outside values redrawn; a correlated

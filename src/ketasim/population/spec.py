@@ -30,10 +30,11 @@ from ..units import parse_quantity
 
 MAX_PATIENTS = 1_000_000  # per arm (the engine runs in chunks; memory stays flat)
 DISTRIBUTIONS = ("normal", "lognormal")
-CATEGORICAL_FIELDS = ("cyp2b6", "cyp3a4", "bdnf_val66met", "inflammation")
+CATEGORICAL_FIELDS = ("cyp2b6", "cyp3a4", "bdnf_val66met", "inflammation", "course")
 CONTINUOUS_FIELDS = {"weight": ("mass", "kg", WEIGHT_RANGE_KG), "age": ("age", "y", AGE_RANGE_Y),
                      "baseline_madrs": (None, "points", (0.0, 60.0))}
-FIELDS = ("n", "preset", "female_fraction", *CONTINUOUS_FIELDS, *CATEGORICAL_FIELDS, "comedications", "variability")
+FIELDS = ("n", "preset", "female_fraction", *CONTINUOUS_FIELDS, *CATEGORICAL_FIELDS, "inclusion_madrs_at_least",
+          "comedications", "variability")
 VARIABILITY_FIELDS = ("enabled", "scale", "exclude", "correlations")
 
 
@@ -111,6 +112,11 @@ class PopulationSpec:
     cyp3a4: Categorical
     bdnf_val66met: Categorical
     inflammation: Categorical
+    course: Categorical = Categorical(("chronic",), (1.0,))
+    #: enrolment needs a screening MADRS rating at least this high (0: no threshold); the rating is
+    #: the true severity plus the day's fluctuation and the rater's error, so those enrolled regress
+    #: towards their true severity afterwards
+    inclusion_madrs_at_least: float = 0.0
     comedications: tuple[tuple[str, float], ...] = ()
     variability: Variability = field(default_factory=Variability)
     preset: str | None = None
@@ -132,6 +138,7 @@ class PopulationSpec:
         n = merged.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PATIENTS:
             raise ScenarioError(f"{where}.n", f"{n!r} must be a whole number of patients per arm, 1..{MAX_PATIENTS}")
+        merged.setdefault("course", "chronic")
         for name in (*CONTINUOUS_FIELDS, *CATEGORICAL_FIELDS, "female_fraction"):
             if name not in merged:
                 raise ScenarioError(f"{where}.{name}", "needed (or name a preset: " + ", ".join(presets()) + ")")
@@ -140,6 +147,8 @@ class PopulationSpec:
             female_fraction=_fraction(merged["female_fraction"], f"{where}.female_fraction"),
             **{name: _continuous(merged[name], f"{where}.{name}", *spec) for name, spec in CONTINUOUS_FIELDS.items()},
             **{name: _categorical(merged[name], f"{where}.{name}", _levels(name)) for name in CATEGORICAL_FIELDS},
+            inclusion_madrs_at_least=_inclusion(merged.get("inclusion_madrs_at_least", 0.0),
+                                                f"{where}.inclusion_madrs_at_least"),
             comedications=_prevalences(merged.get("comedications", {}), f"{where}.comedications"),
             variability=_variability(merged.get("variability", {}), f"{where}.variability"),
             preset=preset,
@@ -153,6 +162,7 @@ class PopulationSpec:
         return {"n_per_arm": self.n, "preset": self.preset, "female_fraction": self.female_fraction,
                 "weight [kg]": cont(self.weight), "age [y]": cont(self.age),
                 "baseline_madrs [points]": cont(self.baseline_madrs),
+                "inclusion_madrs_at_least [points]": self.inclusion_madrs_at_least,
                 **{name: dict(zip(getattr(self, name).levels, getattr(self, name).fractions))
                    for name in CATEGORICAL_FIELDS},
                 "comedications": dict(self.comedications),
@@ -220,6 +230,13 @@ def _continuous(value: Any, where: str, dimension: str | None, unit: str, limits
     if distribution == "lognormal" and mean <= 0:
         raise ScenarioError(f"{where}.mean", "a lognormal distribution needs a mean > 0")
     return Continuous(mean=mean, sd=sd, low=low, high=high, distribution=distribution)
+
+
+def _inclusion(value: Any, where: str) -> float:
+    x = _number(value, where)
+    if not 0.0 <= x <= 50.0:
+        raise ScenarioError(where, f"{value!r} must be a MADRS score in 0..50 (0: no inclusion threshold)")
+    return x
 
 
 def _categorical(value: Any, where: str, allowed: tuple[str, ...]) -> Categorical:

@@ -61,6 +61,14 @@ class Timeline:
     session_start: np.ndarray  # (n_periods, n_assess) grid index of that session's start, -1 if none
     selection: int | None  # grid index where withdrawal selection is judged
 
+    @property
+    def rated(self) -> np.ndarray:
+        """Grid indices where a rater records the MADRS: baselines, assessments, selection (ascending)."""
+        points = [self.baseline, self.assessments.ravel()]
+        if self.selection is not None:
+            points.append(np.array([self.selection]))
+        return np.unique(np.concatenate(points))
+
 
 def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
     """Grid: baselines, assessments, and the session offsets after each of the arm's administrations (peaks)."""
@@ -148,9 +156,22 @@ def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataF
     states, status, _ = solved
     spec, seq, tl = chunk.spec, chunk.seq, chunk.timeline
     outputs = chunk_outputs(chunk.model, states, chunk.problem, tl)
-    noise = chunk.sampler.rating_noise(spec.seed, seq.stream, range(chunk.start, chunk.stop), tl.assessments.size)
-    rated = rated_madrs(outputs["clinical.madrs"], tl, noise * params.value("population.madrs_rating_sd"))
+    rated = rated_madrs(outputs["clinical.madrs"], tl, rating_errors(chunk, tl))
     return _rows(spec, seq, tl, chunk.cohort, outputs, rated, status)
+
+
+def rating_errors(chunk: PreparedChunk, tl: Timeline) -> np.ndarray:
+    """(n, len(tl.rated)) what the rater adds to the latent MADRS at each rated grid point: at the
+    screening (time 0) the fluctuation and error that admitted the patient, later the continuing
+    fluctuation and a fresh error (``PopulationSampler.ratings``)."""
+    cohort = chunk.cohort
+    times = tl.times[tl.rated]
+    later = times > 0.0
+    errors = np.empty((len(cohort), times.size))
+    errors[:, ~later] = (cohort.baseline_rating - cohort.patients.baseline_madrs)[:, None]
+    errors[:, later] = chunk.sampler.ratings(chunk.spec.seed, chunk.seq.stream, range(chunk.start, chunk.stop),
+                                             times[later], cohort.screening_fluctuation)
+    return errors
 
 
 def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: int, stop: int,
@@ -160,12 +181,12 @@ def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: i
     return finish_chunk(chunk, solve(chunk.problem, settings), params)
 
 
-def rated_madrs(model_madrs: np.ndarray, tl: Timeline, noise: np.ndarray) -> np.ndarray:
-    """The MADRS a rater records at each assessment: the model's value plus rating noise, within
-    the scale's 0-60 points (the baselines are the drawn covariate, without added noise)."""
+def rated_madrs(model_madrs: np.ndarray, tl: Timeline, errors: np.ndarray) -> np.ndarray:
+    """The MADRS a rater records at each rated grid point (baselines, assessments, selection): the
+    model's value plus the rater's view of the day's fluctuation and error, within the scale's 0-60
+    points; elsewhere the model's value."""
     rated = model_madrs.copy()
-    idx = tl.assessments.ravel()
-    rated[:, idx] = np.clip(model_madrs[:, idx] + noise, 0.0, 60.0)
+    rated[:, tl.rated] = np.clip(model_madrs[:, tl.rated] + errors, 0.0, 60.0)
     return rated
 
 
@@ -253,6 +274,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
             "madrs [points]": madrs.ravel(),
             "madrs_model [points]": model_madrs[:, tl.assessments[p]].ravel(),
             "baseline_madrs [points]": np.repeat(base, n_assess),
+            "baseline_madrs_true [points]": np.repeat(model_madrs[:, tl.baseline[p]], n_assess),
             "madrs_change [points]": (madrs - base[:, None]).ravel(),
             "cadss_peak [points]": (_session_peak(outputs["clinical.cadss"], tl.sessions[p]) * nan_if_failed).ravel(),
             "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),

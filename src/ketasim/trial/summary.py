@@ -17,6 +17,9 @@ from . import statistics as st
 from .design import TrialSpec
 
 MADRS, CHANGE = "madrs [points]", "madrs_change [points]"
+MECHANISM_COLUMNS = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]",
+                     "il6 [pg/mL]")
+ASSESSMENT_COLUMNS = ("madrs_model [points]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 ASSESSMENT = "assessment [h]"
 
 
@@ -99,8 +102,9 @@ def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
             "response_rate": _rate(at["responder"].to_numpy()),
             "remission_rate": _rate(at["remitter"].to_numpy()),
             "relapsed_fraction": _rate(at["relapsed"].to_numpy()),
-            "mechanism": {c: _num(at[c].mean()) for c in ("nmda_block_interneuron_peak [fraction]",
-                                                          "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")},
+            # readouts a patient's state cannot define are counted here, not dropped from the mean unseen
+            "mechanism": {c: {"mean": _num(at[c].mean()), "missing": int(at[c].isna().sum())}
+                          for c in MECHANISM_COLUMNS},
         })
     pp = per_patient(rows)
     time, event = relapse_data(pp)
@@ -166,6 +170,10 @@ def trial_summary(spec: TrialSpec, patients: pd.DataFrame) -> dict[str, Any]:
             "simulated": int(len(first)), "failed": int(len(failed)),
             "failed_reasons": {str(k): int(v) for k, v in failed["status"].value_counts().items()},
             "randomised": int(first[first["status"].eq("ok") & first["randomised"]].shape[0]),
+            # values defined at every assessment that a finished patient's state leaves undefined (NaN),
+            # by column: 0 when the model is well posed (session peaks are NaN without a session, not here)
+            "undefined_values": {c: int(patients.loc[patients["status"] == "ok", c].isna().sum())
+                                 for c in ASSESSMENT_COLUMNS},
         },
         "arms": {arm: arm_summary(spec, rows[rows["arm"] == arm]) for arm in arms},
         "comparisons": [comparison(spec, rows, arm, spec.control) for arm in arms if arm != spec.control],
