@@ -1,9 +1,18 @@
 """Calibrate the PK parameters marked ``calibrated:`` in params/pk.toml against the shared targets.
 
 Run: ``python scripts/calibrate_pk.py`` (prints the fitted values; copy them into pk.toml).
-Only targets in ketasim/data/calibration.toml are used. Closed-form parameters come first
-(hepatic blood flow from Fanta's 8 % oral availability given the assumed gut-wall availability,
-nasal mucosal fraction from the label's 48 %, norketamine clearance from Fanta's AUC ratio);
+Only targets in ketasim/data/calibration.toml are used. First the oral first pass: hepatic blood
+flow is fitted jointly to every human oral-availability study in
+``ketasim/data/pk_availability.csv`` (Fanta 2015, Perez-Ruixo 2021's swallowed part, Hasan 2021 S
+and R, Yanagihara 2003, Chong 2006), each weighted by its n and SD, with a between-study variance
+(random effects, Paule-Mandel) because they disagree beyond their own errors: the same fit as
+
+    ketasim fit src/ketasim/data/pk_availability.csv --params pk.q_hepatic \
+        --between-study --out results/pk_availability
+
+Then closed-form parameters (the nasal mucosal fraction from the mean of the label's 48 % and
+Perez-Ruixo's 54 % at 56 mg, norketamine clearance from Fanta's AUC ratio at the fitted oral
+availability);
 disposition (V1, V2, Q2, Q3; V3 = 709 L - V1 - V2) is a least-squares fit to the shape of the
 Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V, Grant's oral Cmax and a 7.5 h terminal
 half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume gives an
@@ -14,6 +23,7 @@ absorption rates are 1-D fits.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy.linalg import expm
@@ -40,16 +50,50 @@ def terminal_half_life_h(params) -> float:
     return math.log(2) / min(abs(np.linalg.eigvals(a)))
 
 
+AVAILABILITY = Path(__file__).resolve().parents[1] / "src" / "ketasim" / "data" / "pk_availability.csv"
+#: nasal esketamine 56 mg: the label's 48 % and Perez-Ruixo 2021's 54 % (neither gives an interval: their mean)
+NASAL_AVAILABILITY = (0.48 + 0.54) / 2
+
+
+def oral_availability(params):
+    """Jointly fitted hepatic blood flow and gut-wall clearance (random effects), printed per study."""
+    from ketasim.calibrate.data import load_observations
+    from ketasim.calibrate.fit import build_problem, maximise_likelihood
+
+    names = ("pk.q_hepatic",)
+    problem = build_problem(load_observations(AVAILABILITY), names, params)
+    result = maximise_likelihood(problem, starts=4, between_study=True)
+    fitted = params.replace(**{n.replace(".", "__"): params[n].value * math.exp(x) for n, x in zip(names, result.x)})
+    for g in problem.groups:
+        pred, _ = g.predict(result.x)
+        for (_, row), y, m, s in zip(g.rows.iterrows(), g.observed, pred, g.total_sigma):
+            print(f"  {row['target']:<34} {row['quantity']:<20} observed {y:.3f}  fitted {m:.3f}  "
+                  f"(SE with between-study SD {s:.3f})")
+    print(f"  between-study SD: {', '.join(f'{k} {math.sqrt(v):.3f}' for k, v in problem.tau2.items())}")
+    return fitted
+
+
+def oral_s_availability(params) -> float:
+    """F_gut x F_hepatic of S-ketamine for the reference adult."""
+    from ketasim.dosing import covariates
+    from ketasim.model.pk import PK
+    from ketasim.scenario import Patient
+
+    c = {k.split(".", 1)[1]: v for k, v in covariates(Patient(weight_kg=70.0, age_y=40.0), params).items()}
+    p = {n.split(".", 1)[1]: params.value(n) for n in params if n.startswith("pk.")}
+    d = PK.disposition(p, c, "s", np)
+    return float(d["f_gut"] * d["f_hepatic"])
+
+
 def closed_form(params):
     fe = params.value("pk.fraction_extrahepatic")
     cl_s = params.value("pk.cl_s_ketamine")
     q_gut, clint_gut = params.value("pk.q_gut"), params.value("pk.clint_gut_cyp3a4")
-    f_gut = q_gut / (q_gut + clint_gut)  # assumed gut-wall availability
-    f_oral_s = 0.08  # fanta2015_oral_esketamine
+    f_gut = q_gut / (q_gut + clint_gut)
+    f_oral_s = oral_s_availability(params)
     f_hep = f_oral_s / f_gut
-    q_h = cl_s * (1 - fe) / (1 - f_hep)  # well-stirred liver: F_h = 1 - CL_h / Q_h
     f_dep = params.value("pk.f_nasal_deposited")
-    f_muc = (0.48 - (1 - f_dep) * f_oral_s) / f_dep  # spravato_label_pk bioavailability 0.48
+    f_muc = (NASAL_AVAILABILITY - (1 - f_dep) * f_oral_s) / f_dep
     fm = params.value("pk.fm_cyp2b6") + params.value("pk.fm_cyp3a4")
     formed = (1 - f_gut) + f_gut * (1 - f_hep) * fm + f_oral_s * fm * (1 - fe)
     ratio_molar = 16.5 * params.value("pk.mw_ketamine") / params.value("pk.mw_norketamine")
@@ -57,8 +101,7 @@ def closed_form(params):
     # noresketamine terminal half-life 8 h, taken as norketamine's own elimination half-life; the
     # apparent one after a dose is a little longer because formation follows the parent's terminal phase
     v_nk = cl_nk * 8.0 / math.log(2)
-    return params.replace(pk__q_hepatic=q_h, pk__f_nasal_mucosal=f_muc,
-                          pk__cl_norketamine=cl_nk, pk__v_norketamine=v_nk)
+    return params.replace(pk__f_nasal_mucosal=f_muc, pk__cl_norketamine=cl_nk, pk__v_norketamine=v_nk)
 
 
 def clements_profile(t_min: float) -> float:
@@ -134,8 +177,10 @@ def fit(params):
 
 
 if __name__ == "__main__":
-    p = fit(closed_form(load_parameters()))
-    for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "f_nasal_mucosal",
+    p = fit(closed_form(oral_availability(load_parameters())))
+    print(f"oral S-ketamine availability {oral_s_availability(p):.3f}")
+    for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "clint_gut_cyp3a4",
+                 "f_nasal_mucosal",
                  "cl_norketamine", "v_norketamine", "ka_oral", "ka_nasal"):
         print(f"pk.{name} = {p[f'pk.{name}'].value:.4g} {p[f'pk.{name}'].unit}")
     print(f"terminal half-life {terminal_half_life_h(p):.2f} h; V1+V2 = "

@@ -250,6 +250,9 @@ def fit(
     seed: int = typer.Option(0, help="seed of the starting points and of NUTS"),
     samples: int = typer.Option(500, help="NUTS: samples per chain (as many warm-up steps)"),
     base: Optional[Path] = typer.Option(None, "--base-params", help="parameter override file to start from"),
+    between_study: bool = typer.Option(False, "--between-study",
+                                       help="random effects: a between-study variance for rows sharing a 'group' "
+                                            "(Paule-Mandel), so disagreeing studies are reconciled, not picked"),
 ):
     """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out."""
     import json as _json
@@ -276,7 +279,7 @@ def fit(
                       transient=True) as progress:
             progress.add_task("compiling the model's Jacobian (first run about a minute) and fitting", total=None)
             problem = build_problem(table, names, parameter_set, use_prior=map_)
-            result = maximise_likelihood(problem, starts=starts, seed=seed)
+            result = maximise_likelihood(problem, starts=starts, seed=seed, between_study=between_study)
             result.profiles = profile_likelihood(problem, result)
             posterior = run_nuts(problem, result, warmup=samples, samples=samples, seed=seed) if bayes_ else None
         files = [str(p) for p in data]
@@ -293,33 +296,69 @@ def fit(
     err.print(f"wrote {out}/ (fit.json, params.toml, report.html)")
 
 
-@app.command()
-def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write calibration.csv and .json here"),
-              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
-    """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'."""
+def _check_table(table, id_column: str, basis_column: str) -> None:
+    """Print one line per row of a ``check``/``validate`` table: published, model, accepted interval."""
+    for _, r in table.iterrows():
+        mark = "yes" if r["within"] else "NO"
+        typer.echo(f"{r[id_column]:<36} {r['metric']:<20} {str(r['time']) if r['time'] == r['time'] else '':<7} "
+                   f"published {r['published']:>8.4g}  model {r['model']:>8.4g} {r['unit']:<12} "
+                   f"accepted {r['low']:>7.4g} .. {r['high']:<7.4g} within: {mark:<3}  ({r[basis_column]})")
+
+
+def _write_check(out: Optional[Path], table, name: str, command: str, params=None) -> None:
     import json as _json
 
+    from .output import atomic_folder
+
+    if out is None:
+        return
+    with atomic_folder(out) as tmp:
+        table.to_csv(tmp / f"{name}.csv", index=False)
+        (tmp / "manifest.json").write_text(_json.dumps({"command": command, "disclaimer": DISCLAIMER}))
+        (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
+        if name == "calibration":
+            from .calibrate.report import write_calibration_report
+
+            write_calibration_report(tmp / "report.html", table, params)
+
+
+@app.command()
+def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write calibration.csv, .json and report.html here"),
+              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
+    """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'."""
     from .calibrate import check
-    from .output import atomic_folder, check_output_folder
+    from .output import check_output_folder
     from .params import load_parameters
 
     try:
         if out is not None:
             check_output_folder(out)
-        table = check(params=load_parameters(params))
+        parameter_set = load_parameters(params)
+        table = check(params=parameter_set)
+        _check_table(table, "target", "tolerance_basis")
+        _write_check(out, table, "calibration", "ketasim calibrate", parameter_set)
     except KetasimError as exc:
         _fail(str(exc))
-    for _, r in table.iterrows():
-        mark = "yes" if r["within"] else "NO"
-        typer.echo(f"{r['target']:<36} {r['metric']:<16} {str(r['time']) if r['time'] == r['time'] else '':<7} "
-                   f"published {r['published']:>9.4g}  model {r['model']:>9.4g} {r['unit']:<11} "
-                   f"error {r['error']:>+9.3g}  tolerance {r['tolerance']:>7.3g}  within: {mark}")
-    if out is not None:
-        with atomic_folder(out) as tmp:
-            table.to_csv(tmp / "calibration.csv", index=False)
-            (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim calibrate", "disclaimer": DISCLAIMER}))
-            (tmp / "calibration.json").write_text(table.to_json(orient="records", indent=2))
     typer.echo(f"{int(table['within'].sum())}/{len(table)} targets within tolerance")
+
+
+@app.command()
+def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write validation.csv and .json here"),
+             params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
+    """Predict every shipped validation result (never fitted); ends with 'K/N validation results within range'."""
+    from .calibrate import validate as run_validation
+    from .output import check_output_folder
+    from .params import load_parameters
+
+    try:
+        if out is not None:
+            check_output_folder(out)
+        table = run_validation(params=load_parameters(params))
+        _check_table(table, "case", "accept")
+        _write_check(out, table, "validation", "ketasim validate")
+    except KetasimError as exc:
+        _fail(str(exc))
+    typer.echo(f"{int(table['within'].sum())}/{len(table)} validation results within range")
 
 
 @app.command()

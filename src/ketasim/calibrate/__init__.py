@@ -6,7 +6,7 @@
 True
 """
 
-from .data import METRICS, DataError, load_observations, shipped_targets
-from .targets import check
+from .data import METRICS, DataError, load_observations, shipped_targets, shipped_validation
+from .targets import check, validate
 
-__all__ = ["METRICS", "DataError", "check", "load_observations", "shipped_targets"]
+__all__ = ["METRICS", "DataError", "check", "load_observations", "shipped_targets", "shipped_validation", "validate"]

@@ -13,16 +13,24 @@ A table (CSV or Parquet) has one row per observation with the columns
 ``value``, ``unit``
     the observation in any unit convertible to the output's unit;
 ``metric`` (optional, default ``at``)
-    ``at``, ``change`` (from the value at 0), ``relative_change``, ``peak``, ``peak_time``,
-    ``bioavailability`` (AUC against the same amount given IV), ``clearance`` (dose / AUC),
-    ``half_life`` (log-linear from ``time`` to the end), ``response_rate``, ``remission_rate``;
+    of a simulated scenario: ``at``, ``change`` (from the value at 0), ``relative_change``, ``peak``,
+    ``peak_time``, ``bioavailability`` (AUC against the same amount given IV), ``clearance``
+    (dose / AUC), ``half_life`` (log-linear from ``time`` to the end); of a trial arm (``quantity``
+    is the arm): ``response_rate``, ``remission_rate``, ``mean_change`` (rated MADRS change from
+    baseline), ``fraction_of_change`` (mean change at ``time`` over that at ``reference_time``),
+    ``difference_in_change`` (against the arm named in ``control``), ``cadss_peak_mean`` (mean
+    session peak of the first session), ``median_relapse_after`` (Kaplan-Meier median time from
+    ``time`` to relapse, among the responders at the first assessment after it);
 ``sd``, ``n`` (optional)
     spread and size of summary data: the observation's standard error is ``sd / sqrt(n)``;
 ``patient`` (optional)
     an id for individual data;
-``target``, ``tolerance``, ``tolerance_kind``, ``source`` (optional)
-    for calibration checks: the target id, the accepted error (``relative`` or ``absolute``),
-    and the citation.
+``reference_time``, ``control`` (optional)
+    what ``fraction_of_change`` and ``difference_in_change`` compare with;
+``target``, ``tolerance``, ``tolerance_kind``, ``low``, ``high``, ``tolerance_basis``, ``source`` (optional)
+    for calibration checks: the target id, the accepted error (``relative`` or ``absolute``, or an
+    accepted interval ``low``..``high`` in the row's unit where the source gives one, e.g. a
+    confidence interval), where that tolerance comes from, and the citation.
 
 The package's own calibration targets are shipped in this form (``ketasim/data/targets.csv``).
 """
@@ -38,14 +46,18 @@ import pandas as pd
 from ..errors import ScenarioError
 from ..units import parse_time, registry
 
+TRIAL_METRICS = ("response_rate", "remission_rate", "mean_change", "fraction_of_change", "difference_in_change",
+                 "cadss_peak_mean", "median_relapse_after")
 METRICS = ("at", "change", "relative_change", "peak", "peak_time", "bioavailability", "clearance", "half_life",
-           "response_rate", "remission_rate")
-TRIAL_METRICS = ("response_rate", "remission_rate")
-TIMED_METRICS = ("at", "change", "relative_change", "response_rate", "remission_rate", "half_life")
+           *TRIAL_METRICS)
+TIMED_METRICS = ("at", "change", "relative_change", "response_rate", "remission_rate", "half_life", "mean_change",
+                 "fraction_of_change", "difference_in_change", "median_relapse_after")
 REQUIRED = ("scenario", "quantity", "value", "unit")
 #: unit of each metric that does not carry the output's unit
 METRIC_UNITS = {"peak_time": "h", "bioavailability": "dimensionless", "clearance": "L/h", "half_life": "h",
-                "relative_change": "dimensionless", "response_rate": "dimensionless", "remission_rate": "dimensionless"}
+                "relative_change": "dimensionless", "response_rate": "dimensionless", "remission_rate": "dimensionless",
+                "mean_change": "MADRS points", "fraction_of_change": "dimensionless",
+                "difference_in_change": "MADRS points", "cadss_peak_mean": "points", "median_relapse_after": "h"}
 
 
 class DataError(ScenarioError):
@@ -55,6 +67,11 @@ class DataError(ScenarioError):
 def shipped_targets() -> Path:
     """The package's own calibration targets as an observation table."""
     return Path(str(resources.files("ketasim").joinpath("data/targets.csv")))
+
+
+def shipped_validation() -> Path:
+    """The package's validation cases (predicted, never fitted) as an observation table."""
+    return Path(str(resources.files("ketasim").joinpath("data/validation.csv")))
 
 
 def load_observations(path: str | Path) -> pd.DataFrame:
@@ -86,6 +103,8 @@ def load_observations(path: str | Path) -> pd.DataFrame:
         if row["metric"] in TIMED_METRICS and (not isinstance(time, str) or not time.strip()):
             raise DataError(f"{where}: time", f"needed for metric {row['metric']!r} (e.g. \"24 h\")")
         times.append(parse_time(time, f"{where}: time") if isinstance(time, str) and time.strip() else math.nan)
+        _check_comparison(row, where)
+        _check_interval(row, where)
         scenario = (path.parent / str(row["scenario"])).resolve()
         if not scenario.is_file():
             raise DataError(f"{where}: scenario", f"{row['scenario']!r} not found next to the table")
@@ -98,8 +117,35 @@ def load_observations(path: str | Path) -> pd.DataFrame:
                     need = "> 0" if column == "sd" else ">= 1"
                     raise DataError(f"{where}: {column}", f"{v!r} must be a number {need}")
     df["time [h]"] = times
+    df["reference_time [h]"] = [parse_time(t, f"{path.name} row {i + 2}: reference_time") if _given(t) else math.nan
+                                for i, t in enumerate(df.get("reference_time", [math.nan] * len(df)))]
     df["scenario_path"] = scenarios
     return df
+
+
+def _given(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value).strip() != ""
+
+
+def _check_comparison(row, where: str) -> None:
+    """``fraction_of_change`` needs a reference time and ``difference_in_change`` a control arm."""
+    needs = {"fraction_of_change": "reference_time", "difference_in_change": "control"}.get(row["metric"])
+    if needs and not _given(row.get(needs)):
+        raise DataError(f"{where}: {needs}", f"needed for metric {row['metric']!r}")
+
+
+def _check_interval(row, where: str) -> None:
+    """``low`` and ``high``, where given, are numbers with low <= value <= high."""
+    low, high = row.get("low"), row.get("high")
+    if not (_given(low) or _given(high)):
+        return
+    if not (_given(low) and _given(high)):
+        raise DataError(f"{where}: low", "give both low and high (the accepted interval), or neither")
+    for column, v in (("low", low), ("high", high)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DataError(f"{where}: {column}", f"{v!r} must be a finite number")
+    if not low <= float(row["value"]) <= high:
+        raise DataError(f"{where}: low", f"the interval {low:g}..{high:g} must contain the value {row['value']:g}")
 
 
 #: units pint does not know, in families of mutually convertible units (factor to the family's base)
@@ -107,7 +153,9 @@ UNIT_FAMILIES = (
     {"fraction": 1.0, "dimensionless": 1.0, "ratio": 1.0, "%": 0.01},
     {"fold baseline": 1.0, "% baseline": 0.01},
     {"fraction healthy": 1.0},
-    {"points": 1.0},
+    # MADRS points; HAM-D-17 points by the equipercentile linking of Leucht 2018 (the model's
+    # clinical.madrs_per_hamd, which a test keeps equal to this factor)
+    {"points": 1.0, "MADRS points": 1.0, "HAM-D points": 1.3},
     {"r": 1.0},
     {"z": 1.0},
 )

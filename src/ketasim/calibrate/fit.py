@@ -15,6 +15,18 @@ objective rises by 3.84, chi-square with 1 degree of freedom). A parameter whose
 rise by that much on a side within its range is flagged as not identifiable from the data.
 ``bayes`` runs NUTS (numpyro) on the same likelihood and prior, with the gradient supplied by the
 same forward-mode Jacobian.
+
+Besides values at times (``at``, ``change``), a table may hold ``bioavailability`` observations:
+the AUC of the row's scenario over the AUC of the same amounts given as IV boluses, both
+integrated on a dense grid (trapezoids to the end of the scenario plus the log-linear tail), with
+the exact Jacobian of the ratio.
+
+Where several studies measured the same quantity and disagree beyond their own errors, rows that
+share a ``group`` name can be fitted with a between-study variance (``between_study=True``): a
+random-effects fit in which each row's variance is its own plus the group's ``tau^2``, estimated
+by the Paule-Mandel method from the residuals at the current optimum and iterated with the fit
+until it settles. Each study is then weighted by its n and uncertainty and none is picked over the
+others.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from .data import convert
 
 DEFAULT_CV = 0.10
 CHI2_95 = 3.841458820694124  # chi-square, 1 degree of freedom, 95 %
-FITTABLE_METRICS = ("at", "change")
+FITTABLE_METRICS = ("at", "change", "bioavailability")
 
 
 class FitError(KetasimError, ValueError):
@@ -57,16 +69,92 @@ class Group:
     baseline: np.ndarray  # (n_obs,) True where the metric is a change from time 0
     observed: np.ndarray  # (n_obs,) in the output's unit
     sigma: np.ndarray  # (n_obs,) in the output's unit
+    #: (n_obs,) between-study variance added to sigma^2 (random-effects fits; 0 otherwise)
+    extra_variance: np.ndarray = field(default=None)
+
+    def __post_init__(self):
+        if self.extra_variance is None:
+            self.extra_variance = np.zeros_like(self.observed)
+
+    @property
+    def total_sigma(self) -> np.ndarray:
+        return np.sqrt(self.sigma ** 2 + self.extra_variance)
+
+    def predict(self, x: np.ndarray, with_jacobian: bool = False):
+        """(predictions, d predictions / d x or None) for the group's rows."""
+        if with_jacobian:
+            values, d = self.function.value_and_jacobian(x)
+        else:
+            values, d = self.function(x), None
+        pred = values[self.out_index, self.time_index] - np.where(self.baseline, values[self.out_index, 0], 0.0)
+        if not with_jacobian:
+            return pred, None
+        return pred, d[self.out_index, self.time_index, :] - np.where(self.baseline[:, None], d[self.out_index, 0, :], 0.0)
+
+
+#: output grid for AUCs: every 5 min for 4 h, every 30 min to 24 h, then every 2 h (h)
+def _auc_grid(end_h: float) -> np.ndarray:
+    grid = np.concatenate([np.arange(0.0, 4.0, 5 / 60), np.arange(4.0, 24.0, 0.5), np.arange(24.0, end_h, 2.0), [end_h]])
+    return np.unique(grid[grid <= end_h])
+
+
+def _auc(values: np.ndarray, d: np.ndarray | None, t: np.ndarray):
+    """AUC to infinity of each output row (trapezoids plus C_last / lambda from the last two points)
+    and its derivative."""
+    dt = np.diff(t)
+    area = np.sum(dt * (values[:, 1:] + values[:, :-1]) / 2, axis=1)
+    c1, c2 = values[:, -2], values[:, -1]
+    lam = np.log(c1 / c2) / dt[-1]
+    tail = c2 / lam
+    if d is None:
+        return area + tail, None
+    d_area = np.sum(dt[None, :, None] * (d[:, 1:, :] + d[:, :-1, :]) / 2, axis=1)
+    d1, d2 = d[:, -2, :], d[:, -1, :]
+    d_lam = (d1 / c1[:, None] - d2 / c2[:, None]) / dt[-1]
+    d_tail = d2 / lam[:, None] - c2[:, None] * d_lam / lam[:, None] ** 2
+    return area + tail, d_area + d_tail
+
+
+@dataclass
+class AvailabilityGroup:
+    """Bioavailability observations of one scenario: its AUC over the AUC of the same amounts IV."""
+
+    scenario: str
+    function: OutputFunction  # the scenario, on an AUC grid
+    reference: OutputFunction  # the same amounts as IV boluses, same grid
+    rows: pd.DataFrame
+    out_index: np.ndarray
+    observed: np.ndarray  # (n_obs,) fraction
+    sigma: np.ndarray
+    extra_variance: np.ndarray = field(default=None)
+
+    __post_init__ = Group.__post_init__
+    total_sigma = Group.total_sigma
+
+    def predict(self, x: np.ndarray, with_jacobian: bool = False):
+        if with_jacobian:
+            (v, dv), (r, dr) = self.function.value_and_jacobian(x), self.reference.value_and_jacobian(x)
+        else:
+            v, dv, r, dr = self.function(x), None, self.reference(x), None
+        auc, d_auc = _auc(v, dv, self.function.times)
+        ref, d_ref = _auc(r, dr, self.reference.times)
+        ratio = auc / ref
+        if not with_jacobian:
+            return ratio[self.out_index], None
+        d_ratio = d_auc / ref[:, None] - (auc / ref ** 2)[:, None] * d_ref
+        return ratio[self.out_index], d_ratio[self.out_index]
 
 
 @dataclass
 class Problem:
     names: tuple[str, ...]
-    groups: list[Group]
+    groups: list[Group | AvailabilityGroup]
     lower: np.ndarray
     upper: np.ndarray
     prior_sd: np.ndarray
     use_prior: bool
+    #: group name -> between-study variance (random-effects fits)
+    tau2: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_observations(self) -> int:
@@ -75,15 +163,11 @@ class Problem:
     def residuals(self, x: np.ndarray, with_jacobian: bool = False):
         res, jac = [], []
         for g in self.groups:
+            pred, dpred = g.predict(x, with_jacobian)
+            sigma = g.total_sigma
+            res.append((pred - g.observed) / sigma)
             if with_jacobian:
-                values, d = g.function.value_and_jacobian(x)
-            else:
-                values, d = g.function(x), None
-            pred = values[g.out_index, g.time_index] - np.where(g.baseline, values[g.out_index, 0], 0.0)
-            res.append((pred - g.observed) / g.sigma)
-            if with_jacobian:
-                dpred = d[g.out_index, g.time_index, :] - np.where(g.baseline[:, None], d[g.out_index, 0, :], 0.0)
-                jac.append(dpred / g.sigma[:, None])
+                jac.append(dpred / sigma[:, None])
         if self.use_prior:
             res.append(x / self.prior_sd)
             if with_jacobian:
@@ -117,8 +201,11 @@ def build_problem(data: pd.DataFrame, names: Sequence[str], params: ParameterSet
     lower, upper = np.array(lower), np.array(upper)
     if np.any(upper - lower <= 0):
         raise FitError("--params: a parameter with a single-point range cannot be fitted")
-    groups = []
-    for scenario_path, rows in data.groupby("scenario_path", sort=True):
+    groups: list[Group | AvailabilityGroup] = []
+    availability = data["metric"] == "bioavailability"
+    for scenario_path, rows in data[availability].groupby("scenario_path", sort=True):
+        groups.append(_availability_group(scenario_path, rows, names, params))
+    for scenario_path, rows in data[~availability].groupby("scenario_path", sort=True):
         scenario = Scenario.from_toml(scenario_path)
         outputs = tuple(sorted(set(rows["quantity"])))
         times = sorted(set(rows["time [h]"]) | {0.0})
@@ -133,6 +220,63 @@ def build_problem(data: pd.DataFrame, names: Sequence[str], params: ParameterSet
             baseline=(rows["metric"] == "change").to_numpy(), observed=observed, sigma=sigma))
     return Problem(names=names, groups=groups, lower=lower, upper=upper, prior_sd=(upper - lower) / 4.0,
                    use_prior=use_prior)
+
+
+def _availability_group(scenario_path: str, rows: pd.DataFrame, names: tuple[str, ...],
+                        params: ParameterSet) -> AvailabilityGroup:
+    from .targets import _iv_reference
+
+    scenario = Scenario.from_toml(scenario_path)
+    outputs = tuple(sorted(set(rows["quantity"])))
+    grid = _auc_grid(scenario.duration_h)
+    fn = OutputFunction(scenario, params, names, outputs, grid, model=model_for(outputs))
+    ref = OutputFunction(_iv_reference(scenario), params, names, outputs, grid, model=model_for(outputs))
+    observed = np.array([convert(r["value"], str(r["unit"]), "fraction") for _, r in rows.iterrows()])
+    sigma = np.array([_sigma(r, "fraction") for _, r in rows.iterrows()])
+    return AvailabilityGroup(scenario=scenario_path, function=fn, reference=ref, rows=rows,
+                             out_index=np.array([outputs.index(q) for q in rows["quantity"]]), observed=observed,
+                             sigma=sigma)
+
+
+def between_study_variances(problem: Problem, x: np.ndarray) -> dict[str, float]:
+    """Paule-Mandel tau^2 of every ``group`` of rows, from their residuals e_i at ``x``: the tau^2 at
+    which sum e_i^2 / (sigma_i^2 + tau^2) equals the group's k - 1 (0 when even tau^2 = 0 gives less).
+    Unlike DerSimonian-Laird it does not let one very precise study inflate tau^2 (Paule RC, Mandel J.
+    J Res Natl Bur Stand 1982;87:377; recommended by Veroniki AA et al. Res Synth Methods 2016;7:55)."""
+    by_group: dict[str, list[tuple[float, float]]] = {}
+    for g in problem.groups:
+        pred, _ = g.predict(x)
+        names = g.rows["group"] if "group" in g.rows else [None] * len(g.observed)
+        for name, y, m, s in zip(names, g.observed, pred, g.sigma):
+            if isinstance(name, str) and name:
+                by_group.setdefault(name, []).append((y - m, s ** 2))
+    tau2 = {}
+    for name, entries in by_group.items():
+        e2 = np.array([e * e for e, _ in entries])
+        var = np.array([v for _, v in entries])
+        target = len(entries) - 1
+
+        def q(t2, e2=e2, var=var):
+            return float(np.sum(e2 / (var + t2)))
+
+        if len(entries) < 2 or q(0.0) <= target:
+            tau2[name] = 0.0
+            continue
+        low, high = 0.0, float(np.max(e2))  # q(high) <= k * max(e2) / max(e2) ... below k - 1 soon after
+        while q(high) > target:
+            high *= 2.0
+        for _ in range(200):  # bisection: q decreases in tau^2
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if q(mid) > target else (low, mid)
+        tau2[name] = 0.5 * (low + high)
+    return tau2
+
+
+def set_between_study_variances(problem: Problem, tau2: dict[str, float]) -> None:
+    problem.tau2 = dict(tau2)
+    for g in problem.groups:
+        names = g.rows["group"] if "group" in g.rows else [None] * len(g.observed)
+        g.extra_variance = np.array([tau2.get(n, 0.0) if isinstance(n, str) else 0.0 for n in names])
 
 
 def model_for(outputs: Sequence[str]) -> Model:
@@ -170,8 +314,26 @@ class FitResult:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def maximise_likelihood(problem: Problem, starts: int = 4, seed: int = 0) -> FitResult:
-    """Multi-start trust-region least squares within the bounds, with the exact Jacobian."""
+def maximise_likelihood(problem: Problem, starts: int = 4, seed: int = 0, between_study: bool = False) -> FitResult:
+    """Multi-start trust-region least squares within the bounds, with the exact Jacobian; with
+    ``between_study``, alternated with the groups' between-study variances until they settle."""
+    result = _maximise(problem, starts, seed)
+    if not between_study:
+        return result
+    for _ in range(20):
+        tau2 = between_study_variances(problem, result.x)
+        old = problem.tau2
+        set_between_study_variances(problem, tau2)
+        result = _maximise(problem, starts, seed)
+        if all(abs(tau2[k] - old.get(k, 0.0)) <= 1e-3 * max(tau2[k], 1e-12) for k in tau2):
+            break
+    set_between_study_variances(problem, between_study_variances(problem, result.x))
+    result.objective = problem.objective(result.x)
+    result.standard_error = _standard_errors(problem.residuals(result.x, with_jacobian=True)[1])
+    return result
+
+
+def _maximise(problem: Problem, starts: int, seed: int) -> FitResult:
     rng = np.random.default_rng(seed)
     points = [np.clip(np.zeros(len(problem.names)), problem.lower, problem.upper)]
     points += [rng.uniform(problem.lower, problem.upper) for _ in range(max(starts - 1, 0))]

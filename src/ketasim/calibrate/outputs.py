@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from ..params import ParameterSet  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
-from .fit import FitResult, Problem  # noqa: E402
+from .fit import AvailabilityGroup, FitResult, Problem  # noqa: E402
 
 
 def _file_value(params: ParameterSet, name: str, x: float | None) -> float | None:
@@ -54,7 +54,9 @@ def fit_summary(problem: Problem, result: FitResult, params: ParameterSet, data_
     return {
         "disclaimer": DISCLAIMER, "data": data_files,
         "method": "maximum a posteriori" if problem.use_prior else "maximum likelihood",
-        "error_model": "Gaussian; SD/sqrt(n) from the table, else 10 % of the observed value",
+        "error_model": "Gaussian; SD/sqrt(n) from the table, else 10 % of the observed value"
+                       + ("; plus a between-study variance per group (Paule-Mandel)" if problem.tau2 else ""),
+        "between_study_sd": {k: math.sqrt(v) for k, v in problem.tau2.items()},
         "objective": result.objective, "n_observations": problem.n_observations,
         "converged": result.converged, "message": result.message, "starts": result.starts,
         "estimates": estimates,
@@ -77,9 +79,27 @@ def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: li
 
 
 
+def _availability_figure(g: AvailabilityGroup, x: np.ndarray) -> tuple[str, str]:
+    pred, _ = g.predict(x)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = [f"{r['quantity']} ({r.get('source', '')[:30]})" for _, r in g.rows.iterrows()]
+    pos = np.arange(len(labels))
+    ax.errorbar(pos, g.observed, yerr=1.96 * g.total_sigma, fmt="o", capsize=4, label="observed (95 %, with between-study SD)")
+    ax.plot(pos, pred, "s", label="fitted")
+    ax.set_xticks(pos, labels, rotation=20, ha="right", fontsize=6)
+    ax.set_ylabel("bioavailability [fraction]")
+    ax.set_title(f"observed vs fitted: {Path(g.scenario).name}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return Path(g.scenario).name, png_base64(fig, dpi=100)
+
+
 def _observed_vs_predicted(problem: Problem, x: np.ndarray) -> list[tuple[str, str]]:
     figures = []
     for g in problem.groups:
+        if isinstance(g, AvailabilityGroup):
+            figures.append(_availability_figure(g, x))
+            continue
         values = g.function(x)
         pred = values[g.out_index, g.time_index] - np.where(g.baseline, values[g.out_index, 0], 0.0)
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -87,9 +107,9 @@ def _observed_vs_predicted(problem: Problem, x: np.ndarray) -> list[tuple[str, s
             sel = g.out_index == o
             unit = next(v.unit for v in g.function.model.outputs if v.name == name)
             t = g.function.times[g.time_index[sel]]
-            axes[0].errorbar(t, g.observed[sel], yerr=g.sigma[sel], fmt="o", label=f"{name} observed [{unit}]")
+            axes[0].errorbar(t, g.observed[sel], yerr=g.total_sigma[sel], fmt="o", label=f"{name} observed [{unit}]")
             axes[0].plot(t, pred[sel], "-", label=f"{name} fitted [{unit}]")
-            axes[1].plot(t, (pred[sel] - g.observed[sel]) / g.sigma[sel], "o", label=name)
+            axes[1].plot(t, (pred[sel] - g.observed[sel]) / g.total_sigma[sel], "o", label=name)
         axes[0].set_xlabel("time [h]")
         axes[0].set_ylabel("value [output unit]")
         axes[0].legend(fontsize=7)

@@ -19,7 +19,7 @@ from ..params import ParameterSet, load_parameters
 from ..result import SimulationResult
 from ..scenario import Dose, Scenario
 from ..simulate import simulate
-from .data import METRIC_UNITS, TRIAL_METRICS, DataError, convert, load_observations, shipped_targets
+from .data import METRIC_UNITS, TRIAL_METRICS, DataError, convert, load_observations, shipped_targets, shipped_validation
 
 
 def auc_to_infinity(times: np.ndarray, values: np.ndarray, tail_points: int = 60) -> float:
@@ -87,24 +87,80 @@ def _simulate(scenario: Scenario, params: ParameterSet) -> SimulationResult:
     return _RUNS[key]
 
 
-def _trial_summary(trial_path: str, params: ParameterSet) -> dict:
+def _trial(trial_path: str, params: ParameterSet):
     from ..trial import run_trial
 
     key = (trial_path, params.digest())
     if key not in _RUNS:
-        _RUNS[key] = run_trial(trial_path, params=params).summary
+        _RUNS[key] = run_trial(trial_path, params=params)
     return _RUNS[key]
 
 
-def trial_metric(metric: str, arm: str, time_h: float, trial_path: str, params: ParameterSet) -> tuple[float, str]:
-    summary = _trial_summary(trial_path, params)
-    where = f"{Path(trial_path).name}: {metric}"
+def _assessment(summary: dict, arm: str, time_h: float, where: str) -> dict:
     if arm not in summary["arms"]:
         raise DataError(where, f"{arm!r} is not an arm of the trial; arms: {', '.join(summary['arms'])}")
     rows = [r for r in summary["arms"][arm]["assessments"] if abs(r["assessment [h]"] - time_h) < 1e-9]
-    if not rows or rows[0][metric]["estimate"] is None:
-        raise DataError(where, f"the trial has no {metric} at {time_h:g} h; add that time to its assessments")
-    return float(rows[0][metric]["estimate"]), METRIC_UNITS[metric]
+    if not rows:
+        raise DataError(where, f"the trial has no assessment at {time_h:g} h; add that time to its assessments")
+    return rows[0]
+
+
+def _mean_change(summary: dict, arm: str, time_h: float, where: str) -> float:
+    value = _assessment(summary, arm, time_h, where)["madrs_change [points]"]["mean"]
+    if value is None:
+        raise DataError(where, f"no patient of {arm!r} was analysed at {time_h:g} h")
+    return float(value)
+
+
+def median_relapse_after(patients: pd.DataFrame, spec, arm: str, time_h: float) -> float:
+    """Kaplan-Meier median time (h) from ``time_h`` to relapse among the patients responding at the
+    first assessment after it; relapse as the trial defines it (``consecutive`` assessments at or
+    above the threshold), censored at the last assessment. ``inf`` when not reached."""
+    from ..trial.statistics import km_median
+    from ..trial.summary import analysed
+
+    ep = spec.endpoints
+    rows = analysed(patients)
+    rows = rows[(rows["arm"] == arm) & (rows["assessment [h]"] > time_h + 1e-9)]
+    times, events = [], []
+    for _, one in rows.sort_values("assessment [h]").groupby(["patient", "period"], sort=False):
+        t = one["assessment [h]"].to_numpy()
+        madrs, base = one["madrs [points]"].to_numpy(), one["baseline_madrs [points]"].to_numpy()
+        if not madrs[0] <= (1.0 - ep.response_fall) * base[0]:
+            continue  # not a responder at the end of treatment
+        high = madrs >= ep.relapse_at_least
+        event = next((j for j in range(1, t.size - ep.relapse_consecutive + 2)
+                      if high[j:j + ep.relapse_consecutive].all()), None)
+        times.append((t[event] if event is not None else t[-1]) - time_h)
+        events.append(event is not None)
+    return float(km_median(np.array(times), np.array(events, dtype=bool))["median"])
+
+
+def trial_metric(row: pd.Series, params: ParameterSet) -> tuple[float, str]:
+    """(value, unit) of a trial metric for one observation row (``quantity`` is the arm)."""
+    metric, arm, time_h, trial_path = row["metric"], row["quantity"], row["time [h]"], row["scenario_path"]
+    result = _trial(trial_path, params)
+    summary = result.summary
+    where = f"{Path(trial_path).name}: {metric}"
+    unit = METRIC_UNITS[metric]
+    if metric in ("response_rate", "remission_rate"):
+        estimate = _assessment(summary, arm, time_h, where)[metric]["estimate"]
+        if estimate is None:
+            raise DataError(where, f"no patient of {arm!r} was analysed at {time_h:g} h")
+        return float(estimate), unit
+    if metric == "mean_change":
+        return _mean_change(summary, arm, time_h, where), unit
+    if metric == "fraction_of_change":
+        return _mean_change(summary, arm, time_h, where) / _mean_change(summary, arm, row["reference_time [h]"], where), unit
+    if metric == "difference_in_change":
+        return _mean_change(summary, arm, time_h, where) - _mean_change(summary, str(row["control"]), time_h, where), unit
+    if arm not in summary["arms"]:
+        raise DataError(where, f"{arm!r} is not an arm of the trial; arms: {', '.join(summary['arms'])}")
+    if metric == "cadss_peak_mean":
+        return float(summary["arms"][arm]["side_effects"]["cadss_peak [points]"]["mean"]), unit
+    if metric == "median_relapse_after":
+        return median_relapse_after(result.patients, result.spec, arm, time_h), unit
+    raise ValueError(f"metric {metric!r} is not a trial metric")
 
 
 @lru_cache(maxsize=64)
@@ -116,7 +172,7 @@ def _scenario(path: str) -> Scenario:
 def model_value(row: pd.Series, params: ParameterSet) -> float:
     """The model's value of one observation row, in the row's unit."""
     if row["metric"] in TRIAL_METRICS:
-        value, unit = trial_metric(row["metric"], row["quantity"], row["time [h]"], row["scenario_path"], params)
+        value, unit = trial_metric(row, params)
     else:
         scenario = _scenario(row["scenario_path"])
         value, unit = simulation_metric(row["metric"], row["quantity"], row["time [h]"], scenario, params,
@@ -131,11 +187,30 @@ def check(table: str | Path | None = None, params: ParameterSet | None = None) -
     rows = []
     for _, row in df.iterrows():
         model = model_value(row, params)
-        error = model - float(row["value"])
-        tol = float(row.get("tolerance", math.nan))
-        allowed = tol * abs(float(row["value"])) if row.get("tolerance_kind", "absolute") == "relative" else tol
-        rows.append({"target": row.get("target", ""), "quantity": row["quantity"], "metric": row["metric"],
-                     "time": row.get("time", ""), "unit": row["unit"], "published": float(row["value"]), "model": model,
-                     "error": error, "tolerance": allowed, "within": bool(abs(error) <= allowed) if allowed == allowed else None,
-                     "source": row.get("source", "")})
+        value = float(row["value"])
+        low, high = accepted_interval(row)
+        rows.append({"target": row.get("target", row.get("case", "")), "quantity": row["quantity"], "metric": row["metric"],
+                     "time": row.get("time", ""), "unit": row["unit"], "published": value, "model": model,
+                     "error": model - value, "low": low, "high": high,
+                     "within": bool(low <= model <= high) if low == low else None,
+                     "tolerance_basis": row.get("tolerance_basis", row.get("accept", "")), "source": row.get("source", "")})
     return pd.DataFrame(rows)
+
+
+def validate(params: ParameterSet | None = None) -> pd.DataFrame:
+    """Every shipped validation case (``ketasim/data/validation.csv``: published results the model
+    predicts and was never fitted to) against the model; columns as ``check``, with ``case`` for
+    ``target``."""
+    return check(shipped_validation(), params).rename(columns={"target": "case", "tolerance_basis": "accept"})
+
+
+def accepted_interval(row: pd.Series) -> tuple[float, float]:
+    """The interval a model value must fall in: ``low``..``high`` where given, else the value plus
+    or minus the (absolute or relative) tolerance; NaN bounds without a tolerance."""
+    value = float(row["value"])
+    low, high = row.get("low"), row.get("high")
+    if low is not None and low == low and high is not None and high == high:
+        return float(low), float(high)
+    tol = float(row.get("tolerance", math.nan))
+    allowed = tol * abs(value) if row.get("tolerance_kind", "absolute") == "relative" else tol
+    return value - allowed, value + allowed

@@ -164,6 +164,16 @@ class ParameterSet(Mapping[str, Parameter]):
             new[name] = updated
         return ParameterSet(new)
 
+    def replace_cv(self, **cvs: float) -> ParameterSet:
+        """A new set with some between-patient CVs changed (``__`` for the dot, as in ``replace``)."""
+        new = dict(self._params)
+        for key, cv in cvs.items():
+            name = key.replace("__", ".")
+            if not cv >= 0.0:
+                raise ParameterError(f"{name}: cv {cv!r} must be >= 0")
+            new[name] = dc_replace(self[name], cv=float(cv))
+        return ParameterSet(new)
+
     def digest(self) -> str:
         """SHA-256 of the internal values, CVs and ranges (populations draw from all three), so a
         result can name the exact parameter set."""
