@@ -1,18 +1,15 @@
-"""Calibrate the pharmacodynamic and clinical parameters marked ``calibrated:`` against the shared
-targets (ketasim/data/calibration.toml) for the typical patient (70 kg, 45 y, MADRS 32).
+"""Calibrate the pharmacodynamic parameters that a typical patient (70 kg, 45 y, MADRS 32) determines,
+against the shared targets (ketasim/data/calibration.toml).
 
     python scripts/calibrate_pd.py           # print the fitted values
     python scripts/calibrate_pd.py --write   # and write them into the parameter files
 
-Targets used: milak2016_glutamate_surge (surge height and timing), cadss_typical_session (CADSS
-7.7), spravato_label_bp (pressor peak 40 min after nasal dosing), furukawa2016_placebo and
-murrough2013_madrs_24h (expectancy: ~37.5 % fall with daily placebo over 8 weeks, -8.8 points 24 h
-after midazolam), murrough2013_madrs_24h (ketamine -16.5 points at 24 h), trivedi2006_stard_level1
-(citalopram 40 mg daily: ~50 % fall at 12 weeks, the typical patient of a 47 % response rate),
-cuijpers2018_psychotherapy (10 weekly CBT sessions: skill adds g = 0.45, between the bias-corrected
-0.2-0.3 and the unadjusted 0.7, times an assumed SD of change of 8 points = 3.6 points).
-Response and remission rates need the population of the trials layer; here the typical patient
-carries the mean.
+Targets used: milak2016_glutamate_surge (surge height and timing), spravato_label_bp (pressor peak
+40 min after nasal dosing), cuijpers2018_psychotherapy (10 weekly CBT sessions: skill adds g = 0.45,
+between the bias-corrected 0.2-0.3 and the unadjusted 0.7, times an assumed SD of change of 8 points
+= 3.6 points). Everything a trial population determines (expectancy, the plasticity route's clinical
+gain and time course, the observation model, the SSRI effect, the CADSS mean) is fitted jointly by
+scripts/calibrate_clinical.py; run this script first.
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ def sim(params, doses, duration, every="5 min", therapy=None):
 
 
 KETAMINE = [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"}]
-MIDAZOLAM = [{"drug": "midazolam", "route": "iv", "amount": "0.045 mg/kg", "duration": "40 min"}]
 
 
 def fit_surge(p):
@@ -51,11 +47,6 @@ def fit_surge(p):
     return p.replace(synapse__surge_gain=sol.x[0], synapse__k_inhibition_recovery=sol.x[1])
 
 
-def fit_cadss(p):
-    r = sim(p, KETAMINE, "3 h", "1 min")
-    return p.replace(clinical__cadss_slope=p["clinical.cadss_slope"].value * 7.7 / r["clinical.cadss"].max())
-
-
 def fit_pressor(p):
     def peak_min(k):
         r = sim(p.replace(clinical__keo_pressor=k),
@@ -63,39 +54,6 @@ def fit_pressor(p):
         return r.times_h[np.argmax(r["clinical.sbp"])] * 60 - 40.0
 
     return p.replace(clinical__keo_pressor=brentq(peak_min, 0.31, 19.9, xtol=1e-3))
-
-
-def fit_expectancy(p):
-    placebo = [{"drug": "placebo", "route": "oral", "start": "0 d", "every": "1 d", "count": 56}]
-
-    def residuals(x):
-        q = p.replace(clinical__expectancy_max=x[0], clinical__expectancy_half_contacts=x[1])
-        daily = sim(q, placebo, "8 w", "1 d")
-        single = sim(q, MIDAZOLAM, "2 d", "30 min")
-        return [(1 - daily["clinical.madrs"][-1] / 32) - 0.375, (single.at("clinical.madrs", 24) - 32 + 8.8) / 32]
-
-    sol = least_squares(residuals, [0.45, 0.5], bounds=([0.2, 0.05], [0.7, 5.0]))
-    print("  expectancy residuals:", np.round(sol.fun, 4))
-    return p.replace(clinical__expectancy_max=sol.x[0], clinical__expectancy_half_contacts=sol.x[1])
-
-
-def fit_ketamine_24h(p):
-    def fall(g):
-        r = sim(p.replace(clinical__strength_symptom_gain=g), KETAMINE, "2 d", "30 min")
-        return r.at("clinical.madrs", 24) - 32 + 16.5
-
-    return p.replace(clinical__strength_symptom_gain=brentq(fall, 0.21, 19.9, xtol=1e-4))
-
-
-def fit_ssri(p):
-    citalopram = [{"drug": "citalopram", "route": "oral", "amount": "40 mg", "start": "0 d", "every": "1 d",
-                   "count": 84}]
-
-    def fall(e):
-        r = sim(p.replace(clinical__ssri_max_effect=e), citalopram, "12 w", "1 d")
-        return (1 - r["clinical.madrs"][-1] / 32) - 0.50
-
-    return p.replace(clinical__ssri_max_effect=brentq(fall, 0.051, 0.499, xtol=1e-4))
 
 
 def fit_psychotherapy(p):
@@ -109,14 +67,12 @@ def fit_psychotherapy(p):
     return p.replace(clinical__skill_max_effect=brentq(extra, 0.051, 0.599, xtol=1e-4))
 
 
-FITTED = ("synapse.surge_gain", "synapse.k_inhibition_recovery", "clinical.cadss_slope", "clinical.keo_pressor",
-          "clinical.expectancy_max", "clinical.expectancy_half_contacts", "clinical.strength_symptom_gain",
-          "clinical.ssri_max_effect", "clinical.skill_max_effect")
+FITTED = ("synapse.surge_gain", "synapse.k_inhibition_recovery", "clinical.keo_pressor", "clinical.skill_max_effect")
 
 
 def main(argv):
     p = load_parameters()
-    for step in (fit_surge, fit_cadss, fit_pressor, fit_expectancy, fit_ketamine_24h, fit_ssri, fit_psychotherapy):
+    for step in (fit_surge, fit_pressor, fit_psychotherapy):
         p = step(p)
         print(f"{step.__name__}: done")
     values = {name: p[name].value for name in FITTED}

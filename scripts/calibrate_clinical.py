@@ -1,0 +1,164 @@
+"""Jointly calibrate the clinical layer, the plasticity dynamics and the population's observation
+model to the population-level targets of the shipped table (src/ketasim/data/targets.csv).
+
+    python scripts/calibrate_clinical.py            # fit and print
+    python scripts/calibrate_clinical.py --write    # and write the values into the parameter files
+
+The targets are trial metrics (virtual trials in src/ketasim/data/scenarios/*_trial.toml, each with
+its own seed, so every evaluation sees the same patients: common random numbers): Murrough 2013's
+ketamine and midazolam arms at 24 h, Murrough 2013b's six infusions (2-h fall, response at the
+end, median relapse), Han 2016's six pooled rates, Berman 2000's HAM-D changes, STAR*D level 1,
+Furukawa 2016's placebo response, Posternak 2005's time course of placebo and drug arms and
+Jakobsen 2017's SSRI-placebo difference. Each residual is the model's error divided by half the
+width of the target's accepted interval (its published uncertainty), so a residual of 1 is at the
+edge of that interval; beyond 0.85 it grows four times faster (being outside a source's own
+uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
+least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
+mean session peak matches cadss_typical_session (the mean is proportional to it). Validation cases
+(src/ketasim/data/validation.csv) are never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ketasim.calibrate import targets as targets_module
+from ketasim.calibrate.data import load_observations, shipped_targets
+from ketasim.calibrate.targets import accepted_interval, model_value
+from ketasim.params import load_parameters
+
+#: (parameter, field): what the fit moves
+FREE = (
+    ("clinical.strength_symptom_gain", "value"),
+    ("clinical.k_severity", "value"),
+    ("clinical.expectancy_acute_max", "value"),
+    ("clinical.k_expectancy_acute", "value"),
+    ("clinical.expectancy_sustained_max", "value"),
+    ("clinical.k_expectancy_sustained", "value"),
+    ("clinical.contact_weight_self_administered", "value"),
+    ("clinical.expectancy_half_contacts", "value"),
+    ("clinical.k_contact_fading", "value"),
+    ("clinical.placebo_responsiveness", "cv"),
+    ("clinical.ssri_max_effect", "value"),
+    ("plasticity.potentiation_gain", "value"),
+    ("plasticity.k_potentiation_decay", "value"),
+    ("plasticity.k_spine_formation", "value"),
+    ("plasticity.k_spine_loss", "value"),
+    ("population.plasticity_nonresponder_fraction", "value"),
+    ("population.madrs_fluctuation_sd", "value"),
+)
+CV_BOUNDS = (0.05, 2.0)
+#: residuals (in half-widths of the accepted interval) beyond EDGE grow OUTSIDE times faster
+EDGE, OUTSIDE = 0.85, 4.0
+#: rows this model's structure cannot reach (docs/model.md, "What the model does not reproduce"): they
+#: stay in the fit with plain residuals, so they pull as much as their data say but no more
+STRUCTURAL_MISSES = {
+    ("murrough2013b_repeated_infusions", "mean_change"): "an open-label 2-h fall; the model has no open-label "
+                                                         "or perceptible-effect expectancy",
+    ("han2016_response_decay", "remission_rate", "7 d"): "remission rising from 24 h to day 7 while response "
+                                                          "falls: the pooled trials differ by time point",
+}
+TARGETS = ("murrough2013_madrs_24h", "murrough2013b_repeated_infusions", "han2016_response_decay", "berman2000_hdrs",
+           "trivedi2006_stard_level1", "furukawa2016_placebo", "posternak2005_time_course",
+           "jakobsen2017_ssri_vs_placebo")
+
+
+def apply(params, x):
+    values, cvs = {}, {}
+    for (name, field), v in zip(FREE, np.exp(x)):
+        (values if field == "value" else cvs)[name.replace(".", "__")] = float(v)
+    return params.replace(**values).replace_cv(**cvs)
+
+
+def bounds(params):
+    low, high = [], []
+    for name, field in FREE:
+        lo, hi = CV_BOUNDS if field == "cv" else params[name].range
+        low.append(math.log(max(lo, 1e-6)))
+        high.append(math.log(hi))
+    return np.array(low), np.array(high)
+
+
+def start(params):
+    return np.log([params[name].cv if field == "cv" else params[name].value for name, field in FREE])
+
+
+def structural(rows) -> np.ndarray:
+    """(n_rows,) True for the rows listed in STRUCTURAL_MISSES."""
+    return np.array([(r["target"], r["metric"]) in STRUCTURAL_MISSES
+                     or (r["target"], r["metric"], r["time"]) in STRUCTURAL_MISSES for _, r in rows.iterrows()])
+
+
+def residuals(x, base, rows, log, best):
+    targets_module._RUNS.clear()  # each trial result holds its patients table: keep one evaluation
+    p = apply(base, x)
+    out = []
+    for _, row in rows.iterrows():
+        low, high = accepted_interval(row)
+        model = model_value(row, p)
+        if not math.isfinite(model):  # e.g. a median relapse not reached: as far out as the follow-up allows
+            model = 10 * float(row["value"])
+        out.append((model - float(row["value"])) / ((high - low) / 2))
+    out = np.array(out)
+    amplified = np.where(np.abs(out) <= EDGE, out, np.sign(out) * (EDGE + OUTSIDE * (np.abs(out) - EDGE)))
+    out = np.where(structural(rows), out, amplified)
+    log.append(float(np.sum(out ** 2)))
+    if log[-1] < best.get("ssr", math.inf):  # keep the best point seen (the objective is noisy)
+        best.update(ssr=log[-1], x=np.array(x, dtype=float), residuals=out)
+    print(f"  eval {len(log):4d}  SSR {log[-1]:9.3f}  max |r| {np.max(np.abs(out)):6.2f}", flush=True)
+    return out
+
+
+def scale_cadss(params):
+    row = next(r for _, r in load_observations(shipped_targets()).iterrows() if r["target"] == "cadss_typical_session")
+    targets_module._RUNS.clear()
+    mean = model_value(row, params)
+    slope = params["clinical.cadss_slope"].value * float(row["value"]) / mean
+    return params.replace(clinical__cadss_slope=slope)
+
+
+def main(argv) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--max-evals", type=int, default=400)
+    args = ap.parse_args(argv)
+    base = load_parameters()
+    table = load_observations(shipped_targets())
+    rows = table[table["target"].isin(TARGETS)]
+    log: list[float] = []
+    best: dict = {}
+    lo, hi = bounds(base)
+    x0 = np.clip(start(base), lo + 1e-9, hi - 1e-9)
+    t0 = time.time()
+    fit = least_squares(residuals, x0, bounds=(lo, hi), args=(base, rows, log, best), diff_step=0.05,
+                        x_scale=1.0, max_nfev=args.max_evals, verbose=0)
+    print(f"fit: {fit.message} ({len(log)} evaluations, {time.time() - t0:.0f} s), best SSR {best['ssr']:.3f}")
+    fitted = scale_cadss(apply(base, best["x"]))
+    for (_, row), r in zip(rows.iterrows(), best["residuals"]):
+        print(f"  {row['target']:<34} {row['metric']:<20} {str(row['time']):<6} {row['quantity']:<13} residual {r:+6.2f}")
+    values = {name: fitted[name].value for name, field in FREE if field == "value"}
+    values["clinical.cadss_slope"] = fitted["clinical.cadss_slope"].value
+    cvs = {name: fitted[name].cv for name, field in FREE if field == "cv"}
+    for name, v in values.items():
+        print(f"{name} = {v:.4g} {fitted[name].unit}")
+    for name, v in cvs.items():
+        print(f"{name}: cv = {v:.4g}")
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from toml_values import write_values
+
+        write_values(values)
+        write_values(cvs, field="cv")
+        print("wrote the parameter files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
