@@ -3,6 +3,8 @@ model to the population-level targets of the shipped table (src/ketasim/data/tar
 
     python scripts/calibrate_clinical.py            # fit and print
     python scripts/calibrate_clinical.py --write    # and write the values into the parameter files
+    python scripts/calibrate_clinical.py --free clinical.k_expectancy_sustained,clinical.ssri_max_effect \
+        --set clinical.k_expectancy_sustained=0.002      # refit a subset from a chosen start
 
 The targets are trial metrics (virtual trials in src/ketasim/data/scenarios/*_trial.toml, each with
 its own seed, so every evaluation sees the same patients: common random numbers): Murrough 2013's
@@ -70,24 +72,24 @@ TARGETS = ("murrough2013_madrs_24h", "murrough2013b_repeated_infusions", "han201
            "jakobsen2017_ssri_vs_placebo")
 
 
-def apply(params, x):
+def apply(params, x, free=FREE):
     values, cvs = {}, {}
-    for (name, field), v in zip(FREE, np.exp(x)):
+    for (name, field), v in zip(free, np.exp(x)):
         (values if field == "value" else cvs)[name.replace(".", "__")] = float(v)
     return params.replace(**values).replace_cv(**cvs)
 
 
-def bounds(params):
+def bounds(params, free=FREE):
     low, high = [], []
-    for name, field in FREE:
+    for name, field in free:
         lo, hi = CV_BOUNDS if field == "cv" else params[name].range
         low.append(math.log(max(lo, 1e-6)))
         high.append(math.log(hi))
     return np.array(low), np.array(high)
 
 
-def start(params):
-    return np.log([params[name].cv if field == "cv" else params[name].value for name, field in FREE])
+def start(params, free=FREE):
+    return np.log([params[name].cv if field == "cv" else params[name].value for name, field in free])
 
 
 def structural(rows) -> np.ndarray:
@@ -96,9 +98,9 @@ def structural(rows) -> np.ndarray:
                      or (r["target"], r["metric"], r["time"]) in STRUCTURAL_MISSES for _, r in rows.iterrows()])
 
 
-def residuals(x, base, rows, log, best):
+def residuals(x, base, rows, log, best, free=FREE):
     targets_module._RUNS.clear()  # each trial result holds its patients table: keep one evaluation
-    p = apply(base, x)
+    p = apply(base, x, free)
     out = []
     for _, row in rows.iterrows():
         low, high = accepted_interval(row)
@@ -128,24 +130,40 @@ def main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--max-evals", type=int, default=400)
+    ap.add_argument("--free", help="comma-separated subset of the free parameters (default: all of FREE)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="start value of a parameter (repeatable)")
     args = ap.parse_args(argv)
+    free = FREE
+    if args.free:
+        wanted = args.free.split(",")
+        unknown = set(wanted) - {name for name, _ in FREE}
+        if unknown:
+            ap.error(f"--free: {sorted(unknown)} not among {[name for name, _ in FREE]}")
+        free = tuple(f for f in FREE if f[0] in wanted)
     base = load_parameters()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in base:
+            ap.error(f"--set: unknown parameter {name!r}")
+        base = base.replace(**{name.replace(".", "__"): float(value)})
     table = load_observations(shipped_targets())
     rows = table[table["target"].isin(TARGETS)]
     log: list[float] = []
     best: dict = {}
-    lo, hi = bounds(base)
-    x0 = np.clip(start(base), lo + 1e-9, hi - 1e-9)
+    lo, hi = bounds(base, free)
+    x0 = np.clip(start(base, free), lo + 1e-9, hi - 1e-9)
     t0 = time.time()
-    fit = least_squares(residuals, x0, bounds=(lo, hi), args=(base, rows, log, best), diff_step=0.05,
+    fit = least_squares(residuals, x0, bounds=(lo, hi), args=(base, rows, log, best, free), diff_step=0.05,
                         x_scale=1.0, max_nfev=args.max_evals, verbose=0)
     print(f"fit: {fit.message} ({len(log)} evaluations, {time.time() - t0:.0f} s), best SSR {best['ssr']:.3f}")
-    fitted = scale_cadss(apply(base, best["x"]))
+    fitted = scale_cadss(apply(base, best["x"], free))
     for (_, row), r in zip(rows.iterrows(), best["residuals"]):
         print(f"  {row['target']:<34} {row['metric']:<20} {str(row['time']):<6} {row['quantity']:<13} residual {r:+6.2f}")
-    values = {name: fitted[name].value for name, field in FREE if field == "value"}
+    values = {name: fitted[name].value for name, field in free if field == "value"}
+    values |= {item.partition("=")[0]: fitted[item.partition("=")[0]].value for item in args.set}
     values["clinical.cadss_slope"] = fitted["clinical.cadss_slope"].value
-    cvs = {name: fitted[name].cv for name, field in FREE if field == "cv"}
+    cvs = {name: fitted[name].cv for name, field in free if field == "cv"}
     for name, v in values.items():
         print(f"{name} = {v:.4g} {fitted[name].unit}")
     for name, v in cvs.items():
