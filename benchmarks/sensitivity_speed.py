@@ -37,7 +37,7 @@ DEFAULT_PARAMETERS = [
     "plasticity.bdnf_translation_gain", "plasticity.k_spine_formation", "plasticity.k_spine_loss",
     "plasticity.mtorc1_gain", "plasticity.k_protein_synthesis",
     "inflammation.k_il6", "circuit.w_vmpfc_to_amygdala",
-    "clinical.strength_symptom_gain", "clinical.expectancy_max", "clinical.k_severity",
+    "clinical.strength_symptom_gain", "clinical.expectancy_sustained_max", "clinical.k_severity",
 ]
 
 _LOCAL_CHILD = """

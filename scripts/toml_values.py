@@ -16,7 +16,7 @@ def write_values(values: dict[str, float], field: str = "value") -> None:
         path = PARAMS / f"{layer}.toml"
         text = path.read_text()
         pattern = rf"(\[{re.escape(name)}\]\n(?:[a-z_]+ = [^\n]+\n)*?{field} = )[^\n]+"
-        new, n = re.subn(pattern, lambda m: f"{m.group(1)}{value:.4g}", text)
+        new, n = re.subn(pattern, lambda m, value=value: f"{m.group(1)}{value:.4g}", text)
         if n != 1:
             raise KeyError(f"{full}.{field} not found in {path}")
         path.write_text(new)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import ketasim
-from ketasim.calibrate import DataError, load_observations, shipped_targets
+from ketasim.calibrate import DataError, load_observations, shipped_targets, shipped_validation
 from ketasim.calibrate.fit import bayes, build_problem, maximise_likelihood, profile_likelihood
 from ketasim.engine.differentiable import OutputFunction
 from ketasim.model.pk import PK
@@ -37,19 +37,82 @@ def test_shipped_targets_are_a_cited_observation_table():
     assert len(table) >= 25
 
 
-def test_calibrate_command_prints_the_table_and_the_count(tmp_path):
+#: rows of the shipped table the model misses, each with the reason (docs/model.md, "What the model
+#: does not reproduce"); every other row must fall in its published interval
+KNOWN_MISSES: dict[tuple[str, str, str], str] = {
+    ("murrough2013b_repeated_infusions", "mean_change", "ketamine@2 h"):
+        "open-label fall 2 h after the first infusion: the model has no open-label or perceptible-effect expectancy",
+    ("han2016_response_decay", "remission_rate", "ketamine@7 d"):
+        "pooled remission rising from 24 h to day 7 while response falls: the pooled trials differ by time point",
+}
+TABLE = load_observations(shipped_targets())
+ROW_IDS = [f"{r['target']}:{r['metric']}:{r['quantity']}@{r['time'] if isinstance(r['time'], str) else ''}"
+           for _, r in TABLE.iterrows()]
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    from ketasim.calibrate import check
+
+    return check()
+
+
+def _key(row) -> tuple[str, str, str]:
+    return (row["target"], row["metric"], f"{row['quantity']}@{row['time'] if isinstance(row['time'], str) else ''}")
+
+
+@pytest.mark.parametrize("index", range(len(TABLE)), ids=ROW_IDS)
+def test_each_target_within_its_published_interval(calibration, index):
+    """Each row against the interval its source's own uncertainty gives (the basis column says how)."""
+    row = calibration.iloc[index]
+    key = _key(TABLE.iloc[index])
+    if key in KNOWN_MISSES:
+        assert not row["within"], f"{key} is now within its interval: remove it from KNOWN_MISSES"
+        pytest.xfail(KNOWN_MISSES[key])
+    assert row["within"], (f"{row['target']} {row['metric']}: model {row['model']:.4g} outside "
+                           f"{row['low']:.4g}..{row['high']:.4g} ({row['tolerance_basis']})")
+
+
+def test_calibrate_command_prints_the_table_the_count_and_the_report(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ketasim", "calibrate", "--out", str(tmp_path / "cal")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     k, n = map(int, re.fullmatch(r"(\d+)/(\d+) targets within tolerance", last).groups())
     table = pd.read_csv(tmp_path / "cal" / "calibration.csv")
-    assert n == len(table) == len(load_observations(shipped_targets()))
-    outside = table[~table["within"]]
-    # the known tension (docs/model.md): the typical MADRS keeps falling from 24 h to 72 h, so Han's
-    # 72-h rates are the only ones allowed outside their tolerance
-    assert set(outside["target"]) <= {"han2016_response_decay"}
-    assert k >= n - 2
+    assert n == len(table) == len(TABLE)
+    assert k == n - len(KNOWN_MISSES)
+    assert table["tolerance_basis"].str.len().min() > 10  # every interval says where it comes from
+    page = (tmp_path / "cal" / "report.html").read_text()
+    assert "research and teaching" in page and "<img" in page and "Posternak" in page
+
+
+def test_validate_command_prints_every_case_and_the_count(tmp_path):
+    """`ketasim validate`: the published results never fitted; the count is pinned so a regression fails."""
+    proc = subprocess.run([sys.executable, "-m", "ketasim", "validate", "--out", str(tmp_path / "val")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    k, n = map(int, re.fullmatch(r"(\d+)/(\d+) validation results within range", last).groups())
+    table = pd.read_csv(tmp_path / "val" / "validation.csv")
+    assert n == len(table) == len(load_observations(shipped_validation()))
+    assert (k, n) == VALIDATION_PINNED  # README shows the same count
+    assert set(table["case"]) >= {"lapidus2014_intranasal_racemic", "zarate2006_single_infusion_vs_saline"}
+    readme = (ROOT / "README.md").read_text()
+    assert f"{k}/{n} validation results within range" in readme
+
+
+#: `ketasim validate` today: a regression (or an improvement) must be seen and the README updated
+VALIDATION_PINNED = (12, 16)
+
+
+def test_validation_cases_are_never_calibration_targets():
+    validation = {t["id"] for t in tomllib.loads((ROOT / "src/ketasim/data/validation.toml").read_text())["case"]}
+    targets = {t["id"] for t in tomllib.loads((ROOT / "src/ketasim/data/calibration.toml").read_text())["target"]}
+    assert not validation & targets
+    params = ketasim.load_parameters()
+    for name, p in params.items():
+        assert not any(case in p.source for case in validation), name
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +218,69 @@ def test_nuts_recovers_the_truth_with_converged_chains(ml_fit):
         p = posterior["parameters"][name]
         assert p["r_hat"] < 1.05 and p["ess"] > 50
         assert p["lower_x"] < np.log(TRUE_SHIFT[name]) < p["upper_x"]
+
+
+# ---------------------------------------------------------------------- bioavailability and between-study variance
+AVAILABILITY_ROW = "scenario,quantity,metric,value,unit,sd,n,group\n"
+
+
+def _availability_problem(tmp_path, rows: list[str]):
+    (tmp_path / "oral.toml").write_text('[[dose]]\ndrug = "esketamine"\nroute = "oral"\namount = "17.5 mg"\n'
+                                        '[simulation]\nduration = "3 d"\noutput_every = "5 min"\n')
+    (tmp_path / "a.csv").write_text(AVAILABILITY_ROW + "".join(rows))
+    return build_problem(load_observations(tmp_path / "a.csv"), ["pk.q_hepatic"], ketasim.load_parameters())
+
+
+def test_bioavailability_is_fitted_with_its_exact_gradient(tmp_path):
+    problem = _availability_problem(tmp_path, ["oral.toml,pk.s_ketamine_plasma,bioavailability,0.12,fraction,0.01,1,\n"])
+    group = problem.groups[0]
+    x = np.array([0.02])
+    value, d = group.predict(x, with_jacobian=True)
+    fd = (group.predict(x + 1e-5)[0] - group.predict(x - 1e-5)[0]) / 2e-5
+    np.testing.assert_allclose(d[:, 0], fd, rtol=1e-4)
+    # the AUC ratio equals the model's own F_gut x F_hepatic (a linear model), to the grid's accuracy
+    from ketasim.calibrate import check
+
+    reference = check(tmp_path / "a.csv")["model"].iloc[0]  # AUCs of the simulated 5-min grid
+    assert group.predict(np.zeros(1))[0][0] == pytest.approx(reference, rel=0.01)
+    assert value[0] > 0
+    result = maximise_likelihood(problem, starts=1)
+    assert group.predict(result.x)[0][0] == pytest.approx(0.12, abs=1e-4)
+
+
+def test_between_study_variance_reconciles_disagreeing_studies(tmp_path):
+    """Two studies that disagree far beyond their errors: without a between-study variance the more
+    precise one dictates the estimate; with it (Paule-Mandel) both weigh about equally and the
+    scatter is explained (sum e^2 / (s^2 + tau^2) = k - 1)."""
+    from ketasim.calibrate.fit import between_study_variances
+
+    rows = ["oral.toml,pk.s_ketamine_plasma,bioavailability,0.08,fraction,0.002,1,oral\n",
+            "oral.toml,pk.s_ketamine_plasma,bioavailability,0.18,fraction,0.01,1,oral\n"]
+    problem = _availability_problem(tmp_path, rows)
+    fixed = maximise_likelihood(problem, starts=1)
+    assert problem.tau2 == {}
+    pooled = maximise_likelihood(problem, starts=1, between_study=True)
+    tau2 = problem.tau2["oral"]
+    g = problem.groups[0]
+    pred = g.predict(pooled.x)[0]
+    assert 0.11 < pred[0] < 0.14
+    assert np.sum((g.observed - pred) ** 2 / (g.sigma ** 2 + tau2)) == pytest.approx(1.0, rel=1e-3)
+    assert between_study_variances(problem, pooled.x)["oral"] == pytest.approx(tau2, rel=1e-6)
+    assert g.predict(fixed.x)[0][0] < 0.09  # without it the precise study wins
+    agree = _availability_problem(tmp_path, ["oral.toml,pk.s_ketamine_plasma,bioavailability,0.12,fraction,0.01,1,oral\n",
+                                             "oral.toml,pk.s_ketamine_plasma,bioavailability,0.121,fraction,0.01,1,oral\n"])
+    maximise_likelihood(agree, starts=1, between_study=True)
+    assert agree.tau2["oral"] == 0.0  # studies that agree within their errors add no variance
+
+
+@pytest.mark.parametrize("row, field", [
+    ("oral.toml,pk.s_ketamine_plasma,fraction_of_change,0.6,fraction,2 w,,,,\n", "reference_time"),
+    ("oral.toml,pk.s_ketamine_plasma,difference_in_change,-2,MADRS points,8 w,,,,\n", "control"),
+    ("oral.toml,pk.s_ketamine_plasma,at,0.6,ng/mL,2 h,,,0.7,\n", "low"),
+    ("oral.toml,pk.s_ketamine_plasma,at,0.6,ng/mL,2 h,,,0.7,0.9\n", "low"),
+])
+def test_comparisons_and_intervals_are_checked(tmp_path, row, field):
+    (tmp_path / "oral.toml").write_text(BOLUS)
+    (tmp_path / "t.csv").write_text("scenario,quantity,metric,value,unit,time,reference_time,control,low,high\n" + row)
+    with pytest.raises(DataError, match=field):
+        load_observations(tmp_path / "t.csv")
