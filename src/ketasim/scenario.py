@@ -98,9 +98,9 @@ class PatientColumns:
     """The covariates of many patients as columns (row r is one patient), so that what depends on
     them (enzyme activities, baselines, dose amounts) is computed for a whole batch at once.
 
-    >>> cols = PatientColumns.of([Patient(weight_kg=60.0), Patient(comedications=("rapamycin",))])
-    >>> cols.weight_kg.tolist(), cols.takes("rapamycin").tolist(), cols.patient(1).comedications
-    ([60.0, 70.0], [False, True], ('rapamycin',))
+    >>> cols = PatientColumns.of([Patient(weight_kg=60.0), Patient(comedications=("clarithromycin",))])
+    >>> cols.weight_kg.tolist(), cols.takes("clarithromycin").tolist(), cols.patient(1).comedications
+    ([60.0, 70.0], [False, True], ('clarithromycin',))
     """
 
     weight_kg: np.ndarray  # (n,) kg
