@@ -46,25 +46,35 @@ KNOWN_MISSES: dict[tuple[str, str, str], str] = {
         "pooled remission rising from 24 h to day 7 while response falls: the pooled trials differ by time point",
 }
 TABLE = load_observations(shipped_targets())
-ROW_IDS = [f"{r['target']}:{r['metric']}:{r['quantity']}@{r['time'] if isinstance(r['time'], str) else ''}"
-           for _, r in TABLE.iterrows()]
-
-
-@pytest.fixture(scope="module")
-def calibration():
-    from ketasim.calibrate import check
-
-    return check()
 
 
 def _key(row) -> tuple[str, str, str]:
     return (row["target"], row["metric"], f"{row['quantity']}@{row['time'] if isinstance(row['time'], str) else ''}")
 
 
+ROW_IDS = [":".join(_key(r)) for _, r in TABLE.iterrows()]
+
+
+def _run_command(command: str, folder, count_text: str) -> tuple[int, int]:
+    """Run `ketasim <command> --out <folder>`; (K, N) from its last line, 'K/N <count_text>'."""
+    proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--out", str(folder)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    return tuple(map(int, re.fullmatch(rf"(\d+)/(\d+) {count_text}", last).groups()))
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    """`ketasim calibrate --out` run once: its count, its folder and its calibration.csv (row per target)."""
+    folder = tmp_path_factory.mktemp("calibrate") / "cal"
+    k, n = _run_command("calibrate", folder, "targets within tolerance")
+    return {"k": k, "n": n, "folder": folder, "table": pd.read_csv(folder / "calibration.csv")}
+
+
 @pytest.mark.parametrize("index", range(len(TABLE)), ids=ROW_IDS)
 def test_each_target_within_its_published_interval(calibration, index):
     """Each row against the interval its source's own uncertainty gives (the basis column says how)."""
-    row = calibration.iloc[index]
+    row = calibration["table"].iloc[index]
     key = _key(TABLE.iloc[index])
     if key in KNOWN_MISSES:
         assert not row["within"], f"{key} is now within its interval: remove it from KNOWN_MISSES"
@@ -73,27 +83,18 @@ def test_each_target_within_its_published_interval(calibration, index):
                            f"{row['low']:.4g}..{row['high']:.4g} ({row['tolerance_basis']})")
 
 
-def test_calibrate_command_prints_the_table_the_count_and_the_report(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ketasim", "calibrate", "--out", str(tmp_path / "cal")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    k, n = map(int, re.fullmatch(r"(\d+)/(\d+) targets within tolerance", last).groups())
-    table = pd.read_csv(tmp_path / "cal" / "calibration.csv")
+def test_calibrate_command_prints_the_table_the_count_and_the_report(calibration):
+    k, n, table = calibration["k"], calibration["n"], calibration["table"]
     assert n == len(table) == len(TABLE)
     assert k == n - len(KNOWN_MISSES)
     assert table["tolerance_basis"].str.len().min() > 10  # every interval says where it comes from
-    page = (tmp_path / "cal" / "report.html").read_text()
+    page = (calibration["folder"] / "report.html").read_text()
     assert "research and teaching" in page and "<img" in page and "Posternak" in page
 
 
 def test_validate_command_prints_every_case_and_the_count(tmp_path):
     """`ketasim validate`: the published results never fitted; the count is pinned so a regression fails."""
-    proc = subprocess.run([sys.executable, "-m", "ketasim", "validate", "--out", str(tmp_path / "val")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    k, n = map(int, re.fullmatch(r"(\d+)/(\d+) validation results within range", last).groups())
+    k, n = _run_command("validate", tmp_path / "val", "validation results within range")
     table = pd.read_csv(tmp_path / "val" / "validation.csv")
     assert n == len(table) == len(load_observations(shipped_validation()))
     assert (k, n) == VALIDATION_PINNED  # README shows the same count

@@ -305,21 +305,32 @@ def _check_table(table, id_column: str, basis_column: str) -> None:
                    f"accepted {r['low']:>7.4g} .. {r['high']:<7.4g} within: {mark:<3}  ({r[basis_column]})")
 
 
-def _write_check(out: Optional[Path], table, name: str, command: str, params=None) -> None:
+def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
+               basis_column: str, count_text: str, write_report=None) -> None:
+    """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table, printed a
+    row per line and written (CSV, JSON, manifest and, with ``write_report(path, table, params)``, a
+    report) atomically into ``out``; the last line is 'K/N <count_text>'."""
     import json as _json
 
-    from .output import atomic_folder
+    from .output import atomic_folder, check_output_folder
+    from .params import load_parameters
 
-    if out is None:
-        return
-    with atomic_folder(out) as tmp:
-        table.to_csv(tmp / f"{name}.csv", index=False)
-        (tmp / "manifest.json").write_text(_json.dumps({"command": command, "disclaimer": DISCLAIMER}))
-        (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
-        if name == "calibration":
-            from .calibrate.report import write_calibration_report
-
-            write_calibration_report(tmp / "report.html", table, params)
+    try:
+        if out is not None:
+            check_output_folder(out)
+        parameter_set = load_parameters(params)
+        table = compute(parameter_set)
+        _check_table(table, id_column, basis_column)
+        if out is not None:
+            with atomic_folder(out) as tmp:
+                table.to_csv(tmp / f"{name}.csv", index=False)
+                (tmp / "manifest.json").write_text(_json.dumps({"command": command, "disclaimer": DISCLAIMER}))
+                (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
+                if write_report is not None:
+                    write_report(tmp / "report.html", table, parameter_set)
+    except KetasimError as exc:
+        _fail(str(exc))
+    typer.echo(f"{int(table['within'].sum())}/{len(table)} {count_text}")
 
 
 @app.command()
@@ -327,19 +338,11 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
               params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
     """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'."""
     from .calibrate import check
-    from .output import check_output_folder
-    from .params import load_parameters
+    from .calibrate.report import write_calibration_report
 
-    try:
-        if out is not None:
-            check_output_folder(out)
-        parameter_set = load_parameters(params)
-        table = check(params=parameter_set)
-        _check_table(table, "target", "tolerance_basis")
-        _write_check(out, table, "calibration", "ketasim calibrate", parameter_set)
-    except KetasimError as exc:
-        _fail(str(exc))
-    typer.echo(f"{int(table['within'].sum())}/{len(table)} targets within tolerance")
+    _run_check(out, params, lambda p: check(params=p), name="calibration", command="ketasim calibrate",
+               id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
+               write_report=write_calibration_report)
 
 
 @app.command()
@@ -347,18 +350,9 @@ def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write 
              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
     """Predict every shipped validation result (never fitted); ends with 'K/N validation results within range'."""
     from .calibrate import validate as run_validation
-    from .output import check_output_folder
-    from .params import load_parameters
 
-    try:
-        if out is not None:
-            check_output_folder(out)
-        table = run_validation(params=load_parameters(params))
-        _check_table(table, "case", "accept")
-        _write_check(out, table, "validation", "ketasim validate")
-    except KetasimError as exc:
-        _fail(str(exc))
-    typer.echo(f"{int(table['within'].sum())}/{len(table)} validation results within range")
+    _run_check(out, params, lambda p: run_validation(params=p), name="validation", command="ketasim validate",
+               id_column="case", basis_column="accept", count_text="validation results within range")
 
 
 @app.command()
