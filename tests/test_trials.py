@@ -19,7 +19,7 @@ import ketasim
 from ketasim.engine import SolverSettings
 from ketasim.errors import ScenarioError
 from ketasim.trial import TrialSpec, run_trial
-from ketasim.trial.run import TRIAL_SETTINGS, _relapse
+from ketasim.trial.run import TRIAL_SETTINGS, relapse_course
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples" / "trials").glob("*.toml"))
@@ -173,7 +173,7 @@ def test_relapse_needs_response_then_consecutive_high_scores():
         [25, 12, 22, 22, 9],   # responds at 72 h, relapses at 168 h (22 counts: ">= 22")
     ], dtype=float)
     responder = madrs <= 15
-    relapsed, when, responded_at, at_risk = _relapse(madrs, responder, times, 22.0, 2, np.zeros(4, dtype=bool))
+    relapsed, when, responded_at, at_risk = relapse_course(madrs, responder, times, 22.0, 2, np.zeros(4, dtype=bool))
     assert at_risk.tolist() == [True, True, False, True]
     np.testing.assert_array_equal(when, [72.0, np.nan, np.nan, 168.0])
     np.testing.assert_array_equal(responded_at, [24.0, 24.0, np.nan, 72.0])

@@ -114,26 +114,27 @@ def _mean_change(summary: dict, arm: str, time_h: float, where: str) -> float:
 
 def median_relapse_after(patients: pd.DataFrame, spec, arm: str, time_h: float) -> float:
     """Kaplan-Meier median time (h) from ``time_h`` to relapse among the patients responding at the
-    first assessment after it; relapse as the trial defines it (``consecutive`` assessments at or
-    above the threshold), censored at the last assessment. ``inf`` when not reached."""
+    first assessment after it; relapse by the trial's own rule (``relapse_course``: ``consecutive``
+    assessments at or above the threshold), censored at the last assessment. ``inf`` when not reached."""
+    from ..trial.run import relapse_course
     from ..trial.statistics import km_median
     from ..trial.summary import analysed
 
     ep = spec.endpoints
     rows = analysed(patients)
     rows = rows[(rows["arm"] == arm) & (rows["assessment [h]"] > time_h + 1e-9)]
-    times, events = [], []
-    for _, one in rows.sort_values("assessment [h]").groupby(["patient", "period"], sort=False):
-        t = one["assessment [h]"].to_numpy()
-        madrs, base = one["madrs [points]"].to_numpy(), one["baseline_madrs [points]"].to_numpy()
-        if not madrs[0] <= (1.0 - ep.response_fall) * base[0]:
-            continue  # not a responder at the end of treatment
-        high = madrs >= ep.relapse_at_least
-        event = next((j for j in range(1, t.size - ep.relapse_consecutive + 2)
-                      if high[j:j + ep.relapse_consecutive].all()), None)
-        times.append((t[event] if event is not None else t[-1]) - time_h)
-        events.append(event is not None)
-    return float(km_median(np.array(times), np.array(events, dtype=bool))["median"])
+    madrs = rows.pivot(index=["patient", "period"], columns="assessment [h]", values="madrs [points]")
+    base = rows.groupby(["patient", "period"])["baseline_madrs [points]"].first().loc[madrs.index].to_numpy()
+    times = madrs.columns.to_numpy(dtype=float)
+    madrs = madrs.to_numpy()
+    # at risk: responding at the first assessment after time_h (the end of treatment), not later
+    responder = np.zeros_like(madrs, dtype=bool)
+    responder[:, 0] = madrs[:, 0] <= (1.0 - ep.response_fall) * base
+    _, relapse_time, _, at_risk = relapse_course(madrs, responder, times, ep.relapse_at_least,
+                                                 ep.relapse_consecutive, np.zeros(len(madrs), dtype=bool))
+    event = ~np.isnan(relapse_time[at_risk])
+    time = np.where(event, relapse_time[at_risk], times[-1]) - time_h
+    return float(km_median(time, event)["median"])
 
 
 def trial_metric(row: pd.Series, params: ParameterSet) -> tuple[float, str]:

@@ -215,7 +215,7 @@ def _session_peak(values: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _relapse(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
+def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
              responded_at_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per assessment whether relapse has occurred (MADRS >= threshold at ``consecutive`` assessments
     in a row after response); the relapse time (first of those assessments), the response time
@@ -265,7 +265,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
         remitter = madrs <= ep.remission_at_most
         start = outputs["clinical.sbp"][:, np.maximum(tl.session_start[p], 0)]
         sbp_rise = _session_peak(outputs["clinical.sbp"], tl.sessions[p]) - np.where(tl.session_start[p] >= 0, start, np.nan)
-        relapsed, relapse_time, response_time, at_risk = _relapse(madrs, responder, assess_h, ep.relapse_at_least,
+        relapsed, relapse_time, response_time, at_risk = relapse_course(madrs, responder, assess_h, ep.relapse_at_least,
                                                    ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
         columns: dict[str, Any] = {
             "arm": period.arm, "sequence": seq.name, "period": p + 1,
