@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import ketasim
 from ketasim.cli import app
 from ketasim.model import default_model
+from ketasim.model.mechanisms import MECHANISMS
 from ketasim.sbml import export_sbml, sbml_id
 
 ROOT = Path(__file__).parent.parent
@@ -160,3 +161,48 @@ def test_negative_zero_is_bracketed():
     x = tracer.symbol("x")
     assert (x ** -0.0).text == "x ^ (-0.0)"
     assert (-0.0 - x).text == "(-0.0) - x"
+
+
+#: a scenario that exercises every mechanism's term: ketamine, a felt active placebo, naltrexone, a gas
+_MECHANISM_SCENARIO = {
+    "dose": [{"drug": "naltrexone", "route": "oral", "amount": "50 mg", "at": ["0 h"]},
+             {"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min", "at": ["1 h"]},
+             {"drug": "midazolam", "route": "iv", "amount": "0.045 mg/kg", "duration": "40 min", "at": ["30 h"]},
+             {"drug": "nitrous-oxide", "route": "inhaled", "amount": "50 %", "duration": "1 h", "at": ["36 h"]}],
+    "simulation": {"duration": "2 d", "output_every": "1 h"}}
+_VARIANTS = {name: [name] if MECHANISMS[name].kind == "route" else ["disinhibition", name] for name in MECHANISMS}
+_VARIANTS["all"] = list(MECHANISMS)
+#: CI runs these; the rest with -m slow
+_FAST_VARIANTS = ("habenula_trapping",)
+#: open problem (issue 12): CVODE stalls at the infusion's start with the inflammation term on in this
+#: scenario (mxstep even at 500,000 steps); the default-mechanism scenarios above do reproduce
+_CVODE_STALLS = ("inflammation", "all")
+
+
+def _variant_marks(v):
+    marks = [] if v in _FAST_VARIANTS else [pytest.mark.slow]
+    if v in _CVODE_STALLS:
+        marks.append(pytest.mark.xfail(reason="libRoadRunner CVODE stalls at the 1-h infusion start", strict=False))
+    return marks
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=_variant_marks(v)) for v in _VARIANTS])
+def test_libroadrunner_reproduces_each_mechanism_variant(variant):
+    """Each hypothesis on its own (a modulator with one route) and all together: the switches are SBML
+    parameters, and libRoadRunner integrates the exported document to the same states."""
+    names = _VARIANTS[variant]
+    ours = ketasim.simulate(_MECHANISM_SCENARIO, mechanisms=names,
+                            settings=ketasim.SolverSettings(rtol=1e-10, atol=1e-13))
+    xml = export_sbml(_MECHANISM_SCENARIO, mechanisms=names)
+    for m in MECHANISMS.values():
+        assert f'id="{sbml_id(m.switch)}"' in xml
+    rr = roadrunner.RoadRunner(xml)
+    rr.integrator.maximum_num_steps = 500_000  # the infusion's start at 1 h is a sharp corner for CVODE
+    rr.integrator.relative_tolerance = 1e-10
+    rr.integrator.absolute_tolerance = 1e-12
+    rr.timeCourseSelections = ["time"] + [sbml_id(n) for n in ours.states]
+    theirs = rr.simulate(times=list(ours.times_h))
+    for j, state in enumerate(ours.states):
+        a, b = ours.states[state], theirs[:, j + 1]
+        ok = (np.abs(a - b) <= 1e-4 * np.abs(a)) | (np.abs(a - b) <= 1e-8)
+        assert ok.all(), f"{state}: max difference {np.max(np.abs(a - b)):.3g} at t = {ours.times_h[~ok][0]:g} h"

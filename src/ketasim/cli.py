@@ -46,6 +46,18 @@ def _refusals(out: Path | None = None):
         _fail(str(exc))
 
 
+def _mechanisms_option(text: Optional[str]) -> tuple[str, ...] | None:
+    """``--mechanisms a,b`` checked against the registry (exit 2 naming the option), or None."""
+    from .model.mechanisms import check_mechanisms
+
+    if text is None:
+        return None
+    try:
+        return check_mechanisms([n.strip() for n in text.split(",") if n.strip()], "--mechanisms")
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def _check_dask_options(workers: Optional[int], scheduler: Optional[str]) -> None:
     if workers is not None and scheduler is not None:
         _fail("give either --workers (a local Dask cluster) or --scheduler (an existing one), not both")
@@ -73,6 +85,9 @@ def simulate(
     days: float = typer.Option(7.0, help="quick form: simulated days"),
     params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
     backend: str = typer.Option("cpu", help="cpu (compiled kernel) | jax"),
+    mechanisms: Optional[str] = typer.Option(None, "--mechanisms",
+                                             help="comma-separated hypotheses the model includes (ketasim mechanisms); "
+                                                  "default: the file's [model] table, else the calibrated set"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Simulate one scenario and write timeseries, summary, manifest and report to --out."""
@@ -86,6 +101,7 @@ def simulate(
         _fail("give a scenario file or --drug/--dose, not both")
     if backend not in BACKENDS:
         _fail(f"--backend: '{backend}' is not allowed; allowed: {', '.join(BACKENDS)}")
+    chosen = _mechanisms_option(mechanisms)
     with _refusals(out):
         if scenario is not None:
             sc = Scenario.from_toml(scenario)
@@ -98,7 +114,7 @@ def simulate(
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=err, disable=quiet, transient=True) as progress:
             task = progress.add_task("simulating (first run compiles the kernel)", total=2)
-            result = run(sc, params=parameter_set, backend=backend)
+            result = run(sc, params=parameter_set, backend=backend, mechanisms=chosen)
             if result.status != "ok":
                 _fail(f"the solver did not finish ({result.status}); nothing was written", EXIT_SOLVER_FAILED)
             progress.update(task, advance=1, description="writing results and report")
@@ -117,6 +133,9 @@ def trial(
     workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
     scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per chunk (default: by memory)"),
+    mechanisms: Optional[str] = typer.Option(None, "--mechanisms",
+                                             help="comma-separated hypotheses the model includes (ketasim mechanisms); "
+                                                  "default: the file's [model] table, else the calibrated set"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
@@ -129,6 +148,7 @@ def trial(
     _check_dask_options(workers, scheduler)
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
         _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
+    chosen = _mechanisms_option(mechanisms)
     with _refusals(out):
         spec = TrialSpec.load(trial_file)
         parameter_set = load_parameters(params)
@@ -144,7 +164,7 @@ def trial(
                 progress.update(task, completed=done, rate=f"{rate:,.0f}")
 
             result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
-                               scheduler=scheduler, progress=report)
+                               scheduler=scheduler, progress=report, mechanisms=chosen)
             progress.update(task, description="writing results and report")
             result.write(out)
     if not quiet:
@@ -306,25 +326,28 @@ def _check_table(table, id_column: str, basis_column: str) -> None:
 
 
 def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
-               basis_column: str, count_text: str, write_report=None) -> None:
+               basis_column: str, count_text: str, write_report=None, mechanisms: Optional[str] = None) -> None:
     """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table, printed a
     row per line and written (CSV, JSON, manifest and, with ``write_report(path, table, params)``, a
     report) atomically into ``out``; the last line is 'K/N <count_text>'."""
     import json as _json
 
+    from .model.mechanisms import active, with_mechanisms
     from .output import atomic_folder, check_output_folder
     from .params import load_parameters
 
+    chosen = _mechanisms_option(mechanisms)
     try:
         if out is not None:
             check_output_folder(out)
-        parameter_set = load_parameters(params)
+        parameter_set = with_mechanisms(load_parameters(params), chosen)
         table = compute(parameter_set)
         _check_table(table, id_column, basis_column)
         if out is not None:
             with atomic_folder(out) as tmp:
                 table.to_csv(tmp / f"{name}.csv", index=False)
-                (tmp / "manifest.json").write_text(_json.dumps({"command": command, "disclaimer": DISCLAIMER}))
+                (tmp / "manifest.json").write_text(_json.dumps({"command": command, "mechanisms": list(active(parameter_set)),
+                                                                 "disclaimer": DISCLAIMER}))
                 (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
                 if write_report is not None:
                     write_report(tmp / "report.html", table, parameter_set)
@@ -335,24 +358,59 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
 
 @app.command()
 def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write calibration.csv, .json and report.html here"),
-              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
-    """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'."""
+              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+              mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses "
+                                                       "(ketasim mechanisms); default: the calibrated set")):
+    """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'.
+
+    With --mechanisms the same targets are checked for that variant, with the parameters as they are
+    (no gain is refitted)."""
     from .calibrate import check
     from .calibrate.report import write_calibration_report
 
     _run_check(out, params, lambda p: check(params=p), name="calibration", command="ketasim calibrate",
                id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
-               write_report=write_calibration_report)
+               write_report=write_calibration_report, mechanisms=mechanisms)
 
 
 @app.command()
 def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write validation.csv and .json here"),
-             params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)")):
+             params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+             mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses "
+                                                      "(ketasim mechanisms); default: the calibrated set")):
     """Predict every shipped validation result (never fitted); ends with 'K/N validation results within range'."""
     from .calibrate import validate as run_validation
 
     _run_check(out, params, lambda p: run_validation(params=p), name="validation", command="ketasim validate",
-               id_column="case", basis_column="accept", count_text="validation results within range")
+               id_column="case", basis_column="accept", count_text="validation results within range",
+               mechanisms=mechanisms)
+
+
+@app.command("mechanisms")
+def mechanisms_command(as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
+    """List the hypotheses of the antidepressant action: module, equations, sources, predictions."""
+    import json as _json
+
+    from .model.mechanisms import DEFAULT_MECHANISMS, MECHANISMS
+
+    rows = [{"name": m.name, "title": m.title, "kind": m.kind, "calibrated_model": m.name in DEFAULT_MECHANISMS,
+             "module": m.module, "switch": m.switch, "own_gain": m.gain, "needs_layers": list(m.needs_layers),
+             "equations": m.equations, "sources": list(m.sources), "predicts": list(m.predicts)}
+            for m in MECHANISMS.values()]
+    if as_json:
+        typer.echo(_json.dumps({"mechanisms": rows, "disclaimer": DISCLAIMER}, indent=2))
+        return
+    for r in rows:
+        state = "on in the calibrated model" if r["calibrated_model"] else "off unless chosen"
+        typer.echo(f"{r['name']} - {r['title']} ({r['kind']}; {state})")
+        typer.echo(f"  module:    {r['module']}   switch: {r['switch']}   own gain: {r['own_gain'] or '-'}")
+        typer.echo(f"  equations: {r['equations']}")
+        for src in r["sources"]:
+            typer.echo(f"  source:    {src}")
+        for pred in r["predicts"]:
+            typer.echo(f"  predicts:  {pred}")
+    typer.echo("choose with [model] mechanisms = [...] in a scenario or trial file, or --mechanisms a,b")
+    typer.echo(DISCLAIMER)
 
 
 @app.command()

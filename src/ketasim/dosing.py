@@ -21,7 +21,7 @@ from .scenario import DRUG_ENANTIOMERS, Patient, PatientColumns, Scenario
 
 HOURS_PER_YEAR = 8766.0
 #: routes given in a clinic session (a full treatment contact); oral and sublingual doses are taken at home
-SUPERVISED_ROUTES = ("iv", "im", "intranasal")
+SUPERVISED_ROUTES = ("iv", "im", "intranasal", "inhaled")
 
 #: each interacting drug -> (enzyme activity covariate, parameter giving its fold activity)
 COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -35,10 +35,33 @@ COMEDICATION_EFFECTS: dict[str, tuple[tuple[str, str], ...]] = {
                    ("cyp3a4_gut", "rifampicin_cyp3a4_gut"), ("cyp2b6", "rifampicin_cyp2b6")),
     "lorazepam": (),  # no effect on ketamine enzymes; potentiates GABA-A receptors (synapse layer)
 }
-#: the state each comparator drug's dose enters (its molar mass is comparators.mw_<drug>)
-COMPARATOR_STATES = {"midazolam": "comparators.midazolam_central", "citalopram": "comparators.citalopram_gut",
-                     "escitalopram": "comparators.escitalopram_gut", "sertraline": "comparators.sertraline_gut",
-                     "rapamycin": "comparators.rapamycin_gut"}
+@dataclass(frozen=True)
+class DrugEntry:
+    """Where a non-ketamine drug's dose goes: the state a bolus or an oral dose enters, the input an
+    IV infusion drives (None: no infusion), and the parameter holding its molar mass."""
+
+    state: str
+    molar_mass: str
+    infusion_input: str | None = None
+    #: counted in the ketamine-species mass balance of the pk layer
+    in_pk_balance: bool = False
+
+
+#: every dosed drug other than ketamine and the gases
+DRUG_ENTRIES: dict[str, DrugEntry] = {
+    "midazolam": DrugEntry("comparators.midazolam_central", "comparators.mw_midazolam", "dosing.midazolam_iv_rate"),
+    "citalopram": DrugEntry("comparators.citalopram_gut", "comparators.mw_citalopram"),
+    "escitalopram": DrugEntry("comparators.escitalopram_gut", "comparators.mw_escitalopram"),
+    "sertraline": DrugEntry("comparators.sertraline_gut", "comparators.mw_sertraline"),
+    "rapamycin": DrugEntry("comparators.rapamycin_gut", "comparators.mw_rapamycin"),
+    "memantine": DrugEntry("probes.memantine_gut", "probes.mw_memantine"),
+    "naltrexone": DrugEntry("probes.naltrexone_gut", "probes.mw_naltrexone"),
+    "lanicemine": DrugEntry("probes.lanicemine_central", "probes.mw_lanicemine", "dosing.lanicemine_iv_rate"),
+    "traxoprodil": DrugEntry("probes.traxoprodil_central", "probes.mw_traxoprodil", "dosing.traxoprodil_iv_rate"),
+    "2r6r-hnk": DrugEntry("pk.r_hnk", "pk.mw_hnk", "dosing.r_hnk_iv_rate", in_pk_balance=True),
+}
+#: each gas -> the input carrying its inspired fraction
+GAS_INPUTS = {"nitrous-oxide": "dosing.nitrous_oxide_inspired"}
 
 
 def _per_patient(value, n: int) -> np.ndarray:
@@ -229,7 +252,7 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
         return umol * (end - t) / duration
 
     for dose in scenario.doses:
-        mg = dose.amount_mg(weight_kg)
+        mg = dose.amount_mg(weight_kg) if dose.amount_unit != "fraction" else None
         for t in dose.times_h:
             events.append(t)
             if contact is not None:  # every administration is a treatment contact; one taken at home counts less
@@ -245,12 +268,18 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
                     for suffix, fraction in dose_fractions(dose.route, pk_values).items():
                         state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
                         boluses.append((t, state_index[state], umol * fraction))
-            elif dose.drug in COMPARATOR_STATES:
-                umol = mg * 1000.0 / params.value(f"comparators.mw_{dose.drug}")
-                if dose.drug == "midazolam" and dose.duration_h is not None:
-                    infuse(t, "dosing.midazolam_iv_rate", umol, dose.duration_h)
+            elif dose.drug in GAS_INPUTS:  # breathed at a constant inspired fraction
+                infuse(t, GAS_INPUTS[dose.drug], dose.amount * dose.duration_h, dose.duration_h)
+            elif dose.drug in DRUG_ENTRIES:
+                entry = DRUG_ENTRIES[dose.drug]
+                umol = mg * 1000.0 / params.value(entry.molar_mass)
+                if entry.infusion_input is not None and dose.duration_h is not None:
+                    given = infuse(t, entry.infusion_input, umol, dose.duration_h)
                 else:
-                    boluses.append((t, state_index[COMPARATOR_STATES[dose.drug]], umol))
+                    given = umol
+                    boluses.append((t, state_index[entry.state], umol))
+                if entry.in_pk_balance:
+                    dosed = dosed + given
     for therapy in scenario.therapies:
         efficacy = params.value(f"clinical.therapy_efficacy_{therapy.kind}")
         for t in therapy.times_h:

@@ -18,7 +18,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -27,6 +27,7 @@ import numpy as np
 
 from .engine import build_problem
 from .errors import KetasimError
+from .model.mechanisms import with_mechanisms
 from .model.system import COVARIATES, DOSING_INPUTS, Model, default_model
 from .params import ParameterSet, load_parameters
 from .result import DISCLAIMER
@@ -159,8 +160,11 @@ def _text(value) -> str:
 
 
 def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: ParameterSet | None = None,
-                model: Model | None = None) -> str:
+                model: Model | None = None, mechanisms: Sequence[str] | None = None) -> str:
     """The SBML L3V2 document (XML text) of the model with the scenario's patient and doses.
+
+    The mechanism switches (``mechanisms``, else the scenario's ``[model]`` table, else the
+    calibrated set) are parameters of the document, so one export can be switched in any tool.
 
     >>> xml = export_sbml({"dose": [{"drug": "esketamine", "route": "intranasal", "amount": "56 mg"}],
     ...                    "simulation": {"duration": "1 d"}})
@@ -171,6 +175,7 @@ def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: 
 
     scenario = Scenario.load(scenario)
     params = params if params is not None else load_parameters()
+    params = with_mechanisms(params, mechanisms if mechanisms is not None else scenario.mechanisms)
     model = model or default_model()
     problem = build_problem(scenario, params, model)
     theta = dict(zip(problem.parameter_names, problem.theta[0]))

@@ -27,7 +27,9 @@ import numpy as np
 from .errors import ScenarioError
 from .units import parse_quantity, parse_time
 
-ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
+ROUTES = ("iv", "im", "intranasal", "oral", "sublingual", "inhaled")
+#: the routes ketamine itself takes (inhalation is for gases)
+KETAMINE_ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
 #: mole fraction of each enantiomer in a ketamine drug
 DRUG_ENANTIOMERS: dict[str, dict[str, float]] = {
     "racemic-ketamine": {"s": 0.5, "r": 0.5},
@@ -36,12 +38,19 @@ DRUG_ENANTIOMERS: dict[str, dict[str, float]] = {
 }
 #: every drug with the routes it may take; inert ones (placebo, saline) take no amount
 DRUG_ROUTES: dict[str, tuple[str, ...]] = {
-    "racemic-ketamine": ROUTES, "esketamine": ROUTES, "arketamine": ROUTES,
+    "racemic-ketamine": KETAMINE_ROUTES, "esketamine": KETAMINE_ROUTES, "arketamine": KETAMINE_ROUTES,
     "midazolam": ("iv",),
     "placebo": ROUTES, "saline": ("iv", "intranasal"),
     "citalopram": ("oral",), "escitalopram": ("oral",), "sertraline": ("oral",),
     "rapamycin": ("oral",),
+    # drugs that tell the mechanisms apart (probes layer); 2r6r-hnk is (2R,6R)-hydroxynorketamine
+    "memantine": ("oral",), "lanicemine": ("iv",), "traxoprodil": ("iv",), "naltrexone": ("oral",),
+    "nitrous-oxide": ("inhaled",), "2r6r-hnk": ("iv",),
 }
+#: gases, dosed as an inspired concentration for a duration
+GASES = ("nitrous-oxide",)
+#: the largest inspired concentration of a gas (the rest must be oxygen)
+MAX_INSPIRED_FRACTION = 0.8
 DRUGS = tuple(DRUG_ROUTES)
 INERT_DRUGS = ("placebo", "saline")
 THERAPIES = ("cbt", "mindfulness", "supportive")
@@ -180,12 +189,14 @@ class Dose:
 
     drug: str
     route: str
-    amount: float  # 0 for inert drugs
-    amount_unit: str  # "mg/kg" or "mg"
+    amount: float  # 0 for inert drugs; the inspired fraction for a gas
+    amount_unit: str  # "mg/kg", "mg", or "fraction" (a gas)
     times_h: tuple[float, ...]
     duration_h: float | None = None  # IV infusion length; None = bolus
 
     def amount_mg(self, weight_kg: float) -> float:
+        if self.amount_unit == "fraction":
+            raise ValueError(f"{self.drug} is a gas dosed as an inspired fraction, not in mg")
         return self.amount * weight_kg if self.amount_unit == "mg/kg" else self.amount
 
 
@@ -206,6 +217,8 @@ class Scenario:
     therapies: tuple[Therapy, ...] = ()
     duration_h: float = 7 * 24.0
     output_every_h: float = 5.0 / 60.0
+    #: the mechanisms the model includes (``[model] mechanisms``); None: the calibrated set
+    mechanisms: tuple[str, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ------------------------------------------------------------------ constructors
@@ -245,6 +258,7 @@ class Scenario:
         if n_events > MAX_EVENTS:
             raise ScenarioError("dose", f"{n_events} administrations and sessions; at most {MAX_EVENTS} are allowed")
         return cls(patient=patient, doses=doses, therapies=therapies, duration_h=duration, output_every_h=every,
+                   mechanisms=parse_mechanisms(data.get("model", {}), "model.mechanisms"),
                    raw=json.loads(json.dumps(data)))
 
     def output_times(self):
@@ -260,7 +274,23 @@ class Scenario:
         """The validated content (normalised numbers and units) for manifests."""
         return {"patient": asdict(self.patient), "doses": [asdict(d) for d in self.doses],
                 "therapies": [asdict(t) for t in self.therapies],
+                "mechanisms": list(self.mechanisms) if self.mechanisms is not None else None,
                 "duration_h": self.duration_h, "output_every_h": self.output_every_h}
+
+
+def parse_mechanisms(model: Mapping[str, Any], field: str) -> tuple[str, ...] | None:
+    """The ``mechanisms`` list of a ``[model]`` table, checked against the registry; None if absent."""
+    from .model.mechanisms import check_mechanisms
+
+    if "mechanisms" not in model:
+        return None
+    names = model["mechanisms"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ScenarioError(field, f"must be a list of mechanism names, got {names!r}")
+    try:
+        return check_mechanisms(names, field)
+    except ValueError as exc:
+        raise ScenarioError(field, str(exc).split(": ", 1)[1]) from None
 
 
 # ---------------------------------------------------------------------- validation helpers
@@ -328,6 +358,8 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
     if route not in DRUG_ROUTES[drug]:
         raise ScenarioError(f"{where}.route", f"'{route}' is not a route for {drug}; allowed: "
                                               f"{', '.join(DRUG_ROUTES[drug])}")
+    if drug in GASES:
+        return _parse_gas(data, where, duration_h)
     if drug in INERT_DRUGS:
         if "amount" in data:
             raise ScenarioError(f"{where}.amount", f"{drug} is inert and takes no amount; remove it")
@@ -345,7 +377,8 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
     infusion = None
     if "duration" in data:
         if data["route"] != "iv":
-            raise ScenarioError(f"{where}.duration", f"an infusion length is only allowed for route 'iv', "
+            raise ScenarioError(f"{where}.duration", f"an infusion length is only allowed for route 'iv' "
+                                                     f"(and for an inhaled gas), "
                                                      f"not '{data['route']}'; remove it for a bolus")
         infusion = parse_time(data["duration"], f"{where}.duration")
         if not MIN_INFUSION_H <= infusion <= duration_h:
@@ -359,6 +392,35 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
     return Dose(drug=data["drug"], route=data["route"], amount=amount,
                 amount_unit="mg/kg" if kind == "per_weight" else "mg",
                 times_h=times, duration_h=infusion)
+
+
+def _parse_gas(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
+    """An inhaled gas: an inspired concentration ("50 %") breathed for a duration."""
+    drug = data["drug"]
+    text = data.get("amount")
+    if not isinstance(text, str) or not text.strip().endswith("%"):
+        raise ScenarioError(f"{where}.amount", f"{drug} is dosed as an inspired concentration such as \"50 %\", "
+                                               f"got {text!r}")
+    try:
+        fraction = float(text.strip()[:-1]) / 100.0
+    except ValueError:
+        raise ScenarioError(f"{where}.amount", f"{text!r} is not a percentage such as \"50 %\"") from None
+    if not 0.0 < fraction <= MAX_INSPIRED_FRACTION:
+        raise ScenarioError(f"{where}.amount", f"{text!r} must be above 0 % and at most "
+                                               f"{100 * MAX_INSPIRED_FRACTION:g} % (the rest is oxygen)")
+    if "duration" not in data:
+        raise ScenarioError(f"{where}.duration", f"how long {drug} is breathed, e.g. \"1 h\"")
+    length = parse_time(data["duration"], f"{where}.duration")
+    if not MIN_INFUSION_H <= length <= duration_h:
+        raise ScenarioError(f"{where}.duration", f"{data['duration']!r} must be at least 1 min and at most "
+                                                 f"the simulated duration ({duration_h:g} h)")
+    times = parse_times(data, where)
+    for t in times:
+        if t >= duration_h:
+            raise ScenarioError(f"{where}.at", f"a dose at {t:g} h is not before the end of the "
+                                               f"simulation ({duration_h:g} h)")
+    return Dose(drug=drug, route="inhaled", amount=fraction, amount_unit="fraction", times_h=times,
+                duration_h=length)
 
 
 def _parse_therapy(data: Mapping[str, Any], where: str, duration_h: float) -> Therapy:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .engine import STATUS_MESSAGES, SolverSettings, build_problem, solve
+from .errors import ScenarioError
+from .model.mechanisms import active, check_mechanisms, missing_layers, with_mechanisms
 from .model.system import Model, default_model
 from .params import ParameterSet, load_parameters
 from .result import SimulationResult
@@ -47,8 +49,12 @@ def observe(model: Model, states: np.ndarray, parameter_names, theta: np.ndarray
 
 def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
              params: ParameterSet | str | Path | None = None, backend: str = "cpu",
-             settings: SolverSettings = SolverSettings(), model: Model | None = None) -> SimulationResult:
+             settings: SolverSettings = SolverSettings(), model: Model | None = None,
+             mechanisms: Sequence[str] | None = None) -> SimulationResult:
     """Simulate one scenario (a TOML path, a dict or a ``Scenario``).
+
+    ``mechanisms`` names the hypotheses the model includes (``ketasim mechanisms``); it overrides the
+    scenario's ``[model] mechanisms``; neither given, the calibrated set.
 
     >>> import ketasim
     >>> res = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "iv",
@@ -61,6 +67,18 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
     if not isinstance(params, ParameterSet):
         params = load_parameters(params)
     model = model or default_model()
+    chosen = mechanisms if mechanisms is not None else scenario.mechanisms
+    if chosen is not None:
+        try:
+            chosen = check_mechanisms(chosen, "model.mechanisms")
+        except ValueError as exc:
+            raise ScenarioError("model.mechanisms", str(exc).split(": ", 1)[1]) from None
+        lacking = missing_layers(chosen, model.layer_names)
+        if lacking:
+            raise ScenarioError("model.mechanisms", "; ".join(
+                f"{name} needs the {', '.join(layers)} layer(s), which this model leaves out"
+                for name, layers in lacking.items()))
+    params = with_mechanisms(params, chosen)
     problem = build_problem(scenario, params, model)
     states, status, steps = solve(problem, settings, backend)
     states = states[0]
@@ -73,6 +91,7 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
         "scenario_source": dict(scenario.raw),
         "parameter_set_sha256": params.digest(),
         "model_layers": list(model.layer_names),
+        "mechanisms": list(active(params)),
         "solver": {"method": "Rodas4 (Hairer & Wanner), analytic Jacobian", "backend": backend,
                    "rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max,
                    "steps": int(steps[0])},

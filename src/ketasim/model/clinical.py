@@ -5,7 +5,7 @@ Latent severity ``D`` (MADRS points) relaxes towards a target that equals the pa
 baseline before treatment and moves with the layers below (multiplicatively, so it stays positive
 and below the baseline):
 
-    D* = MADRS0 x L x exp(-g r (c - c0)) x exp(g_i (IL6 - IL6_0) / IL6_healthy)
+    D* = MADRS0 x L x exp(-g r (c - c0)) x exp(s_i g_i (IL6 - IL6_0) / IL6_healthy) x exp(-s_h g_h H)
               x exp(-rho (Xa + Xs)) x (1 - e_ssri Z) x (1 - e_skill K / (1 + K))
 
 * ``L`` is the illness load left by the natural course: it starts at 1 and falls at the patient's
@@ -18,6 +18,9 @@ and below the baseline):
   the recent treatment contacts (every dose, inert ones included, and every therapy session), the
   acute within hours, the sustained over weeks, so a placebo arm improves over weeks rather than
   days (Posternak & Zimmerman 2005). ``rho`` is the patient's placebo responsiveness.
+* ``H`` is the lateral-habenula burst blockade (receptor layer); ``s_i`` and ``s_h`` are the
+  switches of the ``inflammation`` and ``habenula_trapping`` mechanisms (``model/mechanisms.py``).
+  Under ``expectancy_perceptible`` a felt drug (dissociation, sedation) adds to the contacts.
 * ``Z`` is the slow adaptation to serotonin transporter occupancy (SSRIs: onset over weeks).
 * ``K`` is the skill consolidated by psychotherapy: each session leaves a learning signal that is
   consolidated in proportion to prefrontal plasticity at the time (``(c/c0)^gamma``), so ketamine
@@ -41,6 +44,7 @@ class Clinical(Layer):
     """What the patient experiences and what a rater or a cuff measures."""
 
     name: ClassVar[str] = "clinical"
+    optional_inputs: ClassVar[dict[str, str]] = {"probes.opioid_permission": "plasticity.full_opioid_permission"}
 
     def states(self) -> tuple[Variable, ...]:
         return (
@@ -54,6 +58,7 @@ class Clinical(Layer):
             Variable("therapy_skill", "1", "consolidated therapy skill"),
             Variable("dissociation_site", "ng/mL", "ketamine at the dissociation effect site"),
             Variable("pressor_site", "ng/mL", "ketamine at the cardiovascular effect site"),
+            Variable("perceived_drug_effect", "1", "recent perceptible drug effects (dissociation, sedation), fading"),
         )
 
     #: states reported as they are
@@ -80,18 +85,33 @@ class Clinical(Layer):
     @staticmethod
     def severity_target(x, p, c, inp, m):
         strength = inp["circuit.prefrontal_strength"]
-        il6_rise = (inp["inflammation.il6"] / 1000.0 - c["il6_baseline"]) / p["inflammation.il6_healthy"]
+        # inflammation mechanism: IL-6 above the patient's own baseline adds to the symptom load
+        il6_rise = (p["mechanism.inflammation"] * (inp["inflammation.il6"] / 1000.0 - c["il6_baseline"])
+                    / p["inflammation.il6_healthy"])
+        # habenula_trapping mechanism: silenced lateral-habenula bursts relieve symptoms (Yang 2018)
+        habenula = (p["mechanism.habenula_trapping"] * p["habenula_symptom_gain"]
+                    * inp["probes.opioid_permission"] * inp["receptor.habenula_burst_blockade"])
         skill = x["therapy_skill"]
         return (c["baseline_madrs"] * x["illness_load"]
                 * m.exp(-p["strength_symptom_gain"] * c["plasticity_responsive"]
                         * (strength - c["synaptic_density_baseline"]))
                 * m.exp(p["il6_symptom_gain"] * il6_rise)
+                * m.exp(-habenula)
                 * m.exp(-Clinical.expectancy_log_reduction(x, p))
                 * (1.0 - p["ssri_max_effect"] * x["ssri_adaptation"])
                 * (1.0 - p["skill_max_effect"] * skill / (1.0 + skill)))
 
+    @staticmethod
+    def perceptible_effect(p, x, sedation):
+        """How strongly a drug is felt now (0 to 1): dissociation or sedation, whichever is felt."""
+        cadss = Clinical.cadss(p, x["dissociation_site"])
+        dissociation = cadss / (cadss + p["cadss_perceptible50"])
+        return 1.0 - (1.0 - dissociation) * (1.0 - sedation)
+
     def derivatives(self, x, p, c, inp, m) -> dict[str, Any]:
-        contacts = x["treatment_contact"]
+        # expectancy_perceptible mechanism: a drug that is felt counts as more of a treatment contact
+        contacts = (x["treatment_contact"] + p["mechanism.expectancy_perceptible"]
+                    * p["perceptible_expectancy_weight"] * x["perceived_drug_effect"])
         engaged = contacts / (contacts + p["expectancy_half_contacts"])
         plasticity = (inp["circuit.prefrontal_strength"] / c["synaptic_density_baseline"]) ** p["plasticity_exponent"]
         ketamine = inp["pk.ketamine_plasma"]
@@ -108,12 +128,18 @@ class Clinical(Layer):
             - p["k_skill_forgetting"] * x["therapy_skill"],
             "dissociation_site": p["keo_dissociation"] * (ketamine - x["dissociation_site"]),
             "pressor_site": p["keo_pressor"] * (ketamine - x["pressor_site"]),
+            "perceived_drug_effect": p["k_perception"] * self.perceptible_effect(p, x, self.sedation(p, inp))
+            - p["k_contact_fading"] * x["perceived_drug_effect"],
         }
+
+    @staticmethod
+    def sedation(p, inp):
+        mdz = inp["comparators.midazolam_plasma"]
+        return mdz / (mdz + p["sedation_ec50_midazolam"])
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
         h = p["pressor_hill"]
         pressor = x["pressor_site"] ** h / (x["pressor_site"] ** h + p["pressor_ec50"] ** h)
-        mdz = inp["comparators.midazolam_plasma"]
         return {
             "madrs": x["severity"],
             "hamd": x["severity"] / p["madrs_per_hamd"],
@@ -124,7 +150,7 @@ class Clinical(Layer):
             "dbp": p["dbp_baseline"] + p["dbp_emax"] * pressor,
             # rates are per hour inside the model; the heart rate is reported per minute
             "heart_rate": (p["heart_rate_baseline"] + p["heart_rate_emax"] * pressor) / 60.0,
-            "sedation": mdz / (mdz + p["sedation_ec50_midazolam"]),
+            "sedation": self.sedation(p, inp),
         }
 
     @staticmethod

@@ -157,7 +157,8 @@ class PK(Layer):
             dx[f"{e}_ketamine_deep"] = d["q3"] * (c1 - c3)
             dx[f"{e}_norketamine"] = to_norketamine + first_pass_norketamine - nk_out
             dx[f"{e}_dhnk"] = p["f_norketamine_to_dhnk"] * nk_out - d["cl_dhnk"] * c_dhnk
-            dx[f"{e}_hnk"] = p["f_norketamine_to_hnk"] * nk_out - d["cl_hnk"] * c_hnk
+            dx[f"{e}_hnk"] = (p["f_norketamine_to_hnk"] * nk_out - d["cl_hnk"] * c_hnk
+                              + (inp["dosing.r_hnk_iv_rate"] if e == "r" else 0.0))
             # effect sites: first-order equilibration with plasma (Cohen 1973: brain peak < 1 min)
             dx[f"{e}_ketamine_effect"] = p["keo_ketamine"] * (c1 - x[f"{e}_ketamine_effect"])
             dx[f"{e}_norketamine_effect"] = p["keo_norketamine"] * (c_nk - x[f"{e}_norketamine_effect"])
@@ -168,6 +169,7 @@ class PK(Layer):
                           + nk_out * (1.0 - p["f_norketamine_to_dhnk"] - p["f_norketamine_to_hnk"])
                           + d["cl_dhnk"] * c_dhnk + d["cl_hnk"] * c_hnk)
         dx["eliminated"] = eliminated
+        # dosed (2R,6R)-HNK enters its compartment directly: mass balance is dose = depots + body + eliminated
         return dx
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:

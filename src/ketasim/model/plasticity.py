@@ -49,7 +49,8 @@ class Plasticity(Layer):
     """Prefrontal neurotrophic signalling and synaptogenesis."""
 
     name: ClassVar[str] = "plasticity"
-    optional_inputs: ClassVar[dict[str, str]] = {"comparators.mtorc1_inhibition": "no_mtorc1_inhibition"}
+    optional_inputs: ClassVar[dict[str, str]] = {"comparators.mtorc1_inhibition": "no_mtorc1_inhibition",
+                                                 "probes.opioid_permission": "full_opioid_permission"}
 
     def states(self) -> tuple[Variable, ...]:
         return (
@@ -69,6 +70,13 @@ class Plasticity(Layer):
     def _inflammation_factor(p, il6):
         # IL-6 above the healthy reference lowers BDNF (mind and body)
         return 1.0 / (1.0 + p["il6_bdnf_suppression"] * (il6 / p["inflammation.il6_healthy"] - 1.0))
+
+    @staticmethod
+    def il6_seen(p, il6):
+        """IL-6 as the plasticity route sees it: itself with the inflammation mechanism on, the
+        healthy reference with it off."""
+        on = p["mechanism.inflammation"]
+        return on * il6 + (1.0 - on) * p["inflammation.il6_healthy"]
 
     @staticmethod
     def _positive(z, m):
@@ -93,14 +101,17 @@ class Plasticity(Layer):
         ampa = inp["synapse.ampa_activation"] / p["synapse.ampa_activation_baseline"]
         release = p["bdnf_release_gain"] * c["bdnf_release"] * (ampa ** p["bdnf_release_hill"] - 1.0)
         translation = p["bdnf_translation_gain"] * inp["synapse.eef2_desuppression"]
-        il6 = inp["inflammation.il6"] / 1000.0  # pg/mL output -> internal ng/mL
+        # the inflammation mechanism off: IL-6 held at the healthy reference, so it changes nothing
+        il6 = self.il6_seen(p, inp["inflammation.il6"] / 1000.0)  # pg/mL output -> internal ng/mL
+        il6_baseline = self.il6_seen(p, c["il6_baseline"])
         # inflammation lowers BDNF relative to the patient's own baseline, and scales the capacity to
         # respond relative to the healthy reference (inflamed patients respond less, below-reference
         # IL-6 a little more)
         relative_inflammation = (self._inflammation_factor(p, il6)
-                                 / self._inflammation_factor(p, c["il6_baseline"]))
-        capacity = self._inflammation_factor(p, c["il6_baseline"])
-        drive = 1.0 + capacity * (release + translation)
+                                 / self._inflammation_factor(p, il6_baseline))
+        capacity = self._inflammation_factor(p, il6_baseline)
+        # under the opioid mechanism, mu-opioid blockade (naltrexone) withholds the drug-driven drive
+        drive = 1.0 + capacity * inp["probes.opioid_permission"] * (release + translation)
         bdnf_target = relative_inflammation * self._positive(drive, m) / self._positive(1.0, m)
         trkb_rise = self._trkb(p, x["bdnf"]) - 1.0
         # an mTORC1 inhibitor lowers mTORC1 activity as a whole (resting and stimulated)

@@ -16,8 +16,10 @@ from .circuit import Circuit
 from .clinical import Clinical
 from .comparators import Comparators
 from .inflammation import Inflammation
+from .mechanisms import SWITCH_PREFIX
 from .pk import ENANTIOMERS, PK
 from .plasticity import Plasticity
+from .probes import Probes
 from .receptor import Receptor
 from .synapse import Synapse
 
@@ -43,7 +45,13 @@ COVARIATES: tuple[Variable, ...] = (
 #: exogenous inputs, piecewise constant between dose events
 DOSING_INPUTS: tuple[Variable, ...] = tuple(
     Variable(f"dosing.{e}_ketamine_iv_rate", "umol/h", f"{e.upper()}-ketamine IV infusion rate")
-    for e in ENANTIOMERS) + (Variable("dosing.midazolam_iv_rate", "umol/h", "midazolam IV infusion rate"),)
+    for e in ENANTIOMERS) + (
+    Variable("dosing.midazolam_iv_rate", "umol/h", "midazolam IV infusion rate"),
+    Variable("dosing.lanicemine_iv_rate", "umol/h", "lanicemine IV infusion rate"),
+    Variable("dosing.traxoprodil_iv_rate", "umol/h", "traxoprodil IV infusion rate"),
+    Variable("dosing.r_hnk_iv_rate", "umol/h", "(2R,6R)-hydroxynorketamine IV infusion rate"),
+    Variable("dosing.nitrous_oxide_inspired", "fraction", "inspired nitrous oxide (fraction of 1 atm)"),
+)
 
 
 class Model:
@@ -78,8 +86,9 @@ class Model:
         return tuple(layer.name for layer in self.layers)
 
     def parameter_names(self, available: Sequence[str]) -> tuple[str, ...]:
-        """The parameters of the composed layers, from the names a ParameterSet holds."""
-        prefixes = tuple(f"{name}." for name in self.layer_names)
+        """The parameters of the composed layers and the mechanism switches, from the names a
+        ParameterSet holds."""
+        prefixes = tuple(f"{name}." for name in self.layer_names) + (SWITCH_PREFIX,)
         return tuple(n for n in available if n.startswith(prefixes))
 
     @property
@@ -178,4 +187,4 @@ def _states_read_by(model: Model, outputs: tuple[str, ...], parameter_names: tup
 
 def default_model() -> Model:
     """The whole chain, from dose to depression score, in the order layers read each other."""
-    return Model([PK(), Comparators(), Inflammation(), Receptor(), Synapse(), Plasticity(), Circuit(), Clinical()])
+    return Model([PK(), Comparators(), Probes(), Inflammation(), Receptor(), Synapse(), Plasticity(), Circuit(), Clinical()])

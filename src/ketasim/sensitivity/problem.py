@@ -99,7 +99,8 @@ def select_parameters(params: ParameterSet, wanted: Sequence[str] | None = None,
 
     ``linked=False`` leaves out the copies in ``LINKED_PARAMETERS`` (they follow their original)."""
     layers = sorted({params[n].layer for n in params})
-    candidates = [n for n in params if params[n].range[0] < params[n].range[1]
+    # mechanism switches are hypotheses, not uncertain constants: ketasim compare varies them
+    candidates = [n for n in params if params[n].range[0] < params[n].range[1] and params[n].layer != "mechanism"
                   and (linked or n not in LINKED_PARAMETERS)]
     if not wanted:
         return candidates

@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine import SolverSettings
+from ..model.mechanisms import active, with_mechanisms
 from ..params import ParameterSet, load_parameters
 from ..result import DISCLAIMER
 from .design import DESIGNS, TrialSpec
@@ -70,8 +71,12 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: ParameterSet | str | Path | None = None,
               chunk_size: int | None = None, workers: int | None = None, scheduler: str | None = None,
-              settings: SolverSettings = TRIAL_SETTINGS, progress: ProgressCallback | None = None) -> TrialResult:
+              settings: SolverSettings = TRIAL_SETTINGS, progress: ProgressCallback | None = None,
+              mechanisms: Sequence[str] | None = None) -> TrialResult:
     """Run a virtual trial (a TOML path, a dict or a ``TrialSpec``).
+
+    ``mechanisms`` names the hypotheses the model includes (``ketasim mechanisms``); it overrides the
+    file's ``[model] mechanisms``; neither given, the calibrated set.
 
     ``workers`` starts a local Dask cluster of that many processes; ``scheduler`` (``tcp://host:port``)
     uses an existing one. Either way the result equals the single-process run (same seed).
@@ -79,6 +84,7 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
     spec = TrialSpec.load(trial)
     if not isinstance(params, ParameterSet):
         params = load_parameters(params)
+    params = with_mechanisms(params, mechanisms if mechanisms is not None else spec.mechanisms)
     started = _dt.datetime.now(_dt.timezone.utc)
     with _dask_client(workers, scheduler) as client:
         patients = run_chunks(spec, params, chunk_size=chunk_size, settings=settings, client=client, progress=progress)
@@ -87,6 +93,7 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
         "ketasim_version": _version(), "created": finished.isoformat(timespec="seconds"),
         "wall_time [s]": (finished - started).total_seconds(), "python": platform.python_version(),
         "trial_source": dict(spec.raw), "parameter_set_sha256": params.digest(),
+        "mechanisms": list(active(params)),
         "solver": {"method": "Rodas4 (Hairer & Wanner), analytic Jacobian", "rtol": settings.rtol,
                    "atol": settings.atol, "h_max_h": settings.h_max},
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},

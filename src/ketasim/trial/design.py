@@ -36,14 +36,14 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..population import PopulationSpec
-from ..scenario import MAX_DURATION_H, Scenario, parse_times, read_toml
+from ..scenario import MAX_DURATION_H, Scenario, parse_mechanisms, parse_times, read_toml
 from ..units import parse_time
 
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
 SELECTIONS = ("responders", "remitters")
 TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "response", "remission",
                 "relapse", "side_effects")
-TOP_LEVEL = ("trial", "population", "arm", "run_in", "background")
+TOP_LEVEL = ("trial", "population", "arm", "run_in", "background", "model")
 MAX_ASSESSMENTS = 200
 SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
 
@@ -102,6 +102,8 @@ class TrialSpec:
     control: str
     sequences: tuple[Sequence, ...]
     raw: Mapping[str, Any]
+    #: the mechanisms the model includes (``[model] mechanisms``); None: the calibrated set
+    mechanisms: tuple[str, ...] | None = None
 
     @property
     def duration_h(self) -> float:
@@ -157,7 +159,7 @@ class TrialSpec:
         sequences = _sequences(design, arms, assessments, population.n, background, trial, data.get("run_in"))
         return cls(name=name.strip(), seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
                    population=population, arms=arms, control=control, sequences=sequences,
-                   raw=json.loads(json.dumps(data)))
+                   raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")))
 
     def describe(self) -> dict[str, Any]:
         """Plain-data description for manifests and reports."""
@@ -175,10 +177,19 @@ class TrialSpec:
                           for s in self.sequences],
             "duration [h]": self.duration_h,
             "population": self.population.describe(),
+            "mechanisms": list(self.mechanisms) if self.mechanisms is not None else "calibrated set",
         }
 
 
 # ---------------------------------------------------------------------- parsing helpers
+def _mechanisms(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    table = _table(value, "model")
+    _known(table, ("mechanisms",), "model")
+    return parse_mechanisms(table, "model.mechanisms")
+
+
 def _table(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ScenarioError(where, "must be a table")
