@@ -69,10 +69,7 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
     model = model or default_model()
     chosen = mechanisms if mechanisms is not None else scenario.mechanisms
     if chosen is not None:
-        try:
-            chosen = check_mechanisms(chosen, "model.mechanisms")
-        except ValueError as exc:
-            raise ScenarioError("model.mechanisms", str(exc).split(": ", 1)[1]) from None
+        chosen = check_mechanisms(chosen, "model.mechanisms")
         lacking = missing_layers(chosen, model.layer_names)
         if lacking:
             raise ScenarioError("model.mechanisms", "; ".join(

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import ScenarioError
+
 #: the parameter-name prefix of the switches (``params/mechanism.toml``)
 SWITCH_PREFIX = "mechanism."
 
@@ -118,18 +120,18 @@ DEFAULT_MECHANISMS: tuple[str, ...] = ("disinhibition", "glun2b_eef2", "hnk_ampa
 
 
 def check_mechanisms(names: Iterable[str], field: str) -> tuple[str, ...]:
-    """``names`` as a tuple in registry order, or ``ValueError`` naming ``field`` and what is allowed."""
+    """``names`` as a tuple in registry order, or ``ScenarioError`` naming ``field`` and what is allowed."""
     names = list(names)
     if not names:
-        raise ValueError(f"{field}: name at least one mechanism; allowed: {', '.join(MECHANISMS)}")
+        raise ScenarioError(field, f"name at least one mechanism; allowed: {', '.join(MECHANISMS)}")
     unknown = [n for n in names if n not in MECHANISMS]
     if unknown:
-        raise ValueError(f"{field}: unknown mechanism {', '.join(repr(u) for u in unknown)}; "
-                         f"allowed: {', '.join(MECHANISMS)}")
+        raise ScenarioError(field, f"unknown mechanism {', '.join(repr(u) for u in unknown)}; "
+                                   f"allowed: {', '.join(MECHANISMS)}")
     routes = [n for n in names if MECHANISMS[n].kind == "route"]
     if not routes:
-        raise ValueError(f"{field}: {', '.join(names)} only modulate a route; add at least one route "
-                         f"({', '.join(n for n, m in MECHANISMS.items() if m.kind == 'route')})")
+        raise ScenarioError(field, f"{', '.join(names)} only modulate a route; add at least one route "
+                                   f"({', '.join(n for n, m in MECHANISMS.items() if m.kind == 'route')})")
     return tuple(n for n in MECHANISMS if n in names)
 
 
