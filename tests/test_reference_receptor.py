@@ -6,17 +6,24 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from ketasim.model.receptor import SPECIES, Receptor
+from ketasim.model.receptor import SPECIES, Receptor, concentration_input
 
 
 def steady_block(params, species, conc_um, p_open=1.0, population="interneuron"):
-    """Steady-state block by one species at a constant unbound concentration (uM)."""
+    """Steady-state block by one species at a constant unbound concentration (uM).
+
+    ``p_open = 1`` means every channel is open all the time: channels then never close and reopen
+    (opening rate 0), the condition under which Ki is the half-blocking concentration."""
     layer = Receptor()
     p = {k.split(".", 1)[1]: v for k, v in params.internal_values().items() if k.startswith("receptor.")}
+    p.update({k: v for k, v in params.internal_values().items() if k.startswith("mechanism.")})
     p[f"p_open_{population}"] = p_open
-    inp = {f"pk.{s}_brain_unbound": (conc_um if s == species else 0.0) for s in SPECIES}
+    if p_open == 1.0:
+        p[f"opening_rate_{population}"] = 0.0
+    inp = {concentration_input(s): (conc_um if s == species else 0.0) for s in SPECIES}
     inp["inflammation.quinolinic_acid"] = p["quinolinic_acid_baseline"]
     inp["inflammation.kynurenic_acid"] = p["kynurenic_acid_baseline"]
+    inp["probes.nitrous_oxide_nmda_inhibition"] = 0.0
     state = f"block_{population}_{species}"
 
     def rate(b):
