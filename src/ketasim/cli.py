@@ -360,15 +360,33 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
 def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write calibration.csv, .json and report.html here"),
               params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
               mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses "
-                                                       "(ketasim mechanisms); default: the calibrated set")):
+                                                       "(ketasim mechanisms); default: the calibrated set"),
+              fit_gains: bool = typer.Option(False, "--fit-gains", help="with --mechanisms: first scale the "
+                                             "variant's own gains by one factor to Murrough 2013's 24-h change")):
     """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'.
 
-    With --mechanisms the same targets are checked for that variant, with the parameters as they are
-    (no gain is refitted)."""
+    With --mechanisms the same targets are checked for that variant, with the parameters as they are;
+    add --fit-gains to calibrate the variant first the way ``ketasim compare`` does (only its own
+    mechanisms' gains move, by one common factor; a variant that cannot reach the target says so)."""
     from .calibrate import check
     from .calibrate.report import write_calibration_report
 
-    _run_check(out, params, lambda p: check(params=p), name="calibration", command="ketasim calibrate",
+    if fit_gains and mechanisms is None:
+        _fail("--fit-gains: give the variant with --mechanisms")
+
+    def compute(p):
+        if not fit_gains:
+            return check(params=p)
+        from .compare.variants import Variant, fit_variant
+        from .model.mechanisms import active
+
+        fit = fit_variant(Variant("variant", active(p)), p)
+        gains = ", ".join(f"{k} = {v:.4g}" for k, v in fit.gains.items()) or "none"
+        typer.echo(f"fitted factor {fit.factor:.4g} on the variant's own gains ({gains}): Murrough 2013 24-h change "
+                   f"{fit.model:.2f} vs {fit.target:.2f} MADRS points{'; ' + fit.note if fit.note else ''}")
+        return check(params=fit.params)
+
+    _run_check(out, params, compute, name="calibration", command="ketasim calibrate",
                id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
                write_report=write_calibration_report, mechanisms=mechanisms)
 
@@ -384,6 +402,45 @@ def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write 
     _run_check(out, params, lambda p: run_validation(params=p), name="validation", command="ketasim validate",
                id_column="case", basis_column="accept", count_text="validation results within range",
                mechanisms=mechanisms)
+
+
+@app.command("compare")
+def compare_command(
+    out: Path = typer.Option(..., "--out", help="results folder: compare.json, compare.csv, variants.csv, report.html"),
+    variants: Optional[str] = typer.Option(None, "--variants", help="comma-separated variants, each 'calibrated' or "
+                                           "mechanisms joined by '+' (e.g. calibrated,glun2b_eef2,disinhibition+opioid); "
+                                           "default: the calibrated set, each route alone, and the calibrated set plus each "
+                                           "other mechanism"),
+    experiments: Optional[Path] = typer.Option(None, "--experiments", help="experiments table (CSV); default: the "
+                                               "shipped discriminating experiments"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    fit: bool = typer.Option(True, "--fit/--no-fit", help="calibrate each variant's own gains to Murrough 2013 "
+                             "first (default) or keep them as they are")):
+    """Compare hypotheses: calibrate each variant alike, predict every discriminating experiment, score them.
+
+    Prints the variants best first (log-likelihood, AIC, BIC, Akaike weight) and, per experiment, the
+    variants that explain it. The experiments are evidence, never fitted."""
+    from .compare import compare, load_experiments, parse_variants, shipped_experiments
+    from .output import check_output_folder
+
+    with _refusals(out):
+        chosen = parse_variants(variants) if variants is not None else None
+        check_output_folder(out)
+        load_experiments(experiments or shipped_experiments())  # refuse a bad table before any run
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True) as progress:
+            task = progress.add_task("comparing (first run compiles the kernel)", total=None)
+            result = compare(chosen, experiments, params=params, fit=fit,
+                             progress=lambda text: progress.update(task, description=text))
+        result.write(out)
+    for _, r in result.variants.iterrows():
+        typer.echo(f"{r['variant']:<38} log L {r['log_likelihood']:>8.2f}  k {r['k']}  AIC {r['aic']:>7.2f}  "
+                   f"weight {r['akaike_weight']:.3f}  explains {r['explained [rows]']}/{r['observations']} rows"
+                   f"{'' if r['reaches_fit_target'] else '  (cannot reach the fitting target)'}")
+    for _, e in result.experiments().iterrows():
+        typer.echo(f"{e['experiment']:<30} explained by: {', '.join(e['explained_by']) or 'none'}")
+    typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv and report.html")
+    typer.echo(DISCLAIMER)
 
 
 @app.command("mechanisms")

@@ -1,0 +1,105 @@
+"""The HTML report of ``ketasim compare``: scores, the hypothesis x experiment table, a figure."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+
+from ..plots import plt, png_base64
+from ..result import DISCLAIMER
+
+
+def predictions_figure(result) -> str:
+    """One panel per observation: its 95 % interval (grey) and each variant's prediction."""
+    rows = result.rows
+    keys = list(dict.fromkeys(zip(rows["experiment"], rows["arm"], rows["metric"], rows["time"])))
+    variants = list(result.variants["variant"])
+    cols = 4
+    lines = int(np.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(lines, cols, figsize=(3.4 * cols, 2.1 + 0.13 * len(variants) * lines), dpi=100,
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        r = rows[(rows["experiment"] == key[0]) & (rows["arm"] == key[1]) & (rows["metric"] == key[2])
+                 & (rows["time"] == key[3])].set_index("variant").loc[variants]
+        y = np.arange(len(variants))
+        ax.axvspan(r["low"].iloc[0], r["high"].iloc[0], color="#cccccc")
+        ax.axvline(r["observed"].iloc[0], color="k", lw=1)
+        ax.plot(r["model"], y, "o", color="#1f77b4", ms=4)
+        ax.set_yticks(y, variants if ax in axes[:, 0] else [""] * len(y), fontsize=6)
+        ax.invert_yaxis()
+        ax.set_title(f"{key[0]}\n{key[1]}, {key[2]} @ {key[3]}", fontsize=7)
+        ax.set_xlabel(f"[{r['unit'].iloc[0]}]", fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return png_base64(fig)
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    b = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><tr>{h}</tr>{b}</table>"
+
+
+def write_compare_report(result, path: Path) -> Path:
+    """``report.html``: the disclaimer, the variants' scores, each experiment and which variants
+    explain it, the predictions figure and every row."""
+    v = result.variants
+    scores = _table(
+        ["variant", "mechanisms", "reaches Murrough 2013 24 h", "fitted factor", "explained [rows]", "log L", "k",
+         "AIC", "BIC", "delta AIC", "Akaike weight"],
+        [[html.escape(r["variant"]), html.escape(r["mechanisms"]), "yes" if r["reaches_fit_target"] else "<strong>no</strong>",
+          f"{r['fitted_factor']:.3g}", f"{r['explained [rows]']}/{r['observations']}", f"{r['log_likelihood']:.2f}",
+          str(r["k"]), f"{r['aic']:.2f}", f"{r['bic']:.2f}", f"{r['delta_aic']:.2f}", f"{r['akaike_weight']:.3f}"]
+         for _, r in v.iterrows()])
+    fits = _table(["variant", "fitted gains", "model at 24 h [MADRS points]", "note"],
+                  [[html.escape(f.variant.name), html.escape(", ".join(f"{k} = {x:.4g}" for k, x in f.gains.items()) or "-"),
+                    f"{f.model:.2f}", html.escape(f.note)] for f in result.fits])
+    experiments = _table(["experiment", "finding", "explained by", "source"],
+                         [[html.escape(r["experiment"]), html.escape(str(r["finding"])),
+                           html.escape(", ".join(r["explained_by"])) if r["explained_by"] else "<strong>none</strong>",
+                           html.escape(str(r["source"]))] for _, r in result.experiments().iterrows()])
+    rows = result.rows
+    matrix = _table(["variant", "experiment", "arm", "metric", "time", "observed", "95 % interval", "model", "unit",
+                     "within", "log L", "grade"],
+                    [[html.escape(r["variant"]), html.escape(r["experiment"]), html.escape(str(r["arm"])),
+                      html.escape(r["metric"]), html.escape(str(r["time"])), f"{r['observed']:.3g}",
+                      f"{r['low']:.3g} .. {r['high']:.3g}", f"{r['model']:.3g}", html.escape(str(r["unit"])),
+                      "yes" if r["within"] else "<strong>no</strong>", f"{r['log_likelihood']:.2f}", r["grade"]]
+                     for _, r in rows.iterrows()])
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ketasim compare</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>ketasim compare: {len(v)} variants on {rows['experiment'].nunique()} experiments</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+<p>Each variant is first calibrated the same way: one common factor on its own mechanisms' gains brings its
+mean MADRS change 24 h after ketamine 0.5 mg/kg/40 min to Murrough 2013 (-16.5 points); no gain shared by
+every route is refitted. The experiments below were never used to fit or to choose anything; they are
+evidence for comparing the hypotheses. k counts the variant's own gains plus the fitted factor; AIC and BIC
+penalise variants with more hypotheses.</p>
+<h2>Scores (best first)</h2>
+{scores}
+<h2>Calibration of each variant</h2>
+{fits}
+<h2>Which hypothesis explains which result</h2>
+<p>Explained: every prediction of the experiment within the observation's 95 % interval.</p>
+{experiments}
+<h2>Predictions</h2>
+<figure><img alt="predictions" src="data:image/png;base64,{predictions_figure(result)}">
+<figcaption>Grey: the observation's 95 % interval; black line: the observation; dots: each variant's
+prediction (its virtual trial's estimate).</figcaption></figure>
+<h2>Every observation under every variant</h2>
+<p>Grades: H read from the primary source; M through a secondary page; Q a qualitative finding with an
+assumed spread (see compare.csv and the experiments table for each row's basis).</p>
+{matrix}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+    path.write_text(page)
+    return path
