@@ -142,6 +142,18 @@ def test_habenula_relief_only_under_its_mechanism():
     assert dy_on["clinical.severity"] < dy_off["clinical.severity"]
 
 
+def test_a_felt_drug_adds_engagement_and_never_removes_contacts():
+    """expectancy_perceptible: a felt drug raises engagement (expectancy rises faster), while the
+    contacts of doses and sessions fade on their own, whatever is felt (a bug once let a strong
+    perceived effect drive them below zero)."""
+    felt = {"clinical.perceived_drug_effect": 1.0, "clinical.treatment_contact": 0.0}
+    dy_off, _ = _evaluate(DEFAULT_MECHANISMS, **felt)
+    dy_on, _ = _evaluate(DEFAULT_MECHANISMS + ("expectancy_perceptible",), **felt)
+    assert dy_on["clinical.treatment_contact"] == dy_off["clinical.treatment_contact"] == 0.0
+    assert dy_on["clinical.expectancy_acute"] > dy_off["clinical.expectancy_acute"]
+    assert dy_on["clinical.perceived_drug_effect"] < 0  # fades when nothing is felt now
+
+
 # ---------------------------------------------------------------------- true trapping
 def _block_after_pulse(species: str, conc_um: float, times=(1.0, 2.0, 6.0)):
     """Receptor layer alone: ``species`` at ``conc_um`` for 1 h, then none; block per population."""

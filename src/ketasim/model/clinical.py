@@ -118,7 +118,7 @@ class Clinical(Layer):
         return {
             "severity": p["k_severity"] * (self.severity_target(x, p, c, inp, m) - x["severity"]),
             "illness_load": -p["natural_recovery_rate"] * c["episodic_course"] * x["illness_load"],
-            "treatment_contact": -p["k_contact_fading"] * contacts,
+            "treatment_contact": -p["k_contact_fading"] * x["treatment_contact"],
             "expectancy_acute": p["k_expectancy_acute"] * (p["expectancy_acute_max"] * engaged - x["expectancy_acute"]),
             "expectancy_sustained": p["k_expectancy_sustained"]
             * (p["expectancy_sustained_max"] * engaged - x["expectancy_sustained"]),
