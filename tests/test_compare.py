@@ -222,3 +222,99 @@ def test_shipped_comparison_tells_the_opioid_hypothesis_apart():
     assert table.loc["williams2018_naltrexone", "explained_by"] == ["calibrated+opioid"]
     assert "calibrated+opioid" not in table.loc["yoon2019_naltrexone_aud", "explained_by"]
     assert all(f.reached for f in result.fits)
+
+
+# ---------------------------------------------------------------------- --design
+def _design(**overrides):
+    spec = {"design": {"hypotheses": ["calibrated", "glun2b_eef2"], "assessments": ["24 h"], "patients": 30},
+            "candidate": [
+                {"name": "HNK vs saline", "arm": [
+                    {"name": "HNK", "dose": [{"drug": "2r6r-hnk", "route": "iv", "amount": "1 mg/kg", "duration": "40 min"}]},
+                    {"name": "saline", "dose": [{"drug": "saline", "route": "iv", "duration": "40 min"}]}]}]}
+    for key, value in overrides.items():
+        table, field = key.split("__")
+        if table == "design":
+            spec["design"][field] = value
+        else:
+            spec["candidate"][0][field] = value
+    return spec
+
+
+def test_patients_per_arm_is_the_textbook_formula():
+    from ketasim.compare.design import patients_per_arm
+
+    assert patients_per_arm(5.0, 10.0) == pytest.approx(62.79, abs=0.01)  # d = 0.5: 63 per arm
+    assert patients_per_arm(0.0, 10.0) == math.inf
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"design__hypotheses": ["calibrated"]}, "design.hypotheses"),
+    ({"design__hypotheses": ["calibrated", "disinhibition+glun2b_eef2+hnk_ampa+inflammation"]}, "design.hypotheses"),
+    ({"design__hypotheses": ["calibrated", "telepathy"]}, "design.hypotheses[1]"),
+    ({"design__colour": "blue"}, "design.colour"),
+    ({"design__patients": 1}, "design.patients"),
+    ({"design__power": 1.5}, "design.power"),
+    ({"design__assessments": ["soon"]}, "design.assessments[0]"),
+    ({"candidate__arm": []}, "candidate[0].arm"),
+    ({"candidate__dose": []}, "candidate[0].dose"),
+])
+def test_bad_design_files_name_their_field(overrides, field):
+    from ketasim.compare.design import DesignSpec
+
+    with pytest.raises(ScenarioError) as info:
+        DesignSpec.load(_design(**overrides))
+    assert str(info.value).startswith(field)
+
+
+def test_a_candidate_drug_on_a_wrong_route_is_refused_before_running():
+    from ketasim.compare.design import DesignSpec
+
+    spec = _design()
+    spec["candidate"][0]["arm"][0]["dose"][0]["route"] = "oral"
+    with pytest.raises(ScenarioError, match=r"candidate\[0\] \(treatment-resistant\).*route"):
+        DesignSpec.load(spec)
+
+
+def test_design_ranks_and_is_symmetric_in_the_hypotheses(tmp_path):
+    from ketasim.compare.design import design
+
+    forward = design(_design(), fit=False).table.iloc[0]
+    swapped = _design(design__hypotheses=["glun2b_eef2", "calibrated"])
+    backward = design(swapped, fit=False).table.iloc[0]
+    assert forward["difference [MADRS points]"] == pytest.approx(-backward["difference [MADRS points]"])
+    assert forward["patients per arm"] == pytest.approx(backward["patients per arm"])
+    # HNK's AMPA action is a route of the calibrated model only; glun2b_eef2 sees just its weak NMDA block
+    assert forward["effect under calibrated [MADRS points]"] < forward["effect under glun2b_eef2 [MADRS points]"] - 1.0
+    assert 0 < forward["patients per arm"] < math.inf
+
+
+SMALL_DESIGN = """
+[design]
+hypotheses = ["calibrated", "glun2b_eef2"]
+assessments = ["24 h"]
+patients = 30
+[[candidate]]
+name = "HNK vs saline"
+[[candidate.arm]]
+name = "HNK"
+dose = [{drug = "2r6r-hnk", route = "iv", amount = "1 mg/kg", duration = "40 min"}]
+[[candidate.arm]]
+name = "saline"
+dose = [{drug = "saline", route = "iv", duration = "40 min"}]
+"""
+
+
+def test_cli_design_writes_and_refuses(tmp_path):
+    good = tmp_path / "design.toml"
+    good.write_text(SMALL_DESIGN)
+    out = tmp_path / "d"
+    result = runner.invoke(app, ["compare", "--design", str(good), "--no-fit", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "patients per arm" in result.output and (out / "design.csv").is_file()
+    assert DISCLAIMER.split(".")[0] in (out / "report.html").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL_DESIGN.replace('"calibrated", "glun2b_eef2"', '"calibrated"'))
+    result = runner.invoke(app, ["compare", "--design", str(bad), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "design.hypotheses" in result.output and not (tmp_path / "e").exists()
+    result = runner.invoke(app, ["compare", "--design", str(good), "--variants", "calibrated", "--out", str(tmp_path / "f")])
+    assert result.exit_code == 2 and not (tmp_path / "f").exists()

@@ -415,14 +415,22 @@ def compare_command(
                                                "shipped discriminating experiments"),
     params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
     fit: bool = typer.Option(True, "--fit/--no-fit", help="calibrate each variant's own gains to Murrough 2013 "
-                             "first (default) or keep them as they are")):
+                             "first (default) or keep them as they are"),
+    design_file: Optional[Path] = typer.Option(None, "--design", help="design file: two hypotheses and candidate "
+                                               "experiments to rank by how well they separate them")):
     """Compare hypotheses: calibrate each variant alike, predict every discriminating experiment, score them.
 
     Prints the variants best first (log-likelihood, AIC, BIC, Akaike weight) and, per experiment, the
-    variants that explain it. The experiments are evidence, never fitted."""
+    variants that explain it. The experiments are evidence, never fitted. With --design, ranks the
+    design file's candidate experiments by the patients per arm needed to tell its two hypotheses apart."""
     from .compare import compare, load_experiments, parse_variants, shipped_experiments
     from .output import check_output_folder
 
+    if design_file is not None:
+        if variants is not None or experiments is not None:
+            _fail("--design: the design file names its hypotheses and candidates; leave out --variants and --experiments")
+        _design_command(design_file, out, params, fit)
+        return
     with _refusals(out):
         chosen = parse_variants(variants) if variants is not None else None
         check_output_folder(out)
@@ -440,6 +448,27 @@ def compare_command(
     for _, e in result.experiments().iterrows():
         typer.echo(f"{e['experiment']:<30} explained by: {', '.join(e['explained_by']) or 'none'}")
     typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv and report.html")
+    typer.echo(DISCLAIMER)
+
+
+def _design_command(design_file: Path, out: Path, params: Optional[Path], fit: bool) -> None:
+    from .compare.design import DesignSpec, design
+    from .output import check_output_folder
+
+    with _refusals(out):
+        spec = DesignSpec.load(design_file)
+        check_output_folder(out)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True) as progress:
+            task = progress.add_task("designing (first run compiles the kernel)", total=None)
+            result = design(spec, params=params, fit=fit, progress=lambda text: progress.update(task, description=text))
+        result.write(out)
+    for _, r in result.table.iterrows():
+        n = r["patients per arm"]
+        typer.echo(f"{r['candidate']:<48} {r['preset']:<20} {r['assessment']:<6} difference "
+                   f"{r['difference [MADRS points]']:>6.2f} MADRS points (SD {r['between-patient sd [MADRS points]']:.1f})"
+                   f"  patients per arm: {'never' if n == float('inf') else int(-(-n // 1))}")
+    typer.echo(f"wrote {out}/design.json, design.csv and report.html")
     typer.echo(DISCLAIMER)
 
 

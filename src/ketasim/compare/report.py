@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,46 @@ prediction (its virtual trial's estimate).</figcaption></figure>
 <p>Grades: H read from the primary source; M through a secondary page; Q a qualitative finding with an
 assumed spread (see compare.csv and the experiments table for each row's basis).</p>
 {matrix}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+    path.write_text(page)
+    return path
+
+
+def write_design_report(result, path: Path) -> Path:
+    """``report.html`` of ``ketasim compare --design``: candidates ranked by patients per arm."""
+    t = result.table
+    a, b = (h.name for h in result.spec.hypotheses)
+    body = [[html.escape(str(r["candidate"])), html.escape(str(r["preset"])), html.escape(str(r["assessment"])),
+             f"{r[f'effect under {a} [MADRS points]']:.2f}", f"{r[f'effect under {b} [MADRS points]']:.2f}",
+             f"{r['difference [MADRS points]']:.2f}", f"{r['between-patient sd [MADRS points]']:.2f}",
+             f"{r['standardised difference']:.3f}",
+             "never" if not math.isfinite(r["patients per arm"]) else f"{math.ceil(r['patients per arm'])}"]
+            for _, r in t.iterrows()]
+    table = _table(["candidate", "population", "assessment", f"effect under {a} [MADRS points]",
+                    f"effect under {b} [MADRS points]", "difference [MADRS points]", "between-patient SD [MADRS points]",
+                    "standardised difference", f"patients per arm ({result.spec.power:.0%} power)"], body)
+    fits = _table(["hypothesis", "mechanisms", "fitted gains", "note"],
+                  [[html.escape(f.variant.name), html.escape("+".join(f.variant.mechanisms)),
+                    html.escape(", ".join(f"{k} = {x:.4g}" for k, x in f.gains.items()) or "-"), html.escape(f.note)]
+                   for f in result.fits])
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ketasim compare --design</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
+</style></head><body>
+<h1>Which experiment separates {html.escape(a)} from {html.escape(b)}?</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+<p>Each candidate ran as a virtual parallel trial of {result.spec.patients} patients per arm under both
+hypotheses (same seed, same patients). Effect: mean MADRS change of the active arm minus the control
+arm. Patients per arm: a two-arm trial's effect estimate (standard error SD sqrt(2/n)) tells the two
+predictions apart with {result.spec.power:.0%} power at two-sided alpha {result.spec.alpha:g}.
+Best separating first.</p>
+{table}
+<h2>Calibration of the two hypotheses</h2>
+{fits}
 <p class="disclaimer">{html.escape(DISCLAIMER)}</p>
 </body></html>
 """
