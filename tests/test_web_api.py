@@ -4,6 +4,7 @@ the run registry and recovery after a restart."""
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import sys
 import time
@@ -162,6 +163,32 @@ def test_simulate_selected_outputs(client):
 ])
 def test_simulate_bad_input_is_422_naming_the_field(client, scenario, loc):
     assert_refused(client.post("/api/simulate", json=scenario), 422, loc)
+
+
+def test_options_offer_the_mechanisms_with_the_calibrated_ones_marked(client):
+    options = client.get("/api/options").json()
+    marked = {m["name"]: m["calibrated_model"] for m in options["mechanisms"]}
+    assert marked["disinhibition"] and not marked["opioid"] and len(marked) == 7
+    assert options["gases"] == ["nitrous-oxide"]
+
+
+def test_simulate_under_a_chosen_mechanism(client):
+    """The page's mechanism choice travels as the scenario's model table: with the GluN2B route only,
+    the glutamate surge is gone."""
+    calibrated = client.post("/api/simulate", params={"output": "synapse.glutamate"}, json=SCENARIO).json()
+    chosen = client.post("/api/simulate", params={"output": "synapse.glutamate"},
+                         json={**SCENARIO, "model": {"mechanisms": ["glun2b_eef2"]}})
+    assert chosen.status_code == 200, chosen.text
+    peak = max(chosen.json()["series"][0]["values"])
+    assert max(calibrated["series"][0]["values"]) > 1.2 * peak
+    assert client.get(f"/api/runs/{chosen.json()['run_id']}").json()["inputs"]["model"] == {"mechanisms": ["glun2b_eef2"]}
+
+
+@pytest.mark.parametrize("model", [{"mechanisms": ["telepathy"]}, {"mechanisms": []}, {"mechanisms": ["opioid"]}])
+def test_simulate_bad_mechanisms_are_422_naming_the_field(client, model):
+    response = client.post("/api/simulate", json={**SCENARIO, "model": model})
+    assert response.status_code == 422
+    assert "mechanisms" in json.dumps(response.json())
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b'{"patient": {"baseline_madrs": NaN}}', b"[" * 5000])

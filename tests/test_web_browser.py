@@ -126,6 +126,27 @@ def test_changing_the_dose_moves_plasma_and_madrs(page):
     assert "dose.0.amount" in page.inner_text("#sim-status")
 
 
+def test_mechanism_choice_changes_the_model_and_a_wrong_one_is_named(page):
+    """Unticking every route but the resting-GluN2B one removes the glutamate surge's drive; ticking
+    only a modulator is refused by the service, which names the field."""
+    page.wait_for_selector("#sim-status[data-state=done]", timeout=60_000)
+    boxes = {b: page.locator(f"input[name=mechanism][value={b}]") for b in
+             ("disinhibition", "glun2b_eef2", "hnk_ampa", "inflammation", "opioid")}
+    assert boxes["disinhibition"].is_checked() and not boxes["opioid"].is_checked()
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if "/api/simulate" in r.url else None)
+    for name in ("disinhibition", "hnk_ampa", "inflammation"):
+        boxes[name].uncheck()
+    page.wait_for_selector("#sim-status[data-state=done]", timeout=30_000)
+    page.wait_for_timeout(800)  # the form reruns debounced; let the last request go out and finish
+    page.wait_for_selector("#sim-status[data-state=done]", timeout=30_000)
+    assert sent and sent[-1]["model"] == {"mechanisms": ["glun2b_eef2"]}
+    boxes["glun2b_eef2"].uncheck()
+    boxes["opioid"].check()
+    page.wait_for_selector("#sim-status[data-state=error]", timeout=30_000)
+    assert "mechanisms" in page.inner_text("#sim-status")
+
+
 def test_small_trial_runs_to_its_report(page):
     page.click("nav button[data-tab=trial]")
     assert_disclaimer_visible(page)

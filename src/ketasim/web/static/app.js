@@ -82,6 +82,12 @@ function setUpForm(options) {
   for (const name of options.patient.comedications) {
     comeds.append(el("label", {}, el("input", { type: "checkbox", name: "comedication", value: name }), name));
   }
+  const mechanisms = document.getElementById("mechanisms");
+  for (const m of options.mechanisms) {
+    const box = el("input", { type: "checkbox", name: "mechanism", value: m.name });
+    box.checked = m.calibrated_model;
+    mechanisms.append(el("label", { title: m.title }, box, `${m.name} (${m.kind})`));
+  }
   updateRoutes();
   form.route.value = "iv";
   updateDoseFields();
@@ -104,7 +110,14 @@ function updateDoseFields() {
   const form = document.getElementById("sim-form");
   const inert = OPTIONS.inert_drugs.includes(form.drug.value);
   form.querySelector("label.amount").hidden = inert;
-  form.querySelector("label.iv-only").hidden = form.route.value !== "iv";
+  // a gas is dosed as an inspired concentration, every other drug in mg or mg/kg
+  const gas = OPTIONS.gases.includes(form.drug.value);
+  for (const option of form.amountUnit.options) option.disabled = gas !== (option.value === "%");
+  if (gas !== (form.amountUnit.value === "%")) {
+    form.amountUnit.value = gas ? "%" : "mg/kg";
+    form.amount.value = gas ? 50 : 0.5;
+  }
+  form.querySelector("label.iv-only").hidden = form.route.value !== "iv" && form.route.value !== "inhaled";
 }
 
 // Output spacing: the finest of a few steps that keeps the curves under about 3000 points.
@@ -119,6 +132,7 @@ function scenarioFromForm() {
   const dose = { drug: f.drug.value, route: f.route.value };
   if (!OPTIONS.inert_drugs.includes(dose.drug)) dose.amount = `${f.amount.value} ${f.amountUnit.value}`;
   if (dose.route === "iv" && Number(f.infusion.value) > 0) dose.duration = `${f.infusion.value} min`;
+  if (OPTIONS.gases.includes(dose.drug)) dose.duration = `${Number(f.infusion.value) || 60} min`;
   dose.start = `${f.start.value || 0} h`;
   const count = Math.max(1, Math.round(Number(f.count.value) || 1));
   dose.count = count;
@@ -132,6 +146,7 @@ function scenarioFromForm() {
     },
     dose: [dose],
     simulation: { duration: `${f.days.value} d`, output_every: outputEvery(Number(f.days.value) || 1) },
+    model: { mechanisms: [...f.querySelectorAll("input[name=mechanism]:checked")].map((box) => box.value) },
   };
   if (f.therapy.value !== "none") {
     const sessions = Math.max(1, Math.round(Number(f.therapyCount.value) || 1));
