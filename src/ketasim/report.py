@@ -27,6 +27,22 @@ def _summary_rows(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def html_page(title: str, body: str, width_px: int = 1200) -> str:
+    """A self-contained report page: the title as heading, the disclaimer above and below ``body``."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:{width_px}px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+{body}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+
+
 def write_report(result: SimulationResult, folder: Path, title: str = "ketasim simulation") -> Path:
     """Write ``report.html`` and the PNG figures (under ``figures/``) into ``folder``."""
     figures = write_figures(result, folder / "figures")

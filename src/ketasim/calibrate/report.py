@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..plots import plt, png_base64
-from ..result import DISCLAIMER
+from ..report import html_page
 from .data import convert, load_observations, shipped_targets
 
 #: the virtual trial behind the pooled placebo-arm and SSRI-arm targets
@@ -88,21 +88,11 @@ def write_calibration_report(path: Path, table: pd.DataFrame, params=None) -> Pa
         f"<td>{r['model']:.4g}</td><td>{html.escape(str(r['unit']))}</td><td>{r['low']:.4g} .. {r['high']:.4g}</td>"
         f"<td>{'yes' if r['within'] else '<strong>NO</strong>'}</td><td>{html.escape(str(r['tolerance_basis']))}</td></tr>"
         for _, r in table.iterrows())
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ketasim calibration</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>ketasim calibration: {within}/{len(table)} targets within tolerance</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
-<h2>Placebo and SSRI arms, week by week</h2>
+    content = f"""<h2>Placebo and SSRI arms, week by week</h2>
 {figure}
 <h2>Every target</h2>
 <p>Each accepted interval is the source's own uncertainty for its sample size (the basis column says how).</p>
-<table><tr>{head}</tr>{body}</table>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
+<table><tr>{head}</tr>{body}</table>"""
+    page = html_page(f"ketasim calibration: {within}/{len(table)} targets within tolerance", content)
     path.write_text(page)
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..plots import plt, png_base64
-from ..result import DISCLAIMER
+from ..report import html_page
 
 
 def predictions_figure(result) -> str:
@@ -71,15 +71,7 @@ def write_compare_report(result, path: Path) -> Path:
                       f"{r['low']:.3g} .. {r['high']:.3g}", f"{r['model']:.3g}", html.escape(str(r["unit"])),
                       "yes" if r["within"] else "<strong>no</strong>", f"{r['log_likelihood']:.2f}", r["grade"]]
                      for _, r in rows.iterrows()])
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ketasim compare</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>ketasim compare: {len(v)} variants on {rows['experiment'].nunique()} experiments</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
-<p>Each variant is first calibrated the same way: one common factor on its own mechanisms' gains brings its
+    body = f"""<p>Each variant is first calibrated the same way: one common factor on its own mechanisms' gains brings its
 mean MADRS change 24 h after ketamine 0.5 mg/kg/40 min to Murrough 2013 (-16.5 points); no gain shared by
 every route is refitted. The experiments below were never used to fit or to choose anything; they are
 evidence for comparing the hypotheses. k counts the variant's own gains plus the fitted factor; AIC and BIC
@@ -98,10 +90,8 @@ prediction (its virtual trial's estimate).</figcaption></figure>
 <h2>Every observation under every variant</h2>
 <p>Grades: H read from the primary source; M through a secondary page; Q a qualitative finding with an
 assumed spread (see compare.csv and the experiments table for each row's basis).</p>
-{matrix}
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
+{matrix}"""
+    page = html_page(f"ketasim compare: {len(v)} variants on {rows['experiment'].nunique()} experiments", body, 1300)
     path.write_text(page)
     return path
 
@@ -123,24 +113,14 @@ def write_design_report(result, path: Path) -> Path:
                   [[html.escape(f.variant.name), html.escape("+".join(f.variant.mechanisms)),
                     html.escape(", ".join(f"{k} = {x:.4g}" for k, x in f.gains.items()) or "-"), html.escape(f.note)]
                    for f in result.fits])
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ketasim compare --design</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.8em}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left}}
-</style></head><body>
-<h1>Which experiment separates {html.escape(a)} from {html.escape(b)}?</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
-<p>Each candidate ran as a virtual parallel trial of {result.spec.patients} patients per arm under both
+    body = f"""<p>Each candidate ran as a virtual parallel trial of {result.spec.patients} patients per arm under both
 hypotheses (same seed, same patients). Effect: mean MADRS change of the active arm minus the control
 arm. Patients per arm: a two-arm trial's effect estimate (standard error SD sqrt(2/n)) tells the two
 predictions apart with {result.spec.power:.0%} power at two-sided alpha {result.spec.alpha:g}.
 Best separating first.</p>
 {table}
 <h2>Calibration of the two hypotheses</h2>
-{fits}
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
+{fits}"""
+    page = html_page(f"Which experiment separates {a} from {b}?", body, 1300)
     path.write_text(page)
     return path
