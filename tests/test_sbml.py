@@ -174,8 +174,10 @@ _VARIANTS = {name: [name] if MECHANISMS[name].kind == "route" else ["disinhibiti
 _VARIANTS["all"] = list(MECHANISMS)
 #: CI runs these; the rest with -m slow
 _FAST_VARIANTS = ("habenula_trapping",)
-#: open problem (issue 12): CVODE stalls at the infusion's start with the inflammation term on in this
-#: scenario (mxstep even at 500,000 steps); the default-mechanism scenarios above do reproduce
+#: open problem (issue 12): CVODE stalls just after the infusion's start (t = 1.0004-1.0006 h) with the
+#: inflammation term on in this scenario, at rtol/atol 1e-10/1e-12 and 1e-9/1e-11 (mxstep 500,000);
+#: at 1e-8/1e-10 it finishes, but nitrous oxide's brain state then differs by 2.4 % (measured
+#: 2026-12-01); the default-mechanism scenarios above do reproduce
 _CVODE_STALLS = ("inflammation", "all")
 
 
