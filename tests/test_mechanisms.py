@@ -219,6 +219,20 @@ def test_every_probe_drug_runs_in_one_scenario(probes_run):
             assert np.all(res[name] >= -1e-9), name
 
 
+def test_every_discriminating_drug_runs_in_a_trial():
+    """One arm per drug of the issue's list (each with its own patients), every mechanism on."""
+    doses = [*PROBE_DOSES, {"drug": "rapamycin", "route": "oral", "amount": "6 mg"},
+             {"drug": "arketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"}]
+    trial = {"trial": {"name": "every drug", "seed": 3, "assessments": ["1 d"]},
+             "population": {"n": 4, "preset": "treatment-resistant"},
+             "arm": [{"name": d["drug"], "dose": [d]} for d in doses]}
+    result = ketasim.run_trial(trial, mechanisms=list(MECHANISMS))
+    assert set(result.summary["arms"]) == {d["drug"] for d in doses}
+    for arm, summary in result.summary["arms"].items():
+        change = summary["assessments"][0]["madrs_change [points]"]["mean"]
+        assert change is not None and np.isfinite(change), arm
+
+
 def test_every_drug_route_is_registered():
     for dose in PROBE_DOSES:
         assert dose["route"] in DRUG_ROUTES[dose["drug"]]
