@@ -7,7 +7,8 @@ variant reproduces the fitting target, Murrough 2013's mean MADRS change 24 h af
 0.5 mg/kg/40 min infusion (``murrough2013_madrs_24h``, ketamine arm). One factor per variant keeps
 the relative weight of its routes as the calibrated model has them and gives every variant the same
 number of fitted parameters. Where no factor within the gains' declared ranges reaches the target,
-the variant keeps the factor that comes closest and says so (``GainFit.reached``).
+the variant keeps the factor that comes closest and says so (``GainFit.note``); ``GainFit.reached``
+tells whether its value is within the target's accepted interval (its published uncertainty).
 
 >>> from ketasim.compare.variants import Variant, route_gains
 >>> Variant.parse("glun2b_eef2+opioid").mechanisms
