@@ -91,7 +91,11 @@ def test_shipped_experiments_cover_the_issue_and_are_sourced():
     assert table["source"].str.len().min() > 10
     assert set(table["grade"]) <= {"H", "M", "Q"}
     assert (table["interval_basis"].str.len() > 0).all()
-    assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
+    normal = table[table["likelihood"] == "normal"]
+    assert (normal["low"] <= normal["value"]).all() and (normal["value"] <= normal["high"]).all()
+    binomial = table[table["likelihood"] == "binomial"]
+    counts = binomial["value"] * binomial["n"]
+    assert ((counts - counts.round()).abs() < 0.01).all()  # every rate is a whole count of its patients
 
 
 def test_wilson_interval_matches_a_published_one():
@@ -118,6 +122,8 @@ def test_log_likelihoods_are_the_textbook_ones():
     ("s,trial.toml,placebo + ketamine,response_rate,24 h,,0.5,fraction,12,,,binomial,H,b,f,src", "time"),
     ("s,trial.toml,placebo + ketamine,response_rate,24.75 h,,0.5,fraction,12,,,binomial,X,b,f,src", "grade"),
     ("s,trial.toml,placebo + ketamine,peak,,,0.5,fraction,12,,,binomial,H,b,f,src", "metric"),
+    ("s,trial.toml,placebo + ketamine,response_rate,24.75 h,,0.41,fraction,20,,,binomial,H,b,f,src", "value"),
+    ("s,trial.toml,placebo + ketamine,response_rate,24.75 h,,0.5,fraction,2.5,,,binomial,H,b,f,src", "n"),
 ])
 def test_bad_experiment_rows_name_their_field(tmp_path, row, field):
     with pytest.raises(DataError) as info:
@@ -141,7 +147,9 @@ def test_variants_parse_and_refuse_by_position():
     with pytest.raises(ScenarioError, match="only modulate"):
         parse_variants("opioid")
     names = [v.name for v in default_variants()]
-    assert names[0] == "calibrated" and "habenula_trapping only" in names and "calibrated + opioid" in names
+    assert names[0] == "calibrated" and "habenula_trapping" in names and "calibrated+opioid" in names
+    # a default variant is chosen on the command line by the name it is printed with
+    assert [v.mechanisms for v in parse_variants(",".join(names))] == [v.mechanisms for v in default_variants()]
     assert route_gains(("opioid",)) == ()
 
 
@@ -159,7 +167,9 @@ def test_compare_scores_and_writes(small_table, tmp_path):
         assert v.loc[name, "aic"] == pytest.approx(2 * v.loc[name, "k"] - 2 * v.loc[name, "log_likelihood"])
         assert v.loc[name, "bic"] == pytest.approx(v.loc[name, "k"] * math.log(3) - 2 * v.loc[name, "log_likelihood"])
     assert v["akaike_weight"].sum() == pytest.approx(1.0)
-    assert v.loc["calibrated+opioid", "k"] == v.loc["calibrated", "k"]  # opioid brings no gain of its own
+    # k counts the own gains: the calibrated set's four; the opioid modulator brings none
+    assert v.loc["calibrated", "k"] == 4 and v.loc["calibrated+opioid", "k"] == 4
+    assert set(v["reaches_fit_target"]) == {None}  # --no-fit: nothing was fitted, and nothing says otherwise
     explained = result.experiments().iloc[0]["explained_by"]
     assert explained == [n for n, r in rows.groupby("variant", sort=False) if r["within"].all()]
     out = result.write(tmp_path / "out")
@@ -177,7 +187,8 @@ def test_score_penalises_more_hypotheses_at_equal_fit():
             self.variant, self.reached, self.factor = v, True, 1.0
 
     table = score(rows, [Fit(Variant("a", ("disinhibition",))), Fit(Variant("b", ("disinhibition", "glun2b_eef2")))])
-    assert list(table["variant"]) == ["a", "b"] and table["akaike_weight"].iloc[0] > 0.5
+    assert list(table["variant"]) == ["a", "b"] and list(table["k"]) == [1, 2]
+    assert table["akaike_weight"].iloc[0] == pytest.approx(1 / (1 + math.exp(-1)))
 
 
 def test_each_variant_is_calibrated_by_its_own_gains_or_says_it_cannot():
@@ -257,6 +268,10 @@ def test_patients_per_arm_is_the_textbook_formula():
     ({"design__assessments": ["soon"]}, "design.assessments[0]"),
     ({"candidate__arm": []}, "candidate[0].arm"),
     ({"candidate__dose": []}, "candidate[0].dose"),
+    ({"candidate__arm": ["HNK", "saline"]}, "candidate[0].arm"),
+    ({"candidate__population": "lorazepam"}, "candidate[0].population"),
+    ({"candidate__population": {"n": 5}}, "candidate[0].population.n"),
+    ({"design__presets": ["mdd-rct", "mdd-rct"]}, "design.presets"),
 ])
 def test_bad_design_files_name_their_field(overrides, field):
     from ketasim.compare.design import DesignSpec
@@ -302,6 +317,11 @@ dose = [{drug = "2r6r-hnk", route = "iv", amount = "1 mg/kg", duration = "40 min
 name = "saline"
 dose = [{drug = "saline", route = "iv", duration = "40 min"}]
 """
+
+
+def test_calibrate_fit_gains_needs_a_variant(tmp_path):
+    result = runner.invoke(app, ["calibrate", "--fit-gains", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--mechanisms" in result.output and not (tmp_path / "c").exists()
 
 
 def test_cli_design_writes_and_refuses(tmp_path):

@@ -327,7 +327,8 @@ def _check_table(table, id_column: str, basis_column: str) -> None:
 
 def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
                basis_column: str, count_text: str, write_report=None, mechanisms: Optional[str] = None) -> None:
-    """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table, printed a
+    """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table (or the
+    table, the parameter set it used and manifest entries), printed a
     row per line and written (CSV, JSON, manifest and, with ``write_report(path, table, params)``, a
     report) atomically into ``out``; the last line is 'K/N <count_text>'."""
     import json as _json
@@ -342,12 +343,15 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
             check_output_folder(out)
         parameter_set = with_mechanisms(load_parameters(params), chosen)
         table = compute(parameter_set)
+        extra = {}
+        if isinstance(table, tuple):  # (table, the parameters it was computed with, what the manifest adds)
+            table, parameter_set, extra = table
         _check_table(table, id_column, basis_column)
         if out is not None:
             with atomic_folder(out) as tmp:
                 table.to_csv(tmp / f"{name}.csv", index=False)
                 (tmp / "manifest.json").write_text(_json.dumps({"command": command, "mechanisms": list(active(parameter_set)),
-                                                                 "disclaimer": DISCLAIMER}))
+                                                                 **extra, "disclaimer": DISCLAIMER}))
                 (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
                 if write_report is not None:
                     write_report(tmp / "report.html", table, parameter_set)
@@ -384,7 +388,7 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
         gains = ", ".join(f"{k} = {v:.4g}" for k, v in fit.gains.items()) or "none"
         typer.echo(f"fitted factor {fit.factor:.4g} on the variant's own gains ({gains}): Murrough 2013 24-h change "
                    f"{fit.model:.2f} vs {fit.target:.2f} MADRS points{'; ' + fit.note if fit.note else ''}")
-        return check(params=fit.params)
+        return check(params=fit.params), fit.params, {"fitted_gains": fit.as_dict()}
 
     _run_check(out, params, compute, name="calibration", command="ketasim calibrate",
                id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
@@ -423,7 +427,7 @@ def compare_command(
     Prints the variants best first (log-likelihood, AIC, BIC, Akaike weight) and, per experiment, the
     variants that explain it. The experiments are evidence, never fitted. With --design, ranks the
     design file's candidate experiments by the patients per arm needed to tell its two hypotheses apart."""
-    from .compare import compare, load_experiments, parse_variants, shipped_experiments
+    from .compare import compare, parse_variants
     from .output import check_output_folder
 
     if design_file is not None:
@@ -434,7 +438,6 @@ def compare_command(
     with _refusals(out):
         chosen = parse_variants(variants) if variants is not None else None
         check_output_folder(out)
-        load_experiments(experiments or shipped_experiments())  # refuse a bad table before any run
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
             task = progress.add_task("comparing (first run compiles the kernel)", total=None)
@@ -444,11 +447,17 @@ def compare_command(
     for _, r in result.variants.iterrows():
         typer.echo(f"{r['variant']:<38} log L {r['log_likelihood']:>8.2f}  k {r['k']}  AIC {r['aic']:>7.2f}  "
                    f"weight {r['akaike_weight']:.3f}  explains {r['explained [rows]']}/{r['observations']} rows"
-                   f"{'' if r['reaches_fit_target'] else '  (cannot reach the fitting target)'}")
+                   f"{_fit_remark(r['reaches_fit_target'])}")
     for _, e in result.experiments().iterrows():
         typer.echo(f"{e['experiment']:<30} explained by: {', '.join(e['explained_by']) or 'none'}")
     typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv and report.html")
     typer.echo(DISCLAIMER)
+
+
+def _fit_remark(reached) -> str:
+    if reached is None:
+        return "  (gains not fitted)"
+    return "" if reached else "  (cannot reach the fitting target)"
 
 
 def _design_command(design_file: Path, out: Path, params: Optional[Path], fit: bool) -> None:

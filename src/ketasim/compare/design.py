@@ -88,6 +88,8 @@ class DesignSpec:
         if set(hypotheses[0].mechanisms) == set(hypotheses[1].mechanisms):
             raise ScenarioError("design.hypotheses", "the two hypotheses have the same mechanisms")
         presets = _strings(d.get("presets", ["treatment-resistant"]), "design.presets")
+        if len(set(presets)) != len(presets):
+            raise ScenarioError("design.presets", "a preset is named twice")
         assessments = _strings(d.get("assessments"), "design.assessments")
         for i, a in enumerate(assessments):
             parse_time(a, f"design.assessments[{i}]")
@@ -116,8 +118,14 @@ class DesignSpec:
             if not isinstance(c.get("name"), str) or not c["name"].strip():
                 raise ScenarioError(f"{where}.name", "give the candidate a name")
             arms = c.get("arm")
-            if not isinstance(arms, list) or len(arms) != 2:
-                raise ScenarioError(f"{where}.arm", "a candidate has exactly two arms: the active one, then the control")
+            if not isinstance(arms, list) or len(arms) != 2 or not all(isinstance(a, Mapping) for a in arms):
+                raise ScenarioError(f"{where}.arm", "a candidate has exactly two arm tables: the active one, then the control")
+            population = c.get("population", {})
+            if not isinstance(population, Mapping):
+                raise ScenarioError(f"{where}.population", "must be a table of population fields (e.g. comedications)")
+            fixed = sorted(set(population) & {"n", "preset"})
+            if fixed:
+                raise ScenarioError(f"{where}.population.{fixed[0]}", "set by [design] (patients, presets) for every candidate")
             names.append(c["name"])
             for preset in presets:  # every trial the design will run is checked before any runs
                 try:

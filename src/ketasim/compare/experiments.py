@@ -6,9 +6,10 @@ trial file next to the table, ``quantity`` the arm, ``metric`` a trial metric) w
 ``experiment``
     an id shared by the rows of one study;
 ``likelihood``
-    ``binomial`` for a rate observed in ``n`` patients (``value`` is the observed fraction), or
-    ``normal`` for a mean or difference with its 95 % interval ``low``..``high`` (the standard
-    error is its half-width / 1.96);
+    ``binomial`` for a rate observed in ``n`` patients (``value`` is the observed fraction, so
+    ``value * n`` must be a whole count), or ``normal`` for a mean or difference with its 95 %
+    interval ``low``..``high`` (the standard error is its half-width / 1.96 unless an ``se``
+    column gives it, e.g. for a t interval of a small sample);
 ``grade``
     ``H`` read from the primary source, ``M`` through a secondary page, ``Q`` a qualitative
     finding ("no difference") turned into a number with an assumed spread, said in
@@ -76,10 +77,14 @@ def load_experiments(path: str | Path) -> pd.DataFrame:
             n = row["n"]
             if row["metric"] not in RATE_METRICS:
                 raise DataError(f"{where}: likelihood", f"binomial needs a rate metric ({', '.join(RATE_METRICS)})")
-            if not (isinstance(n, (int, float)) and n == n and n >= 1):
-                raise DataError(f"{where}: n", "a binomial row needs the number of patients n >= 1")
+            if not (isinstance(n, (int, float)) and n == n and n >= 1 and float(n).is_integer()):
+                raise DataError(f"{where}: n", f"{n!r}: a binomial row needs the whole number of patients n >= 1")
             if not 0.0 <= float(row["value"]) <= 1.0:
                 raise DataError(f"{where}: value", f"{row['value']!r} must be a fraction in [0, 1]")
+            count = float(row["value"]) * n
+            if abs(count - round(count)) > 0.01:
+                raise DataError(f"{where}: value", f"{row['value']!r} of {n:g} patients is {count:.3g}, not a whole "
+                                                   "count; give the fraction of a count (e.g. 0.583333 for 7 of 12)")
             df.loc[i, "low"], df.loc[i, "high"] = wilson_interval(float(row["value"]), float(n))
             se.append(math.nan)
         else:
@@ -88,7 +93,13 @@ def load_experiments(path: str | Path) -> pd.DataFrame:
                 raise DataError(f"{where}: low", "a normal row needs its 95 % interval low..high")
             if not high > low:
                 raise DataError(f"{where}: high", f"the interval {low:g}..{high:g} has no width")
-            se.append((high - low) / (2 * Z95))
+            given = row.get("se")
+            if isinstance(given, (int, float)) and given == given:
+                if not given > 0:
+                    raise DataError(f"{where}: se", f"{given!r} must be > 0")
+                se.append(float(given))
+            else:
+                se.append((high - low) / (2 * Z95))
     df["se"] = se
     _check_trials(df, name)
     return df
@@ -139,11 +150,11 @@ RATE_FLOOR = 1e-3
 def log_likelihood(row: pd.Series, model: float) -> float:
     """The log-likelihood of the row's observation given the model's value (in the row's unit).
 
-    binomial: ``k = value * n`` responders of ``n`` with probability ``model`` (k need not be whole
-    where a paper gives a percentage of a count it does not state); normal: N(value; model, se)."""
+    binomial: ``k = value * n`` responders of ``n`` with probability ``model``; normal:
+    N(value; model, se)."""
     if row["likelihood"] == "binomial":
         n = float(row["n"])
-        k = float(row["value"]) * n
+        k = float(round(float(row["value"]) * n))
         p = min(max(model, RATE_FLOOR), 1.0 - RATE_FLOOR)
         return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
                 + k * math.log(p) + (n - k) * math.log1p(-p))

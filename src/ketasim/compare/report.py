@@ -39,6 +39,12 @@ def predictions_figure(result) -> str:
     return png_base64(fig)
 
 
+def _reached(value) -> str:
+    if value is None or value != value:  # not fitted (None, or NaN after a DataFrame round trip)
+        return "not fitted"
+    return "yes" if value else "<strong>no</strong>"
+
+
 def _table(head: list[str], body: list[list[str]]) -> str:
     h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
     b = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
@@ -52,13 +58,13 @@ def write_compare_report(result, path: Path) -> Path:
     scores = _table(
         ["variant", "mechanisms", "reaches Murrough 2013 24 h", "fitted factor", "explained [rows]", "log L", "k",
          "AIC", "BIC", "delta AIC", "Akaike weight"],
-        [[html.escape(r["variant"]), html.escape(r["mechanisms"]), "yes" if r["reaches_fit_target"] else "<strong>no</strong>",
+        [[html.escape(r["variant"]), html.escape(r["mechanisms"]), _reached(r["reaches_fit_target"]),
           f"{r['fitted_factor']:.3g}", f"{r['explained [rows]']}/{r['observations']}", f"{r['log_likelihood']:.2f}",
           str(r["k"]), f"{r['aic']:.2f}", f"{r['bic']:.2f}", f"{r['delta_aic']:.2f}", f"{r['akaike_weight']:.3f}"]
          for _, r in v.iterrows()])
     fits = _table(["variant", "fitted gains", "model at 24 h [MADRS points]", "note"],
                   [[html.escape(f.variant.name), html.escape(", ".join(f"{k} = {x:.4g}" for k, x in f.gains.items()) or "-"),
-                    f"{f.model:.2f}", html.escape(f.note)] for f in result.fits])
+                    "-" if f.model != f.model else f"{f.model:.2f}", html.escape(f.note)] for f in result.fits])
     experiments = _table(["experiment", "finding", "explained by", "source"],
                          [[html.escape(r["experiment"]), html.escape(str(r["finding"])),
                            html.escape(", ".join(r["explained_by"])) if r["explained_by"] else "<strong>none</strong>",

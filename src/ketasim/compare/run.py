@@ -4,8 +4,9 @@ For each variant (calibrated first, ``variants.fit_variant``) every row of the e
 predicted by running its virtual trial (``calibrate.targets.model_value``: the same metrics as the
 calibration checks) and scored by the row's log-likelihood. Per variant: the summed
 log-likelihood, AIC = 2k - 2 log L and BIC = k ln(N) - 2 log L, where k counts the variant's own
-gains (every hypothesis in it brings one coupling strength that could have been set otherwise; the
-common factor fitted to Murrough 2013 is one more) and N the observations, and the Akaike weights.
+gains (every route in it brings one coupling strength set by calibration; the common factor fitted
+to Murrough 2013 rescales them and adds no freedom of its own; a modulator without a gain adds
+none) and N the observations, and the Akaike weights.
 A row is *explained* by a variant when the prediction lies in the observation's 95 % interval; an
 experiment when all its rows are.
 """
@@ -99,8 +100,9 @@ def compare(variants: Sequence[Variant] | None = None, experiments: str | Path |
         else:
             from ..model.mechanisms import with_mechanisms
 
-            gain_fit = GainFit(variant, 1.0, {}, math.nan, math.nan, False, (1.0, 1.0), 0, "gains not fitted",
-                               with_mechanisms(params, variant.mechanisms))
+            gain_fit = GainFit(variant=variant, factor=1.0, gains={}, target=math.nan, model=math.nan, reached=None,
+                               factor_range=(1.0, 1.0), evaluations=0, note="gains not fitted",
+                               params=with_mechanisms(params, variant.mechanisms))
         fits.append(gain_fit)
         for _, row in table.iterrows():
             if progress is not None:
@@ -116,17 +118,17 @@ def compare(variants: Sequence[Variant] | None = None, experiments: str | Path |
     rows = pd.DataFrame(records)
     manifest = {"command": "ketasim compare", "experiments": str(path), "parameter_set_sha256": params.digest(),
                 "fitted": fit, "variants": {v.name: list(v.mechanisms) for v in variants}, "disclaimer": DISCLAIMER}
-    return ComparisonResult(rows, score(rows, fits, fitted=fit), tuple(fits), manifest)
+    return ComparisonResult(rows, score(rows, fits), tuple(fits), manifest)
 
 
-def score(rows: pd.DataFrame, fits: Sequence[GainFit], fitted: bool = True) -> pd.DataFrame:
+def score(rows: pd.DataFrame, fits: Sequence[GainFit]) -> pd.DataFrame:
     """Per variant: observations explained, summed log-likelihood, k, AIC, BIC, Akaike weight; best first."""
     n_obs = int(rows.groupby("variant").size().iloc[0])
     out = []
     for f in fits:
         r = rows[rows["variant"] == f.variant.name]
         log_l = float(r["log_likelihood"].sum())
-        k = len(route_gains(f.variant.mechanisms)) + (1 if fitted else 0)
+        k = len(route_gains(f.variant.mechanisms))
         out.append({"variant": f.variant.name, "mechanisms": "+".join(f.variant.mechanisms),
                     "reaches_fit_target": f.reached, "fitted_factor": f.factor,
                     "explained [rows]": int(r["within"].sum()), "observations": n_obs,

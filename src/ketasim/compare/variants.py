@@ -57,13 +57,10 @@ class Variant:
 
 def default_variants() -> tuple[Variant, ...]:
     """The calibrated model, each route on its own, and the calibrated model with each modulator
-    and each route it leaves out added."""
-    routes = [m for m in MECHANISMS.values() if m.kind == "route"]
-    out = [Variant("calibrated", DEFAULT_MECHANISMS)]
-    out += [Variant(f"{m.name} only", (m.name,)) for m in routes]
-    out += [Variant(f"calibrated + {m.name}", check_mechanisms((*DEFAULT_MECHANISMS, m.name), "variant"))
-            for m in MECHANISMS.values() if m.name not in DEFAULT_MECHANISMS]
-    return tuple(out)
+    and each route it leaves out added; named as ``--variants`` names them (``calibrated+opioid``)."""
+    names = ["calibrated", *(m.name for m in MECHANISMS.values() if m.kind == "route"),
+             *(f"calibrated+{m.name}" for m in MECHANISMS.values() if m.name not in DEFAULT_MECHANISMS)]
+    return parse_variants(names, "variant")
 
 
 def parse_variants(text: str | Sequence[str], field_name: str = "--variants") -> tuple[Variant, ...]:
@@ -99,7 +96,7 @@ class GainFit:
     gains: dict[str, float]
     target: float
     model: float
-    reached: bool
+    reached: bool | None  # None: not fitted
     factor_range: tuple[float, float]
     evaluations: int
     note: str = ""
@@ -134,13 +131,20 @@ def scaled(params: ParameterSet, gains: Sequence[str], factor: float) -> Paramet
     return params.replace(**values)
 
 
-def fitting_target() -> tuple[float, float]:
-    """(published value, accepted half-width) of the fitting target, in MADRS points."""
-    from ..calibrate.data import convert, load_observations, shipped_targets
-    from ..calibrate.targets import accepted_interval
+def _fitting_row():
+    """The fitting target's row of the shipped calibration table."""
+    from ..calibrate.data import load_observations, shipped_targets
 
     table = load_observations(shipped_targets())
-    row = table[(table["target"] == FIT_TARGET) & (table["quantity"] == FIT_ARM)].iloc[0]
+    return table[(table["target"] == FIT_TARGET) & (table["quantity"] == FIT_ARM)].iloc[0]
+
+
+def fitting_target() -> tuple[float, float]:
+    """(published value, accepted half-width) of the fitting target, in MADRS points."""
+    from ..calibrate.data import convert
+    from ..calibrate.targets import accepted_interval
+
+    row = _fitting_row()
     low, high = accepted_interval(row)
     value = convert(float(row["value"]), str(row["unit"]), "MADRS points")
     return value, convert((high - low) / 2, str(row["unit"]), "MADRS points")
@@ -148,11 +152,9 @@ def fitting_target() -> tuple[float, float]:
 
 def fitting_trial(patients: int = FIT_PATIENTS):
     """The target's trial cut to its ketamine arm, ``patients`` patients and the 24-h assessment."""
-    from ..calibrate.data import load_observations, shipped_targets
     from ..trial import TrialSpec
 
-    table = load_observations(shipped_targets())
-    row = table[(table["target"] == FIT_TARGET) & (table["quantity"] == FIT_ARM)].iloc[0]
+    row = _fitting_row()
     raw = dict(TrialSpec.load(row["scenario_path"]).raw)
     raw["trial"] = {k: v for k, v in raw["trial"].items() if k != "control"} | {"assessments": [str(row["time"])]}
     raw["population"] = dict(raw["population"], n=patients)
@@ -165,7 +167,8 @@ def fit_variant(variant: Variant, params: ParameterSet, *, patients: int = FIT_P
                 progress: Callable[[str], None] | None = None) -> GainFit:
     """Calibrate ``variant``: the factor on its own gains that brings its mean MADRS change at 24 h
     to the fitting target (Brent's method; the change is monotone in the factor), within the gains'
-    ranges. Returns the fit with ``params`` set to the variant's calibrated parameter set."""
+    ranges and within a factor of 100 either way. Returns the fit with ``params`` set to the
+    variant's calibrated parameter set."""
     from ..trial import run_trial
 
     base = with_mechanisms(params, variant.mechanisms)
@@ -186,31 +189,34 @@ def fit_variant(variant: Variant, params: ParameterSet, *, patients: int = FIT_P
     low, high = factor_range(base, gains)
     if not gains:
         value = mean_change(1.0)
-        return GainFit(variant, 1.0, {}, target, value, abs(value - target) <= half_width, (1.0, 1.0), evaluations,
-                       "no own gain to fit", base)
+        return GainFit(variant=variant, factor=1.0, gains={}, target=target, model=value,
+                       reached=abs(value - target) <= half_width, factor_range=(1.0, 1.0), evaluations=evaluations,
+                       note="no own gain to fit", params=base)
     # the ends of the search: the declared range, but within a factor of 100 either way
     low, high = max(low, 0.01), min(high, 100.0)
-    at_low, at_high = mean_change(low), mean_change(high)
+    cache: dict[float, float] = {}
+
+    def cached(factor: float) -> float:
+        if factor not in cache:
+            cache[factor] = mean_change(factor)
+        return cache[factor]
+
+    at_low, at_high = cached(low), cached(high)
     if (at_low - target) * (at_high - target) > 0:
         factor, value = (low, at_low) if abs(at_low - target) < abs(at_high - target) else (high, at_high)
         side = "lower" if factor == low else "upper"
         note = (f"cannot reach {FIT_TARGET}: {value:.2f} points at the {side} end of its gains' ranges "
                 f"(factor {factor:.3g}), target {target:.2f}")
     else:
-        cache: dict[float, float] = {low: at_low, high: at_high}
-
-        def residual(log_factor: float) -> float:
-            f = math.exp(log_factor)
-            cache[f] = mean_change(f)
-            return cache[f] - target
-
-        log_factor = brentq(residual, math.log(low), math.log(high), xtol=FIT_TOLERANCE / abs(target), rtol=1e-6)
-        factor = math.exp(log_factor)
-        value = cache.get(factor)
-        if value is None:
-            value = mean_change(factor)
+        # the ends are exp(log(end)), which need not equal end to the last bit: answer them from the cache
+        ends = {math.log(low): low, math.log(high): high}
+        log_factor = brentq(lambda x: cached(ends.get(x, math.exp(x))) - target, math.log(low), math.log(high),
+                            xtol=FIT_TOLERANCE / abs(target), rtol=1e-6)
+        factor = ends.get(log_factor, math.exp(log_factor))
+        value = cached(factor)
         note = ""
     fitted = scaled(base, gains, factor)
     # reached: within the target's own accepted interval (its published uncertainty)
-    return GainFit(variant, factor, {g: fitted[g].value for g in gains}, target, value,
-                   abs(value - target) <= half_width, (low, high), evaluations, note, fitted)
+    return GainFit(variant=variant, factor=factor, gains={g: fitted[g].value for g in gains}, target=target,
+                   model=value, reached=abs(value - target) <= half_width, factor_range=(low, high),
+                   evaluations=evaluations, note=note, params=fitted)
