@@ -303,6 +303,22 @@ def test_design_ranks_and_is_symmetric_in_the_hypotheses(tmp_path):
     assert 0 < forward["patients per arm"] < math.inf
 
 
+def test_once_both_are_calibrated_to_ketamine_ketamine_separates_them_least():
+    """The point of --design: two hypotheses fitted to the same ketamine result predict nearly the
+    same ketamine effect, so a ketamine trial needs far more patients to tell them apart than a
+    drug only one of them acts through (dosed HNK)."""
+    from ketasim.compare.design import design
+
+    spec = _design(design__patients=60)
+    spec["candidate"].append({"name": "ketamine vs saline", "arm": [
+        {"name": "ketamine", "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg",
+                                       "duration": "40 min"}]},
+        {"name": "saline", "dose": [{"drug": "saline", "route": "iv", "duration": "40 min"}]}]})
+    table = design(spec).table.set_index("candidate")
+    assert list(table.index) == ["HNK vs saline", "ketamine vs saline"]  # ranked: HNK first
+    assert table.loc["ketamine vs saline", "patients per arm"] > 10 * table.loc["HNK vs saline", "patients per arm"]
+
+
 SMALL_DESIGN = """
 [design]
 hypotheses = ["calibrated", "glun2b_eef2"]
