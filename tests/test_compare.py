@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ketasim.calibrate.data import DataError
 from ketasim.cli import app
 from ketasim.compare import Variant, compare, fit_variant, load_experiments, parse_variants, shipped_experiments
-from ketasim.compare.experiments import log_likelihood, wilson_interval
+from ketasim.compare.experiments import log_likelihood
 from ketasim.compare.run import score
 from ketasim.compare.variants import default_variants, route_gains
 from ketasim.errors import ScenarioError
@@ -98,10 +98,11 @@ def test_shipped_experiments_cover_the_issue_and_are_sourced():
     assert ((counts - counts.round()).abs() < 0.01).all()  # every rate is a whole count of its patients
 
 
-def test_wilson_interval_matches_a_published_one():
+def test_binomial_rows_get_the_published_wilson_interval(tmp_path):
     # reference: the shipped target murrough2013b_repeated_infusions, "Wilson 95 % interval of 17/24": 0.5083..0.8509
-    low, high = wilson_interval(17 / 24, 24)
-    assert low == pytest.approx(0.5083, abs=5e-5) and high == pytest.approx(0.8509, abs=5e-5)
+    row = "s,trial.toml,placebo + ketamine,response_rate,24.75 h,,0.708333,fraction,24,,,binomial,H,b,f,src"
+    table = load_experiments(_table_with(tmp_path, row))
+    assert table["low"].iloc[0] == pytest.approx(0.5083, abs=5e-5) and table["high"].iloc[0] == pytest.approx(0.8509, abs=5e-5)
 
 
 def test_log_likelihoods_are_the_textbook_ones():

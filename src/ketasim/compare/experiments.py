@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..calibrate.data import TRIAL_METRICS, DataError, load_observations
+from ..trial.statistics import proportion_ci
 
 LIKELIHOODS = ("binomial", "normal")
 GRADES = ("H", "M", "Q")
@@ -50,7 +51,7 @@ def shipped_experiments() -> Path:
 
 def load_experiments(path: str | Path) -> pd.DataFrame:
     """Read and check an experiments table; adds ``se`` (normal rows) and ``low``/``high`` (the Wilson
-    95 % interval of binomial rows)."""
+    95 % interval of binomial rows, ``trial.statistics.proportion_ci``)."""
     df = load_observations(path)
     name = Path(path).name
     missing = [c for c in REQUIRED if c not in df.columns]
@@ -85,7 +86,7 @@ def load_experiments(path: str | Path) -> pd.DataFrame:
             if abs(count - round(count)) > 0.01:
                 raise DataError(f"{where}: value", f"{row['value']!r} of {n:g} patients is {count:.3g}, not a whole "
                                                    "count; give the fraction of a count (e.g. 0.583333 for 7 of 12)")
-            df.loc[i, "low"], df.loc[i, "high"] = wilson_interval(float(row["value"]), float(n))
+            _, df.loc[i, "low"], df.loc[i, "high"] = proportion_ci(round(count), int(n))
             se.append(math.nan)
         else:
             low, high = row["low"], row["high"]
@@ -133,14 +134,6 @@ def _check_trials(df: pd.DataFrame, name: str) -> None:
                 raise DataError(f"{where}: {column}", f"{arm!r} is not an arm of {row['scenario']}; arms: {', '.join(arms)}")
         if not any(abs(t - row["time [h]"]) < 1e-9 for t in spec.assessments_h):
             raise DataError(f"{where}: time", f"{row['time']!r} is not an assessment of {row['scenario']}")
-
-
-def wilson_interval(p: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``p`` observed in ``n``."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    low = 0.0 if p == 0.0 else max(0.0, centre - half)  # exactly 0 (and 1) where rounding would not give it
-    return low, 1.0 if p == 1.0 else min(1.0, centre + half)
 
 
 #: a model rate is kept this far from 0 and 1 so that one impossible outcome costs a finite amount
