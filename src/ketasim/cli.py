@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -438,11 +439,8 @@ def compare_command(
     with _refusals(out):
         chosen = parse_variants(variants) if variants is not None else None
         check_output_folder(out)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                      transient=True) as progress:
-            task = progress.add_task("comparing (first run compiles the kernel)", total=None)
-            result = compare(chosen, experiments, params=params, fit=fit,
-                             progress=lambda text: progress.update(task, description=text))
+        with _status("comparing (first run compiles the kernel)") as say:
+            result = compare(chosen, experiments, params=params, fit=fit, progress=say)
         result.write(out)
     for _, r in result.variants.iterrows():
         typer.echo(f"{r['variant']:<38} log L {r['log_likelihood']:>8.2f}  k {r['k']}  AIC {r['aic']:>7.2f}  "
@@ -452,6 +450,15 @@ def compare_command(
         typer.echo(f"{e['experiment']:<30} explained by: {', '.join(e['explained_by']) or 'none'}")
     typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv and report.html")
     typer.echo(DISCLAIMER)
+
+
+@contextmanager
+def _status(first: str):
+    """A transient spinner on stderr; yields the function that replaces its line (a long run's progress)."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task(first, total=None)
+        yield lambda text: progress.update(task, description=text)
 
 
 def _fit_remark(reached) -> str:
@@ -467,16 +474,14 @@ def _design_command(design_file: Path, out: Path, params: Optional[Path], fit: b
     with _refusals(out):
         spec = DesignSpec.load(design_file)
         check_output_folder(out)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                      transient=True) as progress:
-            task = progress.add_task("designing (first run compiles the kernel)", total=None)
-            result = design(spec, params=params, fit=fit, progress=lambda text: progress.update(task, description=text))
+        with _status("designing (first run compiles the kernel)") as say:
+            result = design(spec, params=params, fit=fit, progress=say)
         result.write(out)
     for _, r in result.table.iterrows():
         n = r["patients per arm"]
         typer.echo(f"{r['candidate']:<48} {r['preset']:<20} {r['assessment']:<6} difference "
                    f"{r['difference [MADRS points]']:>6.2f} MADRS points (SD {r['between-patient sd [MADRS points]']:.1f})"
-                   f"  patients per arm: {'never' if n == float('inf') else int(-(-n // 1))}")
+                   f"  patients per arm: {'never' if n == float('inf') else math.ceil(n)}")
     typer.echo(f"wrote {out}/design.json, design.csv and report.html")
     typer.echo(DISCLAIMER)
 

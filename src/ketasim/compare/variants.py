@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from scipy.optimize import brentq
 
@@ -131,8 +132,9 @@ def scaled(params: ParameterSet, gains: Sequence[str], factor: float) -> Paramet
     return params.replace(**values)
 
 
+@lru_cache(maxsize=1)
 def _fitting_row():
-    """The fitting target's row of the shipped calibration table."""
+    """The fitting target's row of the shipped calibration table (read once; callers only read it)."""
     from ..calibrate.data import load_observations, shipped_targets
 
     table = load_observations(shipped_targets())
