@@ -184,15 +184,13 @@ def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def options(service: Service) -> dict[str, Any]:
     """What the page's form offers: drugs with their routes, patient choices, the mechanisms (hypotheses)
     with those of the calibrated model marked, outputs with units."""
+    from ..model.mechanisms import DEFAULT_MECHANISMS, MECHANISMS
     from ..model.system import default_model
-    from ..scenario import DRUG_ROUTES, INERT_DRUGS, THERAPIES
+    from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, THERAPIES
 
     patient = sim_scenario_schema()["properties"]["patient"]["properties"]
     choices = {k: v["enum"] for k, v in patient.items() if "enum" in v}
     choices["comedications"] = patient["comedications"]["items"]["enum"]
-    from ..model.mechanisms import DEFAULT_MECHANISMS, MECHANISMS
-    from ..scenario import GASES
-
     return {"drugs": {d: list(r) for d, r in DRUG_ROUTES.items()}, "inert_drugs": list(INERT_DRUGS),
             "gases": list(GASES), "therapies": list(THERAPIES), "patient": choices,
             "mechanisms": [{"name": m.name, "title": m.title, "kind": m.kind, "calibrated_model": m.name in DEFAULT_MECHANISMS}
