@@ -544,9 +544,9 @@ def export_sbml_command(scenario: Path = typer.Argument(..., help="scenario TOML
 
     try:
         path = write_sbml(scenario, out, params=load_parameters(params))
+        warnings = consistency_report(path.read_text())
     except KetasimError as exc:
         _fail(str(exc))
-    warnings = consistency_report(path.read_text())
     err.print(f"wrote {path} (libsbml: 0 errors, {len(warnings)} unit and modelling-practice warnings; "
               "see docs/sbml.md)")
 

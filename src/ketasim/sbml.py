@@ -65,6 +65,16 @@ def sbml_id(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _libsbml():
+    """python-libsbml, or a one-line error naming the package (an old environment may lack it)."""
+    try:
+        import libsbml
+    except ImportError:
+        raise SBMLExportError("SBML needs python-libsbml, a dependency of ketasim that is missing from this "
+                              "environment: pip install 'python-libsbml>=5.20,<6'") from None
+    return libsbml
+
+
 class SBMLExportError(KetasimError, RuntimeError):
     """The exported document failed libsbml's consistency checks, or could not be written."""
 
@@ -171,7 +181,7 @@ def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: 
     >>> 'id="pk_s_ketamine_plasma"' in xml and 'id="clinical_madrs"' in xml
     True
     """
-    import libsbml
+    libsbml = _libsbml()
 
     scenario = Scenario.load(scenario)
     params = params if params is not None else load_parameters()
@@ -323,7 +333,7 @@ def _rule(rule, variable: str, formula: str, libsbml) -> None:
 
 def referenced_ids(xml: str) -> set[str]:
     """Every identifier the document's rules, event triggers and event assignments read."""
-    import libsbml
+    libsbml = _libsbml()
 
     model = libsbml.readSBMLFromString(xml).getModel()
     maths = [model.getRule(i).getMath() for i in range(model.getNumRules())]
@@ -343,7 +353,7 @@ def referenced_ids(xml: str) -> set[str]:
 
 def consistency_report(xml: str) -> list[tuple[str, str]]:
     """(severity, message) of every libsbml consistency finding (units included)."""
-    import libsbml
+    libsbml = _libsbml()
 
     doc = libsbml.readSBMLFromString(xml)
     doc.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, True)
