@@ -180,6 +180,8 @@ def test_cli_writes_json_and_report(tmp_path):
     assert set(data["indices"]["pk.ketamine_plasma@1 h [ng/mL]"]) == {"pk.cl_s_ketamine", "pk.v_central"}
     page = (out / "report.html").read_text()
     assert ketasim.DISCLAIMER in page and "<img" in page and "ST [1]" in page
+    assert data["failures"]["count"] == 0
+    assert not (tmp_path / "sens.checkpoint.npz").exists()  # removed once the results are written
 
 
 @pytest.mark.parametrize("args, option", [
@@ -189,6 +191,8 @@ def test_cli_writes_json_and_report(tmp_path):
     (["--output", "clinical.madrs@24h", "--method", "sobol", "--parameters", "pk.nope"], "--parameters"),
     (["--output", "clinical.madrs@24h", "--method", "sobol", "--distribution", "normal"], "--distribution"),
     (["--output", "clinical.madrs@99d", "--method", "sobol"], "past the scenario's end"),
+    (["--output", "clinical.madrs@24h", "--method", "sobol", "--resume"], "--resume"),
+    (["--output", "clinical.madrs@24h", "--resume"], "--resume"),
 ])
 def test_cli_bad_input_exits_2_naming_the_option(tmp_path, args, option):
     out = tmp_path / "never"
@@ -196,3 +200,108 @@ def test_cli_bad_input_exits_2_naming_the_option(tmp_path, args, option):
     assert res.exit_code == 2, res.output
     assert option in res.output
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------- failures and interruptions
+class _FailingAbove:
+    """An evaluator with no value wherever sampled parameter ``column`` exceeds ``threshold`` (a
+    stand-in for a corner of parameter space where the solver fails); otherwise the real one."""
+
+    def __init__(self, evaluator, column: int, threshold: float):
+        self.evaluator, self.column, self.threshold = evaluator, column, threshold
+
+    def __getattr__(self, name):
+        return getattr(self.evaluator, name)
+
+    def __call__(self, rows):
+        values = self.evaluator(rows)
+        values[rows[:, self.column] > self.threshold] = np.nan
+        return values
+
+
+def test_failing_runs_are_listed_located_and_excluded_by_whole_base_samples(params, monkeypatch, tmp_path):
+    from ketasim.sensitivity import analysis
+
+    names = ["pk.cl_s_ketamine", "pk.v_central", "plasticity.k_spine_formation"]
+    threshold = {}
+    real = analysis._evaluator
+
+    def wrapped(*args, **kwargs):
+        kind, spec, specs, space, evaluator = real(*args, **kwargs)
+        low, high = space.low[1], space.high[1]
+        threshold["v"] = low + 0.85 * (high - low) if not space.log[1] else low * (high / low) ** 0.85
+        return kind, spec, specs, space, _FailingAbove(evaluator, 1, threshold["v"])
+
+    monkeypatch.setattr(analysis, "_evaluator", wrapped)
+    r = ks.sobol(SCENARIO, ["pk.ketamine_plasma@1h"], samples=64, params=params, parameters=names, num_resamples=50)
+    f = r.failures
+    runs = 64 * (3 + 2)
+    assert f["runs"] == runs and 0 < f["count"] < runs
+    assert all(s["parameters"]["pk.v_central"] > threshold["v"] for s in f["samples"])
+    # every failure has V1 in the top 15 % of its range: the report names V1's top end, and only it
+    assert f["where"][0]["parameter"] == "pk.v_central" and f["where"][0]["end"] == "top"
+    assert {w["parameter"] for w in f["where"]} == {"pk.v_central"}
+    # the indices come from the complete base samples only, exactly as SALib computes them on those
+    full = real(SCENARIO, ["pk.ketamine_plasma@1h"], params, names, 50)
+    space = full[3]
+    X = ks.sobol_sample(space.salib_problem(), 64, seed=0)
+    Y = full[4](space.to_file_units(X))[:, 0]
+    keep = np.repeat(~(space.to_file_units(X)[:, 1] > threshold["v"]).reshape(-1, 5).any(axis=1), 5)
+    expected = ks.sobol_indices(space.salib_problem(), Y[keep], num_resamples=50)
+    got = r.indices["pk.ketamine_plasma@1 h [ng/mL]"]
+    for name in names:
+        assert got[name]["ST"] == pytest.approx(expected[name]["ST"], rel=1e-12, abs=1e-15)
+    assert any("base samples excluded" in n for n in r.notes)
+    r.write(tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "sensitivity.json").read_text())
+    assert len(data["failures"]["samples"]) == f["count"]
+    assert "Runs without a value" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_every_run_failing_gives_no_indices_but_a_result(params, monkeypatch):
+    from ketasim.sensitivity import analysis
+
+    real = analysis._evaluator
+
+    def wrapped(*args, **kwargs):
+        kind, spec, specs, space, evaluator = real(*args, **kwargs)
+        return kind, spec, specs, space, _FailingAbove(evaluator, 0, -np.inf)
+
+    monkeypatch.setattr(analysis, "_evaluator", wrapped)
+    r = ks.morris(SCENARIO, ["pk.ketamine_plasma@1h"], samples=4, params=params,
+                  parameters=["pk.cl_s_ketamine", "pk.v_central"], num_resamples=20)
+    assert r.failures["count"] == r.failures["runs"] == 4 * 3
+    assert all(v["mu_star"] is None for v in r.indices["pk.ketamine_plasma@1 h [ng/mL]"].values())
+    assert any("no indices" in n for n in r.notes)
+    json.dumps(r.to_dict())  # still a writable result
+
+
+def test_an_interrupted_run_resumes_to_the_same_outputs(tmp_path):
+    from SALib.test_functions import Ishigami
+
+    from ketasim.sensitivity.failures import Checkpoint
+    from ketasim.sensitivity.problem import evaluate
+
+    problem = {"num_vars": 3, "names": ["x1", "x2", "x3"], "bounds": [[-np.pi, np.pi]] * 3}
+    X = ks.sobol_sample(problem, 64, seed=2)
+    calls = []
+
+    def ishigami(rows):
+        calls.append(len(rows))
+        if len(calls) == 4 and interrupt:
+            raise KeyboardInterrupt
+        return Ishigami.evaluate(rows)[:, None]
+
+    path, fingerprint = tmp_path / "run.checkpoint.npz", Checkpoint.fingerprint_of(X, "ishigami")
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(ishigami, X, block_rows=50, checkpoint=Checkpoint(path, fingerprint, resume=False))
+    assert path.is_file()  # the three finished blocks were kept
+    interrupt, calls[:] = False, []
+    resumed = evaluate(ishigami, X, block_rows=50, checkpoint=Checkpoint(path, fingerprint, resume=True))
+    assert sum(calls) == len(X) - 3 * 50  # only what was not finished ran again
+    np.testing.assert_array_equal(resumed[:, 0], Ishigami.evaluate(X))
+    with pytest.raises(ks.SensitivityError, match="different analysis"):
+        Checkpoint(path, Checkpoint.fingerprint_of(X, "another target"), resume=True)
+    with pytest.raises(ks.SensitivityError, match="no checkpoint"):
+        Checkpoint(tmp_path / "absent.npz", fingerprint, resume=True)

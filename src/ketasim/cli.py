@@ -221,20 +221,27 @@ def sensitivity(
     workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
     scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+    resume: bool = typer.Option(False, "--resume", help="sobol/morris: continue an interrupted run from the "
+                                "checkpoint kept next to --out (OUT.checkpoint.npz)"),
 ):
-    """Which parameters drive an outcome: local (autodiff), Sobol or Morris; writes sensitivity.json and report.html."""
+    """Which parameters drive an outcome: local (autodiff), Sobol or Morris; writes sensitivity.json and report.html.
+
+    Global runs keep finished runs in OUT.checkpoint.npz as they go (removed once the results are
+    written); after an interruption, the same command with --resume continues where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn
 
     from .output import check_output_folder
     from .params import load_parameters
     from .sensitivity import METHODS, load_target, parse_output_spec
     from .sensitivity import sensitivity as run_sensitivity
+    from .sensitivity.failures import failure_sentences
 
     if method not in METHODS:
         _fail(f"--method: '{method}' is not allowed; allowed: {', '.join(METHODS)}")
     _check_dask_options(workers, scheduler)
-    if method == "local" and (samples is not None or workers is not None or scheduler is not None):
-        _fail("--samples/--workers/--scheduler apply to --method sobol or morris, not local")
+    if method == "local" and (samples is not None or workers is not None or scheduler is not None or resume):
+        _fail("--samples/--workers/--scheduler/--resume apply to --method sobol or morris, not local")
+    checkpoint = out.parent / f"{out.name}.checkpoint.npz"
     with _refusals(out):
         specs = [parse_output_spec(o) for o in output]
         kind, spec = load_target(target)
@@ -243,17 +250,28 @@ def sensitivity(
         kwargs = {"params": parameter_set, "parameters": parameters.split(",") if parameters else None}
         if method != "local":
             kwargs.update(samples=samples if samples is not None else (1024 if method == "sobol" else 50), seed=seed,
-                          n_per_arm=n_per_arm, distribution=distribution, workers=workers, scheduler=scheduler)
+                          n_per_arm=n_per_arm, distribution=distribution, workers=workers, scheduler=scheduler,
+                          checkpoint=checkpoint, resume=resume)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=quiet, transient=True) as progress:
             what = "model runs" if kind == "scenario" else f"trials of {n_per_arm} patients per arm"
             task = progress.add_task(f"{method} ({what}; the first run compiles)", total=None)
             if method != "local":
                 kwargs["progress"] = lambda done, total: progress.update(task, completed=done, total=total)
-            result = run_sensitivity(spec, specs, method=method, **kwargs)
+            try:
+                result = run_sensitivity(spec, specs, method=method, **kwargs)
+            except KeyboardInterrupt:
+                if method != "local" and checkpoint.is_file():
+                    _fail(f"interrupted: the finished runs are kept in {checkpoint}; the same command with --resume "
+                          "continues from them", code=130)
+                raise
             progress.update(task, description="writing results and report")
             result.write(out)
+            if method != "local":
+                checkpoint.unlink(missing_ok=True)
     if not quiet:
+        for line in failure_sentences(result.failures)[:3]:
+            err.print(escape(line))
         first = result.outputs[0]["label"]
         top = ", ".join(p for p, _ in result.ranking(first)[:3])
         err.print(escape(f"wrote {out}/ (sensitivity.json, manifest.json, report.html); most influential for {first}: {top}"))

@@ -10,14 +10,21 @@ Global: SALib's Saltelli/Sobol' sampling (``N`` base samples give ``N * (D + 2)`
 first and total order, ``N * (2 D + 2)`` with second order) and Morris trajectories
 (``N * (D + 1)`` runs), over the parameters' plausible ranges (``problem.parameter_space``).
 Confidence intervals are SALib's bootstrap intervals (``S1_conf``, ``ST_conf``, ``mu_star_conf``).
+
+Runs that give no value are kept and reported (``failures``: each sample, and which parameters'
+extremes hold them); the indices of an output are computed on the whole sampling units (a base
+sample's ``D + 2`` rows, a trajectory's ``D + 1``) in which every run gave it a value. A
+``checkpoint`` file keeps finished blocks so that an interrupted analysis resumes (``resume=True``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +33,7 @@ from ..errors import KetasimError
 from ..model.system import default_model
 from ..params import ParameterSet, load_parameters
 from ..scenario import Scenario, read_toml
+from .failures import Checkpoint, complete_groups, describe_failures, failure_sentences
 from .outputs import OutputSpec, SensitivityError, check_model_outputs, check_trial_outputs, parse_output_spec
 from .problem import ParameterSpace, ScenarioEvaluator, TrialEvaluator, evaluate, parameter_space, select_parameters
 from .result import SensitivityResult
@@ -36,7 +44,8 @@ FD_SETTINGS = SolverSettings(rtol=1e-10, atol=1e-13)
 #: global analyses: the trial engine's accuracy (MADRS within 0.01 points of a tight reference)
 GLOBAL_SETTINGS = SolverSettings(rtol=1e-6, atol=1e-9)
 FD_STEP = 1e-3  # in ln theta
-MAX_FAILED_FRACTION = 0.01
+#: fewest complete sampling units (base samples, trajectories) an output needs for its indices
+MIN_COMPLETE_UNITS = 2
 SAMPLES_RANGE = {"sobol": (2, 2 ** 20), "morris": (2, 100_000)}
 
 
@@ -244,33 +253,58 @@ def _check_samples(method: str, samples: int) -> None:
         raise SensitivityError(f"--samples: {samples!r} must be a whole number in {lo}..{hi} for {method}")
 
 
-def _run(evaluator, X, workers, scheduler, progress) -> tuple[np.ndarray, list[str]]:
-    """Outputs for the sample matrix (file units); failed samples (NaN) are replaced by the mean of the others
-    (noted), or refused when more than ``MAX_FAILED_FRACTION`` failed."""
+def _run(evaluator, X, workers, scheduler, progress, checkpoint=None) -> np.ndarray:
+    """Outputs for the sample matrix (file units); a run without a value stays NaN."""
     from ..trial import _dask_client
 
     with _dask_client(workers, scheduler) as client:
-        Y = evaluate(evaluator, X, client=client, progress=progress)
-    notes = []
-    bad = ~np.isfinite(Y)
-    if bad.any():
-        frac = bad.any(axis=1).mean()
-        if frac > MAX_FAILED_FRACTION:
-            raise KetasimError(f"{bad.any(axis=1).sum()} of {len(Y)} samples gave no value (solver failure or an "
-                               "undefined endpoint); narrow --parameters or the ranges")
-        for j in range(Y.shape[1]):
-            if bad[:, j].any():
-                Y[bad[:, j], j] = np.nanmean(Y[:, j])
-                notes.append(f"output {j}: {int(bad[:, j].sum())} samples without a value replaced by the mean")
-    return Y, notes
+        return evaluate(evaluator, X, client=client, progress=progress, checkpoint=checkpoint)
 
 
-def _global_result(method, kind, spec, specs, space, evaluator, settings, indices, notes, Y) -> SensitivityResult:
+def _checkpoint(path, resume: bool, samples: np.ndarray, method: str, spec, specs, space, evaluator,
+                settings: dict) -> Checkpoint | None:
+    """The checkpoint of this analysis, or None without a path. Its fingerprint covers the samples
+    and everything that shapes a run."""
+    if path is None:
+        if resume:
+            raise SensitivityError("--resume needs a checkpoint file (the command line keeps one next to --out)")
+        return None
+    context = json.dumps({"method": method, "target": repr(spec), "outputs": [s.label for s in specs],
+                          "parameters": list(space.names), "params": evaluator.params.digest(),
+                          "solver": repr(evaluator.settings), "settings": settings}, sort_keys=True, default=str)
+    return Checkpoint(Path(path), Checkpoint.fingerprint_of(samples, context), resume=resume)
+
+
+def _unit_scaled(space: ParameterSpace, X: np.ndarray) -> np.ndarray:
+    """Samples (sampled coordinates) as positions 0..1 within each parameter's sampled range."""
+    bounds = np.array(space.salib_problem()["bounds"])
+    return (X - bounds[:, 0]) / np.where(bounds[:, 1] > bounds[:, 0], bounds[:, 1] - bounds[:, 0], 1.0)
+
+
+def _per_output(Y: np.ndarray, group_rows: int, specs, notes: list[str], unit_name: str):
+    """For each output: the rows of its complete sampling units, or None when too few remain."""
+    masks = []
+    for i, spec in enumerate(specs):
+        mask = complete_groups(Y[:, i], group_rows)
+        units, kept = len(Y) // group_rows, int(mask.sum()) // group_rows
+        if kept < units:
+            notes.append(f"{spec.label}: {units - kept} of {units} {unit_name} excluded because a run in them gave "
+                         "no value; the indices describe the region where the model gives one")
+        if kept < MIN_COMPLETE_UNITS:
+            notes.append(f"{spec.label}: fewer than {MIN_COMPLETE_UNITS} complete {unit_name}: no indices")
+            mask = None
+        masks.append(mask)
+    return masks
+
+
+def _global_result(method, kind, spec, specs, space, evaluator, settings, indices, notes, Y,
+                   failures: dict) -> SensitivityResult:
     info = _target_info(kind, spec)
+    notes = failure_sentences(failures) + notes
     if kind == "trial":
         relapse = [i for i, s in enumerate(specs) if s.name == "median_time_to_relapse"]
         for i in relapse:
-            capped = int(np.sum(Y[:, i] >= evaluator.duration_h - 1e-9))
+            capped = int(np.sum(np.nan_to_num(Y[:, i], nan=-np.inf) >= evaluator.duration_h - 1e-9))
             notes.append(f"{specs[i].label}: {capped} samples 'not reached', counted as the follow-up "
                          f"({evaluator.duration_h:g} h)")
     logs = [n for n, lg in zip(space.names, space.log) if lg]
@@ -280,12 +314,17 @@ def _global_result(method, kind, spec, specs, space, evaluator, settings, indice
         notes.append("ranges shrunk toward the file values so every sample keeps the model's conditions: "
                      + ", ".join(space.shrunk))
     # quantiles show heavy tails (a few extreme samples dominate a variance-based index)
-    outputs = [{**_output_info(s), "sample_mean": float(np.mean(Y[:, i])), "sample_sd": float(np.std(Y[:, i])),
-                **{f"sample_{q}": float(v) for q, v in zip(("min", "p05", "median", "p95", "max"),
-                                                           np.percentile(Y[:, i], [0, 5, 50, 95, 100]))}}
-               for i, s in enumerate(specs)]
+    outputs = []
+    for i, s in enumerate(specs):
+        y = Y[np.isfinite(Y[:, i]), i]
+        stats = {"sample_runs_with_value": int(y.size)}
+        if y.size:
+            stats.update({"sample_mean": float(np.mean(y)), "sample_sd": float(np.std(y)),
+                          **{f"sample_{q}": float(v) for q, v in zip(("min", "p05", "median", "p95", "max"),
+                                                                     np.percentile(y, [0, 5, 50, 95, 100]))}})
+        outputs.append({**_output_info(s), **stats})
     return SensitivityResult(method=method, target=info, outputs=outputs, parameters=space.describe(),
-                             indices=indices, settings=settings, notes=notes)
+                             indices=indices, settings=settings, notes=notes, failures=failures)
 
 
 def _bootstrap_seed(seed: int) -> int:
@@ -327,21 +366,31 @@ def sobol(target, outputs: Sequence[str | OutputSpec], *, samples: int = 1024, p
           parameters: Sequence[str] | None = None, seed: int = 0, second_order: bool = False,
           num_resamples: int = 1000, conf_level: float = 0.95, n_per_arm: int = 50, distribution: str = "auto",
           workers: int | None = None, scheduler: str | None = None,
-          progress: Callable[[int, int], None] | None = None) -> SensitivityResult:
+          progress: Callable[[int, int], None] | None = None, checkpoint: str | Path | None = None,
+          resume: bool = False) -> SensitivityResult:
     """First- and total-order Sobol' indices with bootstrap CIs over the parameters' ranges.
 
     ``target``: a scenario (model outputs such as ``clinical.madrs@24h``) or a trial (endpoints such
     as ``response_rate@24h``, each sample running a trial of ``n_per_arm`` patients per arm).
-    ``samples`` is SALib's N: the model runs ``N * (D + 2)`` times for D parameters.
+    ``samples`` is SALib's N: the model runs ``N * (D + 2)`` times for D parameters. ``checkpoint``:
+    a file that keeps finished runs; ``resume=True`` continues from it.
     """
     _check_samples("sobol", samples)
     started = time.perf_counter()
     kind, spec, specs, space, evaluator = _evaluator(target, outputs, params, parameters, n_per_arm, distribution)
     problem = space.salib_problem()
     X = sobol_sample(problem, samples, second_order=second_order, seed=seed)
-    Y, notes = _run(evaluator, space.to_file_units(X), workers, scheduler, progress)
-    indices = {s.label: sobol_indices(problem, Y[:, i], second_order=second_order, num_resamples=num_resamples,
-                                      conf_level=conf_level, seed=seed) for i, s in enumerate(specs)}
+    X_file = space.to_file_units(X)
+    store = _checkpoint(checkpoint, resume, X_file, "sobol", spec, specs, space, evaluator,
+                        {"n_per_arm": n_per_arm, "second_order": second_order})
+    Y = _run(evaluator, X_file, workers, scheduler, progress, store)
+    notes: list[str] = []
+    group = 2 * space.dimension + 2 if second_order else space.dimension + 2
+    masks = _per_output(Y, group, specs, notes, "base samples")
+    indices = {s.label: (sobol_indices(problem, Y[m, i], second_order=second_order, num_resamples=num_resamples,
+                                       conf_level=conf_level, seed=seed) if m is not None else
+                         {n: dict.fromkeys(("S1", "S1_conf", "ST", "ST_conf")) for n in space.names})
+               for i, (s, m) in enumerate(zip(specs, masks))}
     settings = {"samples (N)": samples, "distribution": distribution, "parameters (D)": space.dimension,
                 "model_runs": int(len(X)),
                 "runs_formula": "N * (2 D + 2)" if second_order else "N * (D + 2)", "seed": seed,
@@ -351,14 +400,16 @@ def sobol(target, outputs: Sequence[str | OutputSpec], *, samples: int = 1024, p
                 "wall_time [s]": time.perf_counter() - started}
     if kind == "trial":
         settings["patients_per_arm_per_sample"] = n_per_arm
-    return _global_result("sobol", kind, spec, specs, space, evaluator, settings, indices, notes, Y)
+    failures = describe_failures(_unit_scaled(space, X), X_file, Y, space.names, [s.label for s in specs])
+    return _global_result("sobol", kind, spec, specs, space, evaluator, settings, indices, notes, Y, failures)
 
 
 def morris(target, outputs: Sequence[str | OutputSpec], *, samples: int = 50, params=None,
            parameters: Sequence[str] | None = None, seed: int = 0, num_levels: int = 4, num_resamples: int = 1000,
            conf_level: float = 0.95, n_per_arm: int = 50, distribution: str = "auto",
            workers: int | None = None, scheduler: str | None = None,
-           progress: Callable[[int, int], None] | None = None) -> SensitivityResult:
+           progress: Callable[[int, int], None] | None = None, checkpoint: str | Path | None = None,
+           resume: bool = False) -> SensitivityResult:
     """Morris elementary effects (mu*, its bootstrap CI, mu, sigma; output units per unit of the
     range-scaled input) from ``samples`` trajectories: ``samples * (D + 1)`` model runs."""
     from SALib.analyze import morris as morris_analyze
@@ -369,13 +420,21 @@ def morris(target, outputs: Sequence[str | OutputSpec], *, samples: int = 50, pa
     kind, spec, specs, space, evaluator = _evaluator(target, outputs, params, parameters, n_per_arm, distribution)
     problem = space.salib_problem()
     X = morris_sampler.sample(problem, samples, num_levels=num_levels, seed=seed)
-    Y, notes = _run(evaluator, space.to_file_units(X), workers, scheduler, progress)
+    X_file = space.to_file_units(X)
+    store = _checkpoint(checkpoint, resume, X_file, "morris", spec, specs, space, evaluator,
+                        {"n_per_arm": n_per_arm, "num_levels": num_levels})
+    Y = _run(evaluator, X_file, workers, scheduler, progress, store)
+    notes: list[str] = []
+    masks = _per_output(Y, space.dimension + 1, specs, notes, "trajectories")
     indices = {}
-    for i, s in enumerate(specs):
-        if _constant(Y[:, i]):
+    for i, (s, m) in enumerate(zip(specs, masks)):
+        if m is None:
+            indices[s.label] = {n: dict.fromkeys(("mu_star", "mu_star_conf", "mu", "sigma")) for n in space.names}
+            continue
+        if _constant(Y[m, i]):
             indices[s.label] = {n: {"mu_star": 0.0, "mu_star_conf": 0.0, "mu": 0.0, "sigma": 0.0} for n in space.names}
             continue
-        res = morris_analyze.analyze(problem, X, Y[:, i], num_resamples=num_resamples, conf_level=conf_level,
+        res = morris_analyze.analyze(problem, X[m], Y[m, i], num_resamples=num_resamples, conf_level=conf_level,
                                      num_levels=num_levels, print_to_console=False, seed=_bootstrap_seed(seed))
         indices[s.label] = {n: {k: float(res[k][j]) for k in ("mu_star", "mu_star_conf", "mu", "sigma")}
                             for j, n in enumerate(space.names)}
@@ -386,7 +445,8 @@ def morris(target, outputs: Sequence[str | OutputSpec], *, samples: int = 50, pa
                 "wall_time [s]": time.perf_counter() - started}
     if kind == "trial":
         settings["patients_per_arm_per_sample"] = n_per_arm
-    return _global_result("morris", kind, spec, specs, space, evaluator, settings, indices, notes, Y)
+    failures = describe_failures(_unit_scaled(space, X), X_file, Y, space.names, [s.label for s in specs])
+    return _global_result("morris", kind, spec, specs, space, evaluator, settings, indices, notes, Y, failures)
 
 
 def sensitivity(target, outputs: Sequence[str | OutputSpec], *, method: str = "local", **kwargs) -> SensitivityResult:

@@ -284,27 +284,42 @@ def _apply(evaluator: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> n
 
 
 def evaluate(evaluator: Callable[[np.ndarray], np.ndarray], samples: np.ndarray, *, block_rows: int | None = None,
-             client=None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+             client=None, progress: Callable[[int, int], None] | None = None, checkpoint=None) -> np.ndarray:
     """(n_samples, n_outputs): ``evaluator`` over ``samples`` in fixed blocks, here or on a Dask client
-    (blocks gathered in order, so the result is the same either way)."""
+    (blocks placed by their index, so the result is the same either way). With a ``Checkpoint``
+    (``failures.Checkpoint``), blocks it already holds are not run again and each finished block is
+    added to it; it is flushed when the run ends or is interrupted."""
     block_rows = block_rows or getattr(evaluator, "block_rows", BLOCK_ROWS)
     blocks = [samples[i:i + block_rows] for i in range(0, len(samples), block_rows)]
-    done, results = 0, []
-    if client is None:
-        for b in blocks:
-            results.append(evaluator(b))
-            done += len(b)
-            if progress:
-                progress(done, len(samples))
-    else:
-        from distributed import wait
+    results: dict[int, np.ndarray] = {}
+    if checkpoint is not None:
+        results.update({i: v for i, v in checkpoint.blocks.items() if i < len(blocks) and len(v) == len(blocks[i])})
+    todo = [i for i in range(len(blocks)) if i not in results]
+    done = sum(len(blocks[i]) for i in results)
+    if progress and done:
+        progress(done, len(samples))
 
-        remote = client.scatter(evaluator, broadcast=True)
-        futures = [client.submit(_apply, remote, b, pure=False) for b in blocks]
-        for f, b in zip(futures, blocks):
-            wait(f)
-            done += len(b)
-            if progress:
-                progress(done, len(samples))
-        results = client.gather(futures)
-    return np.concatenate(results, axis=0)
+    def finished(i: int, values: np.ndarray) -> None:
+        nonlocal done
+        results[i] = values
+        if checkpoint is not None:
+            checkpoint.add(i, values)
+        done += len(blocks[i])
+        if progress:
+            progress(done, len(samples))
+
+    try:
+        if client is None:
+            for i in todo:
+                finished(i, evaluator(blocks[i]))
+        elif todo:
+            from distributed import as_completed
+
+            remote = client.scatter(evaluator, broadcast=True)
+            futures = {client.submit(_apply, remote, blocks[i], pure=False): i for i in todo}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    finally:
+        if checkpoint is not None:
+            checkpoint.flush()
+    return np.concatenate([results[i] for i in range(len(blocks))], axis=0)

@@ -113,6 +113,22 @@ def _layer_table(result, output: str) -> str:
     return (f"<table><tr><th>rank</th><th>parameter</th>{head}</tr>{''.join(rows)}</table>")
 
 
+def _failures_section(failures: dict) -> str:
+    """Where the runs without a value lie: the parameters whose range ends hold more of them than chance."""
+    if not failures or not failures.get("count"):
+        return ""
+    per_output = ", ".join(f"{html.escape(k)}: {v}" for k, v in failures["per_output"].items())
+    rows = "".join(f"<tr><td>{html.escape(w['parameter'])}</td><td>{w['end']} tenth</td><td>{w['failures_there']}</td>"
+                   f"<td>{100 * w['fraction_of_failures']:.0f} %</td><td>{100 * w['expected_fraction']:.0f} %</td>"
+                   f"<td>{w['p_value']:.2g}</td></tr>" for w in failures["where"][:TOP])
+    table = (f"<table><tr><th>parameter</th><th>end of its sampled range</th><th>failing runs there</th>"
+             f"<th>share of failing runs</th><th>expected by chance</th><th>p (binomial, one-sided)</th></tr>{rows}</table>"
+             if rows else "<p>No parameter's range ends hold more of them than chance would.</p>")
+    return (f"<h2>Runs without a value</h2><p>{failures['count']} of {failures['runs']} runs "
+            f"({100 * failures['fraction']:.2g} %) gave no value (per output: {per_output}). Each is listed with its "
+            f"parameter values in sensitivity.json (<code>failures.samples</code>). Where they lie:</p>{table}")
+
+
 def write_report(result, folder) -> None:
     """``report.html`` in ``folder`` (figures embedded)."""
     parts = []
@@ -137,5 +153,5 @@ def write_report(result, folder) -> None:
 td,th{{border:1px solid #ccc;padding:2px 6px}} tr.layer td{{background:#eef}} .disclaimer{{background:#fee;padding:0.5em}}</style>
 </head><body><h1>ketasim {title}</h1><p class="disclaimer">{html.escape(DISCLAIMER)}</p>
 <p>Target: {html.escape(result.target.get("kind", ""))} {html.escape(str(result.target.get("name", "")))}</p>
-<table>{settings}</table><ul>{notes}</ul>{''.join(parts)}</body></html>"""
+<table>{settings}</table><ul>{notes}</ul>{_failures_section(result.failures)}{''.join(parts)}</body></html>"""
     (folder / "report.html").write_text(doc, encoding="utf-8")

@@ -39,7 +39,8 @@ class SensitivityResult:
     """``indices[output label][parameter]`` holds the method's indices (see ``RANK_BY`` for the ranking key).
 
     ``outputs`` describe each analysed output (label, unit, value at the file parameters when known);
-    ``parameters`` each parameter (layer, unit, file value and range, the range sampled, the method used).
+    ``parameters`` each parameter (layer, unit, file value and range, the range sampled, the method used);
+    ``failures`` the runs that gave no value, each with its parameter values, and where they lie.
     """
 
     method: str
@@ -49,6 +50,8 @@ class SensitivityResult:
     indices: dict[str, dict[str, dict[str, Any]]]
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: global methods: runs without a value (``failures.describe_failures``); empty for local
+    failures: dict[str, Any] = field(default_factory=dict)
 
     def ranking(self, output: str) -> list[tuple[str, float]]:
         """(parameter, |index|) from the most to the least influential for ``output`` (a label)."""
@@ -76,7 +79,8 @@ class SensitivityResult:
     def to_dict(self) -> dict[str, Any]:
         return _clean({"disclaimer": DISCLAIMER, "method": self.method, "rank_by": RANK_BY[self.method],
                        "target": self.target, "outputs": self.outputs, "parameters": self.parameters,
-                       "settings": self.settings, "notes": self.notes, "indices": self.indices,
+                       "settings": self.settings, "notes": self.notes, "failures": self.failures,
+                       "indices": self.indices,
                        "by_layer": {o: self.by_layer(o) for o in self.indices}})
 
     def write(self, folder: str | Path, report: bool = True) -> Path:
