@@ -19,7 +19,8 @@ demo: $(STAMP)
 	@echo "report: results/demo/report.html"
 
 test: $(STAMP)
-	@# the browser test drives Debian's chromium; without it (or without root) that test skips with the reason
+	@# the browser test drives Debian's chromium; without it (or without root) that test skips with the reason,
+	@# except under CI=true, where a missing browser or test dependency fails the run
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || true
 	$(BIN)/python -m pytest -m "not slow" -q
 

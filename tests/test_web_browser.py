@@ -3,7 +3,8 @@
 The service runs as a subprocess on a free loopback port with a temporary data folder. The page is
 loaded, the dose changed (the plasma curve and MADRS must follow), a small trial run to its report,
 the patients table downloaded and the sources listed; screenshots go to ``test-artifacts/``.
-Skipped with the reason when chromium (``make test`` installs it with apt-get) or Playwright is absent.
+Skipped with the reason when chromium (``make test`` installs it with apt-get) or Playwright is absent,
+except under CI (``CI=true``), where their absence fails the run.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import skip_or_fail_in_ci
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: `apt-get install chromium`; make test does)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    skip_or_fail_in_ci(f"{CHROMIUM} is absent (install Debian's chromium: `apt-get install chromium`; make test does)")
+try:
+    from playwright import sync_api
+except ImportError:
+    skip_or_fail_in_ci("Playwright for Python is not installed (it is in the test extra)")
 
 
 def free_port() -> int:
