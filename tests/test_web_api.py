@@ -138,7 +138,15 @@ def test_simulate_answers_series_with_units_and_records_the_run(client, data_dir
     run = client.get(f"/api/runs/{body['run_id']}").json()
     assert run["status"] == "done" and run["kind"] == "simulation" and run["inputs"] == SCENARIO
     assert run["parameter_hash"] == body["parameter_hash"] and run["wall_time"]["unit"] == "s"
-    table = pd.read_parquet(data_dir / run["result_path"] / "timeseries.parquet")
+    # answered and recorded, but no files: a page simulation is kept only when the service is asked to
+    assert run["result_path"] is None and not (data_dir / "runs" / body["run_id"]).exists()
+
+
+def test_simulation_files_are_kept_when_asked(tmp_path):
+    with TestClient(create_app(tmp_path, warm=False, keep_simulations=True)) as c:
+        body = c.post("/api/simulate", json=SCENARIO).json()
+        run = c.get(f"/api/runs/{body['run_id']}").json()
+    table = pd.read_parquet(tmp_path / run["result_path"] / "timeseries.parquet")
     assert "pk.ketamine_plasma [ng/mL]" in table.columns
 
 
@@ -243,7 +251,8 @@ def test_trial_runs_in_the_background_with_progress_and_results(client):
     assert len(patients) == 16 and "madrs [points]" in patients.columns  # 8 patients x 2 assessments
     csv = client.get(view["links"]["patients_csv"])
     assert csv.headers["content-type"].startswith("text/csv")
-    assert pd.read_csv(io.StringIO(csv.text)).shape == patients.shape
+    assert csv.text.splitlines()[0] == f"# {DISCLAIMER}"  # every download says what ketasim is for
+    assert pd.read_csv(io.StringIO(csv.text), comment="#").shape == patients.shape
     report = client.get(view["links"]["report_html"])
     assert report.status_code == 200 and "research and teaching" in report.text.lower()
 

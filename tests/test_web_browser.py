@@ -21,6 +21,7 @@ import pytest
 from conftest import skip_or_fail_in_ci
 
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "browser-token-0123456789abcdef"  # the service runs as a shared one would: token on, security headers
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 if not Path(CHROMIUM).exists():
@@ -44,7 +45,8 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("browser-data")
     log = open(data / "server.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "ketasim", "serve", "--port", str(port), "--data", str(data),
-                                "--max-patients", "100"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+                                "--max-patients", "100"], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "KETASIM_TOKEN": TOKEN})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180  # a cold kernel cache compiles for tens of seconds
@@ -80,10 +82,12 @@ def page(browser, server):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server)
+    # a script, style or connection the Content-Security-Policy blocks is reported on the console
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto(f"{server}/#token={TOKEN}")  # how a user opens a service started with --token
     yield page
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or blocked content on the page: {errors}"
 
 
 def screenshot(page, name: str) -> None:
@@ -172,7 +176,8 @@ def test_small_trial_runs_to_its_report(page):
     saved = ARTIFACTS / "web_trial_patients.csv"
     download.value.save_as(saved)
     lines = saved.read_text().splitlines()
-    assert lines[0].startswith("arm,") and len(lines) == 1 + 12 * 5  # 12 patients x 5 assessments
+    assert lines[0].startswith("# ketasim is a research and teaching tool")  # the disclaimer travels with the file
+    assert lines[1].startswith("arm,") and len(lines) == 2 + 12 * 5  # 12 patients x 5 assessments
 
 
 def test_sources_view_lists_every_parameter_with_unit_and_citation(page):

@@ -181,8 +181,21 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           data: Path = typer.Option(Path("ketasim-data"), "--data", help="folder of the run registry and its results"),
           max_patients: int = typer.Option(2000, "--max-patients", help="largest trial (patients in all) the service runs"),
           workers: int = typer.Option(1, "--workers", help="trials run at once, each in its own worker process"),
-          scheduler: Optional[str] = typer.Option(None, help="run trial chunks on this Dask cluster, e.g. tcp://host:8786")):
+          scheduler: Optional[str] = typer.Option(None, help="run trial chunks on this Dask cluster, e.g. tcp://host:8786"),
+          token: Optional[str] = typer.Option(None, "--token", envvar="KETASIM_TOKEN", show_envvar=True,
+                                              help="require 'Authorization: Bearer TOKEN' on the API (16+ characters)"),
+          allow_anonymous: bool = typer.Option(False, "--allow-anonymous",
+                                               help="listen on a non-loopback address without a token (e.g. behind "
+                                                    "an authenticating proxy on another host)"),
+          keep_runs: Optional[int] = typer.Option(None, "--keep-runs", help="keep only the newest N finished runs"),
+          keep_days: Optional[float] = typer.Option(None, "--keep-days", help="delete finished runs older than D days"),
+          keep_simulations: bool = typer.Option(False, "--keep-simulations",
+                                                help="also store each page simulation's time series (default: "
+                                                     "answered, recorded in the registry, not stored)")):
     """Start the web service: the page at / and the JSON API (OpenAPI schema at /openapi.json)."""
+    import ipaddress
+    import logging
+
     import uvicorn
 
     from .web import create_app
@@ -193,13 +206,36 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         _fail(f"--max-patients: {max_patients} must be in 1..1000000")
     if not 1 <= workers <= 64:
         _fail(f"--workers: {workers} must be in 1..64")
+    if keep_runs is not None and keep_runs < 1:
+        _fail(f"--keep-runs: {keep_runs} must be at least 1")
+    if keep_days is not None and not 0 < keep_days <= 36500:
+        _fail(f"--keep-days: {keep_days:g} must be more than 0 (and at most 36500)")
+    if token is not None and len(token) < 16:
+        _fail("--token: must have at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
     try:
-        web_app = create_app(data, max_patients=max_patients, scheduler=scheduler, trial_workers=workers)
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and token is None and not allow_anonymous:
+        _fail(f"--host {host}: another machine could reach the service without a token; give --token (or "
+              "KETASIM_TOKEN), or --allow-anonymous behind an authenticating proxy (docs/web.md)")
+    try:
+        web_app = create_app(data, max_patients=max_patients, scheduler=scheduler, trial_workers=workers, token=token,
+                             keep_runs=keep_runs, keep_days=keep_days, keep_simulations=keep_simulations)
     except (OSError, RuntimeError) as exc:
         _fail(f"--data {data}: cannot open the run registry: {exc}")
-    err.print(f"ketasim web service on http://{host}:{port}/ (runs kept in {data}/)")
+    err.print(f"ketasim web service on http://{host}:{port}/ (runs kept in {data}/"
+              f"{'; API needs the token' if token else ''})")
+    if token:
+        err.print(f"open http://{host}:{port}/#token=... (the page keeps the token for the browser tab)")
     err.print(f"[dim]{DISCLAIMER}[/]")
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    # our request log instead of uvicorn's access log, which would print query strings (a ?token=)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    requests_log = logging.getLogger("ketasim.web.requests")
+    requests_log.addHandler(handler)
+    requests_log.setLevel(logging.INFO)
+    uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command()

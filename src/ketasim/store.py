@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -179,6 +180,32 @@ class RunRegistry:
             cur = con.execute("UPDATE runs SET status = 'interrupted', finished = ?, error = ? WHERE status IN"
                               " ('queued', 'running')", (_now(), "the service stopped before the run finished"))
             return cur.rowcount
+
+    def prune(self, *, keep_runs: int | None = None, keep_days: float | None = None) -> list[str]:
+        """Delete finished runs (done, failed, interrupted) beyond the newest ``keep_runs`` or
+        finished more than ``keep_days`` ago, rows first and then their result folders; runs still
+        queued or running are never touched. The ids deleted."""
+        if keep_runs is None and keep_days is None:
+            return []
+        clauses, args = [], []
+        if keep_runs is not None:
+            clauses.append("id NOT IN (SELECT id FROM runs WHERE status NOT IN ('queued', 'running')"
+                           " ORDER BY created DESC, id LIMIT ?)")
+            args.append(int(keep_runs))
+        if keep_days is not None:
+            cutoff = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=float(keep_days))
+            clauses.append("COALESCE(finished, created) < ?")
+            args.append(cutoff.isoformat(timespec="milliseconds"))
+        with self._write() as con:
+            rows = con.execute(f"SELECT id, result_path FROM runs WHERE status NOT IN ('queued', 'running') AND "
+                               f"({' OR '.join(clauses)})", args).fetchall()
+            con.executemany("DELETE FROM runs WHERE id = ?", [(r["id"],) for r in rows])
+        root = self.folder.resolve()
+        for r in rows:  # a crash here leaves a folder without a row, which nothing serves
+            target = (root / (r["result_path"] or f"runs/{r['id']}")).resolve()
+            if root in target.parents:
+                shutil.rmtree(target, ignore_errors=True)
+        return [r["id"] for r in rows]
 
     # ------------------------------------------------------------------ reads
     def get(self, run_id: str) -> Run | None:

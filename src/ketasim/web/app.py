@@ -6,7 +6,12 @@ in worker processes (``jobs.py``); every run is kept in the registry (``ketasim.
 
 Input is refused with 422 naming the field (``errors.py``), oversized bodies with 413, unknown runs
 with 404; nothing a client sends should produce a 500. Every quantity in an answer carries its
-unit, and every answer about model output carries the research-and-teaching disclaimer.
+unit, and every answer about model output (and every download) carries the research-and-teaching
+disclaimer. Registry reads and writes run in worker threads, never on the event loop. The limit on
+pending trials is taken before the first ``await`` of a submission, so concurrent requests cannot
+exceed it. Finished runs are pruned by ``keep_runs``/``keep_days``; a page simulation keeps its
+registry row but writes no files unless ``keep_simulations``. Token authentication, security
+headers and the request log are in ``security.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ..store import KINDS, STATUSES, Run, RunRegistry
 from . import simulation as sim
 from .errors import BodySizeLimit, InputError, from_scenario_error, input_error_handler
 from .jobs import JobRunner, result_folder
+from .security import RequestLog, SecurityHeaders, TokenAuth
 
 MAX_BODY_BYTES = 256 * 1024
 DEFAULT_MAX_PATIENTS = 2_000
@@ -54,6 +60,14 @@ class Service:
     parameter_hash: str
     simulation_slots: anyio.CapacityLimiter | None = None
     kernel: dict[str, str] = field(default_factory=lambda: {"state": "not loaded"})
+    keep_simulations: bool = False
+    keep_runs: int | None = None
+    keep_days: float | None = None
+    #: trial submissions past the pending check whose job is not yet submitted
+    admitting: int = 0
+
+    def prune(self) -> list[str]:
+        return self.registry.prune(keep_runs=self.keep_runs, keep_days=self.keep_days)
 
 
 #: simulations at once: the compiled kernel releases the GIL and uses no numba threading layer (the
@@ -228,19 +242,30 @@ def _warm_kernel(service: Service) -> None:
 
 # ---------------------------------------------------------------------- the app
 def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, scheduler: str | None = None,
-               *, trial_workers: int = 1, warm: bool = True) -> FastAPI:
+               *, trial_workers: int = 1, warm: bool = True, token: str | None = None, keep_runs: int | None = None,
+               keep_days: float | None = None, keep_simulations: bool = False) -> FastAPI:
     """The service on ``data_dir`` (registry and results). Runs left unfinished by an earlier
-    service on the same folder are marked ``interrupted`` here, before anything else happens."""
+    service on the same folder are marked ``interrupted`` here, before anything else happens, and
+    finished runs beyond ``keep_runs`` or older than ``keep_days`` are deleted (then after every
+    new run). With ``token``, the API answers 401 to a request without it."""
     from ..params import load_parameters
     from ..simulate import _version
 
     if not 1 <= int(max_patients) <= 1_000_000:
         raise ValueError(f"max_patients={max_patients!r} must be in 1..1000000")
+    if token is not None and len(token) < 16:
+        raise ValueError("the service token must have at least 16 characters")
+    if keep_runs is not None and not 1 <= int(keep_runs) <= 10**9:
+        raise ValueError(f"keep_runs={keep_runs!r} must be at least 1")
+    if keep_days is not None and not 0 < float(keep_days) <= 36500:
+        raise ValueError(f"keep_days={keep_days!r} must be in (0, 36500]")
     registry = RunRegistry(data_dir)
     interrupted = registry.mark_interrupted()
     params = load_parameters()
     service = Service(registry=registry, params=params, runner=JobRunner(registry, trial_workers, scheduler),
-                      max_patients=int(max_patients), model_version=_version(), parameter_hash=params.digest())
+                      max_patients=int(max_patients), model_version=_version(), parameter_hash=params.digest(),
+                      keep_simulations=bool(keep_simulations), keep_runs=keep_runs, keep_days=keep_days)
+    service.prune()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -256,6 +281,10 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     app.state.interrupted_at_start = interrupted
     app.add_exception_handler(InputError, input_error_handler)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    if token:
+        app.add_middleware(TokenAuth, token=token)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so 401 and 413 answers carry the headers too
+    app.add_middleware(RequestLog)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def slots() -> anyio.CapacityLimiter:
@@ -297,6 +326,8 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
         scenario = parse_json_object(await request.body(), "scenario")
         names = resolve_outputs(output)
         body = await anyio.to_thread.run_sync(sim.run_simulation, service, scenario, names, limiter=slots())
+        if service.keep_runs is not None or service.keep_days is not None:
+            await anyio.to_thread.run_sync(service.prune)
         return Response(body, media_type="application/json")
 
     @app.post("/api/trials", status_code=202, summary="Start a virtual trial as a background job; answers its id",
@@ -306,17 +337,25 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     async def start_trial(request: Request) -> JSONResponse:
         trial = parse_trial_body(await request.body(), request.headers.get("content-type", "application/json"))
         spec = await anyio.to_thread.run_sync(validate_trial, trial, service.max_patients)
-        if service.runner.pending() >= MAX_PENDING_TRIALS:
+        # check and take the slot with no await in between: the event loop runs one handler at a time here
+        if service.runner.pending() + service.admitting >= MAX_PENDING_TRIALS:
             raise InputError(["body"], f"{MAX_PENDING_TRIALS} trials are queued or running; try again later",
                              "too_many_jobs", status=429)
-        run_id = registry.create("trial", trial, model_version=service.model_version,
-                                 parameter_hash=service.parameter_hash, total=spec.n_patients)
-        service.runner.submit(run_id, trial)
-        view = trial_view(registry.get(run_id), registry.folder)
-        return JSONResponse(view, status_code=202, headers={"Location": f"/api/trials/{run_id}"})
+        service.admitting += 1
+        try:
+            run_id = await anyio.to_thread.run_sync(functools.partial(
+                registry.create, "trial", trial, model_version=service.model_version,
+                parameter_hash=service.parameter_hash, total=spec.n_patients))
+            service.runner.submit(run_id, trial)
+        finally:
+            service.admitting -= 1
+        run = await anyio.to_thread.run_sync(registry.get, run_id)
+        if service.keep_runs is not None or service.keep_days is not None:
+            await anyio.to_thread.run_sync(service.prune)
+        return JSONResponse(trial_view(run, registry.folder), status_code=202, headers={"Location": f"/api/trials/{run_id}"})
 
-    def trial_run(run_id: str) -> Run:
-        run = registry.get(run_id)
+    async def trial_run(run_id: str) -> Run:
+        run = await anyio.to_thread.run_sync(registry.get, run_id)
         if run is None or run.kind != "trial":
             raise InputError(["path", "run_id"], f"no trial with id {run_id!r}", "not_found", status=404)
         return run
@@ -324,10 +363,11 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     @app.get("/api/trials/{run_id}", summary="A trial's status, progress, and summary and figures when done",
              responses={404: {"description": "no such trial"}})
     async def trial_status(run_id: str = RUN_ID) -> dict[str, Any]:
-        return sim.json_safe(trial_view(trial_run(run_id), registry.folder))  # summary.json may hold NaN
+        run = await trial_run(run_id)
+        return sim.json_safe(await anyio.to_thread.run_sync(trial_view, run, registry.folder))  # summary.json may hold NaN
 
-    def finished_file(run_id: str, name: str) -> Path:
-        run = trial_run(run_id)
+    async def finished_file(run_id: str, name: str) -> Path:
+        run = await trial_run(run_id)
         if run.status != "done":
             raise InputError(["path", "run_id"], f"the trial is {run.status}; results exist only when it is done",
                              "not_done", status=409)
@@ -342,7 +382,7 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
                         404: {"description": "no such trial"}, 409: {"description": "the trial is not done"}})
     async def trial_patients(run_id: str = RUN_ID,
                              format: Literal["parquet", "csv"] = Query("parquet", description="file format")) -> Response:
-        path = finished_file(run_id, "patients.parquet")
+        path = await finished_file(run_id, "patients.parquet")
         if format == "parquet":
             return FileResponse(path, media_type="application/vnd.apache.parquet",
                                 filename=f"ketasim-trial-{run_id}-patients.parquet")
@@ -353,7 +393,7 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     @app.get("/api/trials/{run_id}/report", response_class=HTMLResponse, summary="The HTML report of a finished trial",
              responses={404: {"description": "no such trial"}, 409: {"description": "the trial is not done"}})
     async def trial_report(run_id: str = RUN_ID) -> FileResponse:
-        return FileResponse(finished_file(run_id, "report.html"), media_type="text/html")
+        return FileResponse(await finished_file(run_id, "report.html"), media_type="text/html")
 
     @app.get("/api/runs", summary="The run registry, newest first")
     async def runs(kind: Literal[KINDS] | None = Query(None), status: Literal[STATUSES] | None = Query(None),
@@ -364,7 +404,7 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
 
     @app.get("/api/runs/{run_id}", summary="One run of the registry", responses={404: {"description": "no such run"}})
     async def one_run(run_id: str = RUN_ID) -> dict[str, Any]:
-        run = registry.get(run_id)
+        run = await anyio.to_thread.run_sync(registry.get, run_id)
         if run is None:
             raise InputError(["path", "run_id"], f"no run with id {run_id!r}", "not_found", status=404)
         return run_view(run)
@@ -388,6 +428,7 @@ def resolve_outputs(requested: list[str] | None) -> list[str]:
 
 
 def _parquet_to_csv(path: Path) -> str:
+    """The table as CSV, its first line the disclaimer as a comment (read back with ``comment="#"``)."""
     import pandas as pd
 
-    return pd.read_parquet(path).to_csv(index=False)
+    return f"# {DISCLAIMER}\n" + pd.read_parquet(path).to_csv(index=False)

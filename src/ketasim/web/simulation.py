@@ -131,11 +131,12 @@ def run_simulation(service, scenario_dict: dict[str, Any], outputs: Sequence[str
         raise InputError(["body"], f"the solver did not finish ({result.status}); nothing was kept", "solver_failed")
     try:
         summary = json_safe(result.summary())
-        _keep(result, result_folder(registry.folder, run_id), summary)
+        if service.keep_simulations:  # the page's simulations are answered, not stored, unless asked
+            _keep(result, result_folder(registry.folder, run_id), summary)
     except BaseException as exc:  # e.g. a full disk: the run is recorded as failed, never left running
         registry.mark_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    registry.mark_done(run_id, f"{RUNS_FOLDER}/{run_id}")
+    registry.mark_done(run_id, f"{RUNS_FOLDER}/{run_id}" if service.keep_simulations else None)
     answer = {
         "run_id": run_id,
         "status": result.status,

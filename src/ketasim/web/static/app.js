@@ -27,8 +27,26 @@ function describeError(status, body) {
   return `HTTP ${status}`;
 }
 
+// A service started with --token: the page is opened as /#token=..., which stays in this tab only
+// (sessionStorage) and is removed from the address bar; every API call sends it.
+const TOKEN = (() => {
+  const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem("ketasim-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("ketasim-token");
+})();
+
+// Links a browser follows (downloads, reports) cannot send a header: they carry the token instead.
+function withToken(url) {
+  return TOKEN ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : url;
+}
+
 async function api(path, options = {}) {
+  if (TOKEN) options = { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${TOKEN}` } };
   const response = await fetch(path, options);
+  if (response.status === 401) throw new Error("this service needs a token: open the page as /#token=YOUR_TOKEN");
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new Error(describeError(response.status, body));
   return body;
@@ -351,9 +369,9 @@ function showTrialReport(run) {
     el("p", { text: `${patients.simulated} patients simulated, ${patients.failed} not finished by the solver; ` +
       `seed ${summary.trial.seed}; run ${run.id.slice(0, 8)}. ${summary.disclaimer}` }),
     el("p", {}, "Download the patients table: ",
-      el("a", { href: run.links.patients_parquet, id: "download-parquet", text: "Parquet" }), " · ",
-      el("a", { href: run.links.patients_csv, id: "download-csv", text: "CSV" }), " · ",
-      el("a", { href: run.links.report_html, target: "_blank", text: "full HTML report" })),
+      el("a", { href: withToken(run.links.patients_parquet), id: "download-parquet", text: "Parquet" }), " · ",
+      el("a", { href: withToken(run.links.patients_csv), id: "download-csv", text: "CSV" }), " · ",
+      el("a", { href: withToken(run.links.report_html), target: "_blank", text: "full HTML report" })),
     el("div", { id: "chart-trajectories", class: "chart" }),
     el("div", { id: "chart-rates", class: "chart" }),
     el("div", { id: "chart-relapse", class: "chart" }),
@@ -492,7 +510,7 @@ async function loadRuns() {
   const answer = await api("/api/runs?limit=200");
   document.querySelector("#runs-table tbody").replaceChildren(...answer.runs.map((r) => {
     const results = r.kind === "trial" && r.status === "done"
-      ? el("a", { href: `/api/trials/${r.id}/report`, target: "_blank", text: "report" }) : (r.error || r.result_path || "");
+      ? el("a", { href: withToken(`/api/trials/${r.id}/report`), target: "_blank", text: "report" }) : (r.error || r.result_path || "");
     return el("tr", {}, el("td", {}, el("code", { text: r.id.slice(0, 8) })), el("td", { text: r.kind }),
       el("td", { text: r.status }), el("td", { text: r.created.replace("T", " ").slice(0, 19) }),
       el("td", { text: fmt(r.wall_time.value) }), el("td", { text: `${r.progress.done} / ${r.progress.total}` }),
