@@ -78,6 +78,14 @@ oral_row("hasan2021_oral_ketamine", "scenarios/racemic_oral_40mg.toml", "pk.r_ke
 oral_row("yanagihara2003_oral", "scenarios/racemic_oral_50mg.toml", "pk.ketamine_plasma", 0.20, 0.052, 3,
          "Yanagihara Y et al. Biopharm Drug Dispos 2003;24:37",
          "; no SD reported: a CV of 45 % assumed, as in Hasan 2021 and Chong 2006")
+# hydroxynorketamine formation and disposition (issue 12): metabolite : parent exposure after IV racemate
+for enantiomer, hnk, mean, sd in (("s", "(2S,6S)", 1.7, 0.8), ("r", "(2R,6R)", 3.1, 1.4)):
+    row(target="hasan2021_iv_hnk", scenario="scenarios/racemic_iv_5mg.toml",
+        quantity=f"pk.{enantiomer}_hnk_plasma/pk.{enantiomer}_ketamine_plasma", metric="auc_ratio", value=mean,
+        unit="fraction", sd=sd, n=15, tolerance=round(tci(sd, 15), 2), tolerance_kind="absolute",
+        tolerance_basis=f"95 % t interval of the mean: SD {sd}, n = 15",
+        source=f"Hasan M et al. Anesthesiology 2021;135:326 ({hnk}-HNK / {enantiomer.upper()}-ketamine AUC after 5 mg "
+               "racemic ketamine IV, healthy volunteers, mean +- SD)")
 row(target="spravato_label_pk", scenario="scenarios/esketamine_intranasal_56mg.toml", quantity="pk.s_ketamine_plasma",
     metric="bioavailability", value=0.48, unit="fraction", low=0.43, high=0.54,
     tolerance_basis="the label gives no interval: from the label's 48 % to Perez-Ruixo 2021's 54 % at 56 mg (820 subjects), with the label's value as the centre",

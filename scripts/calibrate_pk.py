@@ -18,6 +18,9 @@ Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V, Grant's oral C
 half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume gives an
 elimination half-life of 8 h;
 absorption rates are 1-D fits.
+Last, the hydroxynorketamine clearance of each enantiomer from Hasan 2021's HNK : ketamine AUC
+ratios after IV racemic ketamine (closed form: HNK's AUC is the amount formed over its clearance,
+and the amount formed does not depend on that clearance).
 """
 
 from __future__ import annotations
@@ -176,12 +179,30 @@ def fit(params):
     return params
 
 
+#: Hasan M et al. Anesthesiology 2021;135:326: HNK / ketamine AUC after 5 mg racemic ketamine IV (n = 15)
+HASAN2021_HNK_AUC_RATIO = {"s": 1.7, "r": 3.1}
+
+
+def hnk_clearances(params):
+    scenario = ketasim.Scenario.load(Path(__file__).resolve().parents[1] / "src" / "ketasim" / "data" / "scenarios"
+                                     / "racemic_iv_5mg.toml")
+    from ketasim.calibrate.targets import auc_to_infinity
+
+    r = ketasim.simulate(scenario, params=params)
+    for e, target in HASAN2021_HNK_AUC_RATIO.items():
+        ratio = (auc_to_infinity(r.times_h, r[f"pk.{e}_hnk_plasma"])
+                 / auc_to_infinity(r.times_h, r[f"pk.{e}_ketamine_plasma"]))
+        params = params.replace(**{f"pk__cl_{e}_hnk": params[f"pk.cl_{e}_hnk"].value * ratio / target})
+        print(f"  {e}-HNK : {e}-ketamine AUC {ratio:.3f} -> {target} (Hasan 2021)")
+    return params
+
+
 if __name__ == "__main__":
-    p = fit(closed_form(oral_availability(load_parameters())))
+    p = hnk_clearances(fit(closed_form(oral_availability(load_parameters()))))
     print(f"oral S-ketamine availability {oral_s_availability(p):.3f}")
     for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "clint_gut_cyp3a4",
                  "f_nasal_mucosal",
-                 "cl_norketamine", "v_norketamine", "ka_oral", "ka_nasal"):
+                 "cl_norketamine", "v_norketamine", "ka_oral", "ka_nasal", "cl_s_hnk", "cl_r_hnk"):
         print(f"pk.{name} = {p[f'pk.{name}'].value:.4g} {p[f'pk.{name}'].unit}")
     print(f"terminal half-life {terminal_half_life_h(p):.2f} h; V1+V2 = "
           f"{p['pk.v_central'].value + p['pk.v_peripheral'].value:.0f} L")

@@ -42,9 +42,10 @@ def test_shipped_targets_are_a_cited_observation_table():
 KNOWN_MISSES: dict[tuple[str, str, str], str] = {
     ("murrough2013b_repeated_infusions", "mean_change", "ketamine@2 h"):
         "open-label fall 2 h after the first infusion: the model has no open-label or perceptible-effect expectancy",
-    ("han2016_response_decay", "remission_rate", "ketamine@24 h"):
-        "0.2525 against an upper bound of 0.2508 since the true-trapping receptor kinetics (issue 12) changed "
-        "norketamine's cortical block a little; the clinical parameters were not refitted",
+    ("murrough2013b_repeated_infusions", "median_relapse_after", "ketamine@11 d"):
+        "27 d against an upper bound of 26.8 d since HNK was calibrated to human exposure (issue 12: HNK up about "
+        "sixfold, so its AMPA route adds to the effect); only clinical.strength_symptom_gain was refitted, not the "
+        "joint clinical fit",
     ("han2016_response_decay", "remission_rate", "ketamine@7 d"):
         "pooled remission rising from 24 h to day 7 while response falls: the pooled trials differ by time point",
 }
@@ -107,7 +108,7 @@ def test_validate_command_prints_every_case_and_the_count(tmp_path):
 
 
 #: `ketasim validate` today: a regression (or an improvement) must be seen and the README updated
-VALIDATION_PINNED = (12, 16)
+VALIDATION_PINNED = (11, 16)
 
 
 def test_validation_cases_are_never_calibration_targets():
@@ -282,6 +283,7 @@ def test_between_study_variance_reconciles_disagreeing_studies(tmp_path):
     ("oral.toml,pk.s_ketamine_plasma,difference_in_change,-2,MADRS points,8 w,,,,\n", "control"),
     ("oral.toml,pk.s_ketamine_plasma,at,0.6,ng/mL,2 h,,,0.7,\n", "low"),
     ("oral.toml,pk.s_ketamine_plasma,at,0.6,ng/mL,2 h,,,0.7,0.9\n", "low"),
+    ("oral.toml,pk.s_hnk_plasma,auc_ratio,1.7,fraction,,,,,\n", "quantity"),
 ])
 def test_comparisons_and_intervals_are_checked(tmp_path, row, field):
     (tmp_path / "oral.toml").write_text(BOLUS)

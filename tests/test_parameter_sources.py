@@ -27,6 +27,8 @@ PINS = [
     ("pk.f_im", 0.93, 0.0, "Clements 1982 (IM availability 93 %)"),
     ("pk.f_nasal_deposited", 0.54, 0.0, "Perez-Ruixo 2021 (54 % absorbed nasally)"),
     ("pk.cl_s_ketamine", 89.0, 0.0, "SPRAVATO label (IV clearance 89 L/h)"),
+    ("pk.v_hnk", 4.4 + 87.5, 0.001, "Simons 2022 Table 4 (S-HNK volumes 4.4 + 87.5 L at 70 kg)"),
+    ("pk.f_norketamine_to_hnk", 0.7, 0.0, "Simons 2022 (70 % of metabolised S-norketamine forms S-HNK, fixed there)"),
     ("clinical.madrs_per_hamd", 1.3, 0.0, "Leucht 2018 (MADRS ~ 1.3 x HAM-D)"),
     ("comparators.f_rapamycin", 0.14, 0.0, "RAPAMUNE label (oral availability 14 %)"),
     ("population.madrs_rater_sd", 1.6, 0.0, "Sapko 2025 (inter-rater difference 1.78 points -> 1.6 per rating)"),

@@ -85,3 +85,22 @@ def test_oral_availability_reconciles_the_studies():
     assert len(oral) >= 5 and oral["within"].all(), oral[["target", "published", "model", "low", "high"]]
     s_oral = oral[oral["target"] == "fanta2015_oral_esketamine"]["model"].iloc[0]
     assert 0.09 < s_oral < 0.17
+
+
+def test_dosed_hnk_clearance_is_the_calibrated_r_hnk_clearance(params):
+    """Dosed (2R,6R)-HNK leaves only by its own clearance: dose / AUC is pk.cl_r_hnk at 70 kg (a
+    check of the HNK compartment's bookkeeping, not a reproduced result)."""
+    res = run(dose_scenario(drug="2r6r-hnk", amount="70 mg", duration="40 min", sim="5 d", every="5 min"))
+    cl = 70.0 * 1000 / auc_inf(res, "pk.r_hnk_plasma")
+    assert cl == pytest.approx(params["pk.cl_r_hnk"].value, rel=0.01)
+    assert float(np.max(res["pk.s_hnk_plasma"])) == 0.0  # no (2S,6S)-HNK from dosed (2R,6R)-HNK
+
+
+def test_hnk_exposure_ratio_does_not_depend_on_the_infusion_length():
+    """Why the Hasan 2021 target's unknown infusion length does not matter: with linear kinetics the
+    HNK : ketamine AUC ratio is the same for a bolus and a 40-min infusion."""
+    def ratio(duration):
+        res = run(dose_scenario(amount="5 mg", duration=duration, sim="5 d", every="5 min"))
+        return auc_inf(res, "pk.r_hnk_plasma") / auc_inf(res, "pk.r_ketamine_plasma")
+
+    assert ratio(None) == pytest.approx(ratio("40 min"), rel=0.01)

@@ -15,7 +15,8 @@ A table (CSV or Parquet) has one row per observation with the columns
 ``metric`` (optional, default ``at``)
     of a simulated scenario: ``at``, ``change`` (from the value at 0), ``relative_change``, ``peak``,
     ``peak_time``, ``bioavailability`` (AUC against the same amount given IV), ``clearance``
-    (dose / AUC), ``half_life`` (log-linear from ``time`` to the end); of a trial arm (``quantity``
+    (dose / AUC), ``half_life`` (log-linear from ``time`` to the end), ``auc_ratio`` (AUC to infinity
+    of ``a`` over that of ``b``, for a ``quantity`` written ``a/b``); of a trial arm (``quantity``
     is the arm): ``response_rate``, ``remission_rate``, ``mean_change`` (rated MADRS change from
     baseline), ``fraction_of_change`` (mean change at ``time`` over that at ``reference_time``),
     ``difference_in_change`` (against the arm named in ``control``), ``cadss_peak_mean`` (mean
@@ -49,12 +50,13 @@ from ..units import parse_time, registry
 TRIAL_METRICS = ("response_rate", "remission_rate", "mean_change", "fraction_of_change", "difference_in_change",
                  "cadss_peak_mean", "median_relapse_after")
 METRICS = ("at", "change", "relative_change", "peak", "peak_time", "bioavailability", "clearance", "half_life",
-           *TRIAL_METRICS)
+           "auc_ratio", *TRIAL_METRICS)
 TIMED_METRICS = ("at", "change", "relative_change", "response_rate", "remission_rate", "half_life", "mean_change",
                  "fraction_of_change", "difference_in_change", "median_relapse_after")
 REQUIRED = ("scenario", "quantity", "value", "unit")
 #: unit of each metric that does not carry the output's unit
 METRIC_UNITS = {"peak_time": "h", "bioavailability": "dimensionless", "clearance": "L/h", "half_life": "h",
+                "auc_ratio": "dimensionless",
                 "relative_change": "dimensionless", "response_rate": "dimensionless", "remission_rate": "dimensionless",
                 "mean_change": "MADRS points", "fraction_of_change": "dimensionless",
                 "difference_in_change": "MADRS points", "cadss_peak_mean": "points", "median_relapse_after": "h"}
@@ -104,6 +106,8 @@ def load_observations(path: str | Path) -> pd.DataFrame:
             raise DataError(f"{where}: time", f"needed for metric {row['metric']!r} (e.g. \"24 h\")")
         times.append(parse_time(time, f"{where}: time") if isinstance(time, str) and time.strip() else math.nan)
         _check_comparison(row, where)
+        if row["metric"] == "auc_ratio" and "/" not in str(row["quantity"]):
+            raise DataError(f"{where}: quantity", f"{row['quantity']!r}: metric 'auc_ratio' needs two outputs written a/b")
         _check_interval(row, where)
         scenario = (path.parent / str(row["scenario"])).resolve()
         if not scenario.is_file():

@@ -68,6 +68,9 @@ def simulation_metric(metric: str, quantity: str, time_h: float, scenario: Scena
             METRIC_UNITS[metric]
     if metric == "clearance":  # dose [mg] / AUC [ng/mL h] = 1000 L/h
         return _dose_mg(scenario) * 1000.0 / auc_to_infinity(t, y), METRIC_UNITS[metric]
+    if metric == "auc_ratio":  # exposure of one output relative to another (metabolite : parent)
+        numerator, denominator = quantity.split("/", 1)
+        return auc_to_infinity(t, result[numerator]) / auc_to_infinity(t, result[denominator]), METRIC_UNITS[metric]
     if metric == "half_life":
         keep = t >= time_h
         slope = -np.polyfit(t[keep], np.log(y[keep]), 1)[0]

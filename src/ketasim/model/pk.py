@@ -74,6 +74,8 @@ class PK(Layer):
             Variable("r_norketamine_plasma", "ng/mL", "R-norketamine in plasma"),
             Variable("dhnk_plasma", "ng/mL", "dehydronorketamine (S+R) in plasma"),
             Variable("hnk_plasma", "ng/mL", "hydroxynorketamine ((2S,6S)+(2R,6R)) in plasma"),
+            Variable("s_hnk_plasma", "ng/mL", "(2S,6S)-hydroxynorketamine in plasma"),
+            Variable("r_hnk_plasma", "ng/mL", "(2R,6R)-hydroxynorketamine in plasma"),
             Variable("ketamine_brain", "ng/mL", "total (S+R) ketamine in brain tissue"),
         ]
         for e in ENANTIOMERS:
@@ -116,7 +118,7 @@ class PK(Layer):
             "cl_norketamine": clint_nk,
             "v_norketamine": p["v_norketamine"] * size,
             "cl_dhnk": p["cl_dhnk"] * flow_scale, "v_dhnk": p["v_dhnk"] * size,
-            "cl_hnk": p["cl_hnk"] * flow_scale, "v_hnk": p["v_hnk"] * size,
+            "cl_hnk": p[f"cl_{e}_hnk"] * flow_scale, "v_hnk": p["v_hnk"] * size,
         }
 
     # ------------------------------------------------------------------ vector field
@@ -192,6 +194,8 @@ class PK(Layer):
             "r_norketamine_plasma": out["r_norketamine_plasma"],
             "dhnk_plasma": out["s_dhnk_plasma"] + out["r_dhnk_plasma"],
             "hnk_plasma": out["s_hnk_plasma"] + out["r_hnk_plasma"],
+            "s_hnk_plasma": out["s_hnk_plasma"],
+            "r_hnk_plasma": out["r_hnk_plasma"],
             # total brain tissue = Kp x plasma-equivalent effect-site concentration (Cohen 1973)
             "ketamine_brain": p["kp_brain_ketamine"] * p["mw_ketamine"]
             * (x["s_ketamine_effect"] + x["r_ketamine_effect"]),
