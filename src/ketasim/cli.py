@@ -191,7 +191,10 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           keep_days: Optional[float] = typer.Option(None, "--keep-days", help="delete finished runs older than D days"),
           keep_simulations: bool = typer.Option(False, "--keep-simulations",
                                                 help="also store each page simulation's time series (default: "
-                                                     "answered, recorded in the registry, not stored)")):
+                                                     "answered, recorded in the registry, not stored)"),
+          data_quota_mb: Optional[float] = typer.Option(None, "--data-quota-mb",
+                                                        help="refuse runs that write files (507) once the data folder "
+                                                             "holds this many MB")):
     """Start the web service: the page at / and the JSON API (OpenAPI schema at /openapi.json)."""
     import ipaddress
     import logging
@@ -210,6 +213,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         _fail(f"--keep-runs: {keep_runs} must be at least 1")
     if keep_days is not None and not 0 < keep_days <= 36500:
         _fail(f"--keep-days: {keep_days:g} must be more than 0 (and at most 36500)")
+    if data_quota_mb is not None and not data_quota_mb > 0:
+        _fail(f"--data-quota-mb: {data_quota_mb:g} must be more than 0")
     if token is not None and len(token) < 16:
         _fail("--token: must have at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
     try:
@@ -221,7 +226,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
               "KETASIM_TOKEN), or --allow-anonymous behind an authenticating proxy (docs/web.md)")
     try:
         web_app = create_app(data, max_patients=max_patients, scheduler=scheduler, trial_workers=workers, token=token,
-                             keep_runs=keep_runs, keep_days=keep_days, keep_simulations=keep_simulations)
+                             keep_runs=keep_runs, keep_days=keep_days, keep_simulations=keep_simulations,
+                             data_quota_mb=data_quota_mb)
     except (OSError, RuntimeError) as exc:
         _fail(f"--data {data}: cannot open the run registry: {exc}")
     err.print(f"ketasim web service on http://{host}:{port}/ (runs kept in {data}/"

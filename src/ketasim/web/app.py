@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import sqlite3
 import threading
+import time
 import tomllib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +40,14 @@ from ..errors import ScenarioError
 from ..result import DISCLAIMER
 from ..store import KINDS, STATUSES, Run, RunRegistry
 from . import simulation as sim
-from .errors import BodySizeLimit, InputError, from_scenario_error, input_error_handler
+from .errors import (
+    BodySizeLimit,
+    InputError,
+    from_scenario_error,
+    input_error_handler,
+    insufficient_storage,
+    storage_error_handler,
+)
 from .jobs import JobRunner, result_folder
 from .security import RequestLog, SecurityHeaders, TokenAuth
 
@@ -65,9 +75,41 @@ class Service:
     keep_days: float | None = None
     #: trial submissions past the pending check whose job is not yet submitted
     admitting: int = 0
+    data_quota_mb: float | None = None
+    _size: tuple[float, int] = (-1e9, 0)  # (when measured, bytes): the folder is walked at most every 2 s
 
     def prune(self) -> list[str]:
         return self.registry.prune(keep_runs=self.keep_runs, keep_days=self.keep_days)
+
+    def data_bytes(self) -> int:
+        now = time.monotonic()
+        if now - self._size[0] > 2.0:
+            self._size = (now, folder_bytes(self.registry.folder))
+        return self._size[1]
+
+    def check_quota(self) -> None:
+        """507 before a run that would write files, when the data folder has reached its quota."""
+        if self.data_quota_mb is not None and self.data_bytes() >= self.data_quota_mb * 1e6:
+            raise insufficient_storage(f"{self.data_bytes() / 1e6:.1f} MB of its {self.data_quota_mb:g} MB quota")
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file below ``folder`` (files vanishing meanwhile are skipped)."""
+    total, stack = 0, [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
 
 
 #: simulations at once: the compiled kernel releases the GIL and uses no numba threading layer (the
@@ -243,11 +285,14 @@ def _warm_kernel(service: Service) -> None:
 # ---------------------------------------------------------------------- the app
 def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, scheduler: str | None = None,
                *, trial_workers: int = 1, warm: bool = True, token: str | None = None, keep_runs: int | None = None,
-               keep_days: float | None = None, keep_simulations: bool = False) -> FastAPI:
+               keep_days: float | None = None, keep_simulations: bool = False,
+               data_quota_mb: float | None = None) -> FastAPI:
     """The service on ``data_dir`` (registry and results). Runs left unfinished by an earlier
     service on the same folder are marked ``interrupted`` here, before anything else happens, and
     finished runs beyond ``keep_runs`` or older than ``keep_days`` are deleted (then after every
-    new run). With ``token``, the API answers 401 to a request without it."""
+    new run). With ``token``, the API answers 401 to a request without it. With ``data_quota_mb``,
+    runs that would write files are refused with 507 once the data folder holds that much; a disk
+    that fills up answers 507 as well, and the run is recorded as failed."""
     from ..params import load_parameters
     from ..simulate import _version
 
@@ -259,12 +304,15 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
         raise ValueError(f"keep_runs={keep_runs!r} must be at least 1")
     if keep_days is not None and not 0 < float(keep_days) <= 36500:
         raise ValueError(f"keep_days={keep_days!r} must be in (0, 36500]")
+    if data_quota_mb is not None and not float(data_quota_mb) > 0:
+        raise ValueError(f"data_quota_mb={data_quota_mb!r} must be more than 0")
     registry = RunRegistry(data_dir)
     interrupted = registry.mark_interrupted()
     params = load_parameters()
     service = Service(registry=registry, params=params, runner=JobRunner(registry, trial_workers, scheduler),
                       max_patients=int(max_patients), model_version=_version(), parameter_hash=params.digest(),
-                      keep_simulations=bool(keep_simulations), keep_runs=keep_runs, keep_days=keep_days)
+                      keep_simulations=bool(keep_simulations), keep_runs=keep_runs, keep_days=keep_days,
+                      data_quota_mb=data_quota_mb)
     service.prune()
 
     @asynccontextmanager
@@ -280,6 +328,8 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     app.state.service = service
     app.state.interrupted_at_start = interrupted
     app.add_exception_handler(InputError, input_error_handler)
+    app.add_exception_handler(OSError, storage_error_handler)
+    app.add_exception_handler(sqlite3.OperationalError, storage_error_handler)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     if token:
         app.add_middleware(TokenAuth, token=token)
@@ -325,6 +375,8 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
                                                                           "layers; 'all' for every output")) -> Response:
         scenario = parse_json_object(await request.body(), "scenario")
         names = resolve_outputs(output)
+        if service.keep_simulations:
+            await anyio.to_thread.run_sync(service.check_quota)
         body = await anyio.to_thread.run_sync(sim.run_simulation, service, scenario, names, limiter=slots())
         if service.keep_runs is not None or service.keep_days is not None:
             await anyio.to_thread.run_sync(service.prune)
@@ -337,6 +389,7 @@ def create_app(data_dir: str | Path, max_patients: int = DEFAULT_MAX_PATIENTS, s
     async def start_trial(request: Request) -> JSONResponse:
         trial = parse_trial_body(await request.body(), request.headers.get("content-type", "application/json"))
         spec = await anyio.to_thread.run_sync(validate_trial, trial, service.max_patients)
+        await anyio.to_thread.run_sync(service.check_quota)
         # check and take the slot with no await in between: the event loop runs one handler at a time here
         if service.runner.pending() + service.admitting >= MAX_PENDING_TRIALS:
             raise InputError(["body"], f"{MAX_PENDING_TRIALS} trials are queued or running; try again later",

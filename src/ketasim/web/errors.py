@@ -7,8 +7,10 @@ size limit (413) is an ASGI middleware, so an oversized body is refused before a
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import sqlite3
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -44,6 +46,29 @@ def error_body(loc: list, msg: str, kind: str) -> dict:
 
 async def input_error_handler(request: Request, exc: InputError) -> JSONResponse:
     return JSONResponse(error_body(exc.loc, exc.msg, exc.kind), status_code=exc.status)
+
+
+#: a write that failed because the disk (or the user's quota on it) is full
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def storage_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def insufficient_storage(detail: str) -> InputError:
+    return InputError(["server", "data"], f"the service's data folder is full ({detail}); nothing was kept. Delete "
+                      "old runs (--keep-runs/--keep-days) or free space, then retry", "insufficient_storage", status=507)
+
+
+async def storage_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """507 for a full disk or data quota, so a client sees why; anything else stays a server error."""
+    if storage_full(exc):
+        refusal = insufficient_storage(str(exc))
+        return JSONResponse(error_body(refusal.loc, refusal.msg, refusal.kind), status_code=507)
+    raise exc
 
 
 class BodySizeLimit:
