@@ -241,7 +241,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     requests_log = logging.getLogger("ketasim.web.requests")
     requests_log.addHandler(handler)
     requests_log.setLevel(logging.INFO)
-    uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False)
+    # idle keep-alive connections stay open 75 s (nginx's default), not uvicorn's 5 s: a client that
+    # pauses longer than the server's timeout races the close and sees a dropped connection
+    uvicorn.run(web_app, host=host, port=port, log_level="info", access_log=False, timeout_keep_alive=75)
 
 
 @app.command()
