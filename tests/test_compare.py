@@ -200,7 +200,7 @@ def test_each_variant_is_calibrated_by_its_own_gains_or_says_it_cannot():
     assert set(reached.gains) == {"plasticity.bdnf_translation_gain"}
     # the shared downstream gain is never touched
     assert reached.params.value("clinical.strength_symptom_gain") == params.value("clinical.strength_symptom_gain")
-    weak = fit_variant(Variant("hnk", ("hnk_ampa",)), params, patients=200)
+    weak = fit_variant(Variant("habenula", ("habenula_trapping",)), params, patients=200)
     assert not weak.reached and "cannot reach" in weak.note
     assert weak.factor == pytest.approx(weak.factor_range[1]) and weak.evaluations == 2
 

@@ -47,7 +47,12 @@ def test_libroadrunner_reproduces_every_state(name):
     ours = ketasim.simulate(scenario, settings=ketasim.SolverSettings(rtol=1e-10, atol=1e-13))
     rr = roadrunner.RoadRunner(export_sbml(scenario))
     rr.integrator.relative_tolerance = 1e-10
-    rr.integrator.absolute_tolerance = 1e-12
+    # 1e-11, three orders below the comparison's own absolute 1e-8: at 1e-12 (and 1e-14) CVODE stalls at
+    # the third CBT session of therapy_schedule (t = 360-362 h) since HNK's human calibration (issue 12);
+    # at 1e-11 it gets through with more than its default 20,000 steps in one output interval, and
+    # every state reproduces (measured 2026-12-01)
+    rr.integrator.absolute_tolerance = 1e-11
+    rr.integrator.maximum_num_steps = 100_000
     rr.timeCourseSelections = ["time"] + [sbml_id(n) for n in ours.states]
     theirs = rr.simulate(times=list(ours.times_h))
     np.testing.assert_allclose(theirs[:, 0], ours.times_h)
