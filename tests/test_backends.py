@@ -39,7 +39,12 @@ def rel_err(a, b, floor=1e-6):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), floor)
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
+#: each scenario is a JAX compile of about 30 s on 2 cores: the default tier keeps the one with the most routes
+JAX_DEFAULT_TIER = ("mixed_routes",)
+
+
+@pytest.mark.parametrize("name", [n if n in JAX_DEFAULT_TIER else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(SCENARIOS)])
 def test_jax_backend_equals_cpu_kernel(name):
     cpu = ketasim.simulate(SCENARIOS[name], backend="cpu")
     jx = ketasim.simulate(SCENARIOS[name], backend="jax")
@@ -112,6 +117,7 @@ def test_cpu_kernel_matches_independent_radau_reference(name, params):
         assert np.max(np.abs(ours[0][:, i] - reference[:, i])) <= 1e-6 * max(np.max(np.abs(reference[:, i])), 1e-9), s
 
 
+@pytest.mark.slow  # about 160 s of JAX compile; the default tier checks forward mode through local sensitivity
 def test_jax_forward_mode_gradient_matches_finite_differences(params):
     import jax
     import jax.numpy as jnp

@@ -286,6 +286,8 @@ def sensitivity(
     if method == "local" and (samples is not None or workers is not None or scheduler is not None or resume):
         _fail("--samples/--workers/--scheduler/--resume apply to --method sobol or morris, not local")
     checkpoint = out.parent / f"{out.name}.checkpoint.npz"
+    if resume and not checkpoint.is_file():
+        _fail(f"--resume: no checkpoint at {checkpoint}; run without --resume to start")
     with _refusals(out):
         specs = [parse_output_spec(o) for o in output]
         kind, spec = load_target(target)
