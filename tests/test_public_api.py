@@ -23,7 +23,7 @@ def test_public_api_is_pinned():
 @pytest.mark.parametrize("module", ["ketasim", "ketasim.simulate", "ketasim.scenario", "ketasim.params",
                                     "ketasim.population.spec", "ketasim.population.sample", "ketasim.trial",
                                     "ketasim.trial.statistics", "ketasim.engine.problem", "ketasim.model.system",
-                                    "ketasim.compare", "ketasim.compare.variants", "ketasim.compare.experiments"])
+                                    "ketasim.compare", "ketasim.compare.variants", "ketasim.compare.experiments", "ketasim.nca"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0

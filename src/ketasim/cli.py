@@ -577,6 +577,53 @@ def mechanisms_command(as_json: bool = typer.Option(False, "--json", help="machi
     typer.echo(DISCLAIMER)
 
 
+@app.command("nca")
+def nca_command(table: Path = typer.Argument(..., help="CSV or Parquet table of concentrations (e.g. a timeseries.csv)"),
+                concentration: str = typer.Option(..., "--concentration",
+                                                  help="the concentration column, e.g. 'pk.ketamine_plasma [ng/mL]'"),
+                time: str = typer.Option("time [h]", "--time", help="the time column"),
+                id_column: Optional[str] = typer.Option(None, "--id", help="a column naming each profile (patient)"),
+                dose_times: Optional[str] = typer.Option(None, "--dose-times",
+                                                         help="dosing times, e.g. '0 h,3.5 d': one NCA per interval"),
+                tau: Optional[str] = typer.Option(None, "--tau", help="length of the last dosing interval, e.g. '3.5 d'"),
+                out: Optional[Path] = typer.Option(None, "--out", help="write the results as CSV here")):
+    """Non-compartmental analysis: Cmax, Tmax, AUClast, lambda_z, AUCinf, t1/2 (and per dosing interval
+    Ctrough, AUCtau, accumulation ratio) of each profile in a table."""
+    import pandas as pd
+
+    from . import nca
+    from .units import parse_time
+
+    with _refusals(out):
+        if not table.is_file():
+            raise nca.NCAError("TABLE", f"{table} is not a file")
+        try:
+            df = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table, comment="#")
+        except (ValueError, OSError) as exc:
+            raise nca.NCAError("TABLE", f"{table}: cannot read it as {'Parquet' if table.suffix == '.parquet' else 'CSV'}: "
+                                        f"{exc}") from None
+        doses = [parse_time(x.strip(), "--dose-times") for x in dose_times.split(",")] if dose_times else None
+        tau_h = parse_time(tau, "--tau") if tau else None
+        if (doses or tau_h) and nca.column_unit(time) not in ("h", ""):
+            raise nca.NCAError("--time", f"{time!r}: dosing times are in hours, so the time column must be too")
+        if tau_h is not None and doses is None:
+            raise nca.NCAError("--tau", "needs --dose-times")
+        result = nca.table(df, time=time, concentration=concentration, id_column=id_column, dose_times=doses, tau=tau_h)
+        if out is not None:  # written whole or not at all
+            if out.is_dir():
+                raise nca.NCAError("--out", f"{out} is a folder; give a file name such as nca.csv")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_name(f".{out.name}.partial")
+            partial.write_text(f"# {DISCLAIMER}\n" + result.to_csv(index=False))
+            partial.replace(out)
+    shown = [c for c in result.columns if c.split(" [")[0] in ("id", "interval", "cmax", "tmax", "auc_last", "auc_inf",
+                                                                "half_life", "ctrough", "accumulation_ratio")]
+    typer.echo(result[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if out is not None:
+        err.print(f"wrote {out}")
+    err.print(f"[dim]{DISCLAIMER}[/]")
+
+
 @app.command()
 def cite(params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
