@@ -42,7 +42,10 @@ MAX_EVENTS = 1_000  # administrations and therapy sessions
 
 def finite(values: np.ndarray) -> list[float | None]:
     """JSON numbers: NaN or infinity (a failed solve) become null."""
-    return [v if math.isfinite(v) else None for v in np.asarray(values, dtype=float).tolist()]
+    array = np.asarray(values, dtype=float)
+    if np.isfinite(array).all():  # the usual case, without a Python loop over the points
+        return array.tolist()
+    return [v if math.isfinite(v) else None for v in array.tolist()]
 
 
 def json_safe(obj: Any) -> Any:
