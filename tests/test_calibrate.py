@@ -17,6 +17,7 @@ import pytest
 import ketasim
 from ketasim.calibrate import DataError, load_observations, shipped_targets, shipped_validation
 from ketasim.calibrate.fit import bayes, build_problem, maximise_likelihood, profile_likelihood
+from ketasim.calibrate.outputs import draws_table, fit_summary
 from ketasim.engine.differentiable import OutputFunction
 from ketasim.model.pk import PK
 from ketasim.model.system import Model
@@ -223,6 +224,28 @@ def test_nuts_recovers_the_truth_with_converged_chains(ml_fit):
         p = posterior["parameters"][name]
         assert p["r_hat"] < 1.05 and p["ess"] > 50
         assert p["lower_x"] < np.log(TRUE_SHIFT[name]) < p["upper_x"]
+    # every draw as a table in the parameters' file units (draws.parquet of `ketasim fit --bayes`)
+    params = ketasim.load_parameters()
+    draws = draws_table(posterior, problem, params)
+    assert list(draws.columns[:2]) == ["chain", "draw"] and len(draws) == 2 * 150
+    column = f"pk.v_central [{params['pk.v_central'].unit}]"
+    shifts = np.log(draws[column] / params.value("pk.v_central"))
+    assert shifts.mean() == pytest.approx(posterior["parameters"]["pk.v_central"]["mean_x"], abs=1e-12)
+
+
+def test_the_fit_reports_its_covariance(ml_fit):
+    """fit.json's covariance of the log-shifts: symmetric, its diagonal the squared standard errors,
+    and null for the parameter the profile finds not identifiable (never a near-zero variance)."""
+    problem, result = ml_fit
+    cov = result.covariance
+    seen = [NAMES.index(n) for n in NAMES[:2]]
+    block = cov[np.ix_(seen, seen)]
+    np.testing.assert_allclose(block, block.T, rtol=1e-12)
+    np.testing.assert_allclose(np.sqrt(np.diag(block)), result.standard_error[seen], rtol=1e-12)
+    summary = fit_summary(problem, result, ketasim.load_parameters(), ["data.csv"])
+    matrix = summary["covariance_log_shift"]["matrix"]
+    assert summary["covariance_log_shift"]["parameters"] == list(result.names)
+    assert matrix[NAMES.index("pk.keo_hnk")][0] is None and json.dumps(summary)
 
 
 # ---------------------------------------------------------------------- bioavailability and between-study variance

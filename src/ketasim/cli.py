@@ -345,7 +345,7 @@ def fit(
     from .calibrate.data import load_observations
     from .calibrate.fit import bayes as run_nuts
     from .calibrate.fit import build_problem, maximise_likelihood, profile_likelihood
-    from .calibrate.outputs import fit_summary, parameter_file, write_fit_report
+    from .calibrate.outputs import draws_table, fit_summary, parameter_file, write_fit_report
     from .output import atomic_folder, check_output_folder
     from .params import load_parameters
 
@@ -371,6 +371,8 @@ def fit(
         summary = fit_summary(problem, result, parameter_set, files, posterior)
         with atomic_folder(out) as tmp:
             (tmp / "fit.json").write_text(_json.dumps(summary, indent=2))
+            if posterior is not None:  # every draw, for carrying parameter uncertainty into trials
+                draws_table(posterior, problem, parameter_set).to_parquet(tmp / "draws.parquet", index=False)
             (tmp / "params.toml").write_text(parameter_file(summary, parameter_set, files))
             (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit", "data": files,
                                                             "parameters": names, "disclaimer": DISCLAIMER}, indent=2))

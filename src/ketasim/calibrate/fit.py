@@ -312,6 +312,8 @@ class FitResult:
     starts: list[dict[str, Any]]
     standard_error: np.ndarray
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: covariance of the log-shifts (Gauss-Newton); rows and columns of untouched parameters are NaN
+    covariance: np.ndarray | None = None
 
 
 def maximise_likelihood(problem: Problem, starts: int = 4, seed: int = 0, between_study: bool = False) -> FitResult:
@@ -329,7 +331,8 @@ def maximise_likelihood(problem: Problem, starts: int = 4, seed: int = 0, betwee
             break
     set_between_study_variances(problem, between_study_variances(problem, result.x))
     result.objective = problem.objective(result.x)
-    result.standard_error = _standard_errors(problem.residuals(result.x, with_jacobian=True)[1])
+    jac = problem.residuals(result.x, with_jacobian=True)[1]
+    result.standard_error, result.covariance = _standard_errors(jac), _covariance(jac)
     return result
 
 
@@ -352,7 +355,7 @@ def _maximise(problem: Problem, starts: int, seed: int) -> FitResult:
     _, jac = problem.residuals(best.x, with_jacobian=True)
     se = _standard_errors(jac)
     return FitResult(names=problem.names, x=best.x, objective=float(best.cost), converged=bool(best.status > 0),
-                     message=str(best.message), starts=runs, standard_error=se)
+                     message=str(best.message), starts=runs, standard_error=se, covariance=_covariance(jac))
 
 
 def _least_squares(problem: Problem, x0: np.ndarray, free: np.ndarray):
@@ -375,13 +378,25 @@ def _least_squares(problem: Problem, x0: np.ndarray, free: np.ndarray):
     return sol
 
 
+def _untouched(jac: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(jac, axis=0) <= 1e-12 * max(np.linalg.norm(jac), 1e-300)
+
+
+def _covariance(jac: np.ndarray) -> np.ndarray:
+    """The inverse Gauss-Newton information (pseudo-inverse), NaN for parameters the data do not touch."""
+    cov = np.linalg.pinv(jac.T @ jac)
+    untouched = _untouched(jac)
+    cov[untouched, :] = np.nan
+    cov[:, untouched] = np.nan
+    return cov
+
+
 def _standard_errors(jac: np.ndarray) -> np.ndarray:
     """From the Gauss-Newton information; a parameter the data do not touch gets infinity, without
     spoiling the others (pseudo-inverse)."""
     info = jac.T @ jac
     se = np.sqrt(np.clip(np.diag(np.linalg.pinv(info)), 0.0, np.inf))
-    untouched = np.linalg.norm(jac, axis=0) <= 1e-12 * max(np.linalg.norm(jac), 1e-300)
-    se[untouched] = np.inf
+    se[_untouched(jac)] = np.inf
     return se
 
 

@@ -61,7 +61,34 @@ def fit_summary(problem: Problem, result: FitResult, params: ParameterSet, data_
         "converged": result.converged, "message": result.message, "starts": result.starts,
         "estimates": estimates,
         "bayes": None if posterior is None else {k: posterior[k] for k in ("chains", "warmup", "samples")},
+        # for sampling parameter uncertainty: value = file value x exp(log-shift), log-shifts ~ N(x, C)
+        "covariance_log_shift": None if result.covariance is None else {
+            "parameters": list(result.names),
+            "matrix": [[float(v) if math.isfinite(v) else None for v in row] for row in _known_covariance(result)]},
     }
+
+
+def _known_covariance(result: FitResult) -> np.ndarray:
+    """The covariance with the rows and columns of parameters the profile finds not identifiable set
+    to NaN: the pseudo-inverse gives them a near-zero variance, which would claim they are known."""
+    cov = np.array(result.covariance, dtype=float, copy=True)
+    unknown = [k for k, n in enumerate(result.names) if result.profiles.get(n, {}).get("identifiable") is False]
+    cov[unknown, :] = np.nan
+    cov[:, unknown] = np.nan
+    return cov
+
+
+def draws_table(posterior: dict[str, Any], problem: Problem, params: ParameterSet):
+    """The posterior draws as a table: ``chain``, ``draw`` and one column per parameter in its file
+    unit (``"pk.v_central [L]"``), one row per draw (``draws.parquet`` of ``ketasim fit --bayes``)."""
+    import pandas as pd
+
+    draws = np.asarray(posterior["draws_x"])  # (chains, samples, parameters) of log-shifts
+    chains, samples, _ = draws.shape
+    table = {"chain": np.repeat(np.arange(chains), samples), "draw": np.tile(np.arange(samples), chains)}
+    for k, name in enumerate(problem.names):
+        table[f"{name} [{params[name].unit}]"] = params[name].value * np.exp(draws[:, :, k].ravel())
+    return pd.DataFrame(table)
 
 
 def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: list[str]) -> str:
