@@ -594,6 +594,7 @@ def nca_command(table: Path = typer.Argument(..., help="CSV or Parquet table of 
     import pandas as pd
 
     from . import nca
+    from .output import write_text_atomically
     from .units import parse_time
 
     with _refusals(out):
@@ -615,9 +616,7 @@ def nca_command(table: Path = typer.Argument(..., help="CSV or Parquet table of 
             if out.is_dir():
                 raise nca.NCAError("--out", f"{out} is a folder; give a file name such as nca.csv")
             out.parent.mkdir(parents=True, exist_ok=True)
-            partial = out.with_name(f".{out.name}.partial")
-            partial.write_text(f"# {DISCLAIMER}\n" + result.to_csv(index=False))
-            partial.replace(out)
+            write_text_atomically(out, f"# {DISCLAIMER}\n" + result.to_csv(index=False))
     shown = [c for c in result.columns if c.split(" [")[0] in ("id", "interval", "cmax", "tmax", "auc_last", "auc_inf",
                                                                 "half_life", "ctrough", "accumulation_ratio")]
     typer.echo(result[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -27,6 +28,13 @@ def check_output_folder(target: str | Path) -> Path:
     if target.parent == target:
         raise OutputFolderError(f"--out {target}: cannot write results into the file-system root")
     return target
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a partial sibling, then a rename)."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
 import queue
 import threading
 import time
@@ -84,9 +83,9 @@ def run_trial_job(job: TrialJob) -> None:
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(data, allow_nan=False))
-    os.replace(tmp, path)
+    from ..output import write_text_atomically
+
+    write_text_atomically(path, json.dumps(data, allow_nan=False))
 
 
 def _finite(values) -> list[float | None]:

@@ -74,7 +74,7 @@ class TokenAuth:
                                               "'Authorization: Bearer <token>'"}]}).encode()
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                                (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+                                (b"content-length", str(len(body)).encode())]})  # SecurityHeaders adds the rest
         await send({"type": "http.response.body", "body": body})
 
 
