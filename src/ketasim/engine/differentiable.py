@@ -109,7 +109,12 @@ def _build(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, .
         values = jnp.stack([jnp.broadcast_to(jnp.asarray(out[o], dtype=theta.dtype), times.shape) for o in outputs])
         return jnp.where(status == 0, values, jnp.nan)
 
-    return jax.jit(outputs_of), jax.jit(jax.jacfwd(outputs_of))
+    def with_value(*args):
+        value = outputs_of(*args)
+        return value, value
+
+    # the Jacobian's compilation also returns the outputs, so value_and_jacobian compiles once
+    return jax.jit(outputs_of), jax.jit(jax.jacfwd(with_value, has_aux=True))
 
 
 class OutputFunction:
@@ -157,10 +162,13 @@ class OutputFunction:
         """Outputs and d outputs / d x, shape (n_outputs, n_times, n_parameters)."""
         with jax.enable_x64(True):
             xk = jnp.asarray(np.asarray(x, dtype=np.float64)[self.kernel])
-            value = np.asarray(self._fn(xk, *self._args))
+            if not self.kernel.any():
+                value = np.asarray(self._fn(xk, *self._args))
+                return value, np.zeros(value.shape + (len(self.names),))
+            jac_kernel, value = self._jac(xk, *self._args)
+            value = np.asarray(value)
             jac = np.zeros(value.shape + (len(self.names),))
-            if self.kernel.any():
-                jac[..., self.kernel] = np.asarray(self._jac(xk, *self._args))
+            jac[..., self.kernel] = np.asarray(jac_kernel)
             return value, jac
 
     def values(self, x) -> dict[str, float]:
