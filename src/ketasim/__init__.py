@@ -25,6 +25,13 @@ def run_trial(trial, **kwargs):
     return _run(trial, **kwargs)
 
 
+def power(trial, **kwargs):
+    """Power of a trial design over replicate virtual trials (see ``ketasim.trial.power``)."""
+    from .trial.power import power as _power
+
+    return _power(trial, **kwargs)
+
+
 def export_sbml(scenario, **kwargs) -> str:
     """SBML Level 3 Version 2 text of the model with ``scenario`` (see ``ketasim.sbml``)."""
     from .sbml import export_sbml as _export
@@ -48,6 +55,7 @@ __all__ = [
     "SolverSettings",
     "export_sbml",
     "load_parameters",
+    "power",
     "run_trial",
     "simulate",
 ]

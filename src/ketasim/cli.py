@@ -175,6 +175,74 @@ def trial(
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 
+def _sample_sizes(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--n: {text!r} must be whole numbers separated by commas, e.g. 20,40,80,160")
+
+
+@app.command()
+def power(
+    trial_file: Path = typer.Argument(..., metavar="TRIAL", help="trial TOML file with a [trial.success] table"),
+    n: str = typer.Option(..., "--n", help="sample sizes, comma-separated (patients per arm; patients in all for a "
+                                           "crossover or randomised-withdrawal trial)"),
+    replicates: int = typer.Option(..., "--replicates", help="replicate trials per sample size"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    target: float = typer.Option(0.8, "--target", help="the power whose smallest sample size is reported"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
+    scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per chunk (default: by memory)"),
+    mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses the model includes"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+):
+    """Power of a trial design over replicate virtual trials; write power.json, power.parquet, manifest.json
+    and report.html."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .trial import TrialSpec
+    from .trial.power import power as run_power
+
+    _check_dask_options(workers, scheduler)
+    if chunk_size is not None and not 1 <= chunk_size <= 100_000:
+        _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
+    sizes = _sample_sizes(n)
+    chosen = _mechanisms_option(mechanisms)
+    with _refusals(out):
+        spec = TrialSpec.load(trial_file)
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
+                      console=err, disable=quiet, transient=True) as progress:
+            task = progress.add_task(f"power of '{spec.name}'", total=None, rate="-")
+            started = time.perf_counter()
+
+            def report(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+            result = run_power(spec, n=sizes, replicates=replicates, params=parameter_set, target=target,
+                               chunk_size=chunk_size, workers=workers, scheduler=scheduler, progress=report,
+                               mechanisms=chosen)
+            progress.update(task, description="writing results and report")
+            result.write(out)
+    if not quiet:
+        summary = result.summary
+        for row in summary["sample_sizes"]:
+            pw = row["power"]
+            out_line = (f"n = {row['n']:>6}: power {pw['estimate']:.3f} ({pw['lower']:.3f}-{pw['upper']:.3f}), "
+                        f"{row['successes']}/{row['replicates']} replicates succeed")
+            err.print(escape(out_line))
+        smallest = summary["smallest_n_reaching_target"]
+        err.print(f"smallest n reaching power {target:g}: {smallest if smallest is not None else 'none of those given'}")
+        err.print(f"wrote {out}/ (power.json, power.parquet, manifest.json, report.html)")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8000, help="port to listen on"),

@@ -38,11 +38,12 @@ from ..errors import ScenarioError
 from ..population import PopulationSpec
 from ..scenario import MAX_DURATION_H, Scenario, parse_mechanisms, parse_times, read_toml
 from ..units import parse_time
+from .success import SuccessRule, parse_success
 
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
 SELECTIONS = ("responders", "remitters")
 TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "response", "remission",
-                "relapse", "side_effects")
+                "relapse", "side_effects", "success")
 TOP_LEVEL = ("trial", "population", "arm", "run_in", "background", "model")
 MAX_ASSESSMENTS = 200
 SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
@@ -104,6 +105,8 @@ class TrialSpec:
     raw: Mapping[str, Any]
     #: the mechanisms the model includes (``[model] mechanisms``); None: the calibrated set
     mechanisms: tuple[str, ...] | None = None
+    #: the primary analysis and what counts as success (``[trial.success]``); None: not declared
+    success: SuccessRule | None = None
 
     @property
     def duration_h(self) -> float:
@@ -157,9 +160,10 @@ class TrialSpec:
             raise ScenarioError("arm", "a crossover trial needs at least two arms")
         background = _background(data.get("background"))
         sequences = _sequences(design, arms, assessments, population.n, background, trial, data.get("run_in"))
+        success = parse_success(trial.get("success"), tuple(names), control, assessments, design)
         return cls(name=name.strip(), seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
                    population=population, arms=arms, control=control, sequences=sequences,
-                   raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")))
+                   raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")), success=success)
 
     def describe(self) -> dict[str, Any]:
         """Plain-data description for manifests and reports."""
@@ -178,6 +182,7 @@ class TrialSpec:
             "duration [h]": self.duration_h,
             "population": self.population.describe(),
             "mechanisms": list(self.mechanisms) if self.mechanisms is not None else "calibrated set",
+            "success": self.success.describe() if self.success else None,
         }
 
 

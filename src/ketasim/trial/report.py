@@ -220,3 +220,91 @@ trial describes a model population; it says nothing about what any person should
 </body></html>
 """
     (folder / "report.html").write_text(page, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- power analyses
+def power_figure(summary: dict[str, Any]):
+    """Probability of success against the sample size, with Monte Carlo intervals, the target and,
+    where available, the normal approximation."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    rows = summary["sample_sizes"]
+    n = np.array([r["n"] for r in rows], dtype=float)
+    est = np.array([r["power"]["estimate"] for r in rows])
+    lo, hi = np.array([r["power"]["lower"] for r in rows]), np.array([r["power"]["upper"] for r in rows])
+    ax.errorbar(n, est, yerr=[est - lo, hi - est], marker="o", capsize=3, label="simulated (Wilson 95 % MC interval)")
+    approx = summary["normal_approximation"]
+    if approx.get("available"):
+        xs = [int(k) for k in approx["power"]]
+        ax.plot(xs, [approx["power"][str(k)] for k in xs], ls="--", marker="x", label="normal approximation")
+    ax.axhline(summary["target_power"], ls=":", c="grey", label=f"target {summary['target_power']:g}")
+    ax.set_xscale("log")
+    ax.set_xticks(n)
+    ax.set_xticklabels([f"{int(v)}" for v in n])
+    ax.set_xlabel(f"sample size [{summary['sample_size_means']}]")
+    ax.set_ylabel("probability of success [fraction]")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def effect_figure(table: pd.DataFrame, summary: dict[str, Any]):
+    """The estimated effect over replicates at each sample size."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sizes = sorted(table["n"].unique())
+    data = [table.loc[table["n"] == s, "estimate"].dropna().to_numpy() for s in sizes]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(sizes) + 1), [str(s) for s in sizes])
+    ax.set_xlabel(f"sample size [{summary['sample_size_means']}]")
+    ax.set_ylabel(summary["success"]["estimate"])
+    ax.set_title("Estimated effect across replicate trials (box: quartiles; whiskers: 1.5 IQR)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_power_report(result, folder) -> None:
+    """``report.html`` of a power analysis in ``folder``."""
+    summary = result.summary
+    figures = [("Probability of success", power_figure(summary)),
+               ("Estimated effect", effect_figure(result.replicates, summary))]
+    imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{png_base64(f)}'>"
+                     f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in figures)
+    rows = "".join(
+        f"<tr><td>{r['n']}</td><td>{r['successes']}/{r['replicates']}</td>"
+        f"<td>{_interval(r['power'])}</td><td>{_fmt(r['estimate']['median'])} "
+        f"({_fmt(r['estimate']['p2.5'])} to {_fmt(r['estimate']['p97.5'])})</td>"
+        f"<td>{_fmt(r['analysed_per_replicate']['arm'])} / {_fmt(r['analysed_per_replicate']['control'])}</td></tr>"
+        for r in summary["sample_sizes"])
+    smallest = summary["smallest_n_reaching_target"]
+    rule = json.dumps(summary["success"], indent=2)
+    title = f"ketasim power analysis: {result.spec.name}"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}}
+td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)} A power analysis of
+virtual trials describes a model population; it says nothing about what any person should receive.</p>
+<p>{html.escape(summary['design'])} design; sample size means {html.escape(summary['sample_size_means'])};
+{summary['patients']['simulated']} patients simulated, {summary['patients']['failed']} not finished by the solver.
+Smallest sample size reaching power {summary['target_power']:g}:
+<strong>{smallest if smallest is not None else 'none of those given'}</strong>.</p>
+<h2>Probability of success per sample size</h2>
+<table><tr><th>n</th><th>successes / replicates</th><th>power (Wilson 95 % MC interval)</th>
+<th>{html.escape(summary['success']['estimate'])}: median (2.5-97.5 % of replicates)</th>
+<th>analysed per replicate: arm / control</th></tr>{rows}</table>
+<h2>Figures</h2>
+{imgs}
+<h2>Success criterion</h2>
+<pre>{html.escape(rule)}</pre>
+<p>{html.escape(summary['replicates_are'])}.</p>
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+    (folder / "report.html").write_text(page, encoding="utf-8")

@@ -15,6 +15,7 @@ import pandas as pd
 from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
+from .success import primary_analysis
 
 MADRS, CHANGE = "madrs [points]", "madrs_change [points]"
 MECHANISM_COLUMNS = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]",
@@ -177,4 +178,6 @@ def trial_summary(spec: TrialSpec, patients: pd.DataFrame) -> dict[str, Any]:
         },
         "arms": {arm: arm_summary(spec, rows[rows["arm"] == arm]) for arm in arms},
         "comparisons": [comparison(spec, rows, arm, spec.control) for arm in arms if arm != spec.control],
+        # the declared primary analysis ([trial.success]) and whether this trial met it
+        "primary": primary_analysis(spec.success, spec.design, spec.control, rows) if spec.success else None,
     }
