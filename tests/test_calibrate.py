@@ -231,6 +231,14 @@ def test_nuts_recovers_the_truth_with_converged_chains(ml_fit):
     column = f"pk.v_central [{params['pk.v_central'].unit}]"
     shifts = np.log(draws[column] / params.value("pk.v_central"))
     assert shifts.mean() == pytest.approx(posterior["parameters"]["pk.v_central"]["mean_x"], abs=1e-12)
+    # the draws carry into a trial end to end: one draw per block of patients
+    from ketasim.params.draws import ParameterDraws
+
+    trial = {"trial": {"name": "posterior", "seed": 2, "assessments": ["1 h", "24 h"]},
+             "population": {"n": 40, "preset": "treatment-resistant"},
+             "arm": [{"name": "ketamine", "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "35 mg"}]}]}
+    run = ketasim.run_trial(trial, params_draws=ParameterDraws.from_table(draws, params, "draws.parquet"), draw_block=10)
+    assert run.summary["parameter_uncertainty"]["blocks"] == 4 and run.summary["patients"]["failed"] == 0
 
 
 def test_the_fit_reports_its_covariance(ml_fit):
@@ -246,6 +254,27 @@ def test_the_fit_reports_its_covariance(ml_fit):
     matrix = summary["covariance_log_shift"]["matrix"]
     assert summary["covariance_log_shift"]["parameters"] == list(result.names)
     assert matrix[NAMES.index("pk.keo_hnk")][0] is None and json.dumps(summary)
+
+
+def test_trials_sample_the_fit_covariance(ml_fit):
+    """`--params-draws fit.json`: log-shifts drawn around the estimate with the fit's covariance (mean
+    and SD within their Monte Carlo errors for 2,000 draws); the parameter the profile cannot see is
+    held at its estimate."""
+    from ketasim.params.draws import ParameterDraws
+
+    problem, result = ml_fit
+    params = ketasim.load_parameters()
+    summary = json.loads(json.dumps(fit_summary(problem, result, params, ["data.csv"])))  # as fit.json holds it
+    draws = ParameterDraws.from_fit(summary, params, source="fit.json")
+    assert draws.fixed == ("pk.keo_hnk",)
+    sets = draws.parameter_sets(params, count=2000, seed=4)
+    for k, name in enumerate(NAMES[:2]):
+        shifts = np.log(np.array([s[name].value for s in sets]) / params[name].value)
+        se = result.standard_error[k]
+        assert shifts.mean() == pytest.approx(result.x[k], abs=4 * se / np.sqrt(2000))
+        assert shifts.std(ddof=1) == pytest.approx(se, rel=4 / np.sqrt(2 * 2000))
+    assert len({s["pk.keo_hnk"].value for s in sets}) == 1
+    assert sets[0]["pk.keo_hnk"].value == pytest.approx(summary["estimates"]["pk.keo_hnk"]["value"], rel=1e-12)
 
 
 # ---------------------------------------------------------------------- bioavailability and between-study variance

@@ -252,3 +252,72 @@ def test_power_on_dask_equals_one_process():
     one = ketasim.power(trial, n=[4, 8], replicates=6, chunk_size=16)
     two = ketasim.power(trial, n=[4, 8], replicates=6, chunk_size=16, workers=2)
     pd.testing.assert_frame_equal(one.replicates, two.replicates)
+
+
+# ---------------------------------------------------------------------- parameter uncertainty
+def _gain_draws(params, spread=0.3, n=300):
+    from ketasim.params.draws import ParameterDraws
+
+    gain = params["clinical.strength_symptom_gain"]
+    values = gain.value * np.exp(spread * np.random.default_rng(0).standard_normal(n))
+    table = pd.DataFrame({"chain": 0, "draw": np.arange(n), f"clinical.strength_symptom_gain [{gain.unit}]": values})
+    return ParameterDraws.from_table(table, params, source="synthetic posterior")
+
+
+def test_parameter_draws_widen_the_trial_intervals_and_are_attributed_to_parameters():
+    """A trial run with draws of the symptom gain (one per block of 20 patients): the 95 % interval of
+    the ketamine arm's mean change that carries parameter uncertainty is wider than the same trial's
+    interval with the point estimate, and most of the mean's variance is attributed to parameters.
+    The result does not depend on the chunk size."""
+    params = ketasim.load_parameters()
+    trial = _trial([("ketamine", KETAMINE), ("saline", SALINE)], dict(CHANGE_24H, sided="two"), n=200)
+    plain = ketasim.run_trial(trial)
+    drawn = ketasim.run_trial(trial, params_draws=_gain_draws(params), draw_block=20)
+    u = drawn.summary["parameter_uncertainty"]
+    assert u["blocks"] == 10 and u["kind"] == "posterior draws"
+    entry = u["arms"]["ketamine"][0]
+    with_params = entry["interval95_with_parameter_uncertainty [points]"]
+    point = plain.summary["arms"]["ketamine"]["assessments"][0]["madrs_change [points]"]
+    assert with_params[1] - with_params[0] > point["upper"] - point["lower"]
+    assert entry["share_of_mean_variance_from_parameters"] > 0.5
+    again = ketasim.run_trial(trial, params_draws=_gain_draws(params), draw_block=20, chunk_size=7)
+    pd.testing.assert_frame_equal(drawn.patients, again.patients)
+
+
+def test_power_with_parameter_draws_runs_one_draw_per_replicate():
+    params = ketasim.load_parameters()
+    trial = _trial([("ketamine", KETAMINE), ("midazolam", MIDAZOLAM)], dict(CHANGE_24H, sided="two"))
+    result = ketasim.power(trial, n=[6], replicates=8, params_draws=_gain_draws(params))
+    assert result.summary["parameter_uncertainty"]["kind"] == "posterior draws"
+    plain = ketasim.power(trial, n=[6], replicates=8)
+    # the same patients under other parameters: every replicate's estimate moves
+    assert not np.allclose(result.replicates["estimate"], plain.replicates["estimate"])
+
+
+@pytest.mark.parametrize("table, words", [
+    ("pk.nonsense [L/h]\n1\n", "unknown parameter"),
+    ("pk.cl_s_ketamine [mL/min]\n1\n", "file unit"),
+    ("pk.cl_s_ketamine\n1\n", "layer.name [unit]"),
+    ("pk.cl_s_ketamine [L/h]\nx\n", "non-numeric"),
+])
+def test_cli_bad_parameter_draws_exit_2_naming_the_option(tmp_path, table, words):
+    (tmp_path / "draws.csv").write_text(table)
+    out = tmp_path / "trial"
+    result = CliRunner().invoke(app, ["trial", _write(tmp_path), "--params-draws", str(tmp_path / "draws.csv"),
+                                      "--out", str(out)])
+    assert result.exit_code == 2 and "--params-draws" in result.output and words in result.output, result.output
+    assert not out.exists()
+
+
+def test_cli_trial_with_parameter_draws_reports_them(tmp_path):
+    gain = ketasim.load_parameters()["clinical.strength_symptom_gain"]
+    (tmp_path / "draws.csv").write_text(f"chain,draw,clinical.strength_symptom_gain [{gain.unit}]\n"
+                                        + "".join(f"0,{i},{gain.value * f}\n" for i, f in enumerate((0.7, 1.0, 1.4))))
+    out = tmp_path / "trial"
+    result = CliRunner().invoke(app, ["trial", _write(tmp_path), "--params-draws", str(tmp_path / "draws.csv"),
+                                      "--draw-block", "5", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameter_uncertainty"]["blocks"] == 2
+    assert json.loads((out / "manifest.json").read_text())["parameter_draws"]["draw_block"] == 5
+    assert "Parameter uncertainty" in (out / "report.html").read_text()

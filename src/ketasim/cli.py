@@ -137,6 +137,10 @@ def trial(
     mechanisms: Optional[str] = typer.Option(None, "--mechanisms",
                                              help="comma-separated hypotheses the model includes (ketasim mechanisms); "
                                                   "default: the file's [model] table, else the calibrated set"),
+    params_draws: Optional[Path] = typer.Option(None, "--params-draws",
+                                                help="parameter uncertainty: draws.parquet of `ketasim fit --bayes` "
+                                                     "(or a CSV like it) or a fit.json with a covariance"),
+    draw_block: int = typer.Option(50, "--draw-block", help="patients per parameter draw (with --params-draws)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
@@ -164,8 +168,10 @@ def trial(
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 progress.update(task, completed=done, rate=f"{rate:,.0f}")
 
+            draws = _params_draws(params_draws, parameter_set)
             result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
-                               scheduler=scheduler, progress=report, mechanisms=chosen)
+                               scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=draws,
+                               draw_block=draw_block)
             progress.update(task, description="writing results and report")
             result.write(out)
     if not quiet:
@@ -173,6 +179,15 @@ def trial(
         err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
                   f"{p['failed']} not finished by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+def _params_draws(path: Optional[Path], params):
+    """The parameter draws of ``--params-draws`` (None without it), read before any work."""
+    if path is None:
+        return None
+    from .params.draws import ParameterDraws
+
+    return ParameterDraws.load(path, params)
 
 
 def _sample_sizes(text: str) -> list[int]:
@@ -195,6 +210,9 @@ def power(
     scheduler: Optional[str] = typer.Option(None, help="run on an existing Dask cluster, e.g. tcp://host:8786"),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per chunk (default: by memory)"),
     mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses the model includes"),
+    params_draws: Optional[Path] = typer.Option(None, "--params-draws",
+                                                help="one parameter draw per replicate: draws.parquet of `ketasim fit "
+                                                     "--bayes` (or a CSV like it) or a fit.json with a covariance"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Power of a trial design over replicate virtual trials; write power.json, power.parquet, manifest.json
@@ -227,7 +245,7 @@ def power(
 
             result = run_power(spec, n=sizes, replicates=replicates, params=parameter_set, target=target,
                                chunk_size=chunk_size, workers=workers, scheduler=scheduler, progress=report,
-                               mechanisms=chosen)
+                               mechanisms=chosen, params_draws=_params_draws(params_draws, parameter_set))
             progress.update(task, description="writing results and report")
             result.write(out)
     if not quiet:

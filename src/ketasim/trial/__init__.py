@@ -26,12 +26,18 @@ from typing import Any
 import pandas as pd
 
 from ..engine import SolverSettings
+from ..errors import ScenarioError
 from ..model.mechanisms import active, with_mechanisms
 from ..params import ParameterSet, load_parameters
+from ..params.draws import ParameterDraws
+from ..population.spec import MAX_PATIENTS
 from ..result import DISCLAIMER
 from .design import DESIGNS, TrialSpec
-from .run import TRIAL_SETTINGS, ProgressCallback, run_chunks
-from .summary import trial_summary
+from .run import TRIAL_SETTINGS, ProgressCallback, blocks_needed, run_chunks
+from .summary import parameter_uncertainty, trial_summary
+
+#: patients per parameter draw in a trial run with parameter uncertainty
+DEFAULT_DRAW_BLOCK = 50
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,17 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: ParameterSet | str | Path | None = None,
               chunk_size: int | None = None, workers: int | None = None, scheduler: str | None = None,
               settings: SolverSettings = TRIAL_SETTINGS, progress: ProgressCallback | None = None,
-              mechanisms: Sequence[str] | None = None) -> TrialResult:
+              mechanisms: Sequence[str] | None = None, params_draws: ParameterDraws | str | Path | None = None,
+              draw_block: int = DEFAULT_DRAW_BLOCK) -> TrialResult:
     """Run a virtual trial (a TOML path, a dict or a ``TrialSpec``).
 
     ``mechanisms`` names the hypotheses the model includes (``ketasim mechanisms``); it overrides the
     file's ``[model] mechanisms``; neither given, the calibrated set.
+
+    ``params_draws`` (``ketasim.params.draws``: posterior draws or a fit's covariance) gives each
+    block of ``draw_block`` patients of every sequence one parameter draw, the same block number
+    sharing it across arms; the summary then separates parameter uncertainty from between-patient
+    variability (``parameter_uncertainty``).
 
     ``workers`` starts a local Dask cluster of that many processes; ``scheduler`` (``tcp://host:port``)
     uses an existing one. Either way the result equals the single-process run (same seed).
@@ -85,9 +97,17 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
     if not isinstance(params, ParameterSet):
         params = load_parameters(params)
     params = with_mechanisms(params, mechanisms if mechanisms is not None else spec.mechanisms)
+    draws, per_block, block = None, params, None
+    if params_draws is not None:
+        if isinstance(draw_block, bool) or not isinstance(draw_block, int) or not 2 <= draw_block <= MAX_PATIENTS:
+            raise ScenarioError("draw_block", f"{draw_block!r} must be a whole number of patients, 2..{MAX_PATIENTS}")
+        draws = params_draws if isinstance(params_draws, ParameterDraws) else ParameterDraws.load(params_draws, params)
+        per_block = draws.parameter_sets(params, blocks_needed(spec, draw_block), spec.seed)
+        block = draw_block
     started = _dt.datetime.now(_dt.timezone.utc)
     with _dask_client(workers, scheduler) as client:
-        patients = run_chunks(spec, params, chunk_size=chunk_size, settings=settings, client=client, progress=progress)
+        patients = run_chunks(spec, per_block, chunk_size=chunk_size, settings=settings, client=client,
+                              progress=progress, draw_block=block)
     finished = _dt.datetime.now(_dt.timezone.utc)
     manifest = {
         "ketasim_version": _version(), "created": finished.isoformat(timespec="seconds"),
@@ -99,7 +119,14 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
         "disclaimer": DISCLAIMER,
     }
-    return TrialResult(spec=spec, patients=patients, summary=trial_summary(spec, patients), manifest=manifest)
+    summary = trial_summary(spec, patients)
+    if draws is not None:
+        manifest["parameter_draws"] = {**draws.describe(), "draw_block": block}
+        summary["parameter_uncertainty"] = {
+            **draws.describe(), "draw_block [patients]": block, "blocks": len(per_block),
+            "values_moved_to_range_ends": draws.outside_range(params, per_block),
+            **parameter_uncertainty(spec, patients, block)}
+    return TrialResult(spec=spec, patients=patients, summary=summary, manifest=manifest)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from ..engine import SolverSettings
 from ..errors import ScenarioError
 from ..model.mechanisms import active, with_mechanisms
 from ..params import ParameterSet, load_parameters
+from ..params.draws import ParameterDraws
 from ..population.spec import MAX_PATIENTS
 from ..result import DISCLAIMER
 from . import statistics as st
@@ -107,10 +108,13 @@ def check_sample_sizes(spec: TrialSpec, n: Sequence[int], replicates: int) -> tu
 def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int], replicates: int,
           params: ParameterSet | str | Path | None = None, target: float = 0.8, chunk_size: int | None = None,
           workers: int | None = None, scheduler: str | None = None, settings: SolverSettings = TRIAL_SETTINGS,
-          progress: ProgressCallback | None = None, mechanisms: Sequence[str] | None = None) -> PowerResult:
+          progress: ProgressCallback | None = None, mechanisms: Sequence[str] | None = None,
+          params_draws: ParameterDraws | str | Path | None = None) -> PowerResult:
     """Probability of success of the trial's ``[trial.success]`` at each sample size ``n``, from
     ``replicates`` replicate trials (see the module's description). ``target``: the power whose
-    smallest sample size is reported."""
+    smallest sample size is reported. ``params_draws`` (``ketasim.params.draws``) gives each
+    replicate one parameter draw, so that the probability of success averages over parameter
+    uncertainty (often called assurance) rather than assuming the parameters known."""
     spec = TrialSpec.load(trial)
     if spec.success is None:
         raise ScenarioError("trial.success", "needed for a power analysis: the endpoint, the assessment and the test "
@@ -126,16 +130,20 @@ def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int]
     raw = copy.deepcopy(dict(spec.raw))
     raw["population"] = {**raw["population"], "n": replicates * sizes[-1]}
     whole = TrialSpec.from_dict(raw)
+    draws, per_replicate, draw_block = None, params, None
+    if params_draws is not None:
+        draws = params_draws if isinstance(params_draws, ParameterDraws) else ParameterDraws.load(params_draws, params)
+        per_replicate, draw_block = draws.parameter_sets(params, replicates, spec.seed), block
 
     from . import _dask_client
 
     started = _dt.datetime.now(_dt.timezone.utc)
     arrays = _OutcomeArrays(spec.success, whole, replicates, block)
-    todo = chunks(whole, chunk_size)
+    todo = chunks(whole, chunk_size, draw_block)
     raw_json = json.dumps(whole.raw, sort_keys=True)
     done, total = 0, whole.n_patients
     with _dask_client(workers, scheduler) as client:
-        for i, frame in _execute(todo, raw_json, params, settings, client):
+        for i, frame in _execute(todo, raw_json, per_replicate, settings, client):
             arrays.add(frame)
             done += todo[i].stop - todo[i].start
             if progress:
@@ -148,12 +156,22 @@ def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int]
     table["success"] = table["success"].astype(bool)
     finished = _dt.datetime.now(_dt.timezone.utc)
     summary = power_summary(spec, table, sizes, target, arrays)
+    if draws is not None:
+        summary["parameter_uncertainty"] = {
+            **draws.describe(), "values_moved_to_range_ends": draws.outside_range(params, per_replicate),
+            "how": "each replicate runs with one draw: the probability of success averages over parameter "
+                   "uncertainty as well as patients (assurance)"}
+        manifest_draws = draws.describe()
+    else:
+        summary["parameter_uncertainty"] = None
+        manifest_draws = None
     manifest = {
         "created": finished.isoformat(timespec="seconds"), "wall_time [s]": (finished - started).total_seconds(),
         "trial_source": dict(spec.raw), "replicates": replicates, "sample_sizes": list(sizes),
         "patients_simulated": total, "parameter_set_sha256": params.digest(), "mechanisms": list(active(params)),
         "solver": {"rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max},
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
+        "parameter_draws": manifest_draws,
         "disclaimer": DISCLAIMER,
     }
     from . import _version

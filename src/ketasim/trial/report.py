@@ -176,6 +176,28 @@ def _comparison_table(summary: dict[str, Any]) -> str:
             f"<th>odds ratio for response (95 % CI)</th><th>relapse hazard ratio (95 % CI)</th></tr>{''.join(rows)}</table>")
 
 
+def _uncertainty_table(u: dict[str, Any] | None) -> str:
+    """Parameter uncertainty against between-patient variability (trials run with parameter draws)."""
+    if not u:
+        return ""
+    rows = []
+    for arm, entries in u["arms"].items():
+        for e in entries:
+            both, alone = e["interval95_with_parameter_uncertainty [points]"], e["interval95_patients_only [points]"]
+            rows.append(f"<tr><td>{html.escape(arm)}</td><td>{_fmt(e[ASSESSMENT])}</td><td>{_fmt(e['mean_change [points]'])}</td>"
+                        f"<td>{_fmt(both[0])} to {_fmt(both[1])}</td><td>{_fmt(alone[0])} to {_fmt(alone[1])}</td>"
+                        f"<td>{_fmt(e['sd_of_mean_from_parameters [points]'])}</td>"
+                        f"<td>{_fmt(e['sd_between_patients [points]'])}</td>"
+                        f"<td>{_fmt(e['share_of_mean_variance_from_parameters'])}</td></tr>")
+    return (f"<h2>Parameter uncertainty</h2><p>{html.escape(u['kind'])} from {html.escape(u['source'])}: one draw "
+            f"per block of {u['draw_block [patients]']} patients ({u['blocks']} blocks); "
+            f"{u['values_moved_to_range_ends']} drawn values moved to a range's end. {html.escape(u['method'])}.</p>"
+            "<table><tr><th>arm</th><th>assessment [h]</th><th>mean change [points]</th>"
+            "<th>95 % interval with parameter uncertainty [points]</th><th>95 % CI from patients alone [points]</th>"
+            "<th>SD of the mean from parameters [points]</th><th>SD between patients [points]</th>"
+            f"<th>share of the mean's variance from parameters</th></tr>{''.join(rows)}</table>")
+
+
 def write_trial_report(result, folder) -> None:
     """``report.html`` (figures embedded) in ``folder``."""
     rows = analysed(result.patients)
@@ -212,6 +234,7 @@ trial describes a model population; it says nothing about what any person should
 {_comparison_table(summary)}
 <h2>Side effects and relapse (Kaplan-Meier median among responders)</h2>
 {_side_effect_table(summary)}
+{_uncertainty_table(summary.get("parameter_uncertainty"))}
 <h2>Figures</h2>
 {imgs}
 <h2>Trial design</h2>

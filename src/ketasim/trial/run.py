@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Sequence as ListOf
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -113,19 +115,26 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
 
 
 # ---------------------------------------------------------------------- one chunk
-_CONTEXTS: dict[tuple[str, str], tuple] = {}
+_SAMPLERS: dict[tuple[str, str], PopulationSampler] = {}
+MAX_SAMPLERS = 8  # parameter draws alternate between a few sets per process
+
+
+@lru_cache(maxsize=2)
+def _trial_context(raw_json: str):
+    """The parsed trial, the model and each sequence's timeline, kept per process (workers see many chunks)."""
+    spec = TrialSpec.from_dict(json.loads(raw_json))
+    return spec, default_model(), [timeline(spec, seq) for seq in spec.sequences]
 
 
 def _context(raw_json: str, params: ParameterSet):
-    """The parsed trial, its sampler, the model and each sequence's timeline, kept per process
-    (workers see many chunks)."""
+    """The trial's context and the population sampler of ``params``."""
+    spec, model, timelines = _trial_context(raw_json)
     key = (raw_json, params.digest())
-    if key not in _CONTEXTS:
-        spec = TrialSpec.from_dict(json.loads(raw_json))
-        _CONTEXTS.clear()
-        _CONTEXTS[key] = (spec, PopulationSampler(spec.population, params), default_model(),
-                          [timeline(spec, seq) for seq in spec.sequences])
-    return _CONTEXTS[key]
+    if key not in _SAMPLERS:
+        if len(_SAMPLERS) >= MAX_SAMPLERS:
+            _SAMPLERS.pop(next(iter(_SAMPLERS)))
+        _SAMPLERS[key] = PopulationSampler(spec.population, params)
+    return spec, _SAMPLERS[key], model, timelines
 
 
 @dataclass
@@ -311,15 +320,34 @@ class Chunk:
     seq_index: int
     start: int
     stop: int
+    #: the block of its patients (patient index // draw block): which parameter set they run with
+    block: int = 0
 
 
-def chunks(spec: TrialSpec, chunk_size: int | None = None) -> list[Chunk]:
-    """The trial's patients split into chunks (sequence by sequence, in index order)."""
+def chunks(spec: TrialSpec, chunk_size: int | None = None, draw_block: int | None = None) -> list[Chunk]:
+    """The trial's patients split into chunks (sequence by sequence, in index order). With
+    ``draw_block``, no chunk straddles a block of that many patients (each block has its own
+    parameter set)."""
     out = []
     for k, seq in enumerate(spec.sequences):
         size = chunk_size or default_chunk_size(spec, seq)
-        out += [Chunk(k, a, min(a + size, seq.n)) for a in range(0, seq.n, size)]
+        block = draw_block or seq.n
+        for b, low in enumerate(range(0, seq.n, block)):
+            high = min(low + block, seq.n)
+            out += [Chunk(k, a, min(a + size, high), b) for a in range(low, high, size)]
     return out
+
+
+def blocks_needed(spec: TrialSpec, draw_block: int) -> int:
+    """The number of patient blocks of ``draw_block`` in the longest sequence."""
+    return max(-(-seq.n // draw_block) for seq in spec.sequences)
+
+
+Parameters = ParameterSet | ListOf[ParameterSet]  # one set, or one per block of patients
+
+
+def _for_chunk(params: Parameters, chunk: Chunk) -> ParameterSet:
+    return params if isinstance(params, ParameterSet) else params[chunk.block]
 
 
 def default_chunk_size(spec: TrialSpec, seq: Sequence, n_states: int = 68) -> int:
@@ -333,12 +361,13 @@ def default_chunk_size(spec: TrialSpec, seq: Sequence, n_states: int = 68) -> in
 ProgressCallback = Callable[[int, int], None]  # (patients done, patients in all)
 
 
-def run_chunks(spec: TrialSpec, params: ParameterSet, *, chunk_size: int | None = None,
+def run_chunks(spec: TrialSpec, params: Parameters, *, chunk_size: int | None = None,
                settings: SolverSettings = TRIAL_SETTINGS, client=None,
-               progress: ProgressCallback | None = None) -> pd.DataFrame:
-    """Every chunk, here or on a Dask client, assembled in the trial's order."""
+               progress: ProgressCallback | None = None, draw_block: int | None = None) -> pd.DataFrame:
+    """Every chunk, here or on a Dask client, assembled in the trial's order. ``params``: one set, or
+    one per block of ``draw_block`` patients."""
     raw_json = json.dumps(spec.raw, sort_keys=True)
-    todo = chunks(spec, chunk_size)
+    todo = chunks(spec, chunk_size, draw_block)
     total = spec.n_patients
     done = 0
     results: dict[int, pd.DataFrame] = {}
@@ -350,7 +379,7 @@ def run_chunks(spec: TrialSpec, params: ParameterSet, *, chunk_size: int | None 
     return pd.concat([results[i] for i in range(len(todo))], ignore_index=True)
 
 
-def _pipelined(todo: list[Chunk], raw_json: str, params: ParameterSet,
+def _pipelined(todo: list[Chunk], raw_json: str, params: Parameters,
                settings: SolverSettings) -> Iterator[tuple[int, pd.DataFrame]]:
     """In one process: the compiled solver (which releases the GIL) integrates chunk k on a worker
     thread while Python draws and builds chunk k+1 and turns chunk k-1 into rows."""
@@ -359,27 +388,28 @@ def _pipelined(todo: list[Chunk], raw_json: str, params: ParameterSet,
     with ThreadPoolExecutor(max_workers=1) as solver:
         pending = None  # (index, prepared chunk, future of its solution)
         for i, c in enumerate(todo):
-            chunk = prepare_chunk(raw_json, params, c.seq_index, c.start, c.stop)
+            chunk = prepare_chunk(raw_json, _for_chunk(params, c), c.seq_index, c.start, c.stop)
             future = solver.submit(solve, chunk.problem, settings)
             if pending is not None:
                 j, previous, solved = pending
-                yield j, finish_chunk(previous, solved.result(), params)
+                yield j, finish_chunk(previous, solved.result(), _for_chunk(params, todo[j]))
             pending = (i, chunk, future)
         if pending is not None:
             j, previous, solved = pending
-            yield j, finish_chunk(previous, solved.result(), params)
+            yield j, finish_chunk(previous, solved.result(), _for_chunk(params, todo[j]))
 
 
-def _execute(todo: list[Chunk], raw_json: str, params: ParameterSet, settings: SolverSettings,
+def _execute(todo: list[Chunk], raw_json: str, params: Parameters, settings: SolverSettings,
              client) -> Iterator[tuple[int, pd.DataFrame]]:
     if client is None:
         yield from _pipelined(todo, raw_json, params, settings)
         return
     from distributed import as_completed
 
-    params_future = client.scatter(params, broadcast=True)
-    futures = {client.submit(simulate_chunk, raw_json, params_future, c.seq_index, c.start, c.stop, settings,
-                             pure=False): i for i, c in enumerate(todo)}
+    one = isinstance(params, ParameterSet)
+    scattered = client.scatter(params if one else list(params), broadcast=True)
+    futures = {client.submit(simulate_chunk, raw_json, scattered if one else scattered[c.block], c.seq_index, c.start,
+                             c.stop, settings, pure=False): i for i, c in enumerate(todo)}
     for future in as_completed(futures):
         yield futures[future], future.result()
 
