@@ -24,7 +24,8 @@ def test_public_api_is_pinned():
                                     "ketasim.population.spec", "ketasim.population.sample", "ketasim.trial",
                                     "ketasim.trial.statistics", "ketasim.engine.problem", "ketasim.model.system",
                                     "ketasim.compare", "ketasim.compare.variants", "ketasim.compare.experiments", "ketasim.nca",
-                                    "ketasim.trial.success", "ketasim.trial.power"])
+                                    "ketasim.trial.success", "ketasim.trial.power", "ketasim.params.draws",
+                                    "ketasim.result"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
@@ -49,3 +50,21 @@ def test_core_does_not_import_interfaces():
             "bad = [m for m in ('matplotlib', 'typer', 'rich') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_results_show_themselves_in_jupyter():
+    """A simulation's and a trial's HTML representation: key numbers with units, a figure for the
+    simulation, and the disclaimer; plot refuses outputs of different units on one axis."""
+    res = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg",
+                                      "duration": "40 min"}], "simulation": {"duration": "1 d"}})
+    page = res._repr_html_()
+    assert "ketamine Cmax [ng/mL]" in page and "data:image/png;base64," in page
+    assert "research and teaching" in page
+    with pytest.raises(ValueError, match="different units"):
+        res.plot("pk.ketamine_plasma", "clinical.madrs")
+    trial = ketasim.run_trial({"trial": {"name": "repr", "seed": 1, "assessments": ["24 h"]},
+                               "population": {"n": 5, "preset": "treatment-resistant"},
+                               "arm": [{"name": "ketamine", "dose": [{"drug": "racemic-ketamine", "route": "iv",
+                                                                      "amount": "0.5 mg/kg", "duration": "40 min"}]}]})
+    page = trial._repr_html_()
+    assert "MADRS change [points]" in page and "research and teaching" in page

@@ -16,6 +16,12 @@ SUMMARY_SPECIES = ("pk.ketamine_plasma", "pk.s_ketamine_plasma", "pk.r_ketamine_
                    "pk.dhnk_plasma", "pk.hnk_plasma", "pk.ketamine_brain")
 
 
+def _quantity_word(unit: str) -> str:
+    """An axis word for a unit (the unit itself is always shown in brackets)."""
+    return {"ng/mL": "concentration", "uM": "concentration", "points": "score", "fraction": "fraction",
+            "mmHg": "pressure", "pg/mL": "concentration", "h": "time"}.get(unit, "value")
+
+
 def auc_unit(unit: str) -> str:
     return f"{unit}*h"
 
@@ -78,6 +84,70 @@ class SimulationResult:
         ds = xr.Dataset(data, coords={"time": ("time", self.times_h, {"units": "h"})})
         ds.attrs.update({"status": self.status, "disclaimer": DISCLAIMER})
         return ds
+
+    def plot(self, *names: str, log_y: bool = False, ax=None):
+        """Outputs or states against time, their unit on the y axis (``pk.ketamine_plasma`` if none is
+        named); ``log_y`` for log concentrations (values <= 0 left out). Every name must share one unit.
+        Returns the matplotlib Axes.
+
+        >>> import ketasim
+        >>> res = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "35 mg"}],
+        ...                         "simulation": {"duration": "6 h", "output_every": "10 min"}})
+        >>> ax = res.plot("pk.s_ketamine_plasma", "pk.r_ketamine_plasma", log_y=True)
+        >>> ax.get_ylabel(), ax.get_yscale()
+        ('concentration [ng/mL]', 'log')
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt  # the user's backend (inline in Jupyter)
+
+            _, ax = plt.subplots(figsize=(7, 3.2))
+        names = names or ("pk.ketamine_plasma",)
+        units = {n: self.unit(n) for n in names}
+        if len(set(units.values())) > 1:
+            shown = ", ".join(f"{n} [{u}]" for n, u in units.items())
+            raise ValueError(f"plot: {shown} have different units; plot them on separate axes")
+        unit = units[names[0]]
+        for name in names:
+            y = np.asarray(self[name], dtype=float)
+            keep = y > 0 if log_y else np.isfinite(y)
+            ax.plot(self.times_h[keep], y[keep], label=f"{name} [{unit}]", lw=1.5)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("time [h]")
+        ax.set_ylabel(f"{_quantity_word(unit)} [{unit}]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        return ax
+
+    def _repr_html_(self) -> str:
+        """Jupyter: status, a small figure (plasma ketamine on a log scale and, with the clinical layer,
+        MADRS) and the key numbers, with the disclaimer."""
+        import base64
+        import html
+        import io
+
+        from matplotlib.figure import Figure  # no pyplot: the notebook's figures and backend stay as they are
+
+        panels = ["pk.ketamine_plasma"] + (["clinical.madrs"] if "clinical.madrs" in self.outputs else [])
+        fig = Figure(figsize=(4.2 * len(panels), 2.6))
+        for ax, name in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+            self.plot(name, log_y=name.startswith("pk."), ax=ax)
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=90)
+        e = exposure(self.times_h, self.outputs["pk.ketamine_plasma"])
+        rows = [("status", self.status), ("duration [h]", f"{self.times_h[-1]:g}"),
+                ("ketamine Cmax [ng/mL]", f"{e['cmax']:.4g}"), ("ketamine Tmax [h]", f"{e['tmax_h']:.3g}"),
+                ("ketamine AUC to the end [ng/mL*h]", f"{e['auc']:.4g}")]
+        if "clinical.madrs" in self.outputs:
+            rows.append(("MADRS at the start [points]", f"{self.outputs['clinical.madrs'][0]:.3g}"))
+            if self.times_h[-1] >= 24.0:
+                rows.append(("MADRS at 24 h [points]", f"{self.at('clinical.madrs', 24.0):.3g}"))
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                        for k, v in rows)
+        return (f"<div><strong>ketasim simulation</strong><table>{table}</table>"
+                f"<img alt='plasma ketamine and MADRS' src='data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}'>"
+                f"<p style='font-size:.8em'>{html.escape(DISCLAIMER)}</p></div>")
 
     def summary(self) -> dict[str, Any]:
         """Cmax, Tmax and AUC to the end of the run for every species, with units."""

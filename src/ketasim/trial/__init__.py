@@ -49,6 +49,28 @@ class TrialResult:
     summary: dict[str, Any]
     manifest: dict[str, Any]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: per arm and assessment, the mean MADRS change with its 95 % CI and the response
+        rate, then the disclaimer."""
+        import html
+
+        def f(x, scale=1.0):
+            return "n/a" if x is None else f"{x * scale:.3g}"
+
+        rows = []
+        for arm, s in self.summary["arms"].items():
+            for a in s["assessments"]:
+                change, response = a["madrs_change [points]"], a["response_rate"]
+                rows.append(f"<tr><td>{html.escape(arm)}</td><td>{a['assessment [h]']:g}</td><td>{a['n']}</td>"
+                            f"<td>{f(change['mean'])} ({f(change['lower'])} to {f(change['upper'])})</td>"
+                            f"<td>{f(response['estimate'], 100.0)}</td></tr>")
+        p = self.summary["patients"]
+        return (f"<div><strong>ketasim virtual trial: {html.escape(self.spec.name)}</strong> "
+                f"({html.escape(self.spec.design)}; {p['simulated']} patients, {p['failed']} not finished)"
+                "<table><tr><th>arm</th><th>assessment [h]</th><th>n</th><th>MADRS change [points] (95 % CI)</th>"
+                f"<th>response [%]</th></tr>{''.join(rows)}</table>"
+                f"<p style='font-size:.8em'>{html.escape(DISCLAIMER)}</p></div>")
+
     def write(self, folder: str | Path, report: bool = True) -> Path:
         """``patients.parquet``, ``summary.json``, ``manifest.json`` and ``report.html``, atomically."""
         from ..output import atomic_folder
