@@ -257,6 +257,8 @@ def main():
     ap.add_argument("--n-e2e", type=int, default=10_000, help="patients of the end-to-end run_trial measurement")
     ap.add_argument("--n-iiv", type=int, default=2000, help="patients (with parameter variability) for the trial tolerance check")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/trial_throughput.json"))
+    ap.add_argument("--step-speed-only", action="store_true",
+                    help="print only this machine's per-step speed (us/step at rtol 1e-3 on --n patients) and stop")
     args = ap.parse_args()
     import numba
 
@@ -277,6 +279,12 @@ def main():
     t0 = time.perf_counter()
     run_ketasim(problem.subset(slice(0, 1)), i_madrs, 1e-6, args.atol)
     t_load = time.perf_counter() - t0
+    if args.step_speed_only:  # the machine's speed, to set beside timings taken on it
+        _, _, steps, seconds = run_ketasim(problem.subset(slice(0, args.n)), i_madrs, 1e-3, args.atol)
+        threads = numba.config.NUMBA_NUM_THREADS
+        print(f"per-step speed: {seconds * threads / max(1, int(steps.sum())) * 1e6:.2f} us/step "
+              f"({threads} solver threads, {args.n} patients, {steps.mean():.1f} steps/patient at rtol 1e-3)")
+        return
 
     print(f"reference: ketasim rtol {REFERENCE_TOL[0]:g}, atol {REFERENCE_TOL[1]:g}, {n_all} patients", flush=True)
     ref, ref_status, ref_steps, t_ref = run_ketasim(problem, i_madrs, *REFERENCE_TOL)
