@@ -144,8 +144,6 @@ def trial(
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-
     from .output import check_output_folder
     from .params import load_parameters
     from .trial import TrialSpec, run_trial
@@ -158,16 +156,7 @@ def trial(
         spec = TrialSpec.load(trial_file)
         parameter_set = load_parameters(params)
         check_output_folder(out)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
-                      console=err, disable=quiet, transient=True) as progress:
-            task = progress.add_task(f"trial '{spec.name}'", total=spec.n_patients, rate="-")
-            started = time.perf_counter()
-
-            def report(done: int, total: int) -> None:
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                progress.update(task, completed=done, rate=f"{rate:,.0f}")
-
+        with _patients_progress(f"trial '{spec.name}'", quiet) as (progress, task, report):
             draws = _params_draws(params_draws, parameter_set)
             result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
                                scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=draws,
@@ -179,6 +168,24 @@ def trial(
         err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
                   f"{p['failed']} not finished by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@contextmanager
+def _patients_progress(description: str, quiet: bool):
+    """A progress bar of simulated patients with their rate: (progress, task, callback(done, total))."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet, transient=True) as progress:
+        task = progress.add_task(description, total=None, rate="-")
+        started = time.perf_counter()
+
+        def report(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        yield progress, task, report
 
 
 def _params_draws(path: Optional[Path], params):
@@ -217,8 +224,6 @@ def power(
 ):
     """Power of a trial design over replicate virtual trials; write power.json, power.parquet, manifest.json
     and report.html."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-
     from .output import check_output_folder
     from .params import load_parameters
     from .trial import TrialSpec
@@ -233,16 +238,7 @@ def power(
         spec = TrialSpec.load(trial_file)
         parameter_set = load_parameters(params)
         check_output_folder(out)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
-                      console=err, disable=quiet, transient=True) as progress:
-            task = progress.add_task(f"power of '{spec.name}'", total=None, rate="-")
-            started = time.perf_counter()
-
-            def report(done: int, total: int) -> None:
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
-
+        with _patients_progress(f"power of '{spec.name}'", quiet) as (progress, task, report):
             result = run_power(spec, n=sizes, replicates=replicates, params=parameter_set, target=target,
                                chunk_size=chunk_size, workers=workers, scheduler=scheduler, progress=report,
                                mechanisms=chosen, params_draws=_params_draws(params_draws, parameter_set))

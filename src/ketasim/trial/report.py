@@ -176,6 +176,25 @@ def _comparison_table(summary: dict[str, Any]) -> str:
             f"<th>odds ratio for response (95 % CI)</th><th>relapse hazard ratio (95 % CI)</th></tr>{''.join(rows)}</table>")
 
 
+def _write_page(folder, title: str, caveat: str, body: str) -> None:
+    """``report.html``: the title, the disclaimer with ``caveat``, ``body``, and the disclaimer again."""
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}}
+td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)} {html.escape(caveat)}</p>
+{body}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+    (folder / "report.html").write_text(page, encoding="utf-8")
+
+
 def _uncertainty_table(u: dict[str, Any] | None) -> str:
     """Parameter uncertainty against between-patient variability (trials run with parameter draws)."""
     if not u:
@@ -212,18 +231,7 @@ def write_trial_report(result, folder) -> None:
     design = json.dumps(summary["trial"], indent=2)
     counts = summary["patients"]
     title = f"ketasim virtual trial: {result.spec.name}"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}}
-td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)} A virtual
-trial describes a model population; it says nothing about what any person should receive.</p>
-<p>Design: <strong>{html.escape(result.spec.design)}</strong>; {counts['simulated']} patients simulated,
+    body = f"""<p>Design: <strong>{html.escape(result.spec.design)}</strong>; {counts['simulated']} patients simulated,
 {counts['randomised']} analysed, {counts['failed']} not finished by the solver
 {html.escape(json.dumps(counts['failed_reasons'])) if counts['failed'] else ''}.</p>
 <h2>Population</h2>
@@ -239,10 +247,9 @@ trial describes a model population; it says nothing about what any person should
 {imgs}
 <h2>Trial design</h2>
 <pre>{html.escape(design)}</pre>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
 """
-    (folder / "report.html").write_text(page, encoding="utf-8")
+    _write_page(folder, title, "A virtual trial describes a model population; it says nothing about what any "
+                               "person should receive.", body)
 
 
 # ---------------------------------------------------------------------- power analyses
@@ -303,18 +310,7 @@ def write_power_report(result, folder) -> None:
     smallest = summary["smallest_n_reaching_target"]
     rule = json.dumps(summary["success"], indent=2)
     title = f"ketasim power analysis: {result.spec.name}"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}}
-td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)} A power analysis of
-virtual trials describes a model population; it says nothing about what any person should receive.</p>
-<p>{html.escape(summary['design'])} design; sample size means {html.escape(summary['sample_size_means'])};
+    body = f"""<p>{html.escape(summary['design'])} design; sample size means {html.escape(summary['sample_size_means'])};
 {summary['patients']['simulated']} patients simulated, {summary['patients']['failed']} not finished by the solver.
 Smallest sample size reaching power {summary['target_power']:g}:
 <strong>{smallest if smallest is not None else 'none of those given'}</strong>.</p>
@@ -327,7 +323,6 @@ Smallest sample size reaching power {summary['target_power']:g}:
 <h2>Success criterion</h2>
 <pre>{html.escape(rule)}</pre>
 <p>{html.escape(summary['replicates_are'])}.</p>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
 """
-    (folder / "report.html").write_text(page, encoding="utf-8")
+    _write_page(folder, title, "A power analysis of virtual trials describes a model population; it says nothing "
+                               "about what any person should receive.", body)
