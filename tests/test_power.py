@@ -265,22 +265,23 @@ def _gain_draws(params, spread=0.3, n=300):
 
 
 def test_parameter_draws_widen_the_trial_intervals_and_are_attributed_to_parameters():
-    """A trial run with draws of the symptom gain (one per block of 20 patients): the 95 % interval of
+    """A trial run with draws of the symptom gain (log-SD 0.4, one per block of 20 patients, 20 blocks): the 95 % interval of
     the ketamine arm's mean change that carries parameter uncertainty is wider than the same trial's
     interval with the point estimate, and most of the mean's variance is attributed to parameters.
     The result does not depend on the chunk size."""
     params = ketasim.load_parameters()
-    trial = _trial([("ketamine", KETAMINE), ("saline", SALINE)], dict(CHANGE_24H, sided="two"), n=200)
+    trial = _trial([("ketamine", KETAMINE), ("saline", SALINE)], dict(CHANGE_24H, sided="two"), n=400)
     plain = ketasim.run_trial(trial)
-    drawn = ketasim.run_trial(trial, params_draws=_gain_draws(params), draw_block=20)
+    drawn = ketasim.run_trial(trial, params_draws=_gain_draws(params, spread=0.4), draw_block=20)
     u = drawn.summary["parameter_uncertainty"]
-    assert u["blocks"] == 10 and u["kind"] == "posterior draws"
+    assert u["blocks"] == 20 and u["kind"] == "posterior draws"
     entry = u["arms"]["ketamine"][0]
     with_params = entry["interval95_with_parameter_uncertainty [points]"]
     point = plain.summary["arms"]["ketamine"]["assessments"][0]["madrs_change [points]"]
     assert with_params[1] - with_params[0] > point["upper"] - point["lower"]
     assert entry["share_of_mean_variance_from_parameters"] > 0.5
-    again = ketasim.run_trial(trial, params_draws=_gain_draws(params), draw_block=20, chunk_size=7)
+    assert entry["f_test_p_value_of_no_parameter_variance"] < 0.01  # distinguishable from patient noise
+    again = ketasim.run_trial(trial, params_draws=_gain_draws(params, spread=0.4), draw_block=20, chunk_size=7)
     pd.testing.assert_frame_equal(drawn.patients, again.patients)
 
 

@@ -462,7 +462,7 @@ def fit(
     for name, e in summary["estimates"].items():
         flag = "" if e["identifiable"] else "  (not identifiable from these data)"
         err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")
-    err.print(f"wrote {out}/ (fit.json, params.toml, report.html)")
+    err.print(f"wrote {out}/ (fit.json, params.toml, report.html{', draws.parquet' if bayes_ else ''})")
 
 
 def _check_table(table, id_column: str, basis_column: str) -> None:

@@ -192,10 +192,16 @@ def _random_effects(values: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     grand = values.mean()
     ms_within = np.sum((values - means[inverse]) ** 2) / (n - b) if n > b else math.nan
     if b < 2:
-        return {"mean": grand, "between": math.nan, "within": ms_within, "n": n, "groups": b}
+        return {"mean": grand, "between": math.nan, "within": ms_within, "n": n, "groups": b, "p_value": math.nan}
     ms_between = np.sum(n_b * (means - grand) ** 2) / (b - 1)
     n0 = (n - np.sum(n_b ** 2) / n) / (b - 1)
-    return {"mean": grand, "between": max(0.0, (ms_between - ms_within) / n0), "within": ms_within, "n": n, "groups": b}
+    from scipy.stats import f as f_dist
+
+    # F test of "no between-group variance": with few groups the split is imprecise, and this says
+    # whether the parameter share is distinguishable from the patients' sampling noise
+    p_value = float(f_dist.sf(ms_between / ms_within, b - 1, n - b)) if ms_within > 0 else math.nan
+    return {"mean": grand, "between": max(0.0, (ms_between - ms_within) / n0), "within": ms_within, "n": n,
+            "groups": b, "p_value": p_value}
 
 
 def parameter_uncertainty(spec: TrialSpec, patients: pd.DataFrame, draw_block: int) -> dict[str, Any]:
@@ -226,6 +232,7 @@ def parameter_uncertainty(spec: TrialSpec, patients: pd.DataFrame, draw_block: i
                 "sd_between_patients [points]": _num(math.sqrt(re["within"])),
                 "sd_of_mean_from_parameters [points]": _num(math.sqrt(re["between"])),
                 "share_of_mean_variance_from_parameters": _num(re["between"] / total) if total > 0 else None,
+                "f_test_p_value_of_no_parameter_variance": _num(re["p_value"]),
                 "interval95_with_parameter_uncertainty [points]": [_num(re["mean"] - half), _num(re["mean"] + half)],
                 "interval95_patients_only [points]": [_num(patients_only["lower"]), _num(patients_only["upper"])],
             })
