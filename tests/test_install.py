@@ -114,8 +114,8 @@ def _run_without_extras(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-COMMANDS = ("simulate", "trial", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
-            "mechanisms", "cite", "export-sbml", "export-petab", "schema")
+COMMANDS = ("simulate", "trial", "power", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
+            "mechanisms", "nca", "dataset", "cite", "export-sbml", "export-petab", "schema")
 
 
 def test_the_blocker_blocks():
@@ -123,6 +123,13 @@ def test_the_blocker_blocks():
                                                                      "import petab"), ",".join(TEST_ONLY)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "blocked by the test" in run.stderr
+
+
+def test_the_list_holds_every_command():
+    from ketasim.cli import app
+
+    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    assert names | {g.name for g in app.registered_groups} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

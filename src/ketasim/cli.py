@@ -89,9 +89,15 @@ def simulate(
     mechanisms: Optional[str] = typer.Option(None, "--mechanisms",
                                              help="comma-separated hypotheses the model includes (ketasim mechanisms); "
                                                   "default: the file's [model] table, else the calibrated set"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                           help="a NONMEM-style event data set (CSV): every ID as dosed, predictions "
+                                                "at its observation times -> predictions.csv"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset: TOML overriding the column, "
+                                                                   "CMT and DVID mapping (ketasim dataset check)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
-    """Simulate one scenario and write timeseries, summary, manifest and report to --out."""
+    """Simulate one scenario and write timeseries, summary, manifest and report to --out (or, with
+    --dataset, every patient of an event data set and their predictions)."""
     from .engine import BACKENDS
     from .output import check_output_folder, write_results
     from .params import load_parameters
@@ -100,6 +106,11 @@ def simulate(
 
     if scenario is not None and drug is not None:
         _fail("give a scenario file or --drug/--dose, not both")
+    if dataset is not None:
+        if scenario is not None or drug is not None:
+            _fail("--dataset: give a data set, a scenario file or --drug/--dose, one of them")
+        _simulate_dataset(dataset, mapping, out, params, _mechanisms_option(mechanisms), quiet)
+        return
     if backend not in BACKENDS:
         _fail(f"--backend: '{backend}' is not allowed; allowed: {', '.join(BACKENDS)}")
     chosen = _mechanisms_option(mechanisms)
@@ -168,6 +179,57 @@ def trial(
         err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
                   f"{p['failed']} not finished by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+def _simulate_dataset(path: Path, mapping: Optional[Path], out: Path, params: Optional[Path], mechanisms, quiet: bool):
+    """``simulate --dataset``: predictions.csv (every observation row with IPRED) and manifest.json."""
+    from .dataset import load_mapping, predict, read_dataset
+    from .output import atomic_folder, check_output_folder
+    from .params import load_parameters
+    from .simulate import _version
+
+    with _refusals(out):
+        data = read_dataset(path, load_mapping(mapping))
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        table = predict(data, parameter_set, mechanisms)
+        failed = sorted(set(table.loc[table["status"] != "ok", "ID"].tolist()))
+        with atomic_folder(out) as tmp:
+            with open(tmp / "predictions.csv", "w") as f:
+                f.write(f"# {DISCLAIMER}\n")
+                table.to_csv(f, index=False)
+            (tmp / "manifest.json").write_text(json.dumps({
+                "ketasim_version": _version(), "dataset": str(path), "mapping": data.mapping,
+                "patients": data.describe(), "parameter_set_sha256": parameter_set.digest(),
+                "not_finished_by_the_solver": failed, "disclaimer": DISCLAIMER}, indent=2, default=str))
+    if not quiet:
+        err.print(f"wrote {out}/ (predictions.csv, manifest.json): {len(data.patients)} patients, {len(table)} "
+                  f"observations, {len(failed)} patients not finished by the solver")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+dataset_app = typer.Typer(help="Event data sets (NONMEM style): check how ketasim reads one.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("check")
+def dataset_check(
+    path: Path = typer.Argument(..., metavar="FILE", help="event data set (CSV)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML overriding the column, CMT and DVID mapping"),
+):
+    """Read a data set and print, per ID, the doses (drug, route), observations (output) and covariates
+    ketasim takes from it; exit 2 naming the row and column of anything it cannot read."""
+    from .dataset import load_mapping, read_dataset
+
+    with _refusals():
+        data = read_dataset(path, load_mapping(mapping))
+    typer.echo(f"{len(data.patients)} patients in {path}; mapping: CMT " + ", ".join(
+        f"{k} = {v['drug']} {v['route']}" for k, v in data.mapping["cmt"].items()))
+    for p in data.describe():
+        doses = ", ".join(f"{n} x {k}" for k, n in p["doses"].items()) or "no doses"
+        obs = ", ".join(f"{n} x {k}" for k, n in p["observations"].items()) or "no observations"
+        covariates = ", ".join(f"{k} {v}" for k, v in p["patient"].items()) or "default covariates"
+        typer.echo(f"ID {p['id']}: {doses}; {obs}; {covariates}; simulated to {p['duration [h]']:g} h")
 
 
 @contextmanager

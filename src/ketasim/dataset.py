@@ -1,0 +1,277 @@
+"""Event datasets in the NONMEM style: one row per dose or observation, patients by ``ID``.
+
+Pharmacometric data sets (read by NONMEM, nlmixr2, Monolix, mrgsolve, Pumas) hold the columns
+``ID``, ``TIME`` (h), ``EVID`` (0 observation, 1 dose), ``AMT`` (mg), ``CMT``, ``RATE`` (mg/h; an
+infusion lasts AMT/RATE), ``II`` (h) and ``ADDL`` (additional doses every II), ``DV`` and ``MDV``,
+and covariates. A mapping table says what the numbers mean for ketasim; the packaged default
+(``ketasim/data/dataset_mapping.toml``) is overridden key by key by a user's TOML::
+
+    [columns]            # covariate -> dataset column
+    weight = "WT"        # kg
+    age = "AGE"          # years
+    sex = "SEX"
+    [sex]                # code -> ketasim's word
+    0 = "male"
+    1 = "female"
+    [cmt]                # compartment -> the drug and route of a dose given into it
+    1 = { drug = "racemic-ketamine", route = "oral" }
+    2 = { drug = "racemic-ketamine", route = "iv" }
+    [dvid]               # observation type (DVID column) -> output; without DVID, `observation`
+    1 = "pk.ketamine_plasma"
+    observation = "pk.ketamine_plasma"
+
+Each ID becomes one scenario (its doses, its covariates) simulated to its last row, and its
+predictions (IPRED) are read at its own observation times, exactly (not interpolated). Every error
+names the row (1-based, as in a spreadsheet with a header) and the column. Not supported yet, and
+refused by name: steady-state rows (``SS``), EVID 2-4 (resets and other events).
+
+>>> import io, ketasim
+>>> from ketasim.dataset import read_dataset
+>>> table = io.StringIO("ID,TIME,EVID,AMT,CMT,RATE,DV,WT\\n1,0,1,35,2,52.5,.,70\\n1,1,0,.,2,.,150,70\\n")
+>>> data = read_dataset(table)
+>>> data.patients[0].scenario["dose"][0]["duration"], data.patients[0].observations["time_h"].tolist()
+('0.6666666666666666 h', [1.0])
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ScenarioError
+
+REQUIRED = ("ID", "TIME")
+KNOWN = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "DV", "MDV", "DVID")
+
+
+class DatasetError(ScenarioError):
+    """A data set row or column that cannot be read; names both."""
+
+    def __init__(self, row: int | None, column: str, message: str):
+        where = f"row {row}, column {column}" if row is not None else f"column {column}"
+        super().__init__(where, message)
+
+
+@dataclass(frozen=True)
+class DatasetPatient:
+    """One ID: its scenario (doses, covariates, duration) and its observation rows."""
+
+    id: Any
+    scenario: dict[str, Any]
+    observations: pd.DataFrame  # row, time_h, output, dv (NaN if absent)
+    rows: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Dataset:
+    patients: tuple[DatasetPatient, ...]
+    mapping: Mapping[str, Any]
+    source: str
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per ID: doses by drug and route, observations by output, covariates (what `dataset check` prints)."""
+        out = []
+        for p in self.patients:
+            doses: dict[str, int] = {}
+            for d in p.scenario["dose"]:
+                key = f"{d['drug']} {d['route']}"
+                doses[key] = doses.get(key, 0) + len(d["at"])
+            out.append({"id": p.id, "doses": doses,
+                        "observations": p.observations["output"].value_counts().to_dict(),
+                        "patient": p.scenario.get("patient", {}),
+                        "duration [h]": float(p.scenario["simulation"]["duration"].split()[0])})
+        return out
+
+
+def load_mapping(path: str | Path | None = None) -> dict[str, Any]:
+    """The packaged mapping, with the tables of ``path`` (TOML) replacing its keys."""
+    text = resources.files("ketasim").joinpath("data/dataset_mapping.toml").read_text()
+    mapping = tomllib.loads(text)
+    if path is not None:
+        try:
+            user = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ScenarioError("--mapping", f"{path}: {exc}") from None
+        unknown = sorted(set(user) - set(mapping))
+        if unknown:
+            raise ScenarioError("--mapping", f"unknown table(s) {', '.join(unknown)}; allowed: {', '.join(mapping)}")
+        for table, values in user.items():
+            mapping[table] = {**mapping[table], **values}
+    return mapping
+
+
+def _number(value, row: int, column: str, *, required: bool = False, low: float = -math.inf) -> float:
+    """A numeric cell ('.' and empty are missing, NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in ("", "."):
+        if required:
+            raise DatasetError(row, column, "a number is needed here")
+        return math.nan
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(row, column, f"{value!r} is not a number") from None
+    if not math.isfinite(x) or x < low:
+        raise DatasetError(row, column, f"{value!r} must be a finite number >= {low:g}")
+    return x
+
+
+def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None = None) -> Dataset:
+    """Read and check an event data set (CSV); see the module's description."""
+    mapping = mapping or load_mapping()
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ScenarioError("dataset", f"cannot read {source}: {exc}") from None
+    table.columns = [c.strip().upper() for c in table.columns]
+    for column in REQUIRED:
+        if column not in table.columns:
+            raise DatasetError(None, column, f"needed; the data set has {', '.join(table.columns)}")
+    if "SS" in table.columns:
+        for i, v in enumerate(table["SS"]):
+            if str(v).strip() not in ("", ".", "0"):
+                raise DatasetError(i + 2, "SS", "steady-state dosing is not supported yet; give the doses before it "
+                                                "with II and ADDL")
+    covariates = {k: v.upper() for k, v in mapping["columns"].items()}
+    patients = []
+    for pid, rows in table.groupby("ID", sort=False):
+        patients.append(_patient(pid, rows, mapping, covariates))
+    if not patients:
+        raise DatasetError(None, "ID", "no rows")
+    return Dataset(patients=tuple(patients), mapping=mapping, source=str(source))
+
+
+def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
+    doses, observations, seen, last_time = [], [], set(), -math.inf
+    cmt_map, dvid_map = mapping["cmt"], mapping["dvid"]
+    for index, r in rows.iterrows():
+        row = int(index) + 2  # the header is row 1
+        time = _number(r["TIME"], row, "TIME", required=True, low=0.0)
+        if time < last_time:
+            raise DatasetError(row, "TIME", f"{time:g} h comes before the previous row of ID {pid} ({last_time:g} h); "
+                                            "times must not decrease within an ID")
+        last_time = time
+        amt = _number(r.get("AMT"), row, "AMT", low=0.0) if "AMT" in rows else math.nan
+        evid = _number(r.get("EVID"), row, "EVID") if "EVID" in rows else (1.0 if amt > 0 else 0.0)
+        if evid not in (0.0, 1.0):
+            raise DatasetError(row, "EVID", f"{r.get('EVID')!r}: only 0 (observation) and 1 (dose) are supported")
+        if evid == 1.0:
+            if not amt > 0:
+                raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
+            cmt = str(r.get("CMT", "")).strip()
+            if cmt not in cmt_map:
+                raise DatasetError(row, "CMT", f"{cmt!r} is not a dosing compartment of the mapping; allowed: "
+                                               f"{', '.join(sorted(cmt_map))} (override with --mapping)")
+            rate = _number(r.get("RATE"), row, "RATE", low=0.0) if "RATE" in rows else math.nan
+            ii = _number(r.get("II"), row, "II", low=0.0) if "II" in rows else math.nan
+            addl = _number(r.get("ADDL"), row, "ADDL", low=0.0) if "ADDL" in rows else math.nan
+            n_extra = 0 if math.isnan(addl) else int(addl)
+            if n_extra and not ii > 0:
+                raise DatasetError(row, "II", "ADDL repeats need an interval II > 0 [h]")
+            key = (time, cmt, amt, rate)
+            if key in seen:
+                raise DatasetError(row, "TIME", f"a duplicate dose row of ID {pid} (same time, CMT, AMT and RATE)")
+            seen.add(key)
+            dose = {"drug": cmt_map[cmt]["drug"], "route": cmt_map[cmt]["route"], "amount": f"{amt!r} mg",
+                    "at": [f"{time + k * ii!r} h" for k in range(n_extra + 1)] if n_extra else [f"{time!r} h"]}
+            if rate > 0:
+                dose["duration"] = f"{amt / rate!r} h"
+            doses.append((row, dose))
+        else:
+            mdv = _number(r.get("MDV"), row, "MDV") if "MDV" in rows else 0.0
+            dvid = str(r.get("DVID", "")).strip() if "DVID" in rows else ""
+            output = dvid_map.get(dvid) if dvid else dvid_map.get("observation")
+            if output is None:
+                raise DatasetError(row, "DVID", f"{dvid!r} has no output in the mapping; allowed: "
+                                                f"{', '.join(k for k in dvid_map if k != 'observation')}")
+            dv = _number(r.get("DV"), row, "DV") if "DV" in rows and mdv != 1.0 else math.nan
+            observations.append({"row": row, "time_h": time, "output": output, "dv": dv})
+    patient = _covariates(rows, covariates, mapping)
+    end = max([o["time_h"] for o in observations]
+              + [float(a.split()[0]) + float(d.get("duration", "0 h").split()[0]) for _, d in doses for a in d["at"]])
+    duration = f"{max(end, 1e-3)!r} h"
+    scenario = {"dose": [d for _, d in doses], "simulation": {"duration": duration, "output_every": duration}}
+    if patient:
+        scenario["patient"] = patient
+    from .scenario import Scenario
+
+    try:
+        Scenario.from_dict(scenario)
+    except ScenarioError as exc:  # a dose or covariate the model refuses: name the row
+        first = doses[0][0] if doses else int(rows.index[0]) + 2
+        raise DatasetError(first, exc.field, f"ID {pid}: {str(exc).split(': ', 1)[-1]}") from None
+    return DatasetPatient(id=_plain(pid), scenario=scenario, observations=pd.DataFrame(
+        observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index))
+
+
+def _covariates(rows: pd.DataFrame, covariates: Mapping[str, str], mapping) -> dict[str, str]:
+    """The patient's covariates from their columns; each must be constant within the ID."""
+    patient: dict[str, Any] = {}
+    units = {"weight": "kg", "age": "y"}
+    for name, column in covariates.items():
+        if column not in rows:
+            continue
+        values = {str(v).strip() for v in rows[column] if str(v).strip() not in ("", ".")}
+        if len(values) > 1:
+            raise DatasetError(int(rows.index[0]) + 2, column, f"{name} changes within the ID ({', '.join(sorted(values))}); "
+                                                             "time-varying covariates are not supported")
+        if not values:
+            continue
+        value = values.pop()
+        if name in units:
+            patient[name] = f"{_number(value, int(rows.index[0]) + 2, column)!r} {units[name]}"
+        elif name == "baseline_madrs":
+            patient[name] = _number(value, int(rows.index[0]) + 2, column)
+        else:
+            codes = mapping.get(name, {})
+            if codes and value not in codes:
+                raise DatasetError(int(rows.index[0]) + 2, column, f"{value!r} is not a code of the mapping; "
+                                                                 f"allowed: {', '.join(codes)}")
+            patient[name] = codes.get(value, value)
+    return patient
+
+
+def _plain(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def predict(dataset: Dataset, params=None, mechanisms=None) -> pd.DataFrame:
+    """Every observation row with the model's individual prediction (IPRED) at its exact time."""
+    from .engine import STATUS_MESSAGES, build_problem, solve
+    from .model.mechanisms import with_mechanisms
+    from .model.system import default_model
+    from .params import ParameterSet, load_parameters
+    from .scenario import Scenario
+    from .simulate import observe
+
+    if not isinstance(params, ParameterSet):
+        params = load_parameters(params)
+    params = with_mechanisms(params, mechanisms)
+    model = default_model()
+    units = {v.name: v.unit for v in model.outputs}
+    frames = []
+    for p in dataset.patients:
+        obs = p.observations
+        if obs.empty:
+            continue
+        times = np.unique(obs["time_h"].to_numpy(dtype=float))
+        problem = build_problem(Scenario.from_dict(p.scenario), params, model, t_out=times)
+        states, status, _ = solve(problem)
+        outputs = observe(model, states[0], problem.parameter_names, problem.theta[0])
+        at = np.searchsorted(times, obs["time_h"].to_numpy(dtype=float))
+        ipred = np.array([outputs[o][k] for o, k in zip(obs["output"], at)], dtype=float)
+        frames.append(pd.DataFrame({"ID": p.id, "row": obs["row"], "TIME [h]": obs["time_h"], "output": obs["output"],
+                                    "unit": [units[o] for o in obs["output"]], "DV": obs["dv"], "IPRED": ipred,
+                                    "status": STATUS_MESSAGES[int(status[0])]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["ID", "row", "TIME [h]", "output", "unit", "DV", "IPRED", "status"])

@@ -1,0 +1,129 @@
+"""Event data sets (NONMEM style) in: patients as dosed, predictions at their own observation times,
+the mapping, and bad rows named by row and column."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import ketasim
+from ketasim.cli import app
+from ketasim.dataset import DatasetError, load_mapping, predict, read_dataset
+
+HEADER = "ID,TIME,EVID,AMT,CMT,RATE,II,ADDL,DV,MDV,DVID,WT,AGE,SEX\n"
+#: three patients: an IV infusion (RATE), oral doses repeated with ADDL, an IM dose with a MADRS observation
+DATA = HEADER + (
+    "1,0,1,35,2,52.5,.,.,.,1,.,70,40,1\n"
+    "1,0.5,0,.,.,.,.,.,120,0,1,70,40,1\n"
+    "1,2,0,.,.,.,.,.,60,0,1,70,40,1\n"
+    "1,6,0,.,.,.,.,.,20,0,2,70,40,1\n"
+    "2,0,1,50,1,.,12,2,.,1,.,90,55,0\n"
+    "2,1,0,.,.,.,.,.,10,0,1,90,55,0\n"
+    "2,25,0,.,.,.,.,.,12,0,1,90,55,0\n"
+    "3,0,1,40,4,.,.,.,.,1,.,60,30,1\n"
+    "3,0.25,0,.,.,.,.,.,150,0,1,60,30,1\n"
+    "3,24,0,.,.,.,.,.,18,0,3,60,30,1\n")
+
+
+def _read(text: str = DATA):
+    return read_dataset(io.StringIO(text))
+
+
+def test_patients_are_dosed_as_the_rows_say():
+    data = _read()
+    assert [p.id for p in data.patients] == [1, 2, 3]
+    one, two, three = (p.scenario for p in data.patients)
+    assert one["dose"] == [{"drug": "racemic-ketamine", "route": "iv", "amount": "35.0 mg", "at": ["0.0 h"],
+                            "duration": f"{35 / 52.5!r} h"}]
+    assert one["patient"] == {"weight": "70.0 kg", "age": "40.0 y", "sex": "female"}
+    assert two["dose"][0]["route"] == "oral" and two["dose"][0]["at"] == ["0.0 h", "12.0 h", "24.0 h"]  # ADDL 2, II 12
+    assert three["dose"][0]["route"] == "im"
+    assert data.patients[2].observations["output"].tolist() == ["pk.ketamine_plasma", "clinical.madrs"]
+    assert float(one["simulation"]["duration"].split()[0]) == 6.0  # to the last row
+
+
+def test_predictions_equal_the_same_scenarios_simulated_directly():
+    """IPRED at each observation time equals ketasim.simulate of the hand-written scenario on a grid
+    through those times."""
+    table = predict(_read())
+    assert (table["status"] == "ok").all() and len(table) == 7
+    by_hand = {1: {"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "35 mg", "duration": "40 min"}],
+                   "patient": {"weight": "70 kg", "age": "40 y", "sex": "female"}},
+               2: {"dose": [{"drug": "racemic-ketamine", "route": "oral", "amount": "50 mg", "at": ["0 h", "12 h", "24 h"]}],
+                   "patient": {"weight": "90 kg", "age": "55 y", "sex": "male"}},
+               3: {"dose": [{"drug": "racemic-ketamine", "route": "im", "amount": "40 mg"}],
+                   "patient": {"weight": "60 kg", "age": "30 y", "sex": "female"}}}
+    for pid, scenario in by_hand.items():
+        rows = table[table["ID"] == pid]
+        end = rows["TIME [h]"].max()
+        res = ketasim.simulate({**scenario, "simulation": {"duration": f"{end} h", "output_every": "15 min"}})
+        for _, r in rows.iterrows():
+            assert r["IPRED"] == pytest.approx(res.at(r["output"], r["TIME [h]"]), rel=1e-6), (pid, r["TIME [h]"])
+
+
+@pytest.mark.parametrize("change, row, column", [
+    (("1,0,1,35,2,52.5", "1,0,1,35,9,52.5"), 2, "CMT"),  # an unknown compartment
+    (("1,0.5,0,", "1,-0.5,0,"), 3, "TIME"),  # a negative time
+    (("2,0,1,50,1", "2,0,1,.,1"), 6, "AMT"),  # a dose without an amount
+    (("1,2,0,", "1,0.25,0,"), 4, "TIME"),  # time going back within an ID
+    ((",60,30,1\n", ",600,30,1\n", -1), 9, "patient.weight"),  # a covariate outside its range (every row of ID 3)
+    (("2,1,0,.,.,.,.,.,10,0,1,90,55,0", "2,1,0,.,.,.,.,.,10,0,1,90,55,7"), 6, "SEX"),  # a sex code the mapping lacks
+    (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,0,.,.,.,.,.,10,0,1,95"), 6, "WT"),  # weight changing within an ID
+])
+def test_bad_rows_are_named_by_row_and_column(change, row, column):
+    old, new, *count = change
+    with pytest.raises(DatasetError) as info:
+        _read(DATA.replace(old, new, *(count or [1])))
+    assert info.value.field == f"row {row}, column {column}", str(info.value)
+
+
+def test_duplicate_doses_and_steady_state_rows_are_refused():
+    doubled = DATA.replace("2,0,1,50,1,.,12,2,.,1,.,90,55,0\n", "2,0,1,50,1,.,12,2,.,1,.,90,55,0\n" * 2)
+    with pytest.raises(DatasetError, match="duplicate dose"):
+        _read(doubled)
+    with_ss = DATA.replace(HEADER, HEADER.replace("\n", ",SS\n")).replace("\n1,", ",0\n1,")
+    lines = with_ss.splitlines()
+    lines = [lines[0]] + [line + ("" if line.count(",") == lines[0].count(",") else ",0") for line in lines[1:]]
+    lines[5] = lines[5][:-1] + "1"  # patient 2's dose at steady state
+    with pytest.raises(DatasetError) as info:
+        _read("\n".join(lines) + "\n")
+    assert info.value.field == "row 6, column SS"
+
+
+def test_a_mapping_overrides_the_default(tmp_path):
+    (tmp_path / "map.toml").write_text('[cmt]\n2 = { drug = "esketamine", route = "iv" }\n')
+    mapping = load_mapping(tmp_path / "map.toml")
+    assert mapping["cmt"]["2"]["drug"] == "esketamine" and mapping["cmt"]["1"]["route"] == "oral"
+    assert read_dataset(io.StringIO(DATA), mapping).patients[0].scenario["dose"][0]["drug"] == "esketamine"
+    (tmp_path / "bad.toml").write_text("[compartments]\n")
+    with pytest.raises(ketasim.ScenarioError, match="--mapping"):
+        load_mapping(tmp_path / "bad.toml")
+
+
+def test_cli_simulates_a_dataset_and_checks_one(tmp_path):
+    (tmp_path / "data.csv").write_text(DATA)
+    out = tmp_path / "pred"
+    result = CliRunner().invoke(app, ["simulate", "--dataset", str(tmp_path / "data.csv"), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = (out / "predictions.csv").read_text()
+    assert text.startswith("# ketasim is a research and teaching tool")
+    table = pd.read_csv(out / "predictions.csv", comment="#")
+    assert len(table) == 7 and np.isfinite(table["IPRED"]).all()
+    assert json.loads((out / "manifest.json").read_text())["patients"][1]["doses"] == {"racemic-ketamine oral": 3}
+    check = CliRunner().invoke(app, ["dataset", "check", str(tmp_path / "data.csv")])
+    assert check.exit_code == 0 and "ID 2: 3 x racemic-ketamine oral" in check.output, check.output
+
+
+def test_cli_bad_dataset_exits_2_naming_row_and_column_and_writes_nothing(tmp_path):
+    (tmp_path / "data.csv").write_text(DATA.replace("1,0,1,35,2,52.5", "1,0,1,35,9,52.5", 1))
+    out = tmp_path / "pred"
+    result = CliRunner().invoke(app, ["simulate", "--dataset", str(tmp_path / "data.csv"), "--out", str(out)])
+    assert result.exit_code == 2 and "row 2, column CMT" in result.output, result.output
+    assert not out.exists()
+    check = CliRunner().invoke(app, ["dataset", "check", str(tmp_path / "data.csv")])
+    assert check.exit_code == 2 and "row 2, column CMT" in check.output
