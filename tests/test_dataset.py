@@ -127,3 +127,66 @@ def test_cli_bad_dataset_exits_2_naming_row_and_column_and_writes_nothing(tmp_pa
     assert not out.exists()
     check = CliRunner().invoke(app, ["dataset", "check", str(tmp_path / "data.csv")])
     assert check.exit_code == 2 and "row 2, column CMT" in check.output
+
+
+# ---------------------------------------------------------------------- out, and back in
+ROUND_TRIP = {"patient": {"weight": "82 kg", "age": "51 y", "sex": "male", "baseline_madrs": 30, "cyp2b6": "poor"},
+              "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"},
+                       {"drug": "racemic-ketamine", "route": "oral", "amount": "50 mg", "start": "1 d", "every": "12 h",
+                        "count": 3},
+                       {"drug": "esketamine", "route": "intranasal", "amount": "56 mg", "at": ["3 d"]}],
+              "simulation": {"duration": "4 d", "output_every": "2 h"}}
+
+
+def test_a_study_written_as_events_reads_back_to_the_same_concentrations(tmp_path):
+    """Round trip: a simulated patient written as an event table (--format nonmem) and read back with
+    --dataset has the same doses, covariates and predictions (IPRED) at every observation time."""
+    from ketasim.dataset import simulation_events, write_events
+
+    result = ketasim.simulate(ROUND_TRIP)
+    events = simulation_events(ROUND_TRIP, result, seed=3)
+    assert (events["EVID"] == 1).sum() == 5 and set(events.loc[events["EVID"] == 0, "DVID"]) == {"1", "2", "3"}
+    write_events(events, tmp_path / "study.csv")
+    data = read_dataset(tmp_path / "study.csv")
+    assert data.patients[0].scenario["patient"] == {"weight": "82.0 kg", "age": "51.0 y", "sex": "male",
+                                                    "baseline_madrs": 30.0, "cyp2b6": "poor", "cyp3a4": "normal"}
+    back = predict(data)
+    written = events[events["EVID"] == 0].reset_index(drop=True)
+    assert len(back) == len(written)
+    np.testing.assert_allclose(back["IPRED"].to_numpy(), written["IPRED"].to_numpy(), rtol=1e-6, atol=1e-9)
+    # the residual error is the declared one: MADRS DV - IPRED has SD 3 points (additive), within its
+    # chi-square 99 % interval for this many rows
+    madrs = written[written["DVID"] == "3"]
+    resid = madrs["DV"] - madrs["IPRED"]
+    n = resid.size
+    from scipy.stats import chi2
+
+    low, high = 3.0 * np.sqrt(chi2.ppf([0.005, 0.995], n - 1) / (n - 1))
+    assert low < resid.std(ddof=1) < high
+
+
+def test_what_an_event_table_cannot_hold_is_refused():
+    from ketasim.dataset import simulation_events
+
+    therapy = {**ROUND_TRIP, "therapy": [{"kind": "cbt", "at": ["1 d"]}]}
+    with pytest.raises(ketasim.ScenarioError) as info:
+        simulation_events(therapy, ketasim.simulate(therapy))
+    assert info.value.field == "therapy"
+    comedicated = {**ROUND_TRIP, "patient": {**ROUND_TRIP["patient"], "comedications": ["clarithromycin"]}}
+    with pytest.raises(ketasim.ScenarioError) as info:
+        simulation_events(comedicated, ketasim.simulate(comedicated))
+    assert info.value.field == "patient.comedications"
+
+
+def test_cli_simulate_format_nonmem_writes_the_event_table(tmp_path):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[[dose]]\ndrug = "racemic-ketamine"\nroute = "iv"\namount = "35 mg"\n'
+                        '[simulation]\nduration = "6 h"\noutput_every = "30 min"\n')
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["simulate", str(scenario), "--format", "nonmem", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "dataset.csv").read_text().startswith("# ketasim is a research and teaching tool")
+    back = predict(read_dataset(out / "dataset.csv"))
+    assert len(back) == 3 * 13 and np.isfinite(back["IPRED"]).all()
+    bad = CliRunner().invoke(app, ["simulate", str(scenario), "--format", "sas", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--format" in bad.output

@@ -92,8 +92,11 @@ def simulate(
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="a NONMEM-style event data set (CSV): every ID as dosed, predictions "
                                                 "at its observation times -> predictions.csv"),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset: TOML overriding the column, "
-                                                                   "CMT and DVID mapping (ketasim dataset check)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset or --format nonmem: TOML "
+                                                                   "overriding the column, CMT, DVID and error mapping"),
+    format_: str = typer.Option("ketasim", "--format", help="ketasim | nonmem (also write the simulated patient as a "
+                                                            "NONMEM-style event table, dataset.csv)"),
+    seed: int = typer.Option(0, "--seed", help="with --format nonmem: seed of the residual error in DV"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Simulate one scenario and write timeseries, summary, manifest and report to --out (or, with
@@ -106,6 +109,8 @@ def simulate(
 
     if scenario is not None and drug is not None:
         _fail("give a scenario file or --drug/--dose, not both")
+    if format_ not in ("ketasim", "nonmem"):
+        _fail(f"--format: {format_!r} is not allowed; allowed: ketasim, nonmem")
     if dataset is not None:
         if scenario is not None or drug is not None:
             _fail("--dataset: give a data set, a scenario file or --drug/--dose, one of them")
@@ -130,10 +135,16 @@ def simulate(
             if result.status != "ok":
                 _fail(f"the solver did not finish ({result.status}); nothing was written", EXIT_SOLVER_FAILED)
             progress.update(task, advance=1, description="writing results and report")
-            write_results(result, out)
+            events = None
+            if format_ == "nonmem":
+                from .dataset import load_mapping, simulation_events
+
+                events = simulation_events(sc, result, load_mapping(mapping), seed=seed)
+            write_results(result, out, events=events)
             progress.update(task, advance=1)
     if not quiet:
-        err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html)")
+        extra = ", dataset.csv" if format_ == "nonmem" else ""
+        err.print(f"wrote {out}/ (timeseries.csv, timeseries.parquet, summary.json, manifest.json, report.html{extra})")
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 

@@ -104,7 +104,7 @@ def load_mapping(path: str | Path | None = None) -> dict[str, Any]:
         if unknown:
             raise ScenarioError("--mapping", f"unknown table(s) {', '.join(unknown)}; allowed: {', '.join(mapping)}")
         for table, values in user.items():
-            mapping[table] = {**mapping[table], **values}
+            mapping[table] = {**mapping[table], **{str(k): v for k, v in values.items()}}
     return mapping
 
 
@@ -127,7 +127,7 @@ def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None
     """Read and check an event data set (CSV); see the module's description."""
     mapping = mapping or load_mapping()
     try:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+        table = pd.read_csv(source, dtype=str, keep_default_na=False, comment="#")
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScenarioError("dataset", f"cannot read {source}: {exc}") from None
     table.columns = [c.strip().upper() for c in table.columns]
@@ -275,3 +275,76 @@ def predict(dataset: Dataset, params=None, mechanisms=None) -> pd.DataFrame:
                                     "status": STATUS_MESSAGES[int(status[0])]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["ID", "row", "TIME [h]", "output", "unit", "DV", "IPRED", "status"])
+
+
+# ---------------------------------------------------------------------- event data sets out
+def _cmt_of(mapping, drug: str, route: str, where: str) -> str:
+    for cmt, target in mapping["cmt"].items():
+        if target["drug"] == drug and target["route"] == route:
+            return cmt
+    raise ScenarioError(where, f"{drug} by {route} has no compartment in the mapping's [cmt]; add one with --mapping")
+
+
+def _code_of(mapping, name: str, word: str) -> str:
+    codes = mapping.get(name, {})
+    return next((code for code, w in codes.items() if w == word), word) if codes else word
+
+
+def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None, seed: int = 0,
+                      patient_id: int = 1) -> pd.DataFrame:
+    """One simulated patient as an event table: dose rows (EVID 1, AMT [mg], CMT, RATE [mg/h]) and,
+    for every output with a DVID and an error model in the mapping, an observation row at each output
+    time with IPRED and DV = IPRED (1 + p e1) + a e2 (standard normal e, seeded). Reading the table
+    back with ``read_dataset`` gives the same doses, covariates and predictions."""
+    from .scenario import Scenario
+
+    mapping = mapping or load_mapping()
+    scenario = Scenario.load(scenario)
+    if scenario.therapies:
+        raise ScenarioError("therapy", "psychotherapy sessions have no place in an event data set; not written")
+    patient = scenario.patient
+    from .scenario import Patient
+
+    for name in ("comedications", "bdnf_val66met", "inflammation", "il6_pg_ml", "course", "plasticity_responsive"):
+        if getattr(patient, name) != getattr(Patient(), name):
+            raise ScenarioError(f"patient.{name}", "has no column in the mapping yet, so the data set could not "
+                                                   "reproduce this patient; not written")
+    rows = []
+    for i, dose in enumerate(scenario.doses):
+        if dose.amount_unit == "fraction" or dose.amount <= 0:
+            raise ScenarioError(f"dose[{i}]", f"{dose.drug} ({dose.route}) is not dosed in mg; not written")
+        cmt = _cmt_of(mapping, dose.drug, dose.route, f"dose[{i}]")
+        amt = dose.amount_mg(patient.weight_kg)
+        for t in dose.times_h:
+            rows.append({"ID": patient_id, "TIME": t, "EVID": 1, "AMT": amt, "CMT": cmt,
+                         "RATE": amt / dose.duration_h if dose.duration_h else 0.0, "DV": np.nan, "MDV": 1,
+                         "DVID": np.nan, "IPRED": np.nan})
+    rng = np.random.default_rng(seed)
+    for dvid, output in mapping["dvid"].items():
+        if dvid == "observation" or output not in result.outputs or output not in mapping["error"]:
+            continue
+        error = mapping["error"][output]
+        ipred = np.asarray(result[output], dtype=float)
+        dv = ipred * (1.0 + error["proportional"] * rng.standard_normal(ipred.size)) \
+            + error["additive"] * rng.standard_normal(ipred.size)
+        rows += [{"ID": patient_id, "TIME": float(t), "EVID": 0, "AMT": np.nan, "CMT": np.nan, "RATE": np.nan,
+                  "DV": float(v), "MDV": 0, "DVID": dvid, "IPRED": float(p)} for t, p, v in zip(result.times_h, ipred, dv)]
+    table = pd.DataFrame(rows)
+    columns = mapping["columns"]
+    table[columns["weight"]] = patient.weight_kg
+    table[columns["age"]] = patient.age_y
+    table[columns["sex"]] = _code_of(mapping, "sex", patient.sex)
+    table[columns["baseline_madrs"]] = patient.baseline_madrs
+    table[columns["cyp2b6"]] = patient.cyp2b6
+    table[columns["cyp3a4"]] = patient.cyp3a4
+    # doses before observations at the same time, as NONMEM orders them
+    return table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def write_events(table: pd.DataFrame, path: str | Path) -> None:
+    """The event table as CSV, missing values as '.', the disclaimer on the first line (a # comment)."""
+    from .result import DISCLAIMER
+
+    with open(path, "w") as f:
+        f.write(f"# {DISCLAIMER}\n")
+        table.to_csv(f, index=False, na_rep=".")

@@ -65,10 +65,15 @@ def atomic_folder(target: str | Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_results(result: SimulationResult, folder: str | Path, report: bool = True) -> Path:
-    """timeseries.csv/.parquet, summary.json, manifest.json and (optionally) report.html + PNGs."""
+def write_results(result: SimulationResult, folder: str | Path, report: bool = True, events=None) -> Path:
+    """timeseries.csv/.parquet, summary.json, manifest.json and (optionally) report.html + PNGs, and
+    ``events`` (an event table, ``ketasim.dataset.simulation_events``) as dataset.csv."""
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
+        if events is not None:
+            from .dataset import write_events
+
+            write_events(events, tmp / "dataset.csv")
         df = result.to_dataframe()
         df.to_csv(tmp / "timeseries.csv", index=False)
         df.to_parquet(tmp / "timeseries.parquet", index=False)
