@@ -71,7 +71,8 @@ def test_predictions_equal_the_same_scenarios_simulated_directly():
     (("1,0.5,0,", "1,-0.5,0,"), 3, "TIME"),  # a negative time
     (("2,0,1,50,1", "2,0,1,.,1"), 6, "AMT"),  # a dose without an amount
     (("1,2,0,", "1,0.25,0,"), 4, "TIME"),  # time going back within an ID
-    ((",60,30,1\n", ",600,30,1\n", -1), 9, "patient.weight"),  # a covariate outside its range (every row of ID 3)
+    ((",60,30,1\n", ",600,30,1\n", -1), 9, "WT"),  # a covariate outside its range (every row of ID 3)
+    (("3,0,1,40,4,.,", "3,0,1,40,4,10,"), 9, "RATE"),  # an infusion rate on an IM dose
     (("2,1,0,.,.,.,.,.,10,0,1,90,55,0", "2,1,0,.,.,.,.,.,10,0,1,90,55,7"), 6, "SEX"),  # a sex code the mapping lacks
     (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,0,.,.,.,.,.,10,0,1,95"), 6, "WT"),  # weight changing within an ID
 ])

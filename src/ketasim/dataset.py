@@ -22,7 +22,8 @@ and covariates. A mapping table says what the numbers mean for ketasim; the pack
 
 Each ID becomes one scenario (its doses, its covariates) simulated to its last row, and its
 predictions (IPRED) are read at its own observation times, exactly (not interpolated). Every error
-names the row (1-based, as in a spreadsheet with a header) and the column. Not supported yet, and
+names the row (the header is row 1; comment lines starting with ``#`` are not counted) and the
+column. Not supported yet, and
 refused by name: steady-state rows (``SS``), EVID 2-4 (resets and other events).
 
 >>> import io, ketasim
@@ -204,11 +205,27 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
 
     try:
         Scenario.from_dict(scenario)
-    except ScenarioError as exc:  # a dose or covariate the model refuses: name the row
-        first = doses[0][0] if doses else int(rows.index[0]) + 2
-        raise DatasetError(first, exc.field, f"ID {pid}: {str(exc).split(': ', 1)[-1]}") from None
+    except ScenarioError as exc:  # a dose or covariate the model refuses: name its row and column
+        raise DatasetError(*_row_and_column(exc.field, doses, rows, covariates),
+                           f"ID {pid}: {str(exc).split(': ', 1)[-1]}") from None
     return DatasetPatient(id=_plain(pid), scenario=scenario, observations=pd.DataFrame(
         observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index))
+
+
+#: the data set column behind each field of a dose
+_DOSE_COLUMNS = {"amount": "AMT", "duration": "RATE", "route": "CMT", "drug": "CMT", "at": "TIME"}
+
+
+def _row_and_column(field: str, doses: list, rows: pd.DataFrame, covariates: Mapping[str, str]) -> tuple[int, str]:
+    """The row and column of the data set behind a scenario field (``dose[2].amount``, ``patient.weight``)."""
+    first_row = int(rows.index[0]) + 2
+    if field.startswith("patient."):
+        return first_row, covariates.get(field.split(".", 1)[1], field)
+    if field.startswith("dose[") and doses:
+        index = int(field[5:field.index("]")])
+        part = field.split(".", 1)[1] if "." in field else "amount"
+        return doses[min(index, len(doses) - 1)][0], _DOSE_COLUMNS.get(part, field)
+    return (doses[0][0] if doses else first_row), field
 
 
 def _covariates(rows: pd.DataFrame, covariates: Mapping[str, str], mapping) -> dict[str, str]:
