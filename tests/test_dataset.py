@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 import ketasim
 from ketasim.cli import app
 from ketasim.dataset import DatasetError, load_mapping, predict, read_dataset
+
+ROOT_TRIALS = Path(__file__).resolve().parents[1] / "examples" / "trials"
 
 HEADER = "ID,TIME,EVID,AMT,CMT,RATE,II,ADDL,DV,MDV,DVID,WT,AGE,SEX\n"
 #: three patients: an IV infusion (RATE), oral doses repeated with ADDL, an IM dose with a MADRS observation
@@ -191,3 +194,30 @@ def test_cli_simulate_format_nonmem_writes_the_event_table(tmp_path):
     assert len(back) == 3 * 13 and np.isfinite(back["IPRED"]).all()
     bad = CliRunner().invoke(app, ["simulate", str(scenario), "--format", "sas", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--format" in bad.output
+
+
+def test_a_trial_written_as_events(tmp_path):
+    """`trial --format nonmem`: per patient the doses of its whole sequence and MADRS rows (rated as DV,
+    the model's as IPRED) at each period's baseline and assessments on the simulation's clock."""
+    from ketasim.dataset import trial_events
+
+    trial = ROOT_TRIALS / "crossover_ketamine_saline.toml"
+    result = ketasim.run_trial(trial)
+    spec = result.spec
+    events = trial_events(spec, result.patients)
+    n = result.patients["patient"].nunique()
+    assert events["ID"].nunique() == n
+    per_patient = events.groupby("ID")
+    # ketamine once per patient (saline carries no amount); 2 periods x (baseline + 4 assessments) MADRS rows
+    assert (per_patient["EVID"].sum() == 1).all()
+    assert (per_patient.apply(lambda g: (g["EVID"] == 0).sum()) == 2 * (1 + len(spec.assessments_h))).all()
+    rows = result.patients.iloc[0]
+    period = next(s for s in spec.sequences if s.name == rows["sequence"]).periods[int(rows["period"]) - 1]
+    mine = events[(events["PATIENT"] == rows["patient"]) & (events["EVID"] == 0)]
+    at = mine[np.isclose(mine["TIME"], period.start_h + rows["assessment [h]"])]
+    assert at["DV"].iloc[0] == pytest.approx(rows["madrs [points]"]) and at["IPRED"].iloc[0] == pytest.approx(
+        rows["madrs_model [points]"])
+    out = tmp_path / "t"
+    cli = CliRunner().invoke(app, ["trial", str(trial), "--format", "nonmem", "--out", str(out), "--quiet"])
+    assert cli.exit_code == 0, cli.output
+    assert pd.read_csv(out / "dataset.csv", comment="#", na_values=".")["ID"].nunique() == n

@@ -163,6 +163,10 @@ def trial(
                                                 help="parameter uncertainty: draws.parquet of `ketasim fit --bayes` "
                                                      "(or a CSV like it) or a fit.json with a covariance"),
     draw_block: int = typer.Option(50, "--draw-block", help="patients per parameter draw (with --params-draws)"),
+    format_: str = typer.Option("ketasim", "--format", help="ketasim | nonmem (also write the study as a "
+                                                            "NONMEM-style event table, dataset.csv)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --format nonmem: TOML overriding the "
+                                                                   "CMT, DVID and column mapping"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
     """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
@@ -173,6 +177,8 @@ def trial(
     _check_dask_options(workers, scheduler)
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
         _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
+    if format_ not in ("ketasim", "nonmem"):
+        _fail(f"--format: {format_!r} is not allowed; allowed: ketasim, nonmem")
     chosen = _mechanisms_option(mechanisms)
     with _refusals(out):
         spec = TrialSpec.load(trial_file)
@@ -184,10 +190,16 @@ def trial(
                                scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=draws,
                                draw_block=draw_block)
             progress.update(task, description="writing results and report")
-            result.write(out)
+            events = None
+            if format_ == "nonmem":
+                from .dataset import load_mapping, trial_events
+
+                events = trial_events(spec, result.patients, load_mapping(mapping))
+            result.write(out, events=events)
     if not quiet:
         p = result.summary["patients"]
-        err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html): {p['simulated']} patients, "
+        extra = ", dataset.csv" if format_ == "nonmem" else ""
+        err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html{extra}): {p['simulated']} patients, "
                   f"{p['failed']} not finished by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
 

@@ -365,3 +365,64 @@ def write_events(table: pd.DataFrame, path: str | Path) -> None:
     with open(path, "w") as f:
         f.write(f"# {DISCLAIMER}\n")
         table.to_csv(f, index=False, na_rep=".")
+
+
+def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """A virtual trial as an event table: per patient (``ID`` numbered in table order; ``PATIENT`` is
+    ketasim's id, ``SEQUENCE`` its arm or sequence) the dose rows of its whole schedule (background
+    and run-in included), and MADRS observation rows at each period's baseline and assessments on the
+    simulation's clock: DV the rated MADRS, IPRED the model's. Covariates from the patients table.
+    Concentrations are not in a trial's patients table and are not written."""
+    mapping = mapping or load_mapping()
+    madrs_dvid = next((k for k, v in mapping["dvid"].items() if v == "clinical.madrs" and k != "observation"), None)
+    if madrs_dvid is None:
+        raise ScenarioError("--mapping", "the [dvid] table needs a code for clinical.madrs to write a trial")
+    columns = mapping["columns"]
+    sequences = {seq.name: seq for seq in spec.sequences}
+    frames = []
+    first = patients.drop_duplicates("patient")
+    ids = {p: i + 1 for i, p in enumerate(first["patient"])}
+    for name, group in patients.groupby("sequence", sort=False):
+        seq = sequences[name]
+        who = group.drop_duplicates("patient")
+        weight = who["weight [kg]"].to_numpy(dtype=float)
+        dose_rows = []
+        for i, dose in enumerate(seq.scenario.doses):
+            if dose.amount_unit == "fraction" or dose.amount <= 0:
+                continue  # placebo and saline carry no amount; gases are not dosed in mg
+            cmt = _cmt_of(mapping, dose.drug, dose.route, f"sequence {name!r}: dose[{i}]")
+            amt = dose.amount * weight if dose.amount_unit == "mg/kg" else np.full(weight.size, dose.amount)
+            for t in dose.times_h:
+                dose_rows.append(pd.DataFrame({"PATIENT": who["patient"].to_numpy(), "TIME": t, "EVID": 1, "AMT": amt,
+                                               "CMT": cmt, "RATE": amt / dose.duration_h if dose.duration_h else 0.0,
+                                               "MDV": 1}))
+        ok = (group["status"] == "ok").to_numpy()
+        start = group["period"].map({p + 1: period.start_h for p, period in enumerate(seq.periods)}).to_numpy(dtype=float)
+        baseline_time = np.full(len(group), seq.baseline_h) if seq.baseline_h is not None else start
+        base = group.drop_duplicates(["patient", "period"])
+        at = group.index.get_indexer(base.index)  # positions of each patient's period baselines in the group
+        observations = [
+            pd.DataFrame({"PATIENT": base["patient"].to_numpy(), "TIME": baseline_time[at],
+                          "EVID": 0, "DV": base["baseline_madrs [points]"].to_numpy(dtype=float),
+                          "IPRED": base["baseline_madrs_true [points]"].to_numpy(dtype=float),
+                          "MDV": np.where(ok[at], 0, 1), "DVID": madrs_dvid}),
+            pd.DataFrame({"PATIENT": group["patient"].to_numpy(), "TIME": start + group["assessment [h]"].to_numpy(),
+                          "EVID": 0, "DV": group["madrs [points]"].to_numpy(dtype=float),
+                          "IPRED": group["madrs_model [points]"].to_numpy(dtype=float),
+                          "MDV": np.where(ok, 0, 1), "DVID": madrs_dvid})]
+        table = pd.concat(dose_rows + observations, ignore_index=True)
+        table["SEQUENCE"] = name
+        frames.append(table)
+    events = pd.concat(frames, ignore_index=True)
+    covariates = first.set_index("patient")
+    events[columns["weight"]] = events["PATIENT"].map(covariates["weight [kg]"])
+    events[columns["age"]] = events["PATIENT"].map(covariates["age [y]"])
+    events[columns["sex"]] = events["PATIENT"].map(covariates["sex"]).map(lambda w: _code_of(mapping, "sex", w))
+    events[columns["baseline_madrs"]] = events["PATIENT"].map(
+        patients.drop_duplicates("patient").set_index("patient")["baseline_madrs_true [points]"])
+    events[columns["cyp2b6"]] = events["PATIENT"].map(covariates["cyp2b6"])
+    events[columns["cyp3a4"]] = events["PATIENT"].map(covariates["cyp3a4"])
+    events.insert(0, "ID", events["PATIENT"].map(ids))
+    order = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DV", "MDV", "DVID", "IPRED"]
+    events = events[order + [c for c in events.columns if c not in order]]
+    return events.sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False], kind="stable").reset_index(drop=True)

@@ -71,11 +71,16 @@ class TrialResult:
                 f"<th>response [%]</th></tr>{''.join(rows)}</table>"
                 f"<p style='font-size:.8em'>{html.escape(DISCLAIMER)}</p></div>")
 
-    def write(self, folder: str | Path, report: bool = True) -> Path:
-        """``patients.parquet``, ``summary.json``, ``manifest.json`` and ``report.html``, atomically."""
+    def write(self, folder: str | Path, report: bool = True, events: pd.DataFrame | None = None) -> Path:
+        """``patients.parquet``, ``summary.json``, ``manifest.json`` and ``report.html``, atomically;
+        ``events`` (``ketasim.dataset.trial_events``) as ``dataset.csv``."""
         from ..output import atomic_folder
 
         with atomic_folder(folder) as tmp:
+            if events is not None:
+                from ..dataset import write_events
+
+                write_events(events, tmp / "dataset.csv")
             _write_parquet(self.patients, tmp / "patients.parquet")
             (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2))
             (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
