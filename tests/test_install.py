@@ -115,7 +115,7 @@ def _run_without_extras(*args: str) -> subprocess.CompletedProcess:
 
 
 COMMANDS = ("simulate", "trial", "power", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
-            "mechanisms", "nca", "dataset", "cite", "export-sbml", "export-petab", "schema")
+            "mechanisms", "nca", "dataset", "vpc", "cite", "export-sbml", "export-petab", "schema")
 
 
 def test_the_blocker_blocks():

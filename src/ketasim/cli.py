@@ -231,6 +231,37 @@ def _simulate_dataset(path: Path, mapping: Optional[Path], out: Path, params: Op
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 
+@app.command("vpc")
+def vpc_command(
+    path: Path = typer.Argument(..., metavar="DATA", help="event data set (CSV) with observation rows"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    replicates: int = typer.Option(200, "--replicates", help="simulated replicates of the study's design (20..10000)"),
+    bins: int = typer.Option(8, "--bins", help="time bins when there are more than 12 distinct times"),
+    seed: int = typer.Option(0, "--seed", help="seed of the virtual patients and residual errors"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML overriding the CMT, DVID, error mapping"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML), e.g. a fit's params.toml"),
+    mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses the model includes"),
+):
+    """Visual predictive check: the data set's observed percentiles against the model population's
+    (vpc.csv, vpc.json, report.html)."""
+    from .dataset import load_mapping, read_dataset
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .vpc import vpc
+
+    chosen = _mechanisms_option(mechanisms)
+    with _refusals(out):
+        data = read_dataset(path, load_mapping(mapping))
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        result = vpc(data, parameter_set, replicates=replicates, seed=seed, n_bins=bins, mechanisms=chosen)
+        result.write(out)
+    inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
+    err.print(f"wrote {out}/ (vpc.csv, vpc.json, report.html): {int(inside.sum())} of {int(inside.size)} observed "
+              "percentiles inside the simulated 95 % intervals")
+    err.print(f"[dim]{DISCLAIMER}[/]")
+
+
 dataset_app = typer.Typer(help="Event data sets (NONMEM style): check how ketasim reads one.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 

@@ -306,6 +306,11 @@ class PopulationSampler:
         raise RuntimeError("could not draw parameters satisfying the model's constraints; "
                            "lower population.variability.scale")
 
+    def parameter_columns(self, rng: np.random.Generator, n: int) -> ParameterColumns:
+        """``n`` patients' parameter values (internal units) with the population's between-patient
+        variability, drawn from ``rng`` (a visual predictive check's virtual patients)."""
+        return ParameterColumns(self._names, self._parameters(rng, n))
+
     def _admissible(self, values: np.ndarray) -> np.ndarray:
         """(n,) whether each row satisfies every condition of ``model/constraints.py``."""
         return satisfied({name: values[:, i] for name, i in self._constraint_columns.items()}, values.shape[0])

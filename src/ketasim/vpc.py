@@ -1,0 +1,183 @@
+"""Visual predictive check: an event data set's observations against the model population's spread.
+
+For each ID of the data set, ``replicates`` virtual patients receive that ID's doses at its
+covariates, with the model's between-patient variability in every parameter (the population
+sampler's draws, the same as in trials) and the mapping's residual error added at each
+observation. Observations are binned by time (each distinct time its own bin when there are few,
+otherwise bins holding equal numbers of observations); per bin and output the observed 5th, 50th and
+95th percentiles are set against the 95 % interval, over replicates, of the same percentiles of
+the simulated study. Covariates the data set does not give (genotypes, inflammation) stay at
+ketasim's defaults, so a VPC of such a study shows less spread than a population that varies in
+them.
+
+>>> import io, ketasim
+>>> from ketasim.dataset import read_dataset
+>>> from ketasim.vpc import vpc
+>>> data = read_dataset(io.StringIO("ID,TIME,EVID,AMT,CMT,DV\\n1,0,1,35,2,.\\n1,1,0,.,.,40\\n1,4,0,.,.,12\\n"))
+>>> result = vpc(data, replicates=20)
+>>> list(result.bins["output"].unique()), len(result.bins)
+(['pk.ketamine_plasma'], 2)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .dataset import Dataset
+from .errors import ScenarioError
+
+PERCENTILES = (5.0, 50.0, 95.0)
+#: at most this many distinct observation times are binned one time per bin
+MAX_TIME_BINS = 12
+
+
+@dataclass(frozen=True)
+class VPCResult:
+    """Per output and bin: observed percentiles and the simulated percentiles' 95 % intervals."""
+
+    bins: pd.DataFrame
+    replicates: int
+    source: str
+
+    def write(self, folder: str | Path) -> Path:
+        """``vpc.csv``, ``vpc.json`` and ``report.html`` (a figure per output), atomically."""
+        from .output import atomic_folder
+        from .result import DISCLAIMER
+
+        with atomic_folder(folder) as tmp:
+            with open(tmp / "vpc.csv", "w") as f:
+                f.write(f"# {DISCLAIMER}\n")
+                self.bins.to_csv(f, index=False)
+            (tmp / "vpc.json").write_text(json.dumps({"disclaimer": DISCLAIMER, "dataset": self.source,
+                                                      "replicates": self.replicates,
+                                                      "bins": json.loads(self.bins.to_json(orient="records"))},
+                                                     indent=2))
+            _write_report(self, tmp)
+        return Path(folder)
+
+
+def _bin_edges(times: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index of each time: one bin per distinct time when there are few, else equal-count bins."""
+    distinct = np.unique(times)
+    if distinct.size <= MAX_TIME_BINS:
+        return np.searchsorted(distinct, times)
+    edges = np.unique(np.quantile(times, np.linspace(0.0, 1.0, n_bins + 1)))
+    return np.clip(np.searchsorted(edges, times, side="right") - 1, 0, edges.size - 2)
+
+
+def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_bins: int = 8,
+        mechanisms=None) -> VPCResult:
+    """Simulate the data set's design ``replicates`` times and compare percentiles (see the module)."""
+    from .engine import build_batch_problem, solve
+    from .model.mechanisms import with_mechanisms
+    from .model.system import default_model
+    from .params import ParameterSet, load_parameters
+    from .population import PopulationSampler, PopulationSpec
+    from .scenario import PatientColumns, Scenario
+    from .simulate import observe_batch
+
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or not 20 <= replicates <= 10_000:
+        raise ScenarioError("replicates", f"{replicates!r} must be a whole number in 20..10000")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 2 <= n_bins <= 50:
+        raise ScenarioError("bins", f"{n_bins!r} must be a whole number in 2..50")
+    if not isinstance(params, ParameterSet):
+        params = load_parameters(params)
+    params = with_mechanisms(params, mechanisms)
+    errors = dataset.mapping["error"]
+    observed = pd.concat([p.observations.assign(ID=p.id, patient=k) for k, p in enumerate(dataset.patients)],
+                         ignore_index=True)
+    missing = sorted(set(observed["output"]) - set(errors))
+    if missing:
+        raise ScenarioError("--mapping", f"no residual error model in [error] for {', '.join(missing)}")
+    model = default_model()
+    # only its parameter variability is used (the covariates are the data set's)
+    sampler = PopulationSampler(PopulationSpec.from_dict({"n": 1, "preset": "healthy-volunteers"}), params)
+    simulated = np.full((replicates, len(observed)), np.nan)
+    for k, p in enumerate(dataset.patients):
+        rows = np.flatnonzero(observed["patient"].to_numpy() == k)
+        if rows.size == 0:
+            continue
+        times = np.unique(observed.loc[rows, "time_h"].to_numpy(dtype=float))
+        scenario = Scenario.from_dict(p.scenario)
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+        parameters = sampler.parameter_columns(rng, replicates)
+        problem = build_batch_problem(scenario, PatientColumns.of([scenario.patient] * replicates), parameters, model,
+                                      t_out=times)
+        states, status, _ = solve(problem)
+        outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
+                                wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
+        at = np.searchsorted(times, observed.loc[rows, "time_h"].to_numpy(dtype=float))
+        for j, (row, output) in enumerate(zip(rows, observed.loc[rows, "output"])):
+            ipred = np.where(status == 0, outputs[output][:, at[j]], np.nan)
+            e = errors[output]
+            simulated[:, row] = (ipred * (1.0 + e["proportional"] * rng.standard_normal(replicates))
+                                 + e["additive"] * rng.standard_normal(replicates))
+    records = []
+    for output, group in observed.groupby("output", sort=False):
+        index = group.index.to_numpy()
+        times = group["time_h"].to_numpy(dtype=float)
+        bins = _bin_edges(times, n_bins)
+        for b in np.unique(bins):
+            inside = index[bins == b]
+            dv = observed.loc[inside, "dv"].to_numpy(dtype=float)
+            dv = dv[np.isfinite(dv)]
+            sim = np.nanpercentile(simulated[:, inside], PERCENTILES, axis=1)  # (3, replicates)
+            record: dict[str, Any] = {"output": output, "bin": int(b), "time_low [h]": float(times[bins == b].min()),
+                                      "time_high [h]": float(times[bins == b].max()),
+                                      "time_median [h]": float(np.median(times[bins == b])),
+                                      "observations": int(dv.size)}
+            for q, s in zip(PERCENTILES, sim):
+                tag = f"p{q:g}"
+                record[f"observed_{tag}"] = float(np.percentile(dv, q)) if dv.size else np.nan
+                low, mid, high = np.percentile(s, [2.5, 50.0, 97.5])
+                record[f"simulated_{tag}_low"], record[f"simulated_{tag}_median"], record[f"simulated_{tag}_high"] = (
+                    float(low), float(mid), float(high))
+                observed_q = record[f"observed_{tag}"]
+                record[f"observed_{tag}_inside"] = bool(low <= observed_q <= high) if dv.size else None
+            records.append(record)
+    return VPCResult(bins=pd.DataFrame(records), replicates=replicates, source=dataset.source)
+
+
+def _write_report(result: VPCResult, folder: Path) -> None:
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .model.system import default_model
+    from .plots import png_base64
+    from .trial.report import _write_page
+
+    units = {v.name: v.unit for v in default_model().outputs}
+    figures = []
+    for output, g in result.bins.groupby("output", sort=False):
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+        t = g["time_median [h]"].to_numpy()
+        for q, colour in zip(PERCENTILES, ("tab:blue", "tab:red", "tab:blue")):
+            tag = f"p{q:g}"
+            ax.fill_between(t, g[f"simulated_{tag}_low"], g[f"simulated_{tag}_high"], color=colour, alpha=0.2,
+                            label=f"simulated {tag}: 95 % interval")
+            ax.plot(t, g[f"observed_{tag}"], marker="o", color=colour, label=f"observed {tag}")
+        ax.set_xlabel("time [h]")
+        ax.set_ylabel(f"{output} [{units.get(output, '')}]")
+        ax.set_title(f"Visual predictive check: {output} ({result.replicates} replicates)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        figures.append((output, png_base64(fig)))
+    imgs = "\n".join(f"<figure><img alt='{html.escape(o)}' src='data:image/png;base64,{b}'>"
+                     f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures)
+    inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
+    body = (f"<p>Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
+            f"Observed percentiles inside the simulated 95 % intervals: {int(inside.sum())} of {int(inside.size)}.</p>"
+            f"{imgs}<h2>Bins</h2>{result.bins.to_html(index=False, float_format=lambda x: f'{x:.4g}')}")
+    _write_page(folder, "ketasim visual predictive check", "A VPC compares a data set with a model population; it "
+                                                           "says nothing about what any person should receive.", body)
