@@ -87,3 +87,20 @@ def test_cli_vpc_writes_its_files_and_refuses_bad_input(tmp_path):
 def test_replicates_outside_the_range_are_refused(replicates):
     with pytest.raises(ketasim.ScenarioError):
         vpc(read_dataset(io.StringIO(_population_study(n=2))), replicates=replicates)
+
+
+def test_a_stratified_vpc_finds_the_group_the_model_misses():
+    """Two groups in one data set (a GROUP column): the group drawn from the model population passes
+    its own bins, the group whose concentrations are tripled fails them, which the pooled VPC would
+    blur."""
+    good = _population_study(n=30, seed=5).splitlines()
+    bad = _population_study(n=30, seed=6, scale=3.0).splitlines()
+    lines = [good[0] + ",GROUP"] + [f"{line},A" for line in good[1:]]
+    lines += [f"{int(line.split(',', 1)[0]) + 100},{line.split(',', 1)[1]},B" for line in bad[1:]]
+    data = read_dataset(io.StringIO("\n".join(lines) + "\n"))
+    result = vpc(data, replicates=60, seed=2, stratify="group")
+    inside = result.bins.set_index("stratum")[[c for c in result.bins.columns if c.endswith("_inside")]]
+    assert set(result.bins["stratum"]) == {"A", "B"}
+    assert inside.loc["A"].to_numpy().sum() >= 14 and inside.loc["B"].to_numpy().sum() <= 3
+    with pytest.raises(ketasim.ScenarioError, match="--stratify"):
+        vpc(data, replicates=20, stratify="ARM")

@@ -241,6 +241,7 @@ def vpc_command(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML overriding the CMT, DVID, error mapping"),
     params: Optional[Path] = typer.Option(None, help="parameter override file (TOML), e.g. a fit's params.toml"),
     mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses the model includes"),
+    stratify: Optional[str] = typer.Option(None, "--stratify", help="a data set column: bins and a figure per value"),
 ):
     """Visual predictive check: the data set's observed percentiles against the model population's
     (vpc.csv, vpc.json, report.html)."""
@@ -254,7 +255,8 @@ def vpc_command(
         data = read_dataset(path, load_mapping(mapping))
         parameter_set = load_parameters(params)
         check_output_folder(out)
-        result = vpc(data, parameter_set, replicates=replicates, seed=seed, n_bins=bins, mechanisms=chosen)
+        result = vpc(data, parameter_set, replicates=replicates, seed=seed, n_bins=bins, mechanisms=chosen,
+                     stratify=stratify)
         result.write(out)
     inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
     err.print(f"wrote {out}/ (vpc.csv, vpc.json, report.html): {int(inside.sum())} of {int(inside.size)} observed "

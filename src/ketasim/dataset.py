@@ -76,6 +76,8 @@ class Dataset:
     patients: tuple[DatasetPatient, ...]
     mapping: Mapping[str, Any]
     source: str
+    #: the table as read (text cells, upper-case column names); row r of the file is ``table.iloc[r - 2]``
+    table: pd.DataFrame | None = None
 
     def describe(self) -> list[dict[str, Any]]:
         """Per ID: doses by drug and route, observations by output, covariates (what `dataset check` prints)."""
@@ -146,7 +148,7 @@ def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None
         patients.append(_patient(pid, rows, mapping, covariates))
     if not patients:
         raise DatasetError(None, "ID", "no rows")
-    return Dataset(patients=tuple(patients), mapping=mapping, source=str(source))
+    return Dataset(patients=tuple(patients), mapping=mapping, source=str(source), table=table)
 
 
 def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:

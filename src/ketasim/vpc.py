@@ -72,8 +72,10 @@ def _bin_edges(times: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_bins: int = 8,
-        mechanisms=None) -> VPCResult:
-    """Simulate the data set's design ``replicates`` times and compare percentiles (see the module)."""
+        mechanisms=None, stratify: str | None = None) -> VPCResult:
+    """Simulate the data set's design ``replicates`` times and compare percentiles (see the module).
+    ``stratify`` names a column of the data set (a covariate, a study or arm code): each of its
+    values gets its own bins and figure."""
     from .engine import build_batch_problem, solve
     from .model.mechanisms import with_mechanisms
     from .model.system import default_model
@@ -92,6 +94,13 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
     errors = dataset.mapping["error"]
     observed = pd.concat([p.observations.assign(ID=p.id, patient=k) for k, p in enumerate(dataset.patients)],
                          ignore_index=True)
+    observed["stratum"] = "all"
+    if stratify is not None:
+        column = stratify.strip().upper()
+        if dataset.table is None or column not in dataset.table.columns:
+            allowed = ", ".join(dataset.table.columns) if dataset.table is not None else "none"
+            raise ScenarioError("--stratify", f"{stratify!r} is not a column of the data set; allowed: {allowed}")
+        observed["stratum"] = dataset.table[column].iloc[observed["row"].to_numpy() - 2].astype(str).to_numpy()
     missing = sorted(set(observed["output"]) - set(errors))
     if missing:
         raise ScenarioError("--mapping", f"no residual error model in [error] for {', '.join(missing)}")
@@ -119,7 +128,7 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
             simulated[:, row] = (ipred * (1.0 + e["proportional"] * rng.standard_normal(replicates))
                                  + e["additive"] * rng.standard_normal(replicates))
     records = []
-    for output, group in observed.groupby("output", sort=False):
+    for (output, stratum), group in observed.groupby(["output", "stratum"], sort=False):
         index = group.index.to_numpy()
         times = group["time_h"].to_numpy(dtype=float)
         bins = _bin_edges(times, n_bins)
@@ -128,7 +137,8 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
             dv = observed.loc[inside, "dv"].to_numpy(dtype=float)
             dv = dv[np.isfinite(dv)]
             sim = np.nanpercentile(simulated[:, inside], PERCENTILES, axis=1)  # (3, replicates)
-            record: dict[str, Any] = {"output": output, "bin": int(b), "time_low [h]": float(times[bins == b].min()),
+            record: dict[str, Any] = {"output": output, "stratum": stratum, "bin": int(b),
+                                      "time_low [h]": float(times[bins == b].min()),
                                       "time_high [h]": float(times[bins == b].max()),
                                       "time_median [h]": float(np.median(times[bins == b])),
                                       "observations": int(dv.size)}
@@ -158,7 +168,7 @@ def _write_report(result: VPCResult, folder: Path) -> None:
 
     units = {v.name: v.unit for v in default_model().outputs}
     figures = []
-    for output, g in result.bins.groupby("output", sort=False):
+    for (output, stratum), g in result.bins.groupby(["output", "stratum"], sort=False):
         fig, ax = plt.subplots(figsize=(8, 3.4))
         t = g["time_median [h]"].to_numpy()
         for q, colour in zip(PERCENTILES, ("tab:blue", "tab:red", "tab:blue")):
@@ -168,11 +178,12 @@ def _write_report(result: VPCResult, folder: Path) -> None:
             ax.plot(t, g[f"observed_{tag}"], marker="o", color=colour, label=f"observed {tag}")
         ax.set_xlabel("time [h]")
         ax.set_ylabel(f"{output} [{units.get(output, '')}]")
-        ax.set_title(f"Visual predictive check: {output} ({result.replicates} replicates)")
+        where = "" if stratum == "all" else f", {stratum}"
+        ax.set_title(f"Visual predictive check: {output}{where} ({result.replicates} replicates)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        figures.append((output, png_base64(fig)))
+        figures.append((output if stratum == "all" else f"{output}, {stratum}", png_base64(fig)))
     imgs = "\n".join(f"<figure><img alt='{html.escape(o)}' src='data:image/png;base64,{b}'>"
                      f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures)
     inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
