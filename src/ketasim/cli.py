@@ -185,9 +185,8 @@ def trial(
         parameter_set = load_parameters(params)
         check_output_folder(out)
         with _patients_progress(f"trial '{spec.name}'", quiet) as (progress, task, report):
-            draws = _params_draws(params_draws, parameter_set)
             result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
-                               scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=draws,
+                               scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=params_draws,
                                draw_block=draw_block)
             progress.update(task, description="writing results and report")
             events = None
@@ -207,7 +206,7 @@ def trial(
 def _simulate_dataset(path: Path, mapping: Optional[Path], out: Path, params: Optional[Path], mechanisms, quiet: bool):
     """``simulate --dataset``: predictions.csv (every observation row with IPRED) and manifest.json."""
     from .dataset import load_mapping, predict, read_dataset
-    from .output import atomic_folder, check_output_folder
+    from .output import atomic_folder, check_output_folder, write_csv_with_disclaimer
     from .params import load_parameters
     from .simulate import _version
 
@@ -218,9 +217,7 @@ def _simulate_dataset(path: Path, mapping: Optional[Path], out: Path, params: Op
         table = predict(data, parameter_set, mechanisms)
         failed = sorted(set(table.loc[table["status"] != "ok", "ID"].tolist()))
         with atomic_folder(out) as tmp:
-            with open(tmp / "predictions.csv", "w") as f:
-                f.write(f"# {DISCLAIMER}\n")
-                table.to_csv(f, index=False)
+            write_csv_with_disclaimer(table, tmp / "predictions.csv")
             (tmp / "manifest.json").write_text(json.dumps({
                 "ketasim_version": _version(), "dataset": str(path), "mapping": data.mapping,
                 "patients": data.describe(), "parameter_set_sha256": parameter_set.digest(),
@@ -258,7 +255,7 @@ def vpc_command(
         result = vpc(data, parameter_set, replicates=replicates, seed=seed, n_bins=bins, mechanisms=chosen,
                      stratify=stratify)
         result.write(out)
-    inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
+    inside = result.inside
     err.print(f"wrote {out}/ (vpc.csv, vpc.json, report.html): {int(inside.sum())} of {int(inside.size)} observed "
               "percentiles inside the simulated 95 % intervals")
     err.print(f"[dim]{DISCLAIMER}[/]")
@@ -306,15 +303,6 @@ def _patients_progress(description: str, quiet: bool):
         yield progress, task, report
 
 
-def _params_draws(path: Optional[Path], params):
-    """The parameter draws of ``--params-draws`` (None without it), read before any work."""
-    if path is None:
-        return None
-    from .params.draws import ParameterDraws
-
-    return ParameterDraws.load(path, params)
-
-
 def _sample_sizes(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -359,7 +347,7 @@ def power(
         with _patients_progress(f"power of '{spec.name}'", quiet) as (progress, task, report):
             result = run_power(spec, n=sizes, replicates=replicates, params=parameter_set, target=target,
                                chunk_size=chunk_size, workers=workers, scheduler=scheduler, progress=report,
-                               mechanisms=chosen, params_draws=_params_draws(params_draws, parameter_set))
+                               mechanisms=chosen, params_draws=params_draws)
             progress.update(task, description="writing results and report")
             result.write(out)
     if not quiet:

@@ -349,24 +349,26 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
         rows += [{"ID": patient_id, "TIME": float(t), "EVID": 0, "AMT": np.nan, "CMT": np.nan, "RATE": np.nan,
                   "DV": float(v), "MDV": 0, "DVID": dvid, "IPRED": float(p)} for t, p, v in zip(result.times_h, ipred, dv)]
     table = pd.DataFrame(rows)
-    columns = mapping["columns"]
-    table[columns["weight"]] = patient.weight_kg
-    table[columns["age"]] = patient.age_y
-    table[columns["sex"]] = _code_of(mapping, "sex", patient.sex)
-    table[columns["baseline_madrs"]] = patient.baseline_madrs
-    table[columns["cyp2b6"]] = patient.cyp2b6
-    table[columns["cyp3a4"]] = patient.cyp3a4
+    _set_covariates(table, mapping, patient.weight_kg, patient.age_y, patient.sex, patient.baseline_madrs,
+                    patient.cyp2b6, patient.cyp3a4)
     # doses before observations at the same time, as NONMEM orders them
     return table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
 def write_events(table: pd.DataFrame, path: str | Path) -> None:
     """The event table as CSV, missing values as '.', the disclaimer on the first line (a # comment)."""
-    from .result import DISCLAIMER
+    from .output import write_csv_with_disclaimer
 
-    with open(path, "w") as f:
-        f.write(f"# {DISCLAIMER}\n")
-        table.to_csv(f, index=False, na_rep=".")
+    write_csv_with_disclaimer(table, path, na_rep=".")
+
+
+def _set_covariates(table: pd.DataFrame, mapping, weight, age, sex, baseline_madrs, cyp2b6, cyp3a4) -> None:
+    """The mapping's covariate columns (values or per-row Series); sex written as the mapping's code."""
+    columns = mapping["columns"]
+    sex = sex.map(lambda w: _code_of(mapping, "sex", w)) if isinstance(sex, pd.Series) else _code_of(mapping, "sex", sex)
+    for name, value in (("weight", weight), ("age", age), ("sex", sex), ("baseline_madrs", baseline_madrs),
+                        ("cyp2b6", cyp2b6), ("cyp3a4", cyp3a4)):
+        table[columns[name]] = value
 
 
 def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -379,7 +381,6 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
     madrs_dvid = next((k for k, v in mapping["dvid"].items() if v == "clinical.madrs" and k != "observation"), None)
     if madrs_dvid is None:
         raise ScenarioError("--mapping", "the [dvid] table needs a code for clinical.madrs to write a trial")
-    columns = mapping["columns"]
     sequences = {seq.name: seq for seq in spec.sequences}
     frames = []
     first = patients.drop_duplicates("patient")
@@ -393,7 +394,7 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
             if dose.amount_unit == "fraction" or dose.amount <= 0:
                 continue  # placebo and saline carry no amount; gases are not dosed in mg
             cmt = _cmt_of(mapping, dose.drug, dose.route, f"sequence {name!r}: dose[{i}]")
-            amt = dose.amount * weight if dose.amount_unit == "mg/kg" else np.full(weight.size, dose.amount)
+            amt = dose.amount_mg(weight)  # per patient for mg/kg, else one amount for all
             for t in dose.times_h:
                 dose_rows.append(pd.DataFrame({"PATIENT": who["patient"].to_numpy(), "TIME": t, "EVID": 1, "AMT": amt,
                                                "CMT": cmt, "RATE": amt / dose.duration_h if dose.duration_h else 0.0,
@@ -417,13 +418,12 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
         frames.append(table)
     events = pd.concat(frames, ignore_index=True)
     covariates = first.set_index("patient")
-    events[columns["weight"]] = events["PATIENT"].map(covariates["weight [kg]"])
-    events[columns["age"]] = events["PATIENT"].map(covariates["age [y]"])
-    events[columns["sex"]] = events["PATIENT"].map(covariates["sex"]).map(lambda w: _code_of(mapping, "sex", w))
-    events[columns["baseline_madrs"]] = events["PATIENT"].map(
-        patients.drop_duplicates("patient").set_index("patient")["baseline_madrs_true [points]"])
-    events[columns["cyp2b6"]] = events["PATIENT"].map(covariates["cyp2b6"])
-    events[columns["cyp3a4"]] = events["PATIENT"].map(covariates["cyp3a4"])
+
+    def per_row(column):
+        return events["PATIENT"].map(covariates[column])
+
+    _set_covariates(events, mapping, per_row("weight [kg]"), per_row("age [y]"), per_row("sex"),
+                    per_row("baseline_madrs_true [points]"), per_row("cyp2b6"), per_row("cyp3a4"))
     events.insert(0, "ID", events["PATIENT"].map(ids))
     order = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DV", "MDV", "DVID", "IPRED"]
     events = events[order + [c for c in events.columns if c not in order]]

@@ -30,6 +30,16 @@ def check_output_folder(target: str | Path) -> Path:
     return target
 
 
+def write_csv_with_disclaimer(frame, path: str | Path, **to_csv) -> None:
+    """A table as CSV whose first line is the disclaimer as a ``#`` comment (readers skip it with
+    ``comment="#"``); ``to_csv`` goes to ``DataFrame.to_csv`` (e.g. ``na_rep``)."""
+    from .result import DISCLAIMER
+
+    with open(path, "w") as f:
+        f.write(f"# {DISCLAIMER}\n")
+        frame.to_csv(f, index=False, **to_csv)
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a partial sibling, then a rename)."""
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")

@@ -45,15 +45,18 @@ class VPCResult:
     replicates: int
     source: str
 
+    @property
+    def inside(self) -> pd.Series:
+        """Per bin and percentile, whether the observed one lies in the simulated 95 % interval."""
+        return self.bins[[c for c in self.bins.columns if c.endswith("_inside")]].stack()
+
     def write(self, folder: str | Path) -> Path:
         """``vpc.csv``, ``vpc.json`` and ``report.html`` (a figure per output), atomically."""
-        from .output import atomic_folder
+        from .output import atomic_folder, write_csv_with_disclaimer
         from .result import DISCLAIMER
 
         with atomic_folder(folder) as tmp:
-            with open(tmp / "vpc.csv", "w") as f:
-                f.write(f"# {DISCLAIMER}\n")
-                self.bins.to_csv(f, index=False)
+            write_csv_with_disclaimer(self.bins, tmp / "vpc.csv")
             (tmp / "vpc.json").write_text(json.dumps({"disclaimer": DISCLAIMER, "dataset": self.source,
                                                       "replicates": self.replicates,
                                                       "bins": json.loads(self.bins.to_json(orient="records"))},
@@ -186,7 +189,7 @@ def _write_report(result: VPCResult, folder: Path) -> None:
         figures.append((output if stratum == "all" else f"{output}, {stratum}", png_base64(fig)))
     imgs = "\n".join(f"<figure><img alt='{html.escape(o)}' src='data:image/png;base64,{b}'>"
                      f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures)
-    inside = result.bins[[c for c in result.bins.columns if c.endswith("_inside")]].stack()
+    inside = result.inside
     body = (f"<p>Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
             f"Observed percentiles inside the simulated 95 % intervals: {int(inside.sum())} of {int(inside.size)}.</p>"
             f"{imgs}<h2>Bins</h2>{result.bins.to_html(index=False, float_format=lambda x: f'{x:.4g}')}")

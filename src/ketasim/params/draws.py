@@ -56,6 +56,11 @@ class ParameterDraws:
     fixed: tuple[str, ...] = ()  # covariance: names held at their estimate (not identifiable)
 
     @classmethod
+    def of(cls, source: ParameterDraws | str | Path, params: ParameterSet) -> ParameterDraws:
+        """``source`` itself if already read, else ``load`` it."""
+        return source if isinstance(source, cls) else cls.load(source, params)
+
+    @classmethod
     def load(cls, path: str | Path, params: ParameterSet) -> ParameterDraws:
         path = Path(path)
         if not path.is_file():

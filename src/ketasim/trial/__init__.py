@@ -128,7 +128,7 @@ def run_trial(trial: str | Path | Mapping[str, Any] | TrialSpec, *, params: Para
     if params_draws is not None:
         if isinstance(draw_block, bool) or not isinstance(draw_block, int) or not 2 <= draw_block <= MAX_PATIENTS:
             raise ScenarioError("draw_block", f"{draw_block!r} must be a whole number of patients, 2..{MAX_PATIENTS}")
-        draws = params_draws if isinstance(params_draws, ParameterDraws) else ParameterDraws.load(params_draws, params)
+        draws = ParameterDraws.of(params_draws, params)
         per_block = draws.parameter_sets(params, blocks_needed(spec, draw_block), spec.seed)
         block = draw_block
     started = _dt.datetime.now(_dt.timezone.utc)

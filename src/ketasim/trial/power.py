@@ -81,6 +81,11 @@ class PowerResult:
         return Path(folder)
 
 
+def sequences_per_size(spec: TrialSpec) -> int:
+    """How many sequences a sample size is split over: 1 when it counts patients per arm."""
+    return len(spec.sequences) if spec.design in PAIRED_OR_SPLIT else 1
+
+
 def check_sample_sizes(spec: TrialSpec, n: Sequence[int], replicates: int) -> tuple[int, ...]:
     """The sample sizes, sorted, checked against the design and the population's limit."""
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or not 1 <= replicates <= MAX_REPLICATES:
@@ -92,7 +97,7 @@ def check_sample_sizes(spec: TrialSpec, n: Sequence[int], replicates: int) -> tu
         sizes.append(int(value))
     if not sizes:
         raise ScenarioError("n", "give at least one sample size (e.g. 20,40,80)")
-    k = len(spec.sequences) if spec.design in PAIRED_OR_SPLIT else 1
+    k = sequences_per_size(spec)
     for value in sizes:
         if value % k:
             raise ScenarioError("n", f"{value}: a {spec.design} trial splits its patients over {k} sequences; "
@@ -125,17 +130,17 @@ def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int]
     if not isinstance(params, ParameterSet):
         params = load_parameters(params)
     params = with_mechanisms(params, mechanisms if mechanisms is not None else spec.mechanisms)
-    k = len(spec.sequences) if spec.design in PAIRED_OR_SPLIT else 1
+    k = sequences_per_size(spec)
     block = sizes[-1] // k  # patients of one sequence in one replicate at the largest size
     raw = copy.deepcopy(dict(spec.raw))
     raw["population"] = {**raw["population"], "n": replicates * sizes[-1]}
     whole = TrialSpec.from_dict(raw)
     draws, per_replicate, draw_block = None, params, None
     if params_draws is not None:
-        draws = params_draws if isinstance(params_draws, ParameterDraws) else ParameterDraws.load(params_draws, params)
+        draws = ParameterDraws.of(params_draws, params)
         per_replicate, draw_block = draws.parameter_sets(params, replicates, spec.seed), block
 
-    from . import _dask_client
+    from . import _dask_client, _version
 
     started = _dt.datetime.now(_dt.timezone.utc)
     arrays = _OutcomeArrays(spec.success, whole, replicates, block)
@@ -156,27 +161,21 @@ def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int]
     table["success"] = table["success"].astype(bool)
     finished = _dt.datetime.now(_dt.timezone.utc)
     summary = power_summary(spec, table, sizes, target, arrays)
-    if draws is not None:
-        summary["parameter_uncertainty"] = {
-            **draws.describe(), "values_moved_to_range_ends": draws.outside_range(params, per_replicate),
-            "how": "each replicate runs with one draw: the probability of success averages over parameter "
-                   "uncertainty as well as patients (assurance)"}
-        manifest_draws = draws.describe()
-    else:
-        summary["parameter_uncertainty"] = None
-        manifest_draws = None
+    described = draws.describe() if draws is not None else None
+    summary["parameter_uncertainty"] = None if draws is None else {
+        **described, "values_moved_to_range_ends": draws.outside_range(params, per_replicate),
+        "how": "each replicate runs with one draw: the probability of success averages over parameter "
+               "uncertainty as well as patients (assurance)"}
     manifest = {
-        "created": finished.isoformat(timespec="seconds"), "wall_time [s]": (finished - started).total_seconds(),
+        "ketasim_version": _version(), "created": finished.isoformat(timespec="seconds"),
+        "wall_time [s]": (finished - started).total_seconds(),
         "trial_source": dict(spec.raw), "replicates": replicates, "sample_sizes": list(sizes),
         "patients_simulated": total, "parameter_set_sha256": params.digest(), "mechanisms": list(active(params)),
         "solver": {"rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max},
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
-        "parameter_draws": manifest_draws,
+        "parameter_draws": described,
         "disclaimer": DISCLAIMER,
     }
-    from . import _version
-
-    manifest["ketasim_version"] = _version()
     return PowerResult(spec=spec, replicates=table, summary=summary, manifest=manifest)
 
 
@@ -297,7 +296,7 @@ def power_summary(spec: TrialSpec, table: pd.DataFrame, sizes: Sequence[int], ta
             "undefined_replicates": int(g["estimate"].isna().sum()),
         })
     reaching = [row["n"] for row in per_size if row["power"]["estimate"] >= target]
-    k = len(spec.sequences) if spec.design in PAIRED_OR_SPLIT else 1
+    k = sequences_per_size(spec)
     return {
         "disclaimer": DISCLAIMER,
         "trial": spec.name, "design": spec.design, "success": rule.describe(),

@@ -263,7 +263,7 @@ def patient_outcomes(rule: SuccessRule, design: str, control: str, rows: pd.Data
             pp = per_patient(rows[rows["arm"] == name])
             at_risk = pp[pp["at_risk"].astype(bool)]
             time, event = relapse_data(pp)
-            frames.append(_ids(at_risk["patient"]).assign(group=group, value=np.nan, time=time, event=event))
+            frames.append(patient_numbers(at_risk["patient"]).assign(group=group, value=np.nan, time=time, event=event))
         return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     at = rows[np.isclose(rows[ASSESSMENT_H], rule.at_h)]
     column = {"madrs_change": "madrs_change [points]", "response": "responder", "remission": "remitter"}[rule.endpoint]
@@ -271,17 +271,17 @@ def patient_outcomes(rule: SuccessRule, design: str, control: str, rows: pd.Data
         a = at[at["arm"] == rule.arm].set_index("patient")[column]
         c = at[at["arm"] == control].set_index("patient")[column]
         diff = (a - c).dropna()
-        return _ids(pd.Series(diff.index)).assign(group="paired", value=diff.to_numpy(dtype=float), time=np.nan,
+        return patient_numbers(pd.Series(diff.index)).assign(group="paired", value=diff.to_numpy(dtype=float), time=np.nan,
                                                   event=False)[columns]
     frames = []
     for group, name in (("arm", rule.arm), ("control", control)):
         g = at[at["arm"] == name]
-        frames.append(_ids(g["patient"]).assign(group=group, value=g[column].to_numpy(dtype=float), time=np.nan,
+        frames.append(patient_numbers(g["patient"]).assign(group=group, value=g[column].to_numpy(dtype=float), time=np.nan,
                                                 event=False))
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def _ids(patients: pd.Series) -> pd.DataFrame:
+def patient_numbers(patients: pd.Series) -> pd.DataFrame:
     """Patient ids "stream-index" split into integers."""
     parts = patients.astype(str).str.split("-", n=1, expand=True)
     if parts.empty:
@@ -313,11 +313,10 @@ def primary_analysis(rule: SuccessRule, design: str, control: str, rows: pd.Data
     empty = np.full((1, 0), np.nan)
     for group in (("paired",) if design == "crossover" else ("arm", "control")):
         groups.setdefault(group, (empty, empty.astype(bool)) if rule.endpoint == "relapse" else empty)
+    from .summary import _num
+
     out = analyse(rule, groups)
     value = {k: (bool(v[0]) if k == "success" else int(v[0]) if k.startswith("n_") else _num(v[0])) for k, v in out.items()}
     return {**rule.describe(), **value}
 
 
-def _num(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None

@@ -15,7 +15,7 @@ import pandas as pd
 from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
-from .success import primary_analysis
+from .success import patient_numbers, primary_analysis
 
 MADRS, CHANGE = "madrs [points]", "madrs_change [points]"
 MECHANISM_COLUMNS = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]",
@@ -211,7 +211,7 @@ def parameter_uncertainty(spec: TrialSpec, patients: pd.DataFrame, draw_block: i
     (normal, mean +- 1.96 sqrt(parameter variance + patient variance / n)) beside the interval from
     the patients alone (t, as in ``arms``)."""
     rows = analysed(patients)
-    block = rows["patient"].str.split("-", n=1).str[1].astype(int).to_numpy() // draw_block
+    block = patient_numbers(rows["patient"])["index"].to_numpy() // draw_block
     out = {}
     for arm in (a.name for a in spec.arms):
         in_arm = (rows["arm"] == arm).to_numpy()
@@ -225,7 +225,7 @@ def parameter_uncertainty(spec: TrialSpec, patients: pd.DataFrame, draw_block: i
             re = _random_effects(change[ok], block[at][ok])
             patients_only = st.mean_ci(change[ok])
             total = re["between"] + re["within"] / re["n"]
-            half = 1.959963984540054 * math.sqrt(total) if math.isfinite(total) else math.nan
+            half = st._z(0.95) * math.sqrt(total) if math.isfinite(total) else math.nan
             per_assessment.append({
                 ASSESSMENT: float(t), "n": int(re["n"]), "draws": int(re["groups"]),
                 "mean_change [points]": _num(re["mean"]),
