@@ -390,15 +390,35 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
         who = group.drop_duplicates("patient")
         weight = who["weight [kg]"].to_numpy(dtype=float)
         dose_rows = []
+        from .trial import adaptive
+
+        governed = adaptive.plan(spec, seq)  # doses decided per patient by rules: from dose_decisions
+        ruled = {(s.line, s.time_h) for s in governed.slots} if governed else set()
         for i, dose in enumerate(seq.scenario.doses):
             if dose.amount_unit == "fraction" or dose.amount <= 0:
                 continue  # placebo and saline carry no amount; gases are not dosed in mg
             cmt = _cmt_of(mapping, dose.drug, dose.route, f"sequence {name!r}: dose[{i}]")
             amt = dose.amount_mg(weight)  # per patient for mg/kg, else one amount for all
             for t in dose.times_h:
+                if (i, t) in ruled:
+                    continue
                 dose_rows.append(pd.DataFrame({"PATIENT": who["patient"].to_numpy(), "TIME": t, "EVID": 1, "AMT": amt,
                                                "CMT": cmt, "RATE": amt / dose.duration_h if dose.duration_h else 0.0,
                                                "MDV": 1}))
+        if governed:
+            per_period = group.drop_duplicates(["patient", "period"])
+            given = [g for g in adaptive.given_doses(governed, seq, per_period["dose_decisions"].to_numpy(),
+                                                     per_period["patient"].to_numpy(), per_period["period"].to_numpy())
+                     if g[2] > 0]
+            if given:
+                patient, t, amt, line = map(np.asarray, zip(*given))
+                lines = {i: seq.scenario.doses[i] for i in set(line.tolist())}
+                cmt = {i: _cmt_of(mapping, d.drug, d.route, f"sequence {name!r}: dose[{i}]") for i, d in lines.items()}
+                hours = np.array([lines[i].duration_h or 0.0 for i in line])
+                dose_rows.append(pd.DataFrame({
+                    "PATIENT": patient, "TIME": t.astype(float), "EVID": 1, "AMT": amt.astype(float),
+                    "CMT": [cmt[i] for i in line], "MDV": 1,
+                    "RATE": np.divide(amt.astype(float), hours, out=np.zeros(len(hours)), where=hours > 0)}))
         ok = (group["status"] == "ok").to_numpy()
         start = group["period"].map({p + 1: period.start_h for p, period in enumerate(seq.periods)}).to_numpy(dtype=float)
         baseline_time = np.full(len(group), seq.baseline_h) if seq.baseline_h is not None else start

@@ -168,6 +168,17 @@ def parameter_vector(model: Model, params, patient: Patient) -> tuple[tuple[str,
 
 
 @dataclass(frozen=True)
+class SteadyState:
+    """An oral regimen taken since long before the start (``steady_state = true``): what its doses
+    before the start left in the drug's compartments is the initial state (``steady_state_start``)."""
+
+    state: str  # the compartment its doses enter
+    umol: np.ndarray  # (n,) per dose
+    interval_h: float
+    first_h: float  # the first dose in the simulation (< interval_h)
+
+
+@dataclass(frozen=True)
 class Schedule:
     """Piecewise-constant inputs and state jumps on segments ``[bounds[i], bounds[i+1])``."""
 
@@ -175,6 +186,7 @@ class Schedule:
     rates: np.ndarray  # (n_segments, n_inputs) umol/h
     jumps: np.ndarray  # (n_segments, n_states) umol (or the state's unit) added at segment start
     dosed_umol: float  # total drug given, for mass-balance checks
+    steady_state: tuple[SteadyState, ...] = ()
 
     @property
     def n_segments(self) -> int:
@@ -190,9 +202,11 @@ class Schedules:
     rates: np.ndarray  # (n, n_segments, n_inputs) umol/h
     jumps: np.ndarray  # (n, n_segments, n_states)
     dosed_umol: np.ndarray  # (n,)
+    steady_state: tuple[SteadyState, ...] = ()
 
     def patient(self, r: int) -> Schedule:
-        return Schedule(self.bounds, self.rates[r], self.jumps[r], float(self.dosed_umol[r]))
+        return Schedule(self.bounds, self.rates[r], self.jumps[r], float(self.dosed_umol[r]),
+                        tuple(SteadyState(x.state, x.umol[r:r + 1], x.interval_h, x.first_h) for x in self.steady_state))
 
 
 class _LayerView(Mapping):
@@ -239,6 +253,7 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
     contact = state_index.get("clinical.treatment_contact")  # absent in models without the clinical layer
     self_administered = params.value("clinical.contact_weight_self_administered") if contact is not None else 0.0
     therapy_signal = state_index.get("clinical.therapy_signal")
+    steady: list[SteadyState] = []
 
     def infuse(t: float, input_name: str, umol, duration: float):
         """Zero-order input; returns the part given before the end of the run."""
@@ -253,6 +268,10 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
 
     for dose in scenario.doses:
         mg = dose.amount_mg(weight_kg) if dose.amount_unit != "fraction" else None
+        if dose.steady_state:  # oral, validated with the scenario
+            entry = DRUG_ENTRIES[dose.drug]
+            umol = _per_patient(mg * 1000.0 / params.value(entry.molar_mass), n).copy()
+            steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0]))
         for t in dose.times_h:
             events.append(t)
             if contact is not None:  # every administration is a treatment contact; one taken at home counts less
@@ -300,4 +319,54 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
     jumps = np.zeros((n, n_seg, len(state_index)))
     for t, k, a in boluses:
         jumps[:, seg_of[float(t)], k] += _per_patient(a, n)
-    return Schedules(bounds=bounds, rates=rates, jumps=jumps, dosed_umol=_per_patient(dosed, n).copy())
+    return Schedules(bounds=bounds, rates=rates, jumps=jumps, dosed_umol=_per_patient(dosed, n).copy(),
+                     steady_state=tuple(steady))
+
+
+def _drug_compartments(model: Model, entry_state: str) -> list[int]:
+    """The states of a drug's own PK: those named like the compartment its doses enter
+    (``comparators.escitalopram_gut`` -> ``comparators.escitalopram_*``)."""
+    prefix = entry_state.rsplit("_", 1)[0] + "_"
+    return [i for i, x in enumerate(model.state_names) if x.startswith(prefix)]
+
+
+def steady_state_start(model: Model, names: tuple[str, ...], theta: np.ndarray, y0: np.ndarray,
+                       regimens: tuple[SteadyState, ...]) -> np.ndarray:
+    """``y0`` (n, n_states) with each regimen's compartments at its steady state at time 0: the doses
+    at first - k * interval (k >= 1) summed by their linear kinetics, x(0) = e^{A (tau - first)}
+    (I - e^{A tau})^-1 b, with A the drug compartments' rate matrix (read from the vector field, which
+    must be linear and autonomous in them: checked) and b the dose into its entry compartment."""
+    from scipy.linalg import expm
+
+    if not regimens:
+        return y0
+    y0 = y0.copy()
+    th = {name: theta[:, j] for j, name in enumerate(names)}
+    u = {name: 0.0 for name in model.input_names}
+
+    def rates(y: np.ndarray, idx: list[int]) -> np.ndarray:
+        f = model.derivatives({x: y[:, i] for i, x in enumerate(model.state_names)}, th, u, np)
+        return np.stack([np.broadcast_to(np.asarray(f[model.state_names[i]], dtype=np.float64), (y.shape[0],))
+                         for i in idx], axis=1)
+
+    for regimen in regimens:
+        idx = _drug_compartments(model, regimen.state)
+        k = len(idx)
+        empty = y0.copy()
+        empty[:, idx] = 0.0
+        at_zero = rates(empty, idx)
+        a = np.empty((y0.shape[0], k, k))
+        for c, i in enumerate(idx):
+            probe = empty.copy()
+            probe[:, i] = 1.0
+            a[:, :, c] = rates(probe, idx) - at_zero
+            probe[:, i] = 3.0
+            if not np.allclose(rates(probe, idx) - at_zero, 3.0 * a[:, :, c], rtol=1e-8, atol=1e-12):
+                raise ValueError(f"steady_state: the kinetics of {model.state_names[i]} are not linear; "
+                                 "a steady-state start needs linear kinetics")
+        b = np.zeros((y0.shape[0], k, 1))
+        b[:, idx.index(model.state_names.index(regimen.state)), 0] = regimen.umol
+        tau, first = regimen.interval_h, regimen.first_h
+        x = expm(a * (tau - first)) @ np.linalg.solve(np.eye(k) - expm(a * tau), b)
+        y0[:, idx] += x[:, :, 0]
+    return y0

@@ -193,6 +193,13 @@ class Dose:
     amount_unit: str  # "mg/kg", "mg", or "fraction" (a gas)
     times_h: tuple[float, ...]
     duration_h: float | None = None  # IV infusion length; None = bolus
+    #: taken at this regimen since long before the start: the drug's compartments start at steady state
+    steady_state: bool = False
+
+    @property
+    def interval_h(self) -> float:
+        """The regular dosing interval (h) of a line with at least two administrations."""
+        return self.times_h[1] - self.times_h[0]
 
     def amount_mg(self, weight_kg: float) -> float:
         if self.amount_unit == "fraction":
@@ -379,9 +386,27 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
                                                      f"not '{data['route']}'; remove it for a bolus")
         infusion = _length(data, where, duration_h)
     times = _dose_times(data, where, duration_h)
+    steady = data.get("steady_state", False)
+    if steady:
+        _check_steady_state(data, where, times)
     return Dose(drug=data["drug"], route=data["route"], amount=amount,
                 amount_unit="mg/kg" if kind == "per_weight" else "mg",
-                times_h=times, duration_h=infusion)
+                times_h=times, duration_h=infusion, steady_state=bool(steady))
+
+
+def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float, ...]) -> None:
+    """A steady-state start needs an oral drug given at a regular interval from within one interval
+    of the start (the doses before the start are that regimen continued backwards)."""
+    if data["route"] != "oral" or data["drug"] in INERT_DRUGS:
+        raise ScenarioError(f"{where}.steady_state", f"only for an oral drug with an amount, not {data['drug']} "
+                                                     f"by '{data['route']}'")
+    gaps = np.diff(times)
+    if len(times) < 2 or np.ptp(gaps) > 1e-9 * max(1.0, times[-1]):
+        raise ScenarioError(f"{where}.steady_state", "needs at least two doses at a regular interval "
+                                                     "(e.g. start/every/count)")
+    if times[0] >= gaps[0]:
+        raise ScenarioError(f"{where}.steady_state", f"the first dose ({times[0]:g} h) must come within one "
+                                                     f"interval ({gaps[0]:g} h) of the start")
 
 
 def _parse_gas(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:

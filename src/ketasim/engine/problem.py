@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dosing import Schedule, build_schedule, build_schedules, parameter_matrix, parameter_vector
+from ..dosing import (
+    Schedule,
+    SteadyState,
+    build_schedule,
+    build_schedules,
+    parameter_matrix,
+    parameter_vector,
+    steady_state_start,
+)
 from ..model.system import Model
 from ..params import ParameterColumns, ParameterSet
 from ..scenario import PatientColumns, Scenario
@@ -88,8 +96,14 @@ def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet
         schedules.append(build_schedule(sc, model, pp))
     seg_t, seg_u, seg_jump = _pad(schedules, len(model.state_names), len(model.input_names))
     grid = scenarios[0].output_times() if t_out is None else t_out
+    regimens = []  # each patient's own, with no dose for the others
+    for b, s in enumerate(schedules):
+        for r in s.steady_state:
+            umol = np.zeros(len(schedules))
+            umol[b] = r.umol[0]
+            regimens.append(SteadyState(r.state, umol, r.interval_h, r.first_h))
     return _assemble(model, names, np.asarray(thetas), seg_t, seg_u, seg_jump, grid,
-                     np.asarray([s.dosed_umol for s in schedules]))
+                     np.asarray([s.dosed_umol for s in schedules]), tuple(regimens))
 
 
 def build_batch_problem(scenario: Scenario, patients: PatientColumns, params: ParameterSet | ParameterColumns,
@@ -119,15 +133,17 @@ def build_batch_problem(scenario: Scenario, patients: PatientColumns, params: Pa
     seg_t = np.broadcast_to(schedules.bounds, (n, schedules.bounds.size))
     grid = scenario.output_times() if t_out is None else t_out
     return _assemble(model, names, theta, np.ascontiguousarray(seg_t), schedules.rates, schedules.jumps, grid,
-                     schedules.dosed_umol)
+                     schedules.dosed_umol, schedules.steady_state)
 
 
 def _assemble(model: Model, names: tuple[str, ...], theta: np.ndarray, seg_t: np.ndarray, seg_u: np.ndarray,
-              seg_jump: np.ndarray, t_out, dosed_umol: np.ndarray) -> Problem:
-    """The problem with its initial states, after checking the output grid against the schedules."""
+              seg_jump: np.ndarray, t_out, dosed_umol: np.ndarray, regimens: tuple[SteadyState, ...] = ()) -> Problem:
+    """The problem with its initial states (regimens at steady state where asked), after checking the
+    output grid against the schedules."""
     n = theta.shape[0]
     init = model.initial_state(dict(zip(names, theta.T)))  # the layers' formulas broadcast over patients
     y0 = np.stack([np.broadcast_to(np.asarray(init[x], dtype=np.float64), (n,)) for x in model.state_names], axis=1)
+    y0 = steady_state_start(model, names, theta, y0, regimens)
     grid = np.asarray(t_out, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid[0] < 0 or np.any(np.diff(grid) < 0):
         raise ValueError("t_out must be a non-empty, sorted (non-decreasing) 1-D array of times >= 0 h")

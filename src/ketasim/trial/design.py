@@ -38,6 +38,7 @@ from ..errors import ScenarioError
 from ..population import PopulationSpec
 from ..scenario import MAX_DURATION_H, Scenario, parse_mechanisms, parse_times, read_toml
 from ..units import parse_time
+from .rules import ArmRules, parse_rules
 from .success import SuccessRule, parse_success
 
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
@@ -46,7 +47,6 @@ TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "
                 "relapse", "side_effects", "success")
 TOP_LEVEL = ("trial", "population", "arm", "run_in", "background", "model")
 MAX_ASSESSMENTS = 200
-SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Arm:
     name: str
     doses: tuple[Mapping[str, Any], ...]
     therapies: tuple[Mapping[str, Any], ...]
+    #: adaptive dosing (``[[arm.rule]]``, see ``ketasim.trial.rules``); None: the doses as written
+    rules: ArmRules | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,11 @@ class TrialSpec:
     @property
     def duration_h(self) -> float:
         return self.sequences[0].scenario.duration_h
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether any arm doses by rules."""
+        return any(a.rules for a in self.arms)
 
     @property
     def n_patients(self) -> int:
@@ -167,7 +174,7 @@ class TrialSpec:
 
     def describe(self) -> dict[str, Any]:
         """Plain-data description for manifests and reports."""
-        return {
+        out = {
             "name": self.name, "seed": self.seed, "design": self.design,
             "assessments [h]": list(self.assessments_h), "control": self.control,
             "endpoints": {
@@ -184,6 +191,9 @@ class TrialSpec:
             "mechanisms": list(self.mechanisms) if self.mechanisms is not None else "calibrated set",
             "success": self.success.describe() if self.success else None,
         }
+        if self.adaptive:
+            out["adaptive dosing"] = {a.name: a.rules.describe() for a in self.arms if a.rules}
+        return out
 
 
 # ---------------------------------------------------------------------- parsing helpers
@@ -274,7 +284,7 @@ def _arms(value: Any, period_h: float) -> tuple[Arm, ...]:
     for i, entry in enumerate(value):
         where = f"arm[{i}]"
         entry = _table(entry, where)
-        _known(entry, ("name", "dose", "therapy"), where)
+        _known(entry, ("name", "dose", "therapy", "rule"), where)
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ScenarioError(f"{where}.name", "needed: a non-empty text")
@@ -282,7 +292,8 @@ def _arms(value: Any, period_h: float) -> tuple[Arm, ...]:
             raise ScenarioError(f"{where}.name", f"{name!r} is used by two arms; names must differ")
         seen.add(name)
         doses, therapies = _treatment(entry, where, period_h)
-        arms.append(Arm(name=name, doses=doses, therapies=therapies))
+        rules = parse_rules(entry.get("rule"), f"{where}.rule", doses, period_h)
+        arms.append(Arm(name=name, doses=doses, therapies=therapies, rules=rules))
     return tuple(arms)
 
 

@@ -217,6 +217,27 @@ def _uncertainty_table(u: dict[str, Any] | None) -> str:
             f"<th>share of the mean's variance from parameters</th></tr>{''.join(rows)}</table>")
 
 
+def _dosing_table(summary: dict[str, Any]) -> str:
+    """What adaptive dosing rules did per arm (trials with ``[[arm.rule]]``)."""
+    arms = {arm: s["adaptive_dosing"] for arm, s in summary["arms"].items() if "adaptive_dosing" in s}
+    if not arms:
+        return ""
+    rows = []
+    for arm, d in arms.items():
+        counts = "".join(f"<td>{d[f'doses_{w}']['total']} ({_fmt(d[f'doses_{w}']['mean_per_patient'])})</td>"
+                         for w in ("given", "held", "delayed", "titrated", "stopped"))
+        total = d["dose_total [mg]"] or {}
+        rows.append(f"<tr><td>{html.escape(arm)}</td><td>{d['patients']}</td>{counts}"
+                    f"<td>{_interval(d['patients_stopped'], 100)}</td>"
+                    f"<td>{_fmt(total.get('mean'))} ({_fmt(total.get('p10'))} to {_fmt(total.get('p90'))})</td></tr>")
+    heads = "".join(f"<th>doses {w} [count] (per patient)</th>" for w in ("given", "held", "delayed", "titrated",
+                                                                          "not given after a stop"))
+    return ("<h2>Dosing decisions</h2><p>Each session's dose as the arm's rules decided it on the simulated patient's "
+            "state (the patients table holds every decision in <code>dose_decisions</code>).</p>"
+            f"<table><tr><th>arm</th><th>patients</th>{heads}<th>stopped [%] (95 % CI)</th>"
+            f"<th>amount given [mg] mean (10th to 90th percentile)</th></tr>{''.join(rows)}</table>")
+
+
 def write_trial_report(result, folder) -> None:
     """``report.html`` (figures embedded) in ``folder``."""
     rows = analysed(result.patients)
@@ -242,6 +263,7 @@ def write_trial_report(result, folder) -> None:
 {_comparison_table(summary)}
 <h2>Side effects and relapse (Kaplan-Meier median among responders)</h2>
 {_side_effect_table(summary)}
+{_dosing_table(summary)}
 {_uncertainty_table(summary.get("parameter_uncertainty"))}
 <h2>Figures</h2>
 {imgs}

@@ -25,6 +25,7 @@ from ..population import Cohort, PopulationSampler
 from ..population.sample import BLOCK
 from ..scenario import PatientColumns
 from ..simulate import observe_batch
+from . import adaptive
 from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
@@ -79,6 +80,10 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
     ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
     end = seq.scenario.duration_h
     points = {0.0, *(p.start_h for p in seq.periods), *ends}
+    governed = adaptive.plan(spec, seq)
+    if governed is not None:  # delayed doses' windows and the concentrations target rules read
+        starts += governed.delayed_times
+        points |= governed.extra_grid_times()
     if seq.baseline_h is not None:
         points.add(seq.baseline_h)
     if seq.selection:
@@ -150,6 +155,8 @@ class PreparedChunk:
     sampler: PopulationSampler
     start: int
     stop: int
+    #: the sequence's adaptive dosing (None: doses as written)
+    plan: adaptive.Plan | None = None
 
 
 def prepare_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: int, stop: int) -> PreparedChunk:
@@ -157,16 +164,38 @@ def prepare_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: in
     seq, tl = spec.sequences[seq_index], timelines[seq_index]
     cohort = sampler.draw_cohort(spec.seed, seq.stream, range(start, stop))
     problem = build_batch_problem(seq.scenario, cohort.patients, cohort.parameters, model, t_out=tl.times)
-    return PreparedChunk(spec, seq, tl, cohort, problem, model, sampler, start, stop)
+    return PreparedChunk(spec, seq, tl, cohort, problem, model, sampler, start, stop,
+                         plan=_plans(raw_json)[seq_index])
+
+
+@lru_cache(maxsize=2)
+def _plans(raw_json: str) -> tuple[adaptive.Plan | None, ...]:
+    spec = _trial_context(raw_json)[0]
+    return tuple(adaptive.plan(spec, seq) for seq in spec.sequences)
+
+
+def solve_chunk(chunk: PreparedChunk, settings: SolverSettings = TRIAL_SETTINGS):
+    """(states, status, steps, decisions) of a prepared chunk; decisions are None without rules."""
+    if chunk.plan is None:
+        return (*solve(chunk.problem, settings), None)
+    return adaptive.solve_adaptive(chunk, settings)
 
 
 def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataFrame:
-    """Rows of the patients table from the solver's states."""
-    states, status, _ = solved
+    """Rows of the patients table from the solver's states (``solve_chunk``'s result)."""
+    states, status, _, decisions = solved
     spec, seq, tl = chunk.spec, chunk.seq, chunk.timeline
     outputs = chunk_outputs(chunk.model, states, chunk.problem, tl)
     rated = rated_madrs(outputs["clinical.madrs"], tl, rating_errors(chunk, tl))
-    return _rows(spec, seq, tl, chunk.cohort, outputs, rated, status)
+    sessions = PlannedSessions(tl)
+    if decisions is not None:
+        sessions = adaptive.GivenSessions(spec, seq, tl, chunk.plan, decisions.given, sessions)
+    rows = _rows(spec, seq, tl, chunk.cohort, outputs, rated, status, sessions)
+    if spec.adaptive:
+        for column, values in adaptive.decision_columns(spec, seq, chunk.plan, decisions,
+                                                        chunk.cohort.patients).items():
+            rows.insert(rows.columns.get_loc("status"), column, values)
+    return rows
 
 
 def rating_errors(chunk: PreparedChunk, tl: Timeline) -> np.ndarray:
@@ -187,7 +216,7 @@ def simulate_chunk(raw_json: str, params: ParameterSet, seq_index: int, start: i
                    settings: SolverSettings = TRIAL_SETTINGS) -> pd.DataFrame:
     """Rows of the patients table for patients ``start..stop-1`` of sequence ``seq_index``."""
     chunk = prepare_chunk(raw_json, params, seq_index, start, stop)
-    return finish_chunk(chunk, solve(chunk.problem, settings), params)
+    return finish_chunk(chunk, solve_chunk(chunk, settings), params)
 
 
 def rated_madrs(model_madrs: np.ndarray, tl: Timeline, errors: np.ndarray) -> np.ndarray:
@@ -215,13 +244,25 @@ def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> di
     return outputs
 
 
-def _session_peak(values: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
-    """(n, n_assess): the highest value in each assessment's session window (NaN without a session)."""
-    out = np.full((values.shape[0], len(windows)), np.nan)
-    for j, idx in enumerate(windows):
-        if idx.size:
-            out[:, j] = values[:, idx].max(axis=1)
-    return out
+class PlannedSessions:
+    """The session each assessment reports: the arm's last administration before it, as written."""
+
+    def __init__(self, tl: Timeline):
+        self.tl = tl
+
+    def peak(self, values: np.ndarray, p: int) -> np.ndarray:
+        """(n, n_assess): the highest value in each assessment's session window (NaN without a session)."""
+        windows = self.tl.sessions[p]
+        out = np.full((values.shape[0], len(windows)), np.nan)
+        for j, idx in enumerate(windows):
+            if idx.size:
+                out[:, j] = values[:, idx].max(axis=1)
+        return out
+
+    def start(self, values: np.ndarray, p: int) -> np.ndarray:
+        """(n, n_assess): the value at the start of each assessment's session (NaN without one)."""
+        at = self.tl.session_start[p]
+        return np.where(at >= 0, values[:, np.maximum(at, 0)], np.nan)
 
 
 def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
@@ -253,7 +294,7 @@ def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, 
 
 
 def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs: Mapping[str, np.ndarray],
-          rated: np.ndarray, status: np.ndarray) -> pd.DataFrame:
+          rated: np.ndarray, status: np.ndarray, sessions: PlannedSessions) -> pd.DataFrame:
     ep = spec.endpoints
     n, n_assess = len(cohort), len(spec.assessments_h)
     ok = status == 0
@@ -272,8 +313,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
         madrs = madrs_all[:, tl.assessments[p]]
         responder = madrs <= (1.0 - ep.response_fall) * base[:, None]
         remitter = madrs <= ep.remission_at_most
-        start = outputs["clinical.sbp"][:, np.maximum(tl.session_start[p], 0)]
-        sbp_rise = _session_peak(outputs["clinical.sbp"], tl.sessions[p]) - np.where(tl.session_start[p] >= 0, start, np.nan)
+        sbp_rise = sessions.peak(outputs["clinical.sbp"], p) - sessions.start(outputs["clinical.sbp"], p)
         relapsed, relapse_time, response_time, at_risk = relapse_course(madrs, responder, assess_h, ep.relapse_at_least,
                                                    ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
         columns: dict[str, Any] = {
@@ -285,7 +325,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
             "baseline_madrs [points]": np.repeat(base, n_assess),
             "baseline_madrs_true [points]": np.repeat(model_madrs[:, tl.baseline[p]], n_assess),
             "madrs_change [points]": (madrs - base[:, None]).ravel(),
-            "cadss_peak [points]": (_session_peak(outputs["clinical.cadss"], tl.sessions[p]) * nan_if_failed).ravel(),
+            "cadss_peak [points]": (sessions.peak(outputs["clinical.cadss"], p) * nan_if_failed).ravel(),
             "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),
             "responder": responder.ravel(), "remitter": remitter.ravel(), "relapsed": relapsed.ravel(),
             "at_risk_of_relapse": np.repeat(at_risk, n_assess),
@@ -296,7 +336,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
         }
         for column, name, how in READOUTS:
             values = outputs[name] * nan_if_failed
-            columns[column] = (_session_peak(values, tl.sessions[p]) if how == "session peak"
+            columns[column] = (sessions.peak(values, p) if how == "session peak"
                                else values[:, tl.assessments[p]]).ravel()
         columns.update(_covariate_columns(cohort.patients, n_assess))
         columns["status"] = np.repeat([STATUS_MESSAGES[int(s)] for s in status], n_assess)
@@ -389,7 +429,7 @@ def _pipelined(todo: list[Chunk], raw_json: str, params: Parameters,
         pending = None  # (index, prepared chunk, future of its solution)
         for i, c in enumerate(todo):
             chunk = prepare_chunk(raw_json, _for_chunk(params, c), c.seq_index, c.start, c.stop)
-            future = solver.submit(solve, chunk.problem, settings)
+            future = solver.submit(solve_chunk, chunk, settings)
             if pending is not None:
                 j, previous, solved = pending
                 yield j, finish_chunk(previous, solved.result(), _for_chunk(params, todo[j]))

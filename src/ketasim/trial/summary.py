@@ -110,7 +110,7 @@ def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
     pp = per_patient(rows)
     time, event = relapse_data(pp)
     cadss, sbp = pp["cadss_peak"].fillna(0.0).to_numpy(), pp["sbp_rise"].fillna(0.0).to_numpy()
-    return {
+    out = {
         "n": int(len(pp)),
         "assessments": per_assessment,
         "relapse": {"median_time_to_relapse [h]": _median(time, event),
@@ -122,6 +122,28 @@ def arm_summary(spec: TrialSpec, rows: pd.DataFrame) -> dict[str, Any]:
             "sbp_peak_rise [mmHg]": {"mean": _num(pp["sbp_rise"].mean()), "max": _num(pp["sbp_rise"].max())},
         },
     }
+    if DOSES_GIVEN in rows:
+        out["adaptive_dosing"] = dosing_decisions(rows)
+    return out
+
+
+DOSES_GIVEN = "doses_given [count]"
+
+
+def dosing_decisions(rows: pd.DataFrame) -> dict[str, Any]:
+    """What the arm's dosing rules did: administrations given, held, delayed and at the titrated
+    amount (totals and per patient), patients who stopped, and the amount given."""
+    first = rows.drop_duplicates(["patient", "period"])
+    out: dict[str, Any] = {"patients": int(len(first))}
+    for what in ("given", "held", "delayed", "titrated", "stopped"):
+        counts = first[f"doses_{what} [count]"].to_numpy(dtype=float)
+        out[f"doses_{what}"] = {"total": int(counts.sum()), "mean_per_patient": _num(counts.mean()),
+                                "patients_with_any": int((counts > 0).sum())}
+    out["patients_stopped"] = _rate(first["stopped_at [h]"].notna().to_numpy())
+    total = first["dose_total [mg]"].to_numpy(dtype=float)
+    out["dose_total [mg]"] = {"mean": _num(np.mean(total)), "p10": _num(np.quantile(total, 0.1)),
+                              "p90": _num(np.quantile(total, 0.9))} if total.size else None
+    return out
 
 
 def comparison(spec: TrialSpec, rows: pd.DataFrame, arm: str, control: str) -> dict[str, Any]:
