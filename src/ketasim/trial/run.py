@@ -26,7 +26,8 @@ from ..population.sample import BLOCK
 from ..scenario import PatientColumns
 from ..simulate import observe_batch
 from . import adaptive
-from .design import SESSION_WINDOW_H, Sequence, TrialSpec, session_starts
+from .design import Sequence, TrialSpec, session_starts
+from .rules import SESSION_WINDOW_H
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
 #: points of a tight reference with the population's full parameter variability. Measured when it
