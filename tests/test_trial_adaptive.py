@@ -276,3 +276,38 @@ def test_bad_steady_state_names_the_field(change, message):
     with pytest.raises(ScenarioError, match=message) as info:
         simulate({"dose": [dose], "simulation": {"duration": "4 d"}})
     assert info.value.field == "dose[0].steady_state"
+
+
+# ---------------------------------------------------------------------- rules in a scenario
+def _scenario_with(rules: list) -> dict:
+    return {"patient": {"weight": "70 kg"},
+            "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "30 mg", "duration": "40 min",
+                      "start": "0 d", "every": "1 w", "count": 2}],
+            "rule": rules, "simulation": {"duration": "2 w", "output_every": "10 min"}}
+
+
+def test_scenario_target_concentration_reaches_the_target_at_the_second_dose():
+    res = simulate(_scenario_with([{"type": "target-concentration", "target": "250 ng/mL", "measured": "40 min",
+                                    "max": "100 mg"}]))
+    level = res.outputs["pk.ketamine_plasma"]
+    first, second = level[np.searchsorted(res.times_h, 40 / 60)], level[np.searchsorted(res.times_h, 168 + 40 / 60)]
+    assert abs(first - 250.0) > 50.0 and second == pytest.approx(250.0, rel=0.01)
+    sessions = res.manifest["adaptive_dosing"]["sessions"]
+    assert [s["planned [h]"] for s in sessions] == [0.0, 168.0] and sessions[0]["decision"] == "30 mg"
+    assert float(sessions[1]["decision"].split()[0]) == pytest.approx(30.0 * 250.0 / first, rel=1e-6)
+
+
+def test_scenario_hold_skips_the_dose():
+    res = simulate(_scenario_with([{"type": "hold", "if_sbp_rise_at_least": 0.0}]))
+    assert [s["decision"] for s in res.manifest["adaptive_dosing"]["sessions"]] == ["30 mg", "held"]
+    level = res.outputs["pk.ketamine_plasma"]
+    assert level[np.searchsorted(res.times_h, 168 + 40 / 60)] < 1.0  # nothing given at the second session
+    assert res.times_h[1] - res.times_h[0] == pytest.approx(1 / 6)  # the scenario's own output times
+
+
+def test_scenario_rules_are_not_exported_to_sbml():
+    from ketasim.sbml import export_sbml
+
+    with pytest.raises(ScenarioError) as info:
+        export_sbml(_scenario_with([{"type": "stop"}]))
+    assert info.value.field == "rule"

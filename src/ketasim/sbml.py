@@ -26,7 +26,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from .engine import build_problem
-from .errors import KetasimError
+from .errors import KetasimError, ScenarioError
 from .model.mechanisms import with_mechanisms
 from .model.system import COVARIATES, DOSING_INPUTS, Model, default_model
 from .params import ParameterSet, load_parameters
@@ -184,6 +184,9 @@ def export_sbml(scenario: str | Path | Mapping[str, Any] | Scenario, *, params: 
     libsbml = _libsbml()
 
     scenario = Scenario.load(scenario)
+    if scenario.rules is not None:
+        raise ScenarioError("rule", "an SBML model holds the doses as written; adaptive rules are decided during a "
+                                    "run and cannot be exported (remove [[rule]] to export the schedule as written)")
     params = params if params is not None else load_parameters()
     params = with_mechanisms(params, mechanisms if mechanisms is not None else scenario.mechanisms)
     model = model or default_model()

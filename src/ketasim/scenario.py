@@ -227,6 +227,8 @@ class Scenario:
     #: the mechanisms the model includes (``[model] mechanisms``); None: the calibrated set
     mechanisms: tuple[str, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: adaptive dosing (``[[rule]]``, as a trial arm's: ``ketasim.trial.rules``); None: doses as written
+    rules: Any = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -264,9 +266,14 @@ class Scenario:
         n_events = sum(len(d.times_h) for d in doses) + sum(len(t.times_h) for t in therapies)
         if n_events > MAX_EVENTS:
             raise ScenarioError("dose", f"{n_events} administrations and sessions; at most {MAX_EVENTS} are allowed")
+        rules = None
+        if "rule" in data:
+            from .trial.rules import parse_rules  # the trial package imports this module
+
+            rules = parse_rules(data["rule"], "rule", tuple(data.get("dose", [])), duration, doses_field="dose")
         return cls(patient=patient, doses=doses, therapies=therapies, duration_h=duration, output_every_h=every,
                    mechanisms=parse_mechanisms(data.get("model", {}), "model.mechanisms"),
-                   raw=json.loads(json.dumps(data)))
+                   raw=json.loads(json.dumps(data)), rules=rules)
 
     def output_times(self):
         import numpy as np

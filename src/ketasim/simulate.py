@@ -76,8 +76,14 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
                 f"{name} needs the {', '.join(layers)} layer(s), which this model leaves out"
                 for name, layers in lacking.items()))
     params = with_mechanisms(params, chosen)
-    problem = build_problem(scenario, params, model)
-    states, status, steps = solve(problem, settings, backend)
+    decisions = None
+    if scenario.rules is None:
+        problem = build_problem(scenario, params, model)
+        states, status, steps = solve(problem, settings, backend)
+        times = problem.t_out
+    else:
+        states, status, steps, problem, decisions = _simulate_by_rules(scenario, params, model, settings, backend)
+        times = scenario.output_times()
     states = states[0]
     outputs = observe(model, states, problem.parameter_names, problem.theta[0])
     manifest = {
@@ -93,10 +99,32 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
                    "rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max,
                    "steps": int(steps[0])},
     }
-    return SimulationResult(times_h=problem.t_out.copy(), outputs=outputs, output_vars=model.outputs,
+    if decisions is not None:
+        manifest["adaptive_dosing"] = {"rules": scenario.rules.describe(), "sessions": decisions}
+    return SimulationResult(times_h=times.copy(), outputs=outputs, output_vars=model.outputs,
                             states={n: states[:, i].copy() for i, n in enumerate(model.state_names)},
                             state_vars=model.states, status=STATUS_MESSAGES[int(status[0])],
                             steps=int(steps[0]), manifest=manifest)
+
+
+def _simulate_by_rules(scenario: Scenario, params: ParameterSet, model: Model, settings: SolverSettings,
+                       backend: str):
+    """A scenario with ``[[rule]]``: integrated dose by dose on a grid with each session's post-dose
+    window (``ketasim.trial.adaptive``), returned at the scenario's output times."""
+    from .trial.adaptive import governed, integrate, session_decisions
+    from .trial.design import Endpoints
+    from .trial.rules import SESSION_OFFSETS_H
+
+    plan = governed(scenario, [(0.0, scenario.rules)])
+    wanted = scenario.output_times()
+    extra = [t + SESSION_OFFSETS_H for t in plan.session_times()] + [np.array(sorted(plan.extra_grid_times()))]
+    grid = np.unique(np.concatenate([wanted, *extra]))
+    grid = grid[grid <= scenario.duration_h]
+    problem = build_problem(scenario, params, model, t_out=grid)
+    states, status, steps, made = integrate(plan, problem, model, grid, [0], Endpoints(), params,
+                                            np.array([scenario.patient.weight_kg]), settings, backend)
+    keep = np.searchsorted(grid, wanted)
+    return states[:, keep], status, steps, problem, session_decisions(plan, made)
 
 
 def _version() -> str:

@@ -45,11 +45,13 @@ class Slot:
 
 @dataclass(frozen=True)
 class Plan:
-    """A sequence's governed administrations and the schedule without them."""
+    """A schedule's governed administrations and the schedule without them."""
 
     slots: tuple[Slot, ...]  # in time order
     rules: tuple[ArmRules | None, ...]  # per period
-    base: Scenario
+    starts_h: tuple[float, ...]  # each period's start (simulation h)
+    scenario: Scenario  # the whole schedule as written
+    base: Scenario  # without the governed administrations
 
     def extra_grid_times(self) -> set[float]:
         """Times the output grid needs beyond the planned sessions' windows: the windows of delayed
@@ -65,31 +67,41 @@ class Plan:
     def delayed_times(self) -> list[float]:
         return [s.time_h for s in self.slots if s.delayed]
 
+    def session_times(self) -> list[float]:
+        """Every slot's time, planned and delayed: where a post-dose window starts."""
+        return [s.time_h for s in self.slots]
+
 
 def plan(spec: TrialSpec, seq: Sequence) -> Plan | None:
     """The governed administrations of ``seq`` (None when none of its arms has rules)."""
     arms = {a.name: a for a in spec.arms}
-    rules = tuple(arms[p.arm].rules for p in seq.periods)
+    return governed(seq.scenario, [(p.start_h, arms[p.arm].rules) for p in seq.periods])
+
+
+def governed(scenario: Scenario, periods: list[tuple[float, ArmRules | None]]) -> Plan | None:
+    """The administrations of ``scenario`` that the rules of each period (start h, rules) govern."""
+    rules = tuple(r for _, r in periods)
     if not any(rules):
         return None
     slots, taken = [], {}
-    for p, (period, r) in enumerate(zip(seq.periods, rules)):
+    for p, (start, r) in enumerate(periods):
         if r is None:
             continue
         for k, t_rel in enumerate(r.sessions_h):
-            t = period.start_h + t_rel
-            line = _line_of(seq.scenario, r.drug, t)
+            t = start + t_rel
+            line = _line_of(scenario, r.drug, t)
             taken.setdefault(line, set()).add(t)
             slots.append(Slot(p, k, t, line))
             if r.delay_h:
                 slots.append(Slot(p, k, t + r.delay_h, line, delayed=True))
     doses = []
-    for i, d in enumerate(seq.scenario.doses):
+    for i, d in enumerate(scenario.doses):
         left = tuple(t for t in d.times_h if t not in taken.get(i, ()))
         if left:
             doses.append(replace(d, times_h=left))
     return Plan(slots=tuple(sorted(slots, key=lambda s: s.time_h)), rules=rules,
-                base=replace(seq.scenario, doses=tuple(doses)))
+                starts_h=tuple(start for start, _ in periods), scenario=scenario,
+                base=replace(scenario, doses=tuple(doses)))
 
 
 def _line_of(scenario: Scenario, drug: str, t: float) -> int:
@@ -191,9 +203,11 @@ class _Rulebook:
     """The rules' memory per patient (titrated, stopped, the amount a target rule reached) and the
     decision at each slot."""
 
-    def __init__(self, spec: TrialSpec, seq: Sequence, tl, plan_: Plan, model, problem: Problem,
+    def __init__(self, plan_: Plan, endpoints, grid: np.ndarray, baselines, model, problem: Problem,
                  states: np.ndarray, readings: _Readings, weight_kg: np.ndarray):
-        self.spec, self.seq, self.tl, self.plan, self.model, self.problem = spec, seq, tl, plan_, model, problem
+        self.plan, self.endpoints, self.grid, self.baselines = plan_, endpoints, grid, baselines
+        self.model, self.problem = model, problem
+        self.doses = plan_.scenario.doses
         self.states, self.readings, self.weight_kg, self.n = states, readings, weight_kg, weight_kg.shape[0]
         self.decisions = Decisions()
         self._period: dict[int, dict[str, np.ndarray]] = {}
@@ -203,9 +217,9 @@ class _Rulebook:
         """A period's memory, started at its first session (``t``, pre-dose states ``y``)."""
         if p not in self._period:
             k = len(self.plan.rules[p].sessions_h)
-            at = self.tl.baseline[p]
+            at = self.baselines[p]
             # a baseline at the first session's time is its pre-dose state
-            base = self._madrs(y if self.tl.times[at] >= t - _EPS else self.states[:, at])
+            base = self._madrs(y if self.grid[at] >= t - _EPS else self.states[:, at])
             self.decisions.code[p] = np.full((self.n, k), STOPPED, dtype=np.int8)
             self.decisions.amount_mg[p] = np.zeros((self.n, k))
             self.decisions.stopped_at_h[p] = np.full(self.n, np.nan)
@@ -215,7 +229,7 @@ class _Rulebook:
                 "run": np.zeros(self.n, dtype=int),
                 # the slot of each session's administration (-1: none), and of the latest one
                 "admin": np.full((self.n, k), -1), "last": np.full(self.n, -1),
-                "amount": np.full(self.n, self.seq.scenario.doses[line].amount)}
+                "amount": np.full(self.n, self.doses[line].amount)}
         return self._period[p]
 
     def _madrs(self, y: np.ndarray) -> np.ndarray:
@@ -232,8 +246,8 @@ class _Rulebook:
             give, factor = self._delayed.pop((p, k))
             self._record(p, k, s, give, factor, mem)
             return give, factor
-        rules, ep = self.plan.rules[p], self.spec.endpoints
-        planned = self.seq.scenario.doses[slot.line].amount
+        rules, ep = self.plan.rules[p], self.endpoints
+        planned = self.doses[slot.line].amount
         active = ~mem["stopped"]
         madrs = self._madrs(y)
         fall = 1.0 - madrs / np.maximum(mem["baseline"], 1e-9)
@@ -242,7 +256,7 @@ class _Rulebook:
             mem["run"] = np.where(active, np.where(met, mem["run"] + 1, 0), mem["run"])
             newly = active & (mem["run"] >= rules.stop.consecutive)
             mem["stopped"] |= newly
-            self.decisions.stopped_at_h[p][newly] = slot.time_h - self.seq.periods[p].start_h
+            self.decisions.stopped_at_h[p][newly] = slot.time_h - self.plan.starts_h[p]
             active &= ~newly
         factor = np.ones(self.n)
         if rules.titrate and k + 1 >= rules.titrate.from_session:
@@ -277,7 +291,7 @@ class _Rulebook:
         return give, factor
 
     def _record(self, p: int, k: int, s: int, give: np.ndarray, factor: np.ndarray, mem) -> None:
-        line = self.seq.scenario.doses[self.plan.slots[s].line]
+        line = self.doses[self.plan.slots[s].line]
         mg = np.nan if line.amount_unit == "fraction" else line.amount_mg(self.weight_kg)
         self.decisions.amount_mg[p][:, k] = np.where(give, factor * mg, self.decisions.amount_mg[p][:, k])
         mem["admin"][:, k] = np.where(give, s, mem["admin"][:, k])
@@ -293,20 +307,25 @@ class _Rulebook:
 
 
 def solve_adaptive(chunk, settings: SolverSettings):
-    """(states, status, steps, decisions) of a prepared chunk whose sequence has rules."""
-    spec, seq, tl, problem, model = chunk.spec, chunk.seq, chunk.timeline, chunk.problem, chunk.model
-    plan_ = chunk.plan
-    n, grid = problem.n_patients, tl.times
-    params, weight = chunk.cohort.parameters, chunk.cohort.patients.weight_kg
-    duration = seq.scenario.duration_h
+    """(states, status, steps, decisions) of a prepared trial chunk whose sequence has rules."""
+    return integrate(chunk.plan, chunk.problem, chunk.model, chunk.timeline.times, chunk.timeline.baseline,
+                     chunk.spec.endpoints, chunk.cohort.parameters, chunk.cohort.patients.weight_kg, settings)
+
+
+def integrate(plan_: Plan, problem: Problem, model, grid: np.ndarray, baselines, endpoints, params,
+              weight_kg: np.ndarray, settings: SolverSettings, backend: str = "cpu"):
+    """(states on ``grid``, status, steps, decisions) of ``problem`` (its schedule as written, on
+    ``grid``) dosed by ``plan_``'s rules; ``baselines`` holds each period's baseline grid index and
+    ``endpoints`` the response and remission criteria (``Endpoints``)."""
+    n, duration = problem.n_patients, plan_.scenario.duration_h
     extra = set()
     for s in plan_.slots:
         if s.delayed:  # a delayed dose starts (and an infusion of it ends) between the planned events
-            extra |= {s.time_h, s.time_h + (seq.scenario.doses[s.line].duration_h or 0.0)}
+            extra |= {s.time_h, s.time_h + (plan_.scenario.doses[s.line].duration_h or 0.0)}
     bounds = np.array(sorted(set(problem.seg_t[0].tolist()) | {t for t in extra if t < duration}))
-    base = build_schedules(plan_.base, model, params, weight)
+    base = build_schedules(plan_.base, model, params, weight_kg)
     base_u, base_j = _on_bounds(base, bounds)
-    adm = [_administration(seq.scenario.doses[s.line], s.time_h, duration, model, params, weight, bounds)
+    adm = [_administration(plan_.scenario.doses[s.line], s.time_h, duration, model, params, weight_kg, bounds)
            for s in plan_.slots]
     n_slots = len(plan_.slots)
     factor = np.zeros((n, n_slots))
@@ -315,7 +334,7 @@ def solve_adaptive(chunk, settings: SolverSettings):
     status = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
     readings = _Readings(model, states, problem, grid, plan_)
-    rulebook = _Rulebook(spec, seq, tl, plan_, model, problem, states, readings, weight)
+    rulebook = _Rulebook(plan_, endpoints, grid, baselines, model, problem, states, readings, weight_kg)
     y = problem.y0.copy()
     edges = sorted({0.0, duration, *(s.time_h for s in plan_.slots)})
     for a, b in zip(edges[:-1], edges[1:]):
@@ -336,7 +355,7 @@ def solve_adaptive(chunk, settings: SolverSettings):
         part = Problem(model, problem.parameter_names, y, problem.theta,
                        np.ascontiguousarray(np.broadcast_to(bounds[i0:i1 + 1], (n, i1 - i0 + 1))), seg_u, seg_j,
                        t_out, np.zeros(n))
-        out, st, ns = solve(part, settings)
+        out, st, ns = solve(part, settings, backend)
         states[:, idx] = out[:, :idx.size]
         y = out[:, -1].copy()
         status = np.where(status == 0, st, status)
@@ -457,3 +476,10 @@ def given_doses(plan_: Plan, seq: Sequence, decisions: np.ndarray, patients: np.
             shift = float(delay.strip(" +h")) if delay.strip() else 0.0
             out.append((who, slot.time_h + shift, float(amount), slot.line))
     return out
+
+
+def session_decisions(plan_: Plan, decisions: Decisions) -> list[dict]:
+    """One patient's decisions, session by session (a scenario's manifest)."""
+    rules = plan_.rules[0]
+    words = _tokens(decisions.code[0], decisions.amount_mg[0], rules.delay_h)[0].split("|")
+    return [{"planned [h]": t, "decision": w} for t, w in zip(rules.sessions_h, words)]

@@ -39,11 +39,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import ScenarioError
 from ..scenario import GASES, INERT_DRUGS, MAX_AMOUNT, parse_times
 from ..units import parse_quantity, parse_time
 
 SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle within it
+#: where a session's peaks are read, after each administration: every 5 min for 2 h (CADSS, blood
+#: pressure and NMDA block peak within it for every route), then every 15 min to 4 h
+SESSION_OFFSETS_H = np.concatenate([np.arange(0.0, 2.0, 5 / 60), np.arange(2.0, SESSION_WINDOW_H + 1e-9, 0.25)])
 RULE_TYPES = ("titrate", "hold", "stop", "target-concentration")
 HOLD_ACTIONS = ("skip", "delay")
 STOP_ON = ("response", "remission")
@@ -141,7 +146,7 @@ def _amount(text: Any, field: str, unit: str) -> float:
     return value
 
 
-def _governed(doses: tuple[Mapping[str, Any], ...], drug: str, where: str) -> tuple[str, tuple[float, ...]]:
+def _governed(doses: tuple[Mapping[str, Any], ...], drug: str, doses_field: str) -> tuple[str, tuple[float, ...]]:
     """The unit of the governed lines and their session times (h from the arm's start)."""
     units, times = set(), []
     for i, d in enumerate(doses):
@@ -153,28 +158,30 @@ def _governed(doses: tuple[Mapping[str, Any], ...], drug: str, where: str) -> tu
         elif drug in GASES:
             units.add("%")
         else:
-            kind, _ = parse_quantity(text, f"{where}.dose[{i}].amount", _AMOUNT_UNITS)
+            kind, _ = parse_quantity(text, f"{doses_field}[{i}].amount", _AMOUNT_UNITS)
             units.add(_AMOUNT_UNITS[kind])
-        times += parse_times(d, f"{where}.dose[{i}]")
+        times += parse_times(d, f"{doses_field}[{i}]")
     if len(units) > 1:
-        raise ScenarioError(f"{where}.rule", f"the {drug} doses mix units ({', '.join(sorted(units))}); "
+        raise ScenarioError(doses_field, f"the {drug} doses mix units ({', '.join(sorted(units))}); "
                                              "rules need one unit")
     return units.pop(), tuple(sorted(set(times)))
 
 
-def parse_rules(value: Any, where: str, doses: tuple[Mapping[str, Any], ...], period_h: float) -> ArmRules | None:
-    """The ``rule`` list of an arm (``where`` is its field path, e.g. ``arm[0].rule``), or None."""
+def parse_rules(value: Any, where: str, doses: tuple[Mapping[str, Any], ...], period_h: float,
+                doses_field: str | None = None) -> ArmRules | None:
+    """The ``rule`` list of an arm or a scenario (``where`` is its field path, e.g. ``arm[0].rule``;
+    ``doses_field`` that of the doses it governs, by default ``arm[0].dose``), or None."""
     if value is None:
         return None
-    arm = where.rsplit(".", 1)[0]
+    doses_field = doses_field or where.rsplit(".", 1)[0] + ".dose"
     if not isinstance(value, list) or not value or not all(isinstance(v, Mapping) for v in value):
         raise ScenarioError(where, "must be a non-empty list of [[arm.rule]] tables")
     drugs = sorted({d.get("drug") for d in doses})
     if len(drugs) != 1:
-        raise ScenarioError(where, f"rules need an arm that doses one drug; this arm gives "
+        raise ScenarioError(where, f"rules need doses of one drug; these doses give "
                                    f"{', '.join(map(str, drugs)) or 'nothing'}")
     drug = drugs[0]
-    unit, sessions = _governed(doses, drug, arm)
+    unit, sessions = _governed(doses, drug, doses_field)
     for a, b in zip(sessions, sessions[1:]):
         if b - a < SESSION_WINDOW_H:
             raise ScenarioError(where, f"sessions at {a:g} h and {b:g} h are less than {SESSION_WINDOW_H:g} h apart: "

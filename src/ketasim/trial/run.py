@@ -27,7 +27,7 @@ from ..scenario import PatientColumns
 from ..simulate import observe_batch
 from . import adaptive
 from .design import Sequence, TrialSpec, session_starts
-from .rules import SESSION_WINDOW_H
+from .rules import SESSION_OFFSETS_H, SESSION_WINDOW_H
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
 #: points of a tight reference with the population's full parameter variability. Measured when it
@@ -40,9 +40,6 @@ from .rules import SESSION_WINDOW_H
 #: steps up to a week (68 steps) the cubic interpolation between step ends reached 0.013 points at
 #: assessments weeks after the last of eight nasal doses, 0.006 with 48 h
 TRIAL_SETTINGS = SolverSettings(rtol=5e-4, atol=1e-7, h_max=48.0)
-#: where a session's peaks are read, after each administration: every 5 min for 2 h (CADSS, blood
-#: pressure and NMDA block peak within it for every route), then every 15 min to 4 h
-SESSION_OFFSETS_H = np.concatenate([np.arange(0.0, 2.0, 5 / 60), np.arange(2.0, SESSION_WINDOW_H + 1e-9, 0.25)])
 STATE_BUDGET_BYTES = 64 * 2 ** 20  # states held per chunk: about 64 MiB
 
 #: columns of the patients table that hold model outputs: (column, output name, how it is read)
