@@ -11,7 +11,7 @@ import ketasim
 
 PUBLIC = ["DISCLAIMER", "Dose", "KetasimError", "ParameterError", "ParameterRangeError", "ParameterSet",
           "Patient", "Scenario", "ScenarioError", "SimulationResult", "SolverError", "SolverSettings",
-          "export_sbml", "load_parameters", "power", "run_trial", "simulate"]
+          "export_sbml", "load_parameters", "optimise", "power", "run_trial", "simulate"]
 
 
 def test_public_api_is_pinned():
@@ -25,7 +25,8 @@ def test_public_api_is_pinned():
                                     "ketasim.trial.statistics", "ketasim.engine.problem", "ketasim.model.system",
                                     "ketasim.compare", "ketasim.compare.variants", "ketasim.compare.experiments", "ketasim.nca",
                                     "ketasim.trial.success", "ketasim.trial.power", "ketasim.params.draws",
-                                    "ketasim.result", "ketasim.dataset", "ketasim.vpc", "ketasim.trial.rules"])
+                                    "ketasim.result", "ketasim.dataset", "ketasim.vpc", "ketasim.trial.rules",
+                                    "ketasim.trial.optimise"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0

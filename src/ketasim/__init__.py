@@ -32,6 +32,13 @@ def power(trial, **kwargs):
     return _power(trial, **kwargs)
 
 
+def optimise(spec, **kwargs):
+    """The best regimen within bounds and safety caps for a virtual population (see ``ketasim.trial.optimise``)."""
+    from .trial.optimise import optimise as _optimise
+
+    return _optimise(spec, **kwargs)
+
+
 def export_sbml(scenario, **kwargs) -> str:
     """SBML Level 3 Version 2 text of the model with ``scenario`` (see ``ketasim.sbml``)."""
     from .sbml import export_sbml as _export
@@ -55,6 +62,7 @@ __all__ = [
     "SolverSettings",
     "export_sbml",
     "load_parameters",
+    "optimise",
     "power",
     "run_trial",
     "simulate",

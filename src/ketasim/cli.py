@@ -285,13 +285,18 @@ def dataset_check(
         typer.echo(f"ID {p['id']}: {doses}; {obs}; {covariates}; simulated to {p['duration [h]']:g} h")
 
 
-@contextmanager
 def _patients_progress(description: str, quiet: bool):
     """A progress bar of simulated patients with their rate: (progress, task, callback(done, total))."""
+    return _progress_bar(description, "patients", quiet)
+
+
+@contextmanager
+def _progress_bar(description: str, unit: str, quiet: bool):
+    """A progress bar of ``unit`` done with their rate: (progress, task, callback(done, total))."""
     from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]} patients/s"), TimeRemainingColumn(), TimeElapsedColumn(),
+                  TextColumn(f"{{task.fields[rate]}} {unit}/s"), TimeRemainingColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as progress:
         task = progress.add_task(description, total=None, rate="-")
         started = time.perf_counter()
@@ -360,6 +365,47 @@ def power(
         smallest = summary["smallest_n_reaching_target"]
         err.print(f"smallest n reaching power {target:g}: {smallest if smallest is not None else 'none of those given'}")
         err.print(f"wrote {out}/ (power.json, power.parquet, manifest.json, report.html)")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@app.command()
+def optimise(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="optimisation spec (TOML: [optimise], [population], "
+                                                             "[regimen], [caps], [label])"),
+    out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
+    params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+):
+    """Search a regimen space for the best endpoint of a virtual population within safety caps, and compare
+    it with the label regimen on the same patients; write optimise.json, candidates.parquet, manifest.json
+    and report.html."""
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .trial.optimise import OptimiseSpec
+    from .trial.optimise import optimise as run_optimise
+
+    with _refusals(out):
+        spec = OptimiseSpec.load(spec_file)
+        parameter_set = load_parameters(params)
+        check_output_folder(out)
+        with _progress_bar(f"optimising '{spec.name}'", "regimens", quiet) as (progress, task, report):
+            result = run_optimise(spec, params=parameter_set, progress=report)
+            progress.update(task, description="writing results and report")
+            result.write(out)
+    if not quiet:
+        summary = result.summary
+        err.print(escape(f"{summary['evaluated']} regimens evaluated, {summary['feasible']} within every cap; "
+                         f"objective: {summary['objective']}"))
+        for name in ("best", "label"):
+            entry = summary[name]
+            if entry:
+                regimen = ", ".join(f"{k} {entry[k]:g}" for k in entry if k.startswith(("amount [", "every [", "count",
+                                                                                        "therapy_start")))
+                err.print(escape(f"{name}: {regimen}: objective {entry['objective']:.3g}"
+                                 f"{'' if entry['feasible'] else ' (breaks a cap)'}"))
+        if summary["best"] is None:
+            err.print(escape(summary["why_none"]))
+        err.print(f"wrote {out}/ (optimise.json, candidates.parquet, manifest.json, report.html)")
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 

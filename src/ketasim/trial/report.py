@@ -348,3 +348,73 @@ Smallest sample size reaching power {summary['target_power']:g}:
 """
     _write_page(folder, title, "A power analysis of virtual trials describes a model population; it says nothing "
                                "about what any person should receive.", body)
+
+
+# ---------------------------------------------------------------------- regimen optimisation
+def tradeoff_figure(result):
+    """For each cap: the endpoint against the cap's metric over every regimen evaluated, the
+    trade-off front (no regimen better on both), the cap, the best feasible regimen and the label."""
+    from .optimise import CAP_COLUMNS
+
+    table, summary, spec = result.candidates, result.summary, result.spec
+    caps = list(CAP_COLUMNS)
+    fig, axes = plt.subplots(1, len(caps), figsize=(3.1 * len(caps), 3.2), sharey=True)
+    for ax, cap in zip(axes, caps):
+        column = CAP_COLUMNS[cap]
+        ok = table["feasible"].to_numpy()
+        ax.scatter(table.loc[ok, column], table.loc[ok, "objective"], s=14, c="tab:blue", label="meets every cap")
+        ax.scatter(table.loc[~ok, column], table.loc[~ok, "objective"], s=14, c="lightgrey", label="breaks a cap")
+        front = table[table[f"pareto_{cap}"]].sort_values(column)
+        ax.step(front[column], front["objective"], where="post", c="tab:orange", lw=1, label="trade-off front")
+        if cap in spec.caps:
+            ax.axvline(spec.caps[cap], ls=":", c="red", label="cap")
+        best, label = summary["best"], summary["label"]
+        if best:
+            ax.scatter([best[column]], [best["objective"]], marker="*", s=120, c="gold", edgecolors="k", label="best", zorder=3)
+        if label and label.get(column) is not None:
+            ax.scatter([label[column]], [label["objective"]], marker="D", s=40, c="none", edgecolors="k", label="label",
+                       zorder=3)
+        ax.set_xlabel(column)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(summary["objective"])
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def write_optimise_report(result, folder) -> None:
+    """``report.html`` of a regimen optimisation in ``folder``."""
+    from .optimise import CAP_COLUMNS
+
+    summary, spec = result.summary, result.spec
+    img = png_base64(tradeoff_figure(result))
+    metrics = ["objective", "response_rate", "remission_rate", "madrs_change [points]", *CAP_COLUMNS.values(), "feasible"]
+    regimen = [c for c in result.candidates.columns if c.startswith(("amount [", "every [", "count", "therapy_start"))]
+
+    def row(name, entry):
+        if not entry:
+            return f"<tr><td>{html.escape(name)}</td><td colspan='{len(regimen) + len(metrics)}'>none</td></tr>"
+        cells = "".join(f"<td>{_fmt(entry.get(c)) if not isinstance(entry.get(c), bool) else entry.get(c)}</td>"
+                        for c in regimen + metrics)
+        return f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
+
+    heads = "".join(f"<th>{html.escape(c)}</th>" for c in regimen + metrics)
+    top = result.candidates.sort_values("objective", ascending=False).head(15).to_dict("records")
+    caps = ", ".join(f"{html.escape(CAP_COLUMNS[k])} at most {v:g}" for k, v in spec.caps.items()) or "none"
+    body = f"""<p>Objective: <strong>{html.escape(summary['objective'])}</strong>, maximised over
+{summary['evaluated']} regimens ({html.escape(spec.method)}); {summary['feasible']} met every cap ({caps}). Every
+regimen ran on the same {spec.population.get('n')} virtual patients (seed {spec.seed}).</p>
+<h2>Best regimen and the label regimen</h2>
+<table><tr><th></th>{heads}</tr>{row('best within the caps', summary['best'])}{row('label', summary['label'])}</table>
+<p>{html.escape(summary.get('why_none', ''))}</p>
+<h2>Trade-off fronts</h2>
+<figure><img alt='trade-off fronts' src='data:image/png;base64,{img}'><figcaption>The endpoint against each cap's
+metric for every regimen evaluated; the front joins the regimens no other beats on both.</figcaption></figure>
+<h2>Regimens with the highest objective</h2>
+<table><tr><th>candidate</th>{heads}</tr>{''.join(row(str(r['candidate']), r) for r in top)}</table>
+<h2>Spec</h2>
+<pre>{html.escape(json.dumps(summary['spec'], indent=2))}</pre>
+"""
+    _write_page(folder, f"ketasim regimen optimisation: {spec.name}",
+                "The best regimen here is the best for a model population under the model's assumptions and the "
+                "caps declared; it is not a recommendation for anyone.", body)

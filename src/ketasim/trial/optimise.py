@@ -1,0 +1,608 @@
+"""Regimen optimisation under safety caps: ``ketasim optimise SPEC.toml`` (``ketasim.optimise``).
+
+A spec declares a regimen space (one drug line whose amount, interval and number of doses, and
+optionally the start of a course of psychotherapy, lie within bounds), an endpoint of the virtual
+population to maximise (response or remission rate at a time, or the mean MADRS fall), caps on
+safety and burden, and the label regimen to compare with. Every candidate regimen is a one-arm
+virtual trial of the same patients (the spec's seed and population: common random numbers), so two
+regimens differ only by what they give. Each trial is assessed 4 h after every session, where the
+session's CADSS and blood-pressure peaks are read, and at the endpoint's time.
+
+Caps (``[caps]``, each optional): ``cadss_peak`` (the patients' mean highest session CADSS peak,
+points), ``sbp_rise_fraction`` (the share of patients with a session SBP rise >= 40 mmHg),
+``cumulative_amount`` (the mean total amount per patient, e.g. "700 mg") and ``clinic_visits``
+(dosing sessions by a supervised route plus therapy sessions).
+
+Search (``method``): ``sobol`` evaluates ``budget`` regimens spread over the space by a scrambled
+Sobol sequence (the label among them when it lies in the space); ``differential-evolution`` runs
+SciPy's derivative-free search on the same evaluations with the caps as penalties, starting from the
+label. A response rate over a finite population is a step function of the regimen, so no gradient is
+used. The best regimen is the feasible one with the highest endpoint (ties: the smaller amount);
+the report shows, for each cap, the trade-off front between the endpoint and that cap.
+
+>>> spec = OptimiseSpec.from_dict({
+...     "optimise": {"name": "demo", "seed": 1, "endpoint": "response", "at": "1 w", "budget": 3},
+...     "population": {"n": 4, "preset": "treatment-resistant"},
+...     "regimen": {"drug": "esketamine", "route": "intranasal", "amount": ["28 mg", "84 mg"],
+...                 "every": "3.5 d", "count": [1, 2]},
+...     "caps": {"cadss_peak": 40}})
+>>> [name for name, *_ in spec.space.free()]
+['amount', 'count']
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..dosing import SUPERVISED_ROUTES
+from ..errors import ScenarioError
+from ..model.mechanisms import active
+from ..params import ParameterSet, load_parameters
+from ..population import PopulationSpec
+from ..result import DISCLAIMER
+from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, MAX_AMOUNT, THERAPIES, Scenario, read_toml
+from ..units import parse_quantity, parse_time
+from .rules import SESSION_WINDOW_H
+
+ENDPOINTS = ("response", "remission", "madrs_change")
+METHODS = ("sobol", "differential-evolution")
+CAPS = ("cadss_peak", "sbp_rise_fraction", "cumulative_amount", "clinic_visits")
+#: each cap's metric column in the candidates table
+CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
+               "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]"}
+MAX_BUDGET = 2000
+SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
+_AMOUNT_UNITS = {"per_weight": "mg/kg", "absolute": "mg"}
+_FIELDS = {"optimise": ("name", "seed", "endpoint", "at", "budget", "method"),
+           "regimen": ("drug", "route", "amount", "amount_step", "every", "every_step", "count", "start", "duration",
+                       "therapy"),
+           "therapy": ("kind", "every", "count", "start")}
+
+
+def _known(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ScenarioError(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def _table(data: Mapping[str, Any], key: str, where: str | None = None) -> Mapping[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, Mapping):
+        raise ScenarioError(where or key, "needed: a table")
+    return value
+
+
+def _bounds(value: Any, where: str, parse: Callable[[Any, str], float]) -> tuple[float, float]:
+    """A fixed value, or [low, high]."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ScenarioError(where, f"{value!r}: give one value or [low, high]")
+        low, high = parse(value[0], f"{where}[0]"), parse(value[1], f"{where}[1]")
+        if not low <= high:
+            raise ScenarioError(where, f"{value!r}: low must not exceed high")
+        return low, high
+    x = parse(value, where)
+    return x, x
+
+
+@dataclass(frozen=True)
+class Regimen:
+    """One concrete regimen of the space."""
+
+    amount: float  # in the space's unit
+    every_h: float
+    count: int
+    therapy_start_h: float | None = None
+
+    def describe(self, space: RegimenSpace) -> dict[str, Any]:
+        out = {f"amount [{space.unit}]": self.amount, "every [h]": self.every_h, "count": self.count}
+        if space.therapy is not None:
+            out["therapy_start [h]"] = self.therapy_start_h
+        return out
+
+
+@dataclass(frozen=True)
+class Therapy:
+    kind: str
+    every_h: float
+    count: int
+    start_h: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class RegimenSpace:
+    """One dose line with bounded amount, interval and count, and an optional therapy course."""
+
+    drug: str
+    route: str
+    unit: str  # mg or mg/kg
+    amount: tuple[float, float]
+    amount_step: float  # 0: continuous
+    every_h: tuple[float, float]
+    count: tuple[int, int]
+    start_h: float = 0.0
+    duration_h: float | None = None  # an IV infusion's length
+    therapy: Therapy | None = None
+    every_step_h: float = 12.0
+    end_h: float = math.inf  # every dose before it (the endpoint's time)
+
+    def free(self) -> list[tuple[str, float, float, bool]]:
+        """(name, low, high, integer) of the dimensions the search moves."""
+        dims = [("amount", *self.amount, False), ("every", *self.every_h, False), ("count", *self.count, True)]
+        if self.therapy is not None:
+            dims.append(("therapy_start", *self.therapy.start_h, False))
+        return [d for d in dims if d[1] < d[2]]
+
+    def regimen(self, values: Mapping[str, float]) -> Regimen:
+        """The regimen at ``values`` of the free dimensions (fixed ones at their value), rounded to the
+        amount step, whole hours and whole doses."""
+        def pick(name, bounds):
+            return float(np.clip(values.get(name, bounds[0]), *bounds))
+
+        amount = pick("amount", self.amount)
+        if self.amount_step:
+            amount = float(np.clip(self.amount_step * round(amount / self.amount_step), *self.amount))
+        step = self.every_step_h
+        every = float(np.clip(step * round(pick("every", self.every_h) / step), *self.every_h))
+        count = int(np.clip(round(pick("count", self.count)), *self.count))
+        # doses after the endpoint's time would count against the caps and not towards the endpoint:
+        # fewer doses, or (below the smallest count) a shorter interval
+        room = self.end_h - self.start_h - 1e-6
+        if count > 1 and (count - 1) * every > room:
+            count = max(self.count[0], min(count, int(room // every) + 1))
+            if (count - 1) * every > room:
+                every = max(self.every_h[0], step * math.floor(room / (count - 1) / step))
+        start = float(round(pick("therapy_start", self.therapy.start_h))) if self.therapy else None
+        return Regimen(amount=round(amount, 6), every_h=every, count=count, therapy_start_h=start)
+
+    def tables(self, r: Regimen) -> tuple[list[dict], list[dict]]:
+        """(dose, therapy) tables of a trial arm."""
+        dose = {"drug": self.drug, "route": self.route, "amount": f"{r.amount!r} {self.unit}",
+                "at": [f"{self.start_h + i * r.every_h!r} h" for i in range(r.count)]}
+        if self.duration_h:
+            dose["duration"] = f"{self.duration_h!r} h"
+        therapies = []
+        if self.therapy is not None:
+            t = self.therapy
+            therapies.append({"kind": t.kind, "at": [f"{r.therapy_start_h + i * t.every_h!r} h" for i in range(t.count)]})
+        return [dose], therapies
+
+    def contains(self, r: Regimen) -> bool:
+        inside = (self.amount[0] - 1e-9 <= r.amount <= self.amount[1] + 1e-9
+                  and self.every_h[0] - 1e-9 <= r.every_h <= self.every_h[1] + 1e-9
+                  and self.count[0] <= r.count <= self.count[1])
+        return inside and (self.therapy is None or r.therapy_start_h is not None)
+
+
+@dataclass(frozen=True)
+class OptimiseSpec:
+    """A validated optimisation spec."""
+
+    name: str
+    seed: int
+    endpoint: str
+    at_h: float
+    budget: int
+    method: str
+    population: Mapping[str, Any]
+    space: RegimenSpace
+    caps: Mapping[str, float]
+    label: tuple[list, list] | None  # (dose tables, therapy tables)
+    label_regimen: Regimen | None  # the label as a point of the space, where it is one
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any] | OptimiseSpec) -> OptimiseSpec:
+        if isinstance(source, OptimiseSpec):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        return cls.from_dict(read_toml(source, "optimisation spec"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimiseSpec:
+        _known(data, ("optimise", "population", "regimen", "caps", "label"), "optimisation spec")
+        opt = _table(data, "optimise")
+        _known(opt, _FIELDS["optimise"], "optimise")
+        name = opt.get("name", "regimen optimisation")
+        if not isinstance(name, str) or not name.strip():
+            raise ScenarioError("optimise.name", "must be a non-empty text")
+        seed = opt.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+            raise ScenarioError("optimise.seed", f"{seed!r} must be a whole number >= 0 (give it explicitly)")
+        endpoint = opt.get("endpoint", "response")
+        if endpoint not in ENDPOINTS:
+            raise ScenarioError("optimise.endpoint", f"{endpoint!r} is not allowed; allowed: {', '.join(ENDPOINTS)}")
+        if "at" not in opt:
+            raise ScenarioError("optimise.at", "needed: when the endpoint is read (e.g. \"4 w\")")
+        at = parse_time(opt["at"], "optimise.at")
+        if not at > 0:
+            raise ScenarioError("optimise.at", f"{opt['at']!r} must be after the start")
+        budget = opt.get("budget", 40)
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 2 <= budget <= MAX_BUDGET:
+            raise ScenarioError("optimise.budget", f"{budget!r} must be a whole number of regimens in 2..{MAX_BUDGET}")
+        method = opt.get("method", "sobol")
+        if method not in METHODS:
+            raise ScenarioError("optimise.method", f"{method!r} is not allowed; allowed: {', '.join(METHODS)}")
+        population = _table(data, "population")
+        PopulationSpec.from_dict(population)  # checked now, used per candidate
+        space = _space(_table(data, "regimen"), at)
+        caps = _caps(data.get("caps", {}), space)
+        label, label_regimen = _label(data.get("label"), space)
+        return cls(name=name.strip(), seed=seed, endpoint=endpoint, at_h=at, budget=budget, method=method,
+                   population=dict(population), space=space, caps=caps, label=label, label_regimen=label_regimen,
+                   raw=json.loads(json.dumps(data)))
+
+    def describe(self) -> dict[str, Any]:
+        s = self.space
+        space = {"drug": s.drug, "route": s.route, f"amount [{s.unit}]": list(s.amount),
+                 "amount_step": s.amount_step or None, "every [h]": list(s.every_h), "count": list(s.count),
+                 "start [h]": s.start_h, "infusion [h]": s.duration_h}
+        if s.therapy:
+            space["therapy"] = {"kind": s.therapy.kind, "every [h]": s.therapy.every_h, "count": s.therapy.count,
+                                "start [h]": list(s.therapy.start_h)}
+        return {"name": self.name, "seed": self.seed, "endpoint": self.endpoint, "at [h]": self.at_h,
+                "budget": self.budget, "method": self.method, "population": dict(self.population),
+                "space": space, "caps": dict(self.caps), "label": self.raw.get("label")}
+
+
+def _amount(text: Any, where: str, unit: str | None = None) -> tuple[str, float]:
+    kind, value = parse_quantity(text, where, _AMOUNT_UNITS)
+    found = _AMOUNT_UNITS[kind]
+    if unit is not None and found != unit:
+        raise ScenarioError(where, f"{text!r} is in {found}; this regimen's amounts are in {unit}")
+    if not 0 < value <= MAX_AMOUNT[found]:
+        raise ScenarioError(where, f"{text!r} must be above 0 and at most {MAX_AMOUNT[found]:g} {found}")
+    return found, value
+
+
+def _space(table: Mapping[str, Any], at_h: float) -> RegimenSpace:
+    _known(table, _FIELDS["regimen"], "regimen")
+    drug = table.get("drug")
+    if drug not in DRUG_ROUTES or drug in INERT_DRUGS or drug in GASES:
+        allowed = [d for d in DRUG_ROUTES if d not in INERT_DRUGS and d not in GASES]
+        raise ScenarioError("regimen.drug", f"{drug!r} is not a drug dosed in mg; allowed: {', '.join(allowed)}")
+    route = table.get("route")
+    if route not in DRUG_ROUTES[drug]:
+        raise ScenarioError("regimen.route", f"{route!r} is not a route for {drug}; allowed: {', '.join(DRUG_ROUTES[drug])}")
+    for key in ("amount", "every", "count"):
+        if key not in table:
+            raise ScenarioError(f"regimen.{key}", "needed: a value or [low, high]")
+    first = table["amount"][0] if isinstance(table["amount"], list) and table["amount"] else table["amount"]
+    unit = _amount(first, "regimen.amount")[0]
+    amount = _bounds(table["amount"], "regimen.amount", lambda v, w: _amount(v, w, unit)[1])
+    step = _amount(table["amount_step"], "regimen.amount_step", unit)[1] if "amount_step" in table else 0.0
+    every = _bounds(table["every"], "regimen.every", parse_time)
+    every_step = parse_time(table.get("every_step", "12 h"), "regimen.every_step")
+    if not every_step > 0:
+        raise ScenarioError("regimen.every_step", f"{table['every_step']!r} must be > 0")
+    if every[0] < 2 * SESSION_WINDOW_H:
+        raise ScenarioError("regimen.every", f"{table['every']!r}: sessions must be at least {2 * SESSION_WINDOW_H:g} h "
+                                             "apart (each is read over its 4-h window)")
+
+    def whole(v, where):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 200:
+            raise ScenarioError(where, f"{v!r} must be a whole number of doses in 1..200")
+        return v
+
+    count = tuple(int(c) for c in _bounds(table["count"], "regimen.count", whole))
+    start = parse_time(table.get("start", "0 h"), "regimen.start")
+    if start < 0:
+        raise ScenarioError("regimen.start", f"{table['start']!r} must be >= 0")
+    duration = None
+    if "duration" in table:
+        if route != "iv":
+            raise ScenarioError("regimen.duration", f"an infusion length is only for route 'iv', not {route!r}")
+        duration = parse_time(table["duration"], "regimen.duration")
+        if not 1 / 60 <= duration <= SESSION_WINDOW_H:
+            raise ScenarioError("regimen.duration", f"{table['duration']!r} must be 1 min to {SESSION_WINDOW_H:g} h")
+    if start >= at_h:
+        raise ScenarioError("regimen.start", f"the first dose ({start:g} h) must come before the endpoint ({at_h:g} h)")
+    if count[0] > 1 and start + (count[0] - 1) * every[0] >= at_h:
+        raise ScenarioError("regimen.count", f"{count[0]} doses every {every[0]:g} h from {start:g} h do not fit "
+                                             f"before the endpoint ({at_h:g} h)")
+    therapy = _therapy(table["therapy"]) if "therapy" in table else None
+    return RegimenSpace(drug=drug, route=route, unit=unit, amount=amount, amount_step=step, every_h=every,
+                        count=count, start_h=start, duration_h=duration, therapy=therapy, every_step_h=every_step,
+                        end_h=at_h)
+
+
+def _therapy(table: Any) -> Therapy:
+    if not isinstance(table, Mapping):
+        raise ScenarioError("regimen.therapy", "must be a table (kind, every, count, start)")
+    _known(table, _FIELDS["therapy"], "regimen.therapy")
+    kind = table.get("kind")
+    if kind not in THERAPIES:
+        raise ScenarioError("regimen.therapy.kind", f"{kind!r} is not allowed; allowed: {', '.join(THERAPIES)}")
+    every = parse_time(table.get("every", "1 w"), "regimen.therapy.every")
+    count = table.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+        raise ScenarioError("regimen.therapy.count", f"{count!r} must be a whole number in 1..100")
+    if count > 1 and every <= 0:
+        raise ScenarioError("regimen.therapy.every", "must be > 0")
+    start = _bounds(table.get("start", "0 h"), "regimen.therapy.start", parse_time)
+    if start[0] < 0:
+        raise ScenarioError("regimen.therapy.start", "must be >= 0")
+    return Therapy(kind=kind, every_h=every, count=count, start_h=start)
+
+
+def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
+    if not isinstance(table, Mapping):
+        raise ScenarioError("caps", "must be a table")
+    _known(table, CAPS, "caps")
+    caps = {}
+    for key, value in table.items():
+        if key == "cumulative_amount":
+            caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
+            continue
+        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, "clinic_visits": 10_000.0}[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+            raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
+        caps[key] = float(value)
+    return caps
+
+
+def _label(table: Any, space: RegimenSpace) -> tuple[tuple[list, list] | None, Regimen | None]:
+    """The label regimen's tables, and its point in the space when it is one there."""
+    if table is None:
+        return None, None
+    if not isinstance(table, Mapping):
+        raise ScenarioError("label", "must be a table with [[label.dose]] (and [[label.therapy]])")
+    _known(table, ("dose", "therapy"), "label")
+    doses, therapies = list(table.get("dose", [])), list(table.get("therapy", []))
+    if not doses:
+        raise ScenarioError("label.dose", "needed: the label regimen's doses")
+    try:
+        scenario = Scenario.from_dict({"dose": doses, "therapy": therapies, "simulation": {"duration": "104 w"}})
+    except ScenarioError as exc:
+        raise ScenarioError(f"label.{exc.field}", str(exc).split(": ", 1)[1]) from None
+    point = None
+    if len(scenario.doses) == 1 and len(scenario.therapies) <= 1:
+        d = scenario.doses[0]
+        times = d.times_h
+        regular = len(times) == 1 or np.ptp(np.diff(times)) < 1e-9
+        if (d.drug, d.route, d.amount_unit, d.duration_h) == (space.drug, space.route, space.unit, space.duration_h) \
+                and regular and abs(times[0] - space.start_h) < 1e-9:
+            every = times[1] - times[0] if len(times) > 1 else space.every_h[0]
+            therapy_start = None
+            if space.therapy is not None and scenario.therapies:
+                therapy_start = scenario.therapies[0].times_h[0]
+            candidate = Regimen(amount=d.amount, every_h=every, count=len(times), therapy_start_h=therapy_start)
+            if space.contains(candidate) and (space.therapy is None) == (not scenario.therapies):
+                point = candidate
+    return (doses, therapies), point
+
+
+# ---------------------------------------------------------------------- evaluating regimens
+def _assessments(doses: list, therapies: list, at_h: float) -> list[str]:
+    """4 h after every session (its window read in full) and the endpoint's time."""
+    sessions = Scenario.from_dict({"dose": doses, "simulation": {"duration": "104 w"}}).doses
+    times = {round(t + SESSION_WINDOW_H, 9) for d in sessions for t in d.times_h} | {at_h}
+    return [f"{t!r} h" for t in sorted(times)]
+
+
+def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: ParameterSet) -> dict[str, float]:
+    """The endpoint and every cap's metric of one regimen on the spec's virtual patients."""
+    from . import run_trial
+
+    trial = {"trial": {"name": spec.name, "seed": spec.seed, "assessments": _assessments(doses, therapies, spec.at_h)},
+             "population": copy.deepcopy(dict(spec.population)),
+             "arm": [{"name": "regimen", "dose": doses, "therapy": therapies}]}
+    result = run_trial(trial, params=params)
+    rows = result.patients[result.patients["status"] == "ok"]
+    at = next(a for a in result.summary["arms"]["regimen"]["assessments"] if abs(a["assessment [h]"] - spec.at_h) < 1e-6)
+    per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
+                                             weight=("weight [kg]", "first"))
+    scenario = Scenario.from_dict({"dose": doses, "therapy": therapies, "simulation": {"duration": "104 w"}})
+    weight = per_patient["weight"].to_numpy(dtype=float)
+    total = sum(np.asarray(d.amount_mg(weight)) * len(d.times_h) for d in scenario.doses if d.amount_unit != "fraction")
+    visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
+    visits |= {t for th in scenario.therapies for t in th.times_h}
+    return {"response_rate": at["response_rate"]["estimate"], "remission_rate": at["remission_rate"]["estimate"],
+            "madrs_change [points]": at["madrs_change [points]"]["mean"],
+            "cadss_peak [points]": float(per_patient["cadss"].mean()),
+            "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
+            "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
+            "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}
+
+
+def objective(spec: OptimiseSpec, metrics: Mapping[str, float]) -> float:
+    """The value to maximise: a rate, or the mean MADRS fall (points)."""
+    if spec.endpoint == "madrs_change":
+        return -float(metrics["madrs_change [points]"])
+    return float(metrics[f"{spec.endpoint}_rate"])
+
+
+def violations(spec: OptimiseSpec, metrics: Mapping[str, float]) -> dict[str, float]:
+    """Each cap's excess over its limit, relative to the limit (0: met)."""
+    out = {}
+    for cap, limit in spec.caps.items():
+        value = float(metrics[CAP_COLUMNS[cap]])
+        out[cap] = max(0.0, value - limit) / max(limit, 1e-9) if math.isfinite(value) else math.inf
+    return out
+
+
+# ---------------------------------------------------------------------- the search
+@dataclass(frozen=True)
+class OptimiseResult:
+    spec: OptimiseSpec
+    candidates: pd.DataFrame  # one row per regimen evaluated
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+
+    def write(self, folder: str | Path, report: bool = True) -> Path:
+        """``optimise.json``, ``candidates.parquet``, ``manifest.json`` and ``report.html``, atomically."""
+        from ..output import atomic_folder
+        from . import _write_parquet
+
+        with atomic_folder(folder) as tmp:
+            _write_parquet(self.candidates, tmp / "candidates.parquet")
+            (tmp / "optimise.json").write_text(json.dumps(self.summary, indent=2))
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
+            if report:
+                from .report import write_optimise_report
+
+                write_optimise_report(self, tmp)
+        return Path(folder)
+
+
+class _Evaluations:
+    """Regimens evaluated so far, each once (the search may ask twice for a rounded point)."""
+
+    def __init__(self, spec: OptimiseSpec, params: ParameterSet, progress: Callable[[int, int], None] | None):
+        self.spec, self.params, self.progress = spec, params, progress
+        self.rows: dict[Regimen, dict[str, Any]] = {}
+
+    def __call__(self, regimen: Regimen) -> dict[str, Any]:
+        if regimen not in self.rows:
+            doses, therapies = self.spec.space.tables(regimen)
+            metrics = evaluate(self.spec, doses, therapies, self.params)
+            bad = violations(self.spec, metrics)
+            self.rows[regimen] = {"candidate": len(self.rows), **regimen.describe(self.spec.space), **metrics,
+                                  "objective": objective(self.spec, metrics), "feasible": not any(bad.values()),
+                                  "label": regimen == self.spec.label_regimen,
+                                  **{f"excess_{k}": v for k, v in bad.items()}}
+            if self.progress:
+                self.progress(len(self.rows), self.spec.budget)
+        return self.rows[regimen]
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) >= self.spec.budget
+
+
+def _sobol(spec: OptimiseSpec, evaluate_: _Evaluations) -> None:
+    from scipy.stats import qmc
+
+    dims = spec.space.free()
+    if spec.label_regimen is not None:
+        evaluate_(spec.label_regimen)
+    if not dims:
+        evaluate_(spec.space.regimen({}))
+        return
+    with warnings.catch_warnings():  # balance: the sequence's first points are used, not a power of two
+        warnings.simplefilter("ignore", UserWarning)
+        points = qmc.Sobol(len(dims), scramble=True, seed=spec.seed).random(4 * spec.budget)
+    for u in points:
+        if evaluate_.full:
+            return
+        values = {name: low + x * (high - low) for (name, low, high, _), x in zip(dims, u)}
+        evaluate_(spec.space.regimen(values))
+
+
+def _differential_evolution(spec: OptimiseSpec, evaluate_: _Evaluations) -> None:
+    from scipy.optimize import differential_evolution
+
+    dims = spec.space.free()
+    if not dims:
+        evaluate_(spec.space.regimen({}))
+        return
+    popsize = 5  # x the dimensions: the population
+
+    def loss(x):
+        if evaluate_.full:
+            return math.inf
+        row = evaluate_(spec.space.regimen({name: v for (name, *_), v in zip(dims, x)}))
+        excess = sum(row.get(f"excess_{k}", 0.0) for k in spec.caps)
+        return -row["objective"] + 1e3 * excess  # a cap outweighs any endpoint
+
+    x0 = None
+    if spec.label_regimen is not None:
+        point = spec.label_regimen.describe(spec.space)
+        lookup = {"amount": point[f"amount [{spec.space.unit}]"], "every": point["every [h]"], "count": point["count"],
+                  "therapy_start": point.get("therapy_start [h]")}
+        x0 = [lookup[name] for name, *_ in dims]
+    generations = max(0, spec.budget // (popsize * len(dims)) - 1)
+    differential_evolution(loss, [(low, high) for _, low, high, _ in dims], seed=spec.seed, popsize=popsize,
+                           maxiter=generations, polish=False, init="sobol", x0=x0, tol=0.0,
+                           integrality=[integer for *_, integer in dims])
+
+
+def _pareto(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Which candidates no other beats on both: higher endpoint and lower cap metric."""
+    keep = np.ones(values.size, dtype=bool)
+    for i in range(values.size):
+        better = (values >= values[i]) & (costs <= costs[i]) & ((values > values[i]) | (costs < costs[i]))
+        keep[i] = not better.any()
+    return keep
+
+
+def optimise(spec: str | Path | Mapping[str, Any] | OptimiseSpec, *, params: ParameterSet | str | Path | None = None,
+             progress: Callable[[int, int], None] | None = None) -> OptimiseResult:
+    """Search the spec's regimen space for the best regimen that meets every cap, and compare it with
+    the label regimen on the same virtual patients."""
+    spec = OptimiseSpec.load(spec)
+    if not isinstance(params, ParameterSet):
+        params = load_parameters(params)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    evaluations = _Evaluations(spec, params, progress)
+    (_sobol if spec.method == "sobol" else _differential_evolution)(spec, evaluations)
+    table = pd.DataFrame(list(evaluations.rows.values()))
+    for cap, column in CAP_COLUMNS.items():
+        table[f"pareto_{cap}"] = _pareto(table["objective"].to_numpy(), table[column].to_numpy())
+    label = None
+    if spec.label is not None:
+        in_table = table[table["label"]]
+        if len(in_table):
+            label = in_table.iloc[0].to_dict()
+        else:
+            metrics = evaluate(spec, *spec.label, params)
+            bad = violations(spec, metrics)
+            label = {**metrics, "objective": objective(spec, metrics), "feasible": not any(bad.values())}
+    summary = _summary(spec, table, label)
+    manifest = {"ketasim_version": _version(), "created": started.isoformat(timespec="seconds"),
+                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "spec": spec.describe(), "parameter_set_sha256": params.digest(), "mechanisms": list(active(params))}
+    return OptimiseResult(spec=spec, candidates=table, summary=summary, manifest=manifest)
+
+
+def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, (np.floating, float)):
+            out[k] = float(v) if math.isfinite(v) else None
+        elif isinstance(v, (np.integer, np.bool_)):
+            out[k] = v.item()
+        else:
+            out[k] = v
+    return out
+
+
+def _summary(spec: OptimiseSpec, table: pd.DataFrame, label: Mapping[str, Any] | None) -> dict[str, Any]:
+    feasible = table[table["feasible"]]
+    best = None
+    if len(feasible):
+        best = feasible.sort_values(["objective", "cumulative_amount [mg]"], ascending=[False, True]).iloc[0]
+    out: dict[str, Any] = {
+        "disclaimer": DISCLAIMER, "spec": spec.describe(),
+        "objective": ("mean MADRS fall [points]" if spec.endpoint == "madrs_change"
+                      else f"{spec.endpoint} rate [fraction]") + f" at {spec.at_h:g} h",
+        "evaluated": int(len(table)), "feasible": int(len(feasible)),
+        "best": _clean(best.to_dict()) if best is not None else None,
+        "label": _clean(label) if label is not None else None,
+        "label_in_space": spec.label_regimen is not None,
+        "pareto": {cap: table.loc[table[f"pareto_{cap}"], "candidate"].astype(int).tolist() for cap in CAP_COLUMNS},
+        "note": "a virtual population's endpoint under the model's assumptions; not a recommendation for anyone",
+    }
+    if best is not None and label is not None:
+        out["best_minus_label"] = {"objective": float(best["objective"] - label["objective"])}
+    if best is None:
+        out["why_none"] = "no regimen evaluated met every cap; widen the bounds, raise the budget or relax a cap"
+    return out
+
+
+def _version() -> str:
+    from ..simulate import _version as version
+
+    return version()
