@@ -86,6 +86,33 @@ def test_bad_rows_are_named_by_row_and_column(change, row, column):
     assert info.value.field == f"row {row}, column {column}", str(info.value)
 
 
+SS_DATA = ("ID,TIME,EVID,AMT,CMT,II,ADDL,SS,DVID,DV,WT\n"
+           "1,0,1,10,7,24,6,1,.,.,70\n1,1,0,.,.,.,.,.,4,.,70\n1,150,0,.,.,.,.,.,4,.,70\n"
+           "2,0,1,10,7,24,6,0,.,.,70\n2,1,0,.,.,.,.,.,4,.,70\n")
+
+
+def test_steady_state_rows_start_the_drug_at_its_steady_state():
+    predicted = predict(_read(SS_DATA))
+    direct = ketasim.simulate({"patient": {"weight": "70 kg"}, "simulation": {"duration": "150 h", "output_every": "1 h"},
+                               "dose": [{"drug": "escitalopram", "route": "oral", "amount": "10 mg", "start": "0 h",
+                                         "every": "24 h", "count": 7, "steady_state": True}]})
+    first = predicted[predicted["ID"] == 1]["IPRED"].to_numpy()
+    np.testing.assert_allclose(first, direct.outputs["comparators.ssri_plasma"][[1, 150]], rtol=1e-9)
+    fresh = predicted[predicted["ID"] == 2]["IPRED"].to_numpy()
+    assert fresh[0] < 0.5 * first[0]  # the same first dose without the months before it
+
+
+@pytest.mark.parametrize("row, why", [
+    ("1,30,1,10,7,24,6,1,.,.,70\n", "within one interval"),
+    ("1,0,1,10,7,.,6,1,.,.,70\n", "II"),
+    ("1,0,1,10,7,24,6,2,.,.,70\n", "only 0 and 1"),
+])
+def test_bad_steady_state_rows_are_named(row, why):
+    text = SS_DATA.replace("1,0,1,10,7,24,6,1,.,.,70\n", row)
+    with pytest.raises(DatasetError, match=why):
+        _read(text)
+
+
 def test_duplicate_doses_and_steady_state_rows_are_refused():
     doubled = DATA.replace("2,0,1,50,1,.,12,2,.,1,.,90,55,0\n", "2,0,1,50,1,.,12,2,.,1,.,90,55,0\n" * 2)
     with pytest.raises(DatasetError, match="duplicate dose"):

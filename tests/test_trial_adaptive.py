@@ -268,11 +268,15 @@ def test_steady_state_start_in_a_trial_background():
 
 @pytest.mark.parametrize("change, message", [
     ({"route": "iv", "drug": "midazolam", "amount": "1 mg"}, "only for an oral drug"),
-    ({"count": 1}, "at least two doses"),
+    ({"drug": "racemic-ketamine"}, "only for an oral drug"),
+    ({"at": ["0 h"], "start": None}, "regular interval"),
     ({"start": "30 h"}, "within one"),
 ])
 def test_bad_steady_state_names_the_field(change, message):
-    dose = {**ESCITALOPRAM, "count": 3, "steady_state": True, **change}
+    dose = {k: v for k, v in {**ESCITALOPRAM, "count": 3, "steady_state": True, **change}.items() if v is not None}
+    if "at" in dose:
+        for key in ("start", "every", "count"):
+            dose.pop(key, None)
     with pytest.raises(ScenarioError, match=message) as info:
         simulate({"dose": [dose], "simulation": {"duration": "4 d"}})
     assert info.value.field == "dose[0].steady_state"

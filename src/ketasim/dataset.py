@@ -23,8 +23,10 @@ and covariates. A mapping table says what the numbers mean for ketasim; the pack
 Each ID becomes one scenario (its doses, its covariates) simulated to its last row, and its
 predictions (IPRED) are read at its own observation times, exactly (not interpolated). Every error
 names the row (the header is row 1; comment lines starting with ``#`` are not counted) and the
-column. Not supported yet, and
-refused by name: steady-state rows (``SS``), EVID 2-4 (resets and other events).
+column. ``SS=1`` on a bolus row (within one interval II of the start, its CMT's first dose) starts
+the drug's compartments at the steady state of AMT every II (``steady_state`` in a scenario), for
+the oral drugs with linear kinetics of their own. Not supported yet, and refused by name: ``SS=2``,
+steady-state infusions, EVID 2-4 (resets and other events).
 
 >>> import io, ketasim
 >>> from ketasim.dataset import read_dataset
@@ -86,7 +88,7 @@ class Dataset:
             doses: dict[str, int] = {}
             for d in p.scenario["dose"]:
                 key = f"{d['drug']} {d['route']}"
-                doses[key] = doses.get(key, 0) + len(d["at"])
+                doses[key] = doses.get(key, 0) + len(_times(d))
             out.append({"id": p.id, "doses": doses,
                         "observations": p.observations["output"].value_counts().to_dict(),
                         "patient": p.scenario.get("patient", {}),
@@ -139,9 +141,9 @@ def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None
             raise DatasetError(None, column, f"needed; the data set has {', '.join(table.columns)}")
     if "SS" in table.columns:
         for i, v in enumerate(table["SS"]):
-            if str(v).strip() not in ("", ".", "0"):
-                raise DatasetError(i + 2, "SS", "steady-state dosing is not supported yet; give the doses before it "
-                                                "with II and ADDL")
+            if str(v).strip() not in ("", ".", "0", "1"):
+                raise DatasetError(i + 2, "SS", f"{v!r}: only 0 and 1 (steady state at the regimen AMT every II) "
+                                                "are supported")
     covariates = {k: v.upper() for k, v in mapping["columns"].items()}
     patients = []
     for pid, rows in table.groupby("ID", sort=False):
@@ -186,6 +188,8 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
                     "at": [f"{time + k * ii!r} h" for k in range(n_extra + 1)] if n_extra else [f"{time!r} h"]}
             if rate > 0:
                 dose["duration"] = f"{amt / rate!r} h"
+            if "SS" in rows and str(r.get("SS", "")).strip() == "1":
+                dose = _steady_state_dose(dose, row, time, ii, n_extra, rate, cmt, doses)
             doses.append((row, dose))
         else:
             mdv = _number(r.get("MDV"), row, "MDV") if "MDV" in rows else 0.0
@@ -198,7 +202,8 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
             observations.append({"row": row, "time_h": time, "output": output, "dv": dv})
     patient = _covariates(rows, covariates, mapping)
     end = max([o["time_h"] for o in observations]
-              + [float(a.split()[0]) + float(d.get("duration", "0 h").split()[0]) for _, d in doses for a in d["at"]])
+              # a dose must come before the end: a row that only doses still gets a moment after it
+              + [t + float(d.get("duration", "0 h").split()[0]) + 1e-3 for _, d in doses for t in _times(d)])
     duration = f"{max(end, 1e-3)!r} h"
     scenario = {"dose": [d for _, d in doses], "simulation": {"duration": duration, "output_every": duration}}
     if patient:
@@ -214,8 +219,34 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
         observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index))
 
 
+def _times(dose: Mapping[str, Any]) -> tuple[float, ...]:
+    """A dose line's times (h), from ``at`` or ``start``/``every``/``count``."""
+    from .scenario import parse_times
+
+    return parse_times(dose, "dose")
+
+
+def _steady_state_dose(dose: dict, row: int, time: float, ii: float, n_extra: int, rate: float, cmt: str,
+                       earlier: list) -> dict:
+    """An ``SS=1`` row as a scenario line: AMT every II taken since long before, the row's dose its
+    first in the simulation (ketasim's ``steady_state``, which sets the drug's compartments at time
+    0, so the row must come within one interval of the start and before any other dose of its CMT)."""
+    if not ii > 0:
+        raise DatasetError(row, "II", "a steady-state row (SS=1) needs its interval II > 0 [h]")
+    if rate > 0:
+        raise DatasetError(row, "SS", "steady state is supported for bolus (oral) doses, not infusions (RATE > 0)")
+    if time >= ii:
+        raise DatasetError(row, "SS", f"a steady-state row must come within one interval of the start "
+                                      f"(TIME {time:g} h < II {ii:g} h)")
+    if any(d["drug"] == dose["drug"] and d["route"] == dose["route"] for _, d in earlier):
+        raise DatasetError(row, "SS", f"a steady-state row must be the first dose of CMT {cmt} of its ID")
+    line = {k: v for k, v in dose.items() if k != "at"}
+    return {**line, "start": f"{time!r} h", "every": f"{ii!r} h", "count": n_extra + 1, "steady_state": True}
+
+
 #: the data set column behind each field of a dose
-_DOSE_COLUMNS = {"amount": "AMT", "duration": "RATE", "route": "CMT", "drug": "CMT", "at": "TIME"}
+_DOSE_COLUMNS = {"amount": "AMT", "duration": "RATE", "route": "CMT", "drug": "CMT", "at": "TIME",
+                 "steady_state": "SS", "start": "TIME", "every": "II"}
 
 
 def _row_and_column(field: str, doses: list, rows: pd.DataFrame, covariates: Mapping[str, str]) -> tuple[int, str]:

@@ -195,11 +195,12 @@ class Dose:
     duration_h: float | None = None  # IV infusion length; None = bolus
     #: taken at this regimen since long before the start: the drug's compartments start at steady state
     steady_state: bool = False
+    every_h: float | None = None  # the interval given as ``every`` (None: ``at`` times)
 
     @property
     def interval_h(self) -> float:
-        """The regular dosing interval (h) of a line with at least two administrations."""
-        return self.times_h[1] - self.times_h[0]
+        """The regular dosing interval (h): ``every``, else the spacing of the administrations."""
+        return self.every_h if self.every_h else self.times_h[1] - self.times_h[0]
 
     def amount_mg(self, weight_kg: float) -> float:
         if self.amount_unit == "fraction":
@@ -393,27 +394,35 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
                                                      f"not '{data['route']}'; remove it for a bolus")
         infusion = _length(data, where, duration_h)
     times = _dose_times(data, where, duration_h)
+    every = parse_time(data["every"], f"{where}.every") if "every" in data else None
     steady = data.get("steady_state", False)
     if steady:
-        _check_steady_state(data, where, times)
+        _check_steady_state(data, where, times, every)
     return Dose(drug=data["drug"], route=data["route"], amount=amount,
                 amount_unit="mg/kg" if kind == "per_weight" else "mg",
-                times_h=times, duration_h=infusion, steady_state=bool(steady))
+                times_h=times, duration_h=infusion, steady_state=bool(steady), every_h=every)
 
 
-def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float, ...]) -> None:
-    """A steady-state start needs an oral drug given at a regular interval from within one interval
-    of the start (the doses before the start are that regimen continued backwards)."""
-    if data["route"] != "oral" or data["drug"] in INERT_DRUGS:
-        raise ScenarioError(f"{where}.steady_state", f"only for an oral drug with an amount, not {data['drug']} "
-                                                     f"by '{data['route']}'")
+#: drugs a steady-state start takes: oral, with linear kinetics of their own compartments (the
+#: comparators and probes layers); ketamine's enantiomers and metabolites are not among them
+STEADY_STATE_DRUGS = ("citalopram", "escitalopram", "sertraline", "rapamycin", "memantine", "naltrexone")
+
+
+def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float, ...], every: float | None) -> None:
+    """A steady-state start needs an oral drug given at a regular interval (``every``, or the spacing of
+    two or more doses) from within one interval of the start (the doses before the start are that
+    regimen continued backwards)."""
+    if data["drug"] not in STEADY_STATE_DRUGS:
+        raise ScenarioError(f"{where}.steady_state", f"only for an oral drug with linear kinetics of its own "
+                                                     f"({', '.join(STEADY_STATE_DRUGS)}), not {data['drug']}")
     gaps = np.diff(times)
-    if len(times) < 2 or np.ptp(gaps) > 1e-9 * max(1.0, times[-1]):
-        raise ScenarioError(f"{where}.steady_state", "needs at least two doses at a regular interval "
-                                                     "(e.g. start/every/count)")
-    if times[0] >= gaps[0]:
+    if (len(times) < 2 and not every) or (len(times) > 1 and np.ptp(gaps) > 1e-9 * max(1.0, times[-1])):
+        raise ScenarioError(f"{where}.steady_state", "needs a regular interval: at least two doses at equal "
+                                                     "spacing, or every")
+    interval = every or gaps[0]
+    if times[0] >= interval:
         raise ScenarioError(f"{where}.steady_state", f"the first dose ({times[0]:g} h) must come within one "
-                                                     f"interval ({gaps[0]:g} h) of the start")
+                                                     f"interval ({interval:g} h) of the start")
 
 
 def _parse_gas(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
