@@ -114,7 +114,7 @@ def _run_without_extras(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-COMMANDS = ("simulate", "trial", "power", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
+COMMANDS = ("simulate", "trial", "power", "optimise", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
             "mechanisms", "nca", "dataset", "vpc", "cite", "export-sbml", "export-petab", "schema")
 
 
