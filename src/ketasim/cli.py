@@ -172,7 +172,7 @@ def trial(
     """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
     from .output import check_output_folder
     from .params import load_parameters
-    from .trial import TrialSpec, run_trial
+    from .trial import TrialSpec, run_trial, stream_trial
 
     _check_dask_options(workers, scheduler)
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
@@ -184,17 +184,17 @@ def trial(
         spec = TrialSpec.load(trial_file)
         parameter_set = load_parameters(params)
         check_output_folder(out)
+        options = dict(params=parameter_set, chunk_size=chunk_size, workers=workers, scheduler=scheduler,
+                       mechanisms=chosen, params_draws=params_draws, draw_block=draw_block)
         with _patients_progress(f"trial '{spec.name}'", quiet) as (progress, task, report):
-            result = run_trial(spec, params=parameter_set, chunk_size=chunk_size, workers=workers,
-                               scheduler=scheduler, progress=report, mechanisms=chosen, params_draws=params_draws,
-                               draw_block=draw_block)
-            progress.update(task, description="writing results and report")
-            events = None
-            if format_ == "nonmem":
+            if format_ == "nonmem":  # the event table is made from the whole patients table
                 from .dataset import load_mapping, trial_events
 
-                events = trial_events(spec, result.patients, load_mapping(mapping))
-            result.write(out, events=events)
+                result = run_trial(spec, progress=report, **options)
+                progress.update(task, description="writing results and report")
+                result.write(out, events=trial_events(spec, result.patients, load_mapping(mapping)))
+            else:  # each chunk to patients.parquet and the summary as it comes: memory flat in patients
+                result = stream_trial(spec, out, progress=report, **options)
     if not quiet:
         p = result.summary["patients"]
         extra = ", dataset.csv" if format_ == "nonmem" else ""

@@ -140,12 +140,7 @@ class TrialSpec:
                 raise ScenarioError(key, "needed in a trial file ([trial], [population] and at least one [[arm]])")
         trial = _table(data["trial"], "trial")
         _known(trial, TRIAL_FIELDS, "trial")
-        name = trial.get("name", "virtual trial")
-        if not isinstance(name, str) or not name.strip():
-            raise ScenarioError("trial.name", "must be a non-empty text")
-        seed = trial.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-            raise ScenarioError("trial.seed", f"{seed!r} must be a whole number >= 0 (results depend on it; give it explicitly)")
+        name, seed = name_and_seed(trial, "trial", "virtual trial")
         design = trial.get("design", "parallel")
         if design not in DESIGNS:
             raise ScenarioError("trial.design", f"{design!r} is not allowed; allowed: {', '.join(DESIGNS)}")
@@ -168,7 +163,7 @@ class TrialSpec:
         background = _background(data.get("background"))
         sequences = _sequences(design, arms, assessments, population.n, background, trial, data.get("run_in"))
         success = parse_success(trial.get("success"), tuple(names), control, assessments, design)
-        return cls(name=name.strip(), seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
+        return cls(name=name, seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
                    population=population, arms=arms, control=control, sequences=sequences,
                    raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")), success=success)
 
@@ -203,6 +198,18 @@ def _mechanisms(value: Any) -> tuple[str, ...] | None:
     table = _table(value, "model")
     _known(table, ("mechanisms",), "model")
     return parse_mechanisms(table, "model.mechanisms")
+
+
+def name_and_seed(table: Mapping[str, Any], where: str, default_name: str) -> tuple[str, int]:
+    """A run's ``name`` (non-empty text) and ``seed`` (needed: the results depend on it)."""
+    name = table.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise ScenarioError(f"{where}.name", "must be a non-empty text")
+    seed = table.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise ScenarioError(f"{where}.seed", f"{seed!r} must be a whole number >= 0 (results depend on it; "
+                                             "give it explicitly)")
+    return name.strip(), seed
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:

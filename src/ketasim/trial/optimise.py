@@ -53,6 +53,7 @@ from ..population import PopulationSpec
 from ..result import DISCLAIMER
 from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, MAX_AMOUNT, THERAPIES, Scenario, read_toml
 from ..units import parse_quantity, parse_time
+from .design import _known, _table, name_and_seed
 from .rules import SESSION_WINDOW_H
 
 ENDPOINTS = ("response", "remission", "madrs_change")
@@ -68,19 +69,6 @@ _FIELDS = {"optimise": ("name", "seed", "endpoint", "at", "budget", "method"),
            "regimen": ("drug", "route", "amount", "amount_step", "every", "every_step", "count", "start", "duration",
                        "therapy"),
            "therapy": ("kind", "every", "count", "start")}
-
-
-def _known(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ScenarioError(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-
-
-def _table(data: Mapping[str, Any], key: str, where: str | None = None) -> Mapping[str, Any]:
-    value = data.get(key)
-    if not isinstance(value, Mapping):
-        raise ScenarioError(where or key, "needed: a table")
-    return value
 
 
 def _bounds(value: Any, where: str, parse: Callable[[Any, str], float]) -> tuple[float, float]:
@@ -213,14 +201,9 @@ class OptimiseSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OptimiseSpec:
         _known(data, ("optimise", "population", "regimen", "caps", "label"), "optimisation spec")
-        opt = _table(data, "optimise")
+        opt = _table(data.get("optimise"), "optimise")
         _known(opt, _FIELDS["optimise"], "optimise")
-        name = opt.get("name", "regimen optimisation")
-        if not isinstance(name, str) or not name.strip():
-            raise ScenarioError("optimise.name", "must be a non-empty text")
-        seed = opt.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-            raise ScenarioError("optimise.seed", f"{seed!r} must be a whole number >= 0 (give it explicitly)")
+        name, seed = name_and_seed(opt, "optimise", "regimen optimisation")
         endpoint = opt.get("endpoint", "response")
         if endpoint not in ENDPOINTS:
             raise ScenarioError("optimise.endpoint", f"{endpoint!r} is not allowed; allowed: {', '.join(ENDPOINTS)}")
@@ -235,12 +218,12 @@ class OptimiseSpec:
         method = opt.get("method", "sobol")
         if method not in METHODS:
             raise ScenarioError("optimise.method", f"{method!r} is not allowed; allowed: {', '.join(METHODS)}")
-        population = _table(data, "population")
+        population = _table(data.get("population"), "population")
         PopulationSpec.from_dict(population)  # checked now, used per candidate
-        space = _space(_table(data, "regimen"), at)
+        space = _space(_table(data.get("regimen"), "regimen"), at)
         caps = _caps(data.get("caps", {}), space)
         label, label_regimen = _label(data.get("label"), space)
-        return cls(name=name.strip(), seed=seed, endpoint=endpoint, at_h=at, budget=budget, method=method,
+        return cls(name=name, seed=seed, endpoint=endpoint, at_h=at, budget=budget, method=method,
                    population=dict(population), space=space, caps=caps, label=label, label_regimen=label_regimen,
                    raw=json.loads(json.dumps(data)))
 

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
-from .summary import ASSESSMENT, analysed, madrs_trajectory, per_patient, relapse_data  # noqa: E402
+from .tally import ASSESSMENT, TrialTally  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 
@@ -26,11 +26,16 @@ def _days(hours: np.ndarray) -> np.ndarray:
     return np.asarray(hours, dtype=float) / 24.0
 
 
-def trajectories_figure(rows: pd.DataFrame):
+def _arms(tally: TrialTally) -> list[str]:
+    """The arms with analysed patients, in the trial's order."""
+    return [a.name for a in tally.spec.arms if a.name in tally.parts["arms"]]
+
+
+def trajectories_figure(tally: TrialTally):
     """Mean MADRS with its 95 % CI band and the 10-90 % range of patients, per arm, from baseline."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
-    for arm, g in rows.groupby("arm", sort=False):
-        tr = madrs_trajectory(g)
+    for arm in _arms(tally):
+        tr = tally.trajectory(arm)
         x = _days(np.array(tr["time [h]"]))
         line, = ax.plot(x, tr["mean [points]"], marker="o", label=f"{arm}: mean")
         ax.fill_between(x, tr["p10 [points]"], tr["p90 [points]"], color=line.get_color(), alpha=0.12,
@@ -65,10 +70,10 @@ def rates_figure(summary: dict[str, Any]):
     return fig
 
 
-def relapse_figure(rows: pd.DataFrame):
+def relapse_figure(tally: TrialTally):
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    for arm, g in rows.groupby("arm", sort=False):
-        time, event = relapse_data(per_patient(g))
+    for arm in _arms(tally):
+        time, event = tally.relapse(arm)
         if time.size == 0:
             continue
         km = st.kaplan_meier(time, event)
@@ -85,12 +90,12 @@ def relapse_figure(rows: pd.DataFrame):
     return fig
 
 
-def mechanism_figure(rows: pd.DataFrame):
+def mechanism_figure(tally: TrialTally):
     fig, axes = plt.subplots(1, len(MECHANISM), figsize=(12, 3.0))
     for ax, column in zip(axes, MECHANISM):
-        for arm, g in rows.groupby("arm", sort=False):
-            m = g.groupby(ASSESSMENT)[column].mean()
-            ax.plot(_days(m.index.to_numpy()), m.to_numpy(), marker="o", label=arm)
+        for arm in _arms(tally):
+            times, means = tally.mechanism_means(arm, column)
+            ax.plot(_days(times), means, marker="o", label=arm)
         ax.set_title(column.split(" [")[0], fontsize=9)
         ax.set_ylabel(column, fontsize=8)
         ax.set_xlabel("time [d]", fontsize=8)
@@ -115,22 +120,22 @@ def _interval(d: dict[str, Any], scale: float = 1.0, digits: int = 3) -> str:
     return f"{_fmt(f(d['estimate']), digits)} ({_fmt(f(d['lower']), digits)} to {_fmt(f(d['upper']), digits)})"
 
 
-def _population_table(patients: pd.DataFrame) -> str:
-    first = patients.drop_duplicates(["patient"])
+def _population_table(tally: TrialTally) -> str:
     head = "<tr><th>sequence / arm</th><th>n</th><th>women [%]</th><th>weight [kg]</th><th>age [y]</th>" \
            "<th>baseline MADRS [points]</th><th>CYP2B6 poor [%]</th><th>BDNF Met carriers [%]</th>" \
            "<th>high inflammation [%]</th><th>solver failures</th></tr>"
     rows = []
-    for seq, g in first.groupby("sequence", sort=False):
+
+    def spread(m):
+        return f"{m.mean:.1f} ± {m.sd:.1f}"
+
+    for seq, g in tally.population().items():
+        pct = {k: f"{100 * g[k] / g['n']:.0f}" for k in ("female", "cyp2b6_poor", "met_carriers", "high_inflammation")}
         rows.append(
-            f"<tr><td>{html.escape(str(seq))}</td><td>{len(g)}</td><td>{100 * (g['sex'] == 'female').mean():.0f}</td>"
-            f"<td>{g['weight [kg]'].mean():.1f} ± {g['weight [kg]'].std():.1f}</td>"
-            f"<td>{g['age [y]'].mean():.1f} ± {g['age [y]'].std():.1f}</td>"
-            f"<td>{g['baseline_madrs [points]'].mean():.1f} ± {g['baseline_madrs [points]'].std():.1f}</td>"
-            f"<td>{100 * (g['cyp2b6'] == 'poor').mean():.0f}</td>"
-            f"<td>{100 * (g['bdnf_val66met'] != 'val/val').mean():.0f}</td>"
-            f"<td>{100 * (g['inflammation'] == 'high').mean():.0f}</td>"
-            f"<td>{int((g['status'] != 'ok').sum())}</td></tr>")
+            f"<tr><td>{html.escape(str(seq))}</td><td>{g['n']}</td><td>{pct['female']}</td>"
+            f"<td>{spread(g['weight'])}</td><td>{spread(g['age'])}</td><td>{spread(g['baseline'])}</td>"
+            f"<td>{pct['cyp2b6_poor']}</td><td>{pct['met_carriers']}</td>"
+            f"<td>{pct['high_inflammation']}</td><td>{g['failures']}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -240,13 +245,13 @@ def _dosing_table(summary: dict[str, Any]) -> str:
 
 def write_trial_report(result, folder) -> None:
     """``report.html`` (figures embedded) in ``folder``."""
-    rows = analysed(result.patients)
+    tally = result.tally or TrialTally.of_frame(result.spec, result.patients)
     summary = result.summary
     figures = []
-    if not rows.empty:
-        figures = [("MADRS trajectories", trajectories_figure(rows)), ("Response and remission", rates_figure(summary)),
-                   ("Relapse among responders (Kaplan-Meier)", relapse_figure(rows)),
-                   ("Mechanism readouts per arm", mechanism_figure(rows))]
+    if _arms(tally):
+        figures = [("MADRS trajectories", trajectories_figure(tally)), ("Response and remission", rates_figure(summary)),
+                   ("Relapse among responders (Kaplan-Meier)", relapse_figure(tally)),
+                   ("Mechanism readouts per arm", mechanism_figure(tally))]
     imgs = "\n".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{png_base64(f)}'>"
                      f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in figures)
     design = json.dumps(summary["trial"], indent=2)
@@ -256,7 +261,7 @@ def write_trial_report(result, folder) -> None:
 {counts['randomised']} analysed, {counts['failed']} not finished by the solver
 {html.escape(json.dumps(counts['failed_reasons'])) if counts['failed'] else ''}.</p>
 <h2>Population</h2>
-{_population_table(result.patients)}
+{_population_table(tally)}
 <h2>Endpoints per arm</h2>
 {_endpoint_table(summary)}
 <h2>Between arms</h2>

@@ -404,17 +404,30 @@ def run_chunks(spec: TrialSpec, params: Parameters, *, chunk_size: int | None = 
                progress: ProgressCallback | None = None, draw_block: int | None = None) -> pd.DataFrame:
     """Every chunk, here or on a Dask client, assembled in the trial's order. ``params``: one set, or
     one per block of ``draw_block`` patients."""
+    frames = [frame for _, frame in iter_chunks(spec, params, chunk_size=chunk_size, settings=settings, client=client,
+                                                progress=progress, draw_block=draw_block)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def iter_chunks(spec: TrialSpec, params: Parameters, *, chunk_size: int | None = None,
+                settings: SolverSettings = TRIAL_SETTINGS, client=None, progress: ProgressCallback | None = None,
+                draw_block: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(index, rows) of every chunk in the trial's order, each as soon as it and those before it are
+    done (a chunk that finishes early on a Dask worker waits for them)."""
     raw_json = json.dumps(spec.raw, sort_keys=True)
     todo = chunks(spec, chunk_size, draw_block)
     total = spec.n_patients
     done = 0
-    results: dict[int, pd.DataFrame] = {}
+    waiting: dict[int, pd.DataFrame] = {}
+    following = 0
     for i, frame in _execute(todo, raw_json, params, settings, client):
-        results[i] = frame
+        waiting[i] = frame
         done += todo[i].stop - todo[i].start
         if progress:
             progress(done, total)
-    return pd.concat([results[i] for i in range(len(todo))], ignore_index=True)
+        while following in waiting:
+            yield following, waiting.pop(following)
+            following += 1
 
 
 def _pipelined(todo: list[Chunk], raw_json: str, params: Parameters,

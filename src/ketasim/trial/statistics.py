@@ -192,8 +192,17 @@ def mean_ci(x, level=0.95) -> dict:
     """
     _z(level)
     a = _sample(x, "x")
-    n = int(a.size)
     mean, sd = _mean_sd(a)
+    return mean_ci_from(int(a.size), mean, sd, level)
+
+
+def mean_ci_from(n: int, mean: float, sd: float, level=0.95) -> dict:
+    """``mean_ci`` from a sample's size, mean and SD (n - 1 denominator): a sample summarised chunk by chunk.
+
+    >>> round(mean_ci_from(4, 2.5, 1.2909944487358056)["upper"], 4)
+    4.5543
+    """
+    _z(level)
     if n < 2:
         return {"n": n, "mean": mean, "sd": sd, "lower": NAN, "upper": NAN}
     half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n)
@@ -212,15 +221,22 @@ def mean_difference(x, y, level=0.95) -> dict:
     _z(level)
     a, b = _sample(x, "x"), _sample(y, "y")
     (mx, sx), (my, sy) = _mean_sd(a), _mean_sd(b)
+    return mean_difference_from(int(a.size), mx, sx, int(b.size), my, sy, level)
+
+
+def mean_difference_from(nx: int, mx: float, sx: float, ny: int, my: float, sy: float, level=0.95) -> dict:
+    """``mean_difference`` from each sample's size, mean and SD (empty samples: mean NaN)."""
+    _z(level)
+    mx, my = (mx if nx else NAN), (my if ny else NAN)
     diff = mx - my
     out = {"difference": diff, "lower": NAN, "upper": NAN, "p_value": NAN}
-    if a.size < 2 or b.size < 2:
+    if nx < 2 or ny < 2:
         return out
-    vx, vy = sx * sx / a.size, sy * sy / b.size
+    vx, vy = sx * sx / nx, sy * sy / ny
     se = math.sqrt(vx + vy)
     if se == 0.0:
         return out
-    df = (vx + vy) ** 2 / (vx * vx / (a.size - 1) + vy * vy / (b.size - 1))
+    df = (vx + vy) ** 2 / (vx * vx / (nx - 1) + vy * vy / (ny - 1))
     half = float(stats.t.ppf(0.5 + level / 2.0, df)) * se
     p = 2.0 * float(stats.t.sf(abs(diff) / se, df))
     out.update(lower=diff - half, upper=diff + half, p_value=p)

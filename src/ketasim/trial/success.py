@@ -256,7 +256,7 @@ def patient_outcomes(rule: SuccessRule, design: str, control: str, rows: pd.Data
     ``time`` [h] and ``event`` for relapse (responders only). ``rows``: the analysed patients table."""
     columns = ["group", "stream", "index", "value", "time", "event"]
     if rule.endpoint == "relapse":
-        from .summary import per_patient, relapse_data
+        from .tally import per_patient, relapse_data
 
         frames = []
         for group, name in (("arm", rule.arm), ("control", control)):
@@ -303,7 +303,11 @@ def analyse(rule: SuccessRule, groups: Mapping[str, np.ndarray]) -> dict[str, np
 
 def primary_analysis(rule: SuccessRule, design: str, control: str, rows: pd.DataFrame) -> dict[str, Any]:
     """The whole trial's primary analysis, for its summary."""
-    outcomes = patient_outcomes(rule, design, control, rows)
+    return primary_from_outcomes(rule, design, patient_outcomes(rule, design, control, rows))
+
+
+def primary_from_outcomes(rule: SuccessRule, design: str, outcomes: pd.DataFrame) -> dict[str, Any]:
+    """The primary analysis from ``patient_outcomes`` (gathered chunk by chunk, or at once)."""
     groups = {}
     for group, g in outcomes.groupby("group"):
         if rule.endpoint == "relapse":
@@ -313,10 +317,8 @@ def primary_analysis(rule: SuccessRule, design: str, control: str, rows: pd.Data
     empty = np.full((1, 0), np.nan)
     for group in (("paired",) if design == "crossover" else ("arm", "control")):
         groups.setdefault(group, (empty, empty.astype(bool)) if rule.endpoint == "relapse" else empty)
-    from .summary import _num
+    from .tally import _num
 
     out = analyse(rule, groups)
     value = {k: (bool(v[0]) if k == "success" else int(v[0]) if k.startswith("n_") else _num(v[0])) for k, v in out.items()}
     return {**rule.describe(), **value}
-
-

@@ -75,7 +75,7 @@ def run_trial_job(job: TrialJob) -> None:
                            progress=ProgressWriter(registry, job.run_id))
         folder = result_folder(job.data_dir, job.run_id)
         result.write(folder)
-        write_json_atomically(folder / "figures.json", trial_figures(result.patients))
+        write_json_atomically(folder / "figures.json", trial_figures(result))
     except Exception as exc:  # the run fails, the worker reports why; nothing else depends on it
         registry.mark_failed(job.run_id, f"{type(exc).__name__}: {exc}")
         return
@@ -92,20 +92,20 @@ def _finite(values) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def trial_figures(patients) -> dict[str, Any]:
+def trial_figures(result) -> dict[str, Any]:
     """Per arm: mean MADRS with 95 % CI and 10-90 % range at baseline and each assessment, and the
     Kaplan-Meier curve of relapse among responders (the same numbers as the HTML report's figures)."""
     import numpy as np
 
     from ..trial import statistics as st
-    from ..trial.summary import analysed, madrs_trajectory, per_patient, relapse_data
+    from ..trial.tally import TrialTally
 
-    rows = analysed(patients)
+    tally = result.tally or TrialTally.of_frame(result.spec, result.patients)
     trajectories, relapse = [], []
-    for arm, g in rows.groupby("arm", sort=False):
-        tr = madrs_trajectory(g)
+    for arm in (a.name for a in result.spec.arms if a.name in tally.parts["arms"]):
+        tr = tally.trajectory(arm)
         trajectories.append({"arm": arm, **{k: v if k == "time [h]" else _finite(v) for k, v in tr.items()}})
-        time, event = relapse_data(per_patient(g))  # counted from response, as in the trial report
+        time, event = tally.relapse(arm)  # counted from response, as in the trial report
         if time.size == 0:
             continue
         km = st.kaplan_meier(time, event)
