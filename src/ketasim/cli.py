@@ -239,6 +239,9 @@ def vpc_command(
     params: Optional[Path] = typer.Option(None, help="parameter override file (TOML), e.g. a fit's params.toml"),
     mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses the model includes"),
     stratify: Optional[str] = typer.Option(None, "--stratify", help="a data set column: bins and a figure per value"),
+    pred_corrected: bool = typer.Option(False, "--pred-corrected", help="prediction-corrected VPC (Bergstrand 2011): "
+                                                                        "values scaled by the bin's median PRED over "
+                                                                        "their own"),
 ):
     """Visual predictive check: the data set's observed percentiles against the model population's
     (vpc.csv, vpc.json, report.html)."""
@@ -253,7 +256,7 @@ def vpc_command(
         parameter_set = load_parameters(params)
         check_output_folder(out)
         result = vpc(data, parameter_set, replicates=replicates, seed=seed, n_bins=bins, mechanisms=chosen,
-                     stratify=stratify)
+                     stratify=stratify, prediction_corrected=pred_corrected)
         result.write(out)
     inside = result.inside
     err.print(f"wrote {out}/ (vpc.csv, vpc.json, report.html): {int(inside.sum())} of {int(inside.size)} observed "

@@ -10,6 +10,12 @@ the simulated study. Covariates the data set does not give (genotypes, inflammat
 ketasim's defaults, so a VPC of such a study shows less spread than a population that varies in
 them.
 
+``prediction_corrected`` (Bergstrand M et al., AAPS J 2011;13:143-151): each observed and simulated
+value is multiplied by the median population prediction of its bin over its own population
+prediction (PRED: the ID's design at its covariates with the typical parameters, no residual
+error), so that what differs between the designs in a bin (doses, routes, covariates, times within
+it) no longer widens the percentiles, and the check looks at the variability the model adds.
+
 >>> import io, ketasim
 >>> from ketasim.dataset import read_dataset
 >>> from ketasim.vpc import vpc
@@ -44,6 +50,7 @@ class VPCResult:
     bins: pd.DataFrame
     replicates: int
     source: str
+    prediction_corrected: bool = False
 
     @property
     def inside(self) -> pd.Series:
@@ -59,6 +66,7 @@ class VPCResult:
             write_csv_with_disclaimer(self.bins, tmp / "vpc.csv")
             (tmp / "vpc.json").write_text(json.dumps({"disclaimer": DISCLAIMER, "dataset": self.source,
                                                       "replicates": self.replicates,
+                                                      "prediction_corrected": self.prediction_corrected,
                                                       "bins": json.loads(self.bins.to_json(orient="records"))},
                                                      indent=2))
             _write_report(self, tmp)
@@ -75,11 +83,11 @@ def _bin_edges(times: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_bins: int = 8,
-        mechanisms=None, stratify: str | None = None) -> VPCResult:
+        mechanisms=None, stratify: str | None = None, prediction_corrected: bool = False) -> VPCResult:
     """Simulate the data set's design ``replicates`` times and compare percentiles (see the module).
     ``stratify`` names a column of the data set (a covariate, a study or arm code): each of its
-    values gets its own bins and figure."""
-    from .engine import build_batch_problem, solve
+    values gets its own bins and figure; ``prediction_corrected`` gives a prediction-corrected VPC."""
+    from .engine import build_batch_problem, build_problem, solve
     from .model.mechanisms import with_mechanisms
     from .model.system import default_model
     from .params import ParameterSet, load_parameters
@@ -111,6 +119,7 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
     # only its parameter variability is used (the covariates are the data set's)
     sampler = PopulationSampler(PopulationSpec.from_dict({"n": 1, "preset": "healthy-volunteers"}), params)
     simulated = np.full((replicates, len(observed)), np.nan)
+    pred = np.full(len(observed), np.nan)  # the typical patient's prediction (prediction correction)
     for k, p in enumerate(dataset.patients):
         rows = np.flatnonzero(observed["patient"].to_numpy() == k)
         if rows.size == 0:
@@ -125,6 +134,13 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
         outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
                                 wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
         at = np.searchsorted(times, observed.loc[rows, "time_h"].to_numpy(dtype=float))
+        if prediction_corrected:
+            typical = build_problem(scenario, params, model, t_out=times)
+            states_t, status_t, _ = solve(typical)
+            typical_out = observe_batch(model, states_t, typical.parameter_names, typical.theta,
+                                        wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
+            for j, (row, output) in enumerate(zip(rows, observed.loc[rows, "output"])):
+                pred[row] = typical_out[output][0, at[j]] if status_t[0] == 0 else np.nan
         for j, (row, output) in enumerate(zip(rows, observed.loc[rows, "output"])):
             ipred = np.where(status == 0, outputs[output][:, at[j]], np.nan)
             e = errors[output]
@@ -138,8 +154,13 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
         for b in np.unique(bins):
             inside = index[bins == b]
             dv = observed.loc[inside, "dv"].to_numpy(dtype=float)
+            values = simulated[:, inside]
+            if prediction_corrected:  # Bergstrand 2011: Y x median(PRED in the bin) / PRED
+                p = np.where(pred[inside] > 0, pred[inside], np.nan)
+                factor = np.nanmedian(p) / p
+                dv, values = dv * factor, values * factor
             dv = dv[np.isfinite(dv)]
-            sim = np.nanpercentile(simulated[:, inside], PERCENTILES, axis=1)  # (3, replicates)
+            sim = np.nanpercentile(values, PERCENTILES, axis=1)  # (3, replicates)
             record: dict[str, Any] = {"output": output, "stratum": stratum, "bin": int(b),
                                       "time_low [h]": float(times[bins == b].min()),
                                       "time_high [h]": float(times[bins == b].max()),
@@ -154,7 +175,8 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
                 observed_q = record[f"observed_{tag}"]
                 record[f"observed_{tag}_inside"] = bool(low <= observed_q <= high) if dv.size else None
             records.append(record)
-    return VPCResult(bins=pd.DataFrame(records), replicates=replicates, source=dataset.source)
+    return VPCResult(bins=pd.DataFrame(records), replicates=replicates, source=dataset.source,
+                     prediction_corrected=prediction_corrected)
 
 
 def _write_report(result: VPCResult, folder: Path) -> None:
@@ -180,9 +202,11 @@ def _write_report(result: VPCResult, folder: Path) -> None:
                             label=f"simulated {tag}: 95 % interval")
             ax.plot(t, g[f"observed_{tag}"], marker="o", color=colour, label=f"observed {tag}")
         ax.set_xlabel("time [h]")
-        ax.set_ylabel(f"{output} [{units.get(output, '')}]")
+        corrected = "prediction-corrected " if result.prediction_corrected else ""
+        ax.set_ylabel(f"{corrected}{output} [{units.get(output, '')}]")
         where = "" if stratum == "all" else f", {stratum}"
-        ax.set_title(f"Visual predictive check: {output}{where} ({result.replicates} replicates)")
+        kind = "Prediction-corrected VPC" if result.prediction_corrected else "Visual predictive check"
+        ax.set_title(f"{kind}: {output}{where} ({result.replicates} replicates)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
@@ -190,7 +214,9 @@ def _write_report(result: VPCResult, folder: Path) -> None:
     imgs = "\n".join(f"<figure><img alt='{html.escape(o)}' src='data:image/png;base64,{b}'>"
                      f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures)
     inside = result.inside
-    body = (f"<p>Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
+    kind = ("Prediction-corrected VPC (Bergstrand 2011): values scaled by their bin's median population prediction "
+            "over their own. " if result.prediction_corrected else "")
+    body = (f"<p>{kind}Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
             f"Observed percentiles inside the simulated 95 % intervals: {int(inside.sum())} of {int(inside.size)}.</p>"
             f"{imgs}<h2>Bins</h2>{result.bins.to_html(index=False, float_format=lambda x: f'{x:.4g}')}")
     _write_page(folder, "ketasim visual predictive check", "A VPC compares a data set with a model population; it "
