@@ -18,6 +18,7 @@ import pytest
 import ketasim
 from ketasim.engine import SolverSettings
 from ketasim.errors import ScenarioError
+from ketasim.nca import auc_linear_up_log_down
 from ketasim.trial import TrialSpec, run_trial
 from ketasim.trial.run import TRIAL_SETTINGS, relapse_course
 
@@ -155,12 +156,19 @@ def test_batched_patients_equal_single_patient_simulate(params):
                                 "bdnf_val66met": p.bdnf_val66met, "inflammation": p.inflammation,
                                 "comedications": list(p.comedications), "course": p.course,
                                 "plasticity_responsive": bool(p.plasticity_responsive)},
-                    "dose": [spec.raw["arm"][0]["dose"][0]], "simulation": {"duration": "7 d", "output_every": "10 min"}}
+                    "dose": [spec.raw["arm"][0]["dose"][0]], "simulation": {"duration": "7 d", "output_every": "5 min"}}
         single = ketasim.simulate(scenario, params=own, settings=TRIAL_SETTINGS)
         rows = result.patients[result.patients["patient"] == f"0-{vp.index}"]
         for _, row in rows.iterrows():
             expected = single.at("clinical.madrs", row["assessment [h]"])
             assert row["madrs_model [points]"] == pytest.approx(expected, rel=1e-6)
+        # the session's exposure (4-h assessment: the whole window) against the same profile by ketasim.nca
+        window = np.concatenate([np.arange(0.0, 2.0, 5 / 60), np.arange(2.0, 4.0 + 1e-9, 0.25)])
+        conc = np.array([single.at("pk.ketamine_plasma", t) for t in window])
+        at_4h = rows[np.isclose(rows["assessment [h]"], 4.0)].iloc[0]
+        assert at_4h["ketamine_cmax [ng/mL]"] == pytest.approx(conc.max(), rel=1e-6)
+        assert at_4h["ketamine_tmax [h]"] == pytest.approx(40 / 60, abs=1e-9)  # the infusion's end
+        assert at_4h["ketamine_auc_session [ng/mL*h]"] == pytest.approx(auc_linear_up_log_down(window, conc), rel=1e-6)
 
 
 # ---------------------------------------------------------------------- endpoint logic

@@ -49,17 +49,19 @@ class NCAError(ScenarioError):
     """A table or option NCA cannot use; the field names the column or option."""
 
 
-def auc_linear_up_log_down(t: np.ndarray, c: np.ndarray) -> float:
+def auc_linear_up_log_down(t: np.ndarray, c: np.ndarray) -> float | np.ndarray:
     """Area under the points (t ascending): linear where c rises or stays, log-linear where it falls
-    between two positive values."""
+    between two positive values. ``c`` may hold one profile per row (an array of areas back)."""
     t, c = np.asarray(t, float), np.asarray(c, float)
     if t.size < 2:
-        return 0.0
-    dt, c0, c1 = np.diff(t), c[:-1], c[1:]
+        return 0.0 if c.ndim == 1 else np.zeros(c.shape[0])
+    dt, c0, c1 = np.diff(t), c[..., :-1], c[..., 1:]
     falling = (c1 < c0) & (c1 > 0) & (c0 > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_part = (c0 - c1) / np.log(c0 / c1) * dt
-    return float(np.sum(np.where(falling, log_part, (c0 + c1) / 2 * dt)))
+    # summed in time order, so a profile's area does not depend on how many rows come with it
+    area = np.cumsum(np.where(falling, log_part, (c0 + c1) / 2 * dt), axis=-1)[..., -1]
+    return float(area) if c.ndim == 1 else area
 
 
 def terminal_slope(t: np.ndarray, c: np.ndarray, *, min_points: int = MIN_POINTS,

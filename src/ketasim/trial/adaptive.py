@@ -382,7 +382,12 @@ class GivenSessions:
                 choice = np.where(self.given[:, s], s, choice)
         return choice
 
-    def _read(self, values: np.ndarray, p: int, how) -> np.ndarray:
+    def read(self, values: np.ndarray, p: int, how: str) -> np.ndarray:
+        """(n, n_assess): ``SESSION_STATS[how]`` over each patient's reported session window."""
+        from .run import SESSION_STATS
+
+        if self.plan.rules[p] is None:
+            return self.fallback.read(values, p, how)
         times = self.tl.times
         out = np.full((values.shape[0], len(self.spec.assessments_h)), np.nan)
         for j, a in enumerate(self.spec.assessments_h):
@@ -392,18 +397,14 @@ class GivenSessions:
                 t = self.plan.slots[int(s)].time_h
                 window = np.flatnonzero((times >= t - _EPS) & (times <= min(t_assess, t + SESSION_WINDOW_H) + _EPS))
                 rows = choice == s
-                out[rows, j] = how(values[rows][:, window])
+                out[rows, j] = SESSION_STATS[how](values[rows][:, window], times[window])
         return out
 
     def peak(self, values: np.ndarray, p: int) -> np.ndarray:
-        if self.plan.rules[p] is None:
-            return self.fallback.peak(values, p)
-        return self._read(values, p, lambda v: v.max(axis=1))
+        return self.read(values, p, "session peak")
 
     def start(self, values: np.ndarray, p: int) -> np.ndarray:
-        if self.plan.rules[p] is None:
-            return self.fallback.start(values, p)
-        return self._read(values, p, lambda v: v[:, 0])
+        return self.read(values, p, "session start")
 
 
 #: the patients table's columns of adaptive dosing (per patient and period, repeated per assessment)

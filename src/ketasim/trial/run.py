@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..engine import STATUS_MESSAGES, SolverSettings, build_batch_problem, solve
 from ..model.system import Model, default_model
+from ..nca import auc_linear_up_log_down
 from ..params import ParameterSet
 from ..population import Cohort, PopulationSampler
 from ..population.sample import BLOCK
@@ -45,6 +46,11 @@ STATE_BUDGET_BYTES = 64 * 2 ** 20  # states held per chunk: about 64 MiB
 #: columns of the patients table that hold model outputs: (column, output name, how it is read)
 READOUTS = (
     ("nmda_block_interneuron_peak [fraction]", "receptor.nmda_block_interneuron", "session peak"),
+    # non-compartmental exposure of the session (ketasim.nca's conventions): from the dose to 4 h after
+    # it or to the assessment, whichever comes first, on the trial's grid (5-min points for 2 h)
+    ("ketamine_cmax [ng/mL]", "pk.ketamine_plasma", "session peak"),
+    ("ketamine_tmax [h]", "pk.ketamine_plasma", "session tmax"),
+    ("ketamine_auc_session [ng/mL*h]", "pk.ketamine_plasma", "session auc"),
     ("spine_density [fold baseline]", "plasticity.spine_density", "at assessment"),
     ("pfc_gbc [z]", "circuit.pfc_gbc", "at assessment"),
     ("il6 [pg/mL]", "inflammation.il6", "at assessment"),
@@ -229,8 +235,8 @@ def rated_madrs(model_madrs: np.ndarray, tl: Timeline, errors: np.ndarray) -> np
 def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> dict[str, np.ndarray]:
     """(n, n_grid) arrays of what the patients table reads: session outputs on the whole grid,
     assessment readouts only at the assessments (NaN elsewhere)."""
-    session = ("clinical.madrs", "clinical.cadss", "clinical.sbp",
-               *(name for _, name, how in READOUTS if how == "session peak"))
+    session = tuple(dict.fromkeys(("clinical.madrs", "clinical.cadss", "clinical.sbp",
+                                   *(name for _, name, how in READOUTS if how.startswith("session")))))
     outputs = observe_batch(model, states, problem.parameter_names, problem.theta, session, readouts=False)
     columns = np.unique(tl.assessments)
     at_assessment = tuple(name for _, name, how in READOUTS if how == "at assessment")
@@ -242,25 +248,35 @@ def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> di
     return outputs
 
 
+#: what a session window gives, from its values (n, k) at its times (k,) h
+SESSION_STATS = {
+    "session peak": lambda v, t: v.max(axis=1),
+    "session start": lambda v, t: v[:, 0],
+    "session tmax": lambda v, t: t[np.argmax(v, axis=1)] - t[0],
+    "session auc": lambda v, t: auc_linear_up_log_down(t, v),
+}
+
+
 class PlannedSessions:
     """The session each assessment reports: the arm's last administration before it, as written."""
 
     def __init__(self, tl: Timeline):
         self.tl = tl
 
-    def peak(self, values: np.ndarray, p: int) -> np.ndarray:
-        """(n, n_assess): the highest value in each assessment's session window (NaN without a session)."""
+    def read(self, values: np.ndarray, p: int, how: str) -> np.ndarray:
+        """(n, n_assess): ``SESSION_STATS[how]`` over each assessment's session window (NaN without one)."""
         windows = self.tl.sessions[p]
         out = np.full((values.shape[0], len(windows)), np.nan)
         for j, idx in enumerate(windows):
             if idx.size:
-                out[:, j] = values[:, idx].max(axis=1)
+                out[:, j] = SESSION_STATS[how](values[:, idx], self.tl.times[idx])
         return out
 
+    def peak(self, values: np.ndarray, p: int) -> np.ndarray:
+        return self.read(values, p, "session peak")
+
     def start(self, values: np.ndarray, p: int) -> np.ndarray:
-        """(n, n_assess): the value at the start of each assessment's session (NaN without one)."""
-        at = self.tl.session_start[p]
-        return np.where(at >= 0, values[:, np.maximum(at, 0)], np.nan)
+        return self.read(values, p, "session start")
 
 
 def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
@@ -334,7 +350,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
         }
         for column, name, how in READOUTS:
             values = outputs[name] * nan_if_failed
-            columns[column] = (sessions.peak(values, p) if how == "session peak"
+            columns[column] = (sessions.read(values, p, how) if how.startswith("session")
                                else values[:, tl.assessments[p]]).ravel()
         columns.update(_covariate_columns(cohort.patients, n_assess))
         columns["status"] = np.repeat([STATUS_MESSAGES[int(s)] for s in status], n_assess)
