@@ -342,3 +342,57 @@ def test_comparisons_and_intervals_are_checked(tmp_path, row, field):
     (tmp_path / "t.csv").write_text("scenario,quantity,metric,value,unit,time,reference_time,control,low,high\n" + row)
     with pytest.raises(DataError, match=field):
         load_observations(tmp_path / "t.csv")
+
+
+@pytest.mark.slow  # a fit with profiles in a fresh process (minutes); the conversion is tested in the default tier
+def test_fit_on_an_event_data_set_recovers_the_truth(tmp_path):
+    """`ketasim fit --dataset`: six IDs of a study written as events (a 35 mg bolus, plasma ketamine at
+    the synthetic fixture's nine times, 5 % noise) from known parameters at six weights; the pooled
+    fit recovers them within its profile intervals, each ID simulated as its rows dose it (the same
+    design as the fixture's, so the compiled model is shared)."""
+    params = ketasim.load_parameters()
+    truth = params.replace(**{n.replace(".", "__"): params[n].value * s for n, s in TRUE_SHIFT.items()})
+    rng = np.random.default_rng(11)
+    lines = ["ID,TIME,EVID,AMT,CMT,DV,DVID,WT"]
+    for i, weight in enumerate((55, 62, 70, 78, 85, 95)):
+        scenario = {"patient": {"weight": f"{weight} kg"}, "simulation": {"duration": "8 h", "output_every": "5 min"},
+                    "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "35 mg"}]}
+        res = ketasim.simulate(scenario, params=truth)
+        lines.append(f"{i + 1},0,1,35,2,.,.,{weight}")
+        for t in (0.1, 0.25, 0.5, 1, 2, 3, 4, 6, 8):
+            dv = res.at("pk.ketamine_plasma", t) * (1 + 0.05 * rng.standard_normal())
+            lines.append(f"{i + 1},{t},0,.,.,{dv!r},1,{weight}")
+    (tmp_path / "study.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "fit"
+    proc = subprocess.run([sys.executable, "-m", "ketasim", "fit", "--dataset", str(tmp_path / "study.csv"),
+                           "--params", ",".join(NAMES), "--out", str(out), "--starts", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "fit.json").read_text())
+    for name in NAMES[:2]:
+        e = summary["estimates"][name]
+        truth_value = params[name].value * TRUE_SHIFT[name]
+        low, high = e["profile_ci95"]
+        assert e["identifiable"] and low < truth_value < high, (name, e, truth_value)
+    bad = subprocess.run([sys.executable, "-m", "ketasim", "fit", "--params", NAMES[0], "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--dataset" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_an_event_data_set_becomes_an_observation_table(tmp_path):
+    """What `fit --dataset` fits: each DV row an `at` row of its ID's own scenario, with the mapping's
+    residual error at the observed value as its SD; rows without a DV are left out."""
+    import io
+
+    from ketasim.calibrate.data import observations_from_dataset
+    from ketasim.dataset import read_dataset
+
+    text = ("ID,TIME,EVID,AMT,CMT,DV,DVID,WT\n1,0,1,35,2,.,.,60\n1,1,0,.,.,40,1,60\n1,2,0,.,.,.,1,60\n"
+            "2,0,1,50,1,.,.,90\n2,1,0,.,.,12,2,90\n")
+    data = read_dataset(io.StringIO(text))
+    table = load_observations(observations_from_dataset(data, tmp_path))
+    assert list(table["quantity"]) == ["pk.ketamine_plasma", "pk.norketamine_plasma"]
+    assert list(table["time [h]"]) == [1.0, 1.0] and list(table["patient"]) == [1, 2]
+    assert table["sd"].tolist() == pytest.approx([np.hypot(0.15 * 40, 0.5), np.hypot(0.15 * 12, 0.5)])
+    for path, patient in zip(table["scenario_path"], data.patients):
+        assert ketasim.Scenario.from_toml(path) == ketasim.Scenario.from_dict(patient.scenario)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -563,7 +564,7 @@ def sensitivity(
 
 @app.command()
 def fit(
-    data: list[Path] = typer.Argument(..., metavar="DATA...", help="observation tables (CSV or Parquet)"),
+    data: Optional[list[Path]] = typer.Argument(None, metavar="DATA...", help="observation tables (CSV or Parquet)"),
     parameters: str = typer.Option(..., "--params", help="comma-separated parameters to fit, e.g. pk.cl_s_ketamine,pk.v_central"),
     out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
     map_: bool = typer.Option(False, "--map", help="maximum a posteriori with priors from the parameter files' ranges"),
@@ -575,6 +576,9 @@ def fit(
     between_study: bool = typer.Option(False, "--between-study",
                                        help="random effects: a between-study variance for rows sharing a 'group' "
                                             "(Paule-Mandel), so disagreeing studies are reconciled, not picked"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="an event data set (NONMEM style): its DV rows, "
+                                                                   "each ID dosed as its rows say (pooled fit)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset: TOML overriding the mapping"),
 ):
     """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out."""
     import json as _json
@@ -591,12 +595,23 @@ def fit(
     if not 10 <= samples <= 100_000:
         _fail(f"--samples: {samples} must be in 10..100000")
     names = [n.strip() for n in parameters.split(",") if n.strip()]
-    with _refusals(out):
+    data = list(data or [])
+    if not data and dataset is None:
+        _fail("DATA: give observation tables, or an event data set with --dataset")
+    with _refusals(out), tempfile.TemporaryDirectory(prefix="ketasim-fit-") as scratch:
         check_output_folder(out)
         parameter_set = load_parameters(base)
         import pandas as pd
 
-        table = pd.concat([load_observations(path) for path in data], ignore_index=True)
+        tables = [load_observations(path) for path in data]
+        if dataset is not None:  # each ID a scenario of its own next to a table of its DV rows
+            from .calibrate.data import observations_from_dataset
+            from .dataset import load_mapping, read_dataset
+
+            events = read_dataset(dataset, load_mapping(mapping))
+            tables.append(load_observations(observations_from_dataset(events, scratch)))
+            data.append(dataset)
+        table = pd.concat(tables, ignore_index=True)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
             progress.add_task("compiling the model's Jacobian (first run about a minute) and fitting", total=None)

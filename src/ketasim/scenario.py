@@ -293,6 +293,39 @@ class Scenario:
                 "duration_h": self.duration_h, "output_every_h": self.output_every_h}
 
 
+def scenario_toml(data: Mapping[str, Any]) -> str:
+    """A scenario given as data (tables of scalars and lists, ``[[dose]]`` and ``[[therapy]]`` lists of
+    tables) written as TOML text that ``Scenario.from_toml`` reads back to the same scenario.
+
+    >>> text = scenario_toml({"patient": {"weight": "70 kg"}, "dose": [{"drug": "esketamine",
+    ...                       "route": "intranasal", "amount": "56 mg", "at": ["0 h", "84 h"]}]})
+    >>> Scenario.from_dict(tomllib.loads(text)).doses[0].times_h
+    (0.0, 84.0)
+    """
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            if not math.isfinite(v):
+                raise ValueError(f"{v!r} cannot be written to TOML")
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a TOML basic string
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise ValueError(f"{v!r} cannot be written to TOML")
+
+    lines = []
+    for key, table in data.items():
+        if isinstance(table, Mapping):
+            lines += [f"[{key}]", *(f"{k} = {value(v)}" for k, v in table.items()), ""]
+    for key, tables in data.items():
+        if isinstance(tables, list):
+            for table in tables:
+                lines += [f"[[{key}]]", *(f"{k} = {value(v)}" for k, v in table.items()), ""]
+    return "\n".join(lines)
+
+
 def parse_mechanisms(model: Mapping[str, Any], field: str) -> tuple[str, ...] | None:
     """The ``mechanisms`` list of a ``[model]`` table, checked against the registry; None if absent."""
     from .model.mechanisms import check_mechanisms

@@ -76,6 +76,39 @@ def shipped_validation() -> Path:
     return Path(str(resources.files("ketasim").joinpath("data/validation.csv")))
 
 
+def observations_from_dataset(dataset, folder: str | Path) -> Path:
+    """An event data set's observations (``ketasim.dataset``) as an observation table in ``folder``,
+    next to one scenario file per ID: each DV row an ``at`` row of its ID, with its standard
+    deviation from the mapping's residual error model at the observed value,
+    sd = sqrt((p DV)^2 + a^2). Returns the table's path (``load_observations`` reads it)."""
+    from ..model.system import default_model
+    from ..scenario import scenario_toml
+
+    folder = Path(folder)
+    units = {v.name: v.unit for v in default_model().outputs}
+    errors = dataset.mapping["error"]
+    rows = []
+    for k, p in enumerate(dataset.patients):
+        name = f"id_{k + 1}.toml"
+        (folder / name).write_text(scenario_toml(p.scenario), encoding="utf-8")
+        for _, o in p.observations.iterrows():
+            if not math.isfinite(o["dv"]):
+                continue
+            if o["output"] not in errors:
+                raise DataError("--mapping", f"no residual error model in [error] for {o['output']} (row {o['row']})")
+            e = errors[o["output"]]
+            sd = math.hypot(e["proportional"] * o["dv"], e["additive"])
+            if not sd > 0:
+                raise DataError("--mapping", f"the error model of {o['output']} gives sd 0 at row {o['row']}")
+            rows.append({"scenario": name, "quantity": o["output"], "time": f"{o['time_h']!r} h", "value": o["dv"],
+                         "unit": units[o["output"]], "sd": sd, "patient": p.id})
+    if not rows:
+        raise DataError(dataset.source, "no observation rows with a DV to fit")
+    path = folder / "observations.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def load_observations(path: str | Path) -> pd.DataFrame:
     """Read and check a table; adds ``scenario_path`` (absolute) and ``time [h]`` columns."""
     path = Path(path)
