@@ -78,12 +78,23 @@ def test_predictions_equal_the_same_scenarios_simulated_directly():
     (("3,0,1,40,4,.,", "3,0,1,40,4,10,"), 9, "RATE"),  # an infusion rate on an IM dose
     (("2,1,0,.,.,.,.,.,10,0,1,90,55,0", "2,1,0,.,.,.,.,.,10,0,1,90,55,7"), 6, "SEX"),  # a sex code the mapping lacks
     (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,0,.,.,.,.,.,10,0,1,95"), 6, "WT"),  # weight changing within an ID
+    (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,3,.,.,.,.,.,10,0,1,90"), 7, "EVID"),  # a reset
 ])
 def test_bad_rows_are_named_by_row_and_column(change, row, column):
     old, new, *count = change
     with pytest.raises(DatasetError) as info:
         _read(DATA.replace(old, new, *(count or [1])))
     assert info.value.field == f"row {row}, column {column}", str(info.value)
+
+
+def test_evid_2_rows_are_predictions_without_an_observation():
+    """An EVID 2 row asks for the model's value there: IPRED at its time, no DV (even if one is written)."""
+    base = predict(_read())
+    text = DATA.replace("2,1,0,.,.,.,.,.,10,0,1,90,55,0", "2,1,2,.,.,.,.,.,10,0,1,90,55,0")
+    table = predict(_read(text))
+    row = table[(table["ID"] == 2) & (table["TIME [h]"] == 1.0)].iloc[0]
+    same = base[(base["ID"] == 2) & (base["TIME [h]"] == 1.0)].iloc[0]
+    assert np.isnan(row["DV"]) and row["IPRED"] == pytest.approx(same["IPRED"], rel=1e-12)
 
 
 SS_DATA = ("ID,TIME,EVID,AMT,CMT,II,ADDL,SS,DVID,DV,WT\n"

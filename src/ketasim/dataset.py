@@ -26,7 +26,8 @@ names the row (the header is row 1; comment lines starting with ``#`` are not co
 column. ``SS=1`` on a bolus row (within one interval II of the start, its CMT's first dose) starts
 the drug's compartments at the steady state of AMT every II (``steady_state`` in a scenario), for
 the oral drugs with linear kinetics of their own. Not supported yet, and refused by name: ``SS=2``,
-steady-state infusions, EVID 2-4 (resets and other events).
+steady-state infusions, EVID 3 and 4 (resets). ``EVID 2`` rows are predictions without an
+observation (IPRED there, DV empty).
 
 >>> import io, ketasim
 >>> from ketasim.dataset import read_dataset
@@ -165,8 +166,9 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
         last_time = time
         amt = _number(r.get("AMT"), row, "AMT", low=0.0) if "AMT" in rows else math.nan
         evid = _number(r.get("EVID"), row, "EVID") if "EVID" in rows else (1.0 if amt > 0 else 0.0)
-        if evid not in (0.0, 1.0):
-            raise DatasetError(row, "EVID", f"{r.get('EVID')!r}: only 0 (observation) and 1 (dose) are supported")
+        if evid not in (0.0, 1.0, 2.0):
+            raise DatasetError(row, "EVID", f"{r.get('EVID')!r}: only 0 (observation), 1 (dose) and 2 (a prediction "
+                                            "without an observation) are supported; resets (3, 4) are not yet")
         if evid == 1.0:
             if not amt > 0:
                 raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
@@ -198,7 +200,8 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
             if output is None:
                 raise DatasetError(row, "DVID", f"{dvid!r} has no output in the mapping; allowed: "
                                                 f"{', '.join(k for k in dvid_map if k != 'observation')}")
-            dv = _number(r.get("DV"), row, "DV") if "DV" in rows and mdv != 1.0 else math.nan
+            # EVID 2: the model's prediction there, no observation (its DV, if any, is not one)
+            dv = _number(r.get("DV"), row, "DV") if "DV" in rows and mdv != 1.0 and evid == 0.0 else math.nan
             observations.append({"row": row, "time_h": time, "output": output, "dv": dv})
     patient = _covariates(rows, covariates, mapping)
     end = max([o["time_h"] for o in observations]
