@@ -131,13 +131,13 @@ def test_prediction_correction_removes_the_spread_of_mixed_doses_and_still_finds
     designs; corrected, it is the model's variability alone (narrower in every bin), data from the
     model population pass (at least 14 of 18, as above) and the same data tripled fail."""
     data = read_dataset(io.StringIO(_mixed_doses()))
-    plain = vpc(data, replicates=100, seed=1)
-    corrected = vpc(data, replicates=100, seed=1, prediction_corrected=True)
+    plain = vpc(data, replicates=50, seed=1)
+    corrected = vpc(data, replicates=50, seed=1, prediction_corrected=True)
 
     def band(r):
         return (r.bins["simulated_p95_median"] - r.bins["simulated_p5_median"]) / r.bins["simulated_p50_median"]
 
     assert (band(corrected) < band(plain)).all()
     assert _inside(corrected).sum() >= 14, corrected.bins
-    bad = vpc(read_dataset(io.StringIO(_mixed_doses(scale=3.0))), replicates=100, seed=1, prediction_corrected=True)
+    bad = vpc(read_dataset(io.StringIO(_mixed_doses(scale=3.0))), replicates=50, seed=1, prediction_corrected=True)
     assert _inside(bad).sum() <= 3, bad.bins
