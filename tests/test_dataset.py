@@ -78,7 +78,7 @@ def test_predictions_equal_the_same_scenarios_simulated_directly():
     (("3,0,1,40,4,.,", "3,0,1,40,4,10,"), 9, "RATE"),  # an infusion rate on an IM dose
     (("2,1,0,.,.,.,.,.,10,0,1,90,55,0", "2,1,0,.,.,.,.,.,10,0,1,90,55,7"), 6, "SEX"),  # a sex code the mapping lacks
     (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,0,.,.,.,.,.,10,0,1,95"), 6, "WT"),  # weight changing within an ID
-    (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,3,.,.,.,.,.,10,0,1,90"), 7, "EVID"),  # a reset
+    (("2,1,0,.,.,.,.,.,10,0,1,90", "2,1,5,.,.,.,.,.,10,0,1,90"), 7, "EVID"),  # no such event
 ])
 def test_bad_rows_are_named_by_row_and_column(change, row, column):
     old, new, *count = change
@@ -95,6 +95,27 @@ def test_evid_2_rows_are_predictions_without_an_observation():
     row = table[(table["ID"] == 2) & (table["TIME [h]"] == 1.0)].iloc[0]
     same = base[(base["ID"] == 2) & (base["TIME [h]"] == 1.0)].iloc[0]
     assert np.isnan(row["DV"]) and row["IPRED"] == pytest.approx(same["IPRED"], rel=1e-12)
+
+
+RESETS = ("ID,TIME,EVID,AMT,CMT,DV,DVID,WT\n1,0,1,35,2,.,.,70\n1,1,0,.,.,.,1,70\n"
+          "1,48,3,.,.,.,.,70\n1,48,1,35,2,.,.,70\n1,49,0,.,.,.,1,70\n"
+          "1,100,4,70,2,.,.,70\n1,101,0,.,.,.,1,70\n1,124,0,.,.,.,3,70\n")
+
+
+def test_resets_start_each_occasion_from_the_untreated_state():
+    """EVID 3 resets and the next dose repeats the first occasion exactly (the 48 h of the first
+    dose's washout are forgotten); EVID 4 resets and doses: twice the amount, twice the
+    concentration (linear kinetics at these levels), and the MADRS back to where it began."""
+    data = _read(RESETS)
+    assert [(p.occasion, p.start_h) for p in data.patients] == [(1, 0.0), (2, 48.0), (3, 100.0)]
+    table = predict(data)
+    plasma = table[table["output"] == "pk.ketamine_plasma"]["IPRED"].to_numpy()
+    assert plasma[1] == pytest.approx(plasma[0], rel=1e-9)
+    assert plasma[2] == pytest.approx(2 * plasma[0], rel=0.02)
+    alone = ketasim.simulate({"patient": {"weight": "70 kg"}, "simulation": {"duration": "24 h", "output_every": "1 h"},
+                              "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "70 mg"}]})
+    madrs = table[table["output"] == "clinical.madrs"]["IPRED"].iloc[0]
+    assert madrs == pytest.approx(alone.at("clinical.madrs", 24.0), rel=1e-9)
 
 
 SS_DATA = ("ID,TIME,EVID,AMT,CMT,II,ADDL,SS,DVID,DV,WT\n"
@@ -114,12 +135,13 @@ def test_steady_state_rows_start_the_drug_at_its_steady_state():
 
 
 @pytest.mark.parametrize("row, why", [
-    ("1,30,1,10,7,24,6,1,.,.,70\n", "within one interval"),
+    ("1,30,1,10,7,24,6,1,.,.,70\n1,31,0", "within one interval"),
     ("1,0,1,10,7,.,6,1,.,.,70\n", "II"),
     ("1,0,1,10,7,24,6,2,.,.,70\n", "only 0 and 1"),
 ])
 def test_bad_steady_state_rows_are_named(row, why):
-    text = SS_DATA.replace("1,0,1,10,7,24,6,1,.,.,70\n", row)
+    text = SS_DATA.replace("1,0,1,10,7,24,6,1,.,.,70\n1,1,0", row) if "1,31,0" in row else \
+        SS_DATA.replace("1,0,1,10,7,24,6,1,.,.,70\n", row)
     with pytest.raises(DatasetError, match=why):
         _read(text)
 

@@ -280,13 +280,16 @@ def dataset_check(
 
     with _refusals():
         data = read_dataset(path, load_mapping(mapping))
-    typer.echo(f"{len(data.patients)} patients in {path}; mapping: CMT " + ", ".join(
+    ids = len({p.id for p in data.patients})
+    occasions = f" ({len(data.patients)} occasions)" if len(data.patients) > ids else ""
+    typer.echo(f"{ids} patients{occasions} in {path}; mapping: CMT " + ", ".join(
         f"{k} = {v['drug']} {v['route']}" for k, v in data.mapping["cmt"].items()))
     for p in data.describe():
         doses = ", ".join(f"{n} x {k}" for k, n in p["doses"].items()) or "no doses"
         obs = ", ".join(f"{n} x {k}" for k, n in p["observations"].items()) or "no observations"
         covariates = ", ".join(f"{k} {v}" for k, v in p["patient"].items()) or "default covariates"
-        typer.echo(f"ID {p['id']}: {doses}; {obs}; {covariates}; simulated to {p['duration [h]']:g} h")
+        occasion = f" occasion {p['occasion']} (from {p['start [h]']:g} h)" if p["start [h]"] or p["occasion"] > 1 else ""
+        typer.echo(f"ID {p['id']}{occasion}: {doses}; {obs}; {covariates}; simulated to {p['duration [h]']:g} h")
 
 
 def _patients_progress(description: str, quiet: bool):

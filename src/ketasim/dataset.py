@@ -26,8 +26,9 @@ names the row (the header is row 1; comment lines starting with ``#`` are not co
 column. ``SS=1`` on a bolus row (within one interval II of the start, its CMT's first dose) starts
 the drug's compartments at the steady state of AMT every II (``steady_state`` in a scenario), for
 the oral drugs with linear kinetics of their own. Not supported yet, and refused by name: ``SS=2``,
-steady-state infusions, EVID 3 and 4 (resets). ``EVID 2`` rows are predictions without an
-observation (IPRED there, DV empty).
+steady-state infusions. ``EVID 2`` rows are predictions without an observation (IPRED there, DV
+empty); ``EVID 3`` resets the ID to the untreated state and ``EVID 4`` resets and doses: each reset
+starts a new occasion, simulated from its own start.
 
 >>> import io, ketasim
 >>> from ketasim.dataset import read_dataset
@@ -66,12 +67,21 @@ class DatasetError(ScenarioError):
 
 @dataclass(frozen=True)
 class DatasetPatient:
-    """One ID: its scenario (doses, covariates, duration) and its observation rows."""
+    """One ID, or one occasion of it after a reset (EVID 3 or 4): its scenario (doses, covariates,
+    duration; times from the occasion's start) and its observation rows (``time_h`` on the file's
+    clock)."""
 
     id: Any
     scenario: dict[str, Any]
     observations: pd.DataFrame  # row, time_h, output, dv (NaN if absent)
     rows: tuple[int, ...] = field(default=())
+    start_h: float = 0.0  # the file's TIME where the occasion starts (its reset)
+    occasion: int = 1
+
+    @property
+    def simulation_times(self) -> np.ndarray:
+        """The observations' times on the scenario's clock (from the occasion's start)."""
+        return self.observations["time_h"].to_numpy(dtype=float) - self.start_h
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Dataset:
             for d in p.scenario["dose"]:
                 key = f"{d['drug']} {d['route']}"
                 doses[key] = doses.get(key, 0) + len(_times(d))
-            out.append({"id": p.id, "doses": doses,
+            out.append({"id": p.id, "occasion": p.occasion, "start [h]": p.start_h, "doses": doses,
                         "observations": p.observations["output"].value_counts().to_dict(),
                         "patient": p.scenario.get("patient", {}),
                         "duration [h]": float(p.scenario["simulation"]["duration"].split()[0])})
@@ -148,15 +158,25 @@ def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None
     covariates = {k: v.upper() for k, v in mapping["columns"].items()}
     patients = []
     for pid, rows in table.groupby("ID", sort=False):
-        patients.append(_patient(pid, rows, mapping, covariates))
+        patients += _occasions(pid, rows, mapping, covariates)
     if not patients:
         raise DatasetError(None, "ID", "no rows")
     return Dataset(patients=tuple(patients), mapping=mapping, source=str(source), table=table)
 
 
-def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
-    doses, observations, seen, last_time = [], [], set(), -math.inf
-    cmt_map, dvid_map = mapping["cmt"], mapping["dvid"]
+def _evid(r, rows: pd.DataFrame, row: int) -> float:
+    amt = _number(r.get("AMT"), row, "AMT", low=0.0) if "AMT" in rows else math.nan
+    evid = _number(r.get("EVID"), row, "EVID") if "EVID" in rows else (1.0 if amt > 0 else 0.0)
+    if evid not in (0.0, 1.0, 2.0, 3.0, 4.0):
+        raise DatasetError(row, "EVID", f"{r.get('EVID')!r}: allowed are 0 (observation), 1 (dose), 2 (a prediction "
+                                        "without an observation), 3 (reset) and 4 (reset and dose)")
+    return evid
+
+
+def _occasions(pid, rows: pd.DataFrame, mapping, covariates) -> list[DatasetPatient]:
+    """An ID's rows split at its resets (EVID 3, and 4 which then doses): each occasion starts from
+    the untreated state at the reset's time, as NONMEM resets every compartment."""
+    parts, start, current, last_time = [], 0.0, [], -math.inf
     for index, r in rows.iterrows():
         row = int(index) + 2  # the header is row 1
         time = _number(r["TIME"], row, "TIME", required=True, low=0.0)
@@ -164,11 +184,25 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
             raise DatasetError(row, "TIME", f"{time:g} h comes before the previous row of ID {pid} ({last_time:g} h); "
                                             "times must not decrease within an ID")
         last_time = time
+        evid = _evid(r, rows, row)
+        if evid in (3.0, 4.0):
+            parts.append((start, current))
+            start, current = time, []
+        if evid != 3.0:  # the reset itself holds nothing to simulate
+            current.append(index)
+    parts.append((start, current))
+    kept = [(start, index) for start, index in parts if index]
+    return [_patient(pid, rows.loc[index], mapping, covariates, start, k + 1) for k, (start, index) in enumerate(kept)]
+
+
+def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, occasion: int = 1) -> DatasetPatient:
+    doses, observations, seen = [], [], set()
+    cmt_map, dvid_map = mapping["cmt"], mapping["dvid"]
+    for index, r in rows.iterrows():
+        row = int(index) + 2  # the header is row 1
+        time = _number(r["TIME"], row, "TIME", required=True, low=0.0) - start  # on the occasion's clock
         amt = _number(r.get("AMT"), row, "AMT", low=0.0) if "AMT" in rows else math.nan
-        evid = _number(r.get("EVID"), row, "EVID") if "EVID" in rows else (1.0 if amt > 0 else 0.0)
-        if evid not in (0.0, 1.0, 2.0):
-            raise DatasetError(row, "EVID", f"{r.get('EVID')!r}: only 0 (observation), 1 (dose) and 2 (a prediction "
-                                            "without an observation) are supported; resets (3, 4) are not yet")
+        evid = 1.0 if _evid(r, rows, row) == 4.0 else _evid(r, rows, row)  # EVID 4: the occasion's first dose
         if evid == 1.0:
             if not amt > 0:
                 raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
@@ -202,9 +236,9 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
                                                 f"{', '.join(k for k in dvid_map if k != 'observation')}")
             # EVID 2: the model's prediction there, no observation (its DV, if any, is not one)
             dv = _number(r.get("DV"), row, "DV") if "DV" in rows and mdv != 1.0 and evid == 0.0 else math.nan
-            observations.append({"row": row, "time_h": time, "output": output, "dv": dv})
+            observations.append({"row": row, "time_h": time + start, "output": output, "dv": dv})
     patient = _covariates(rows, covariates, mapping)
-    end = max([o["time_h"] for o in observations]
+    end = max([o["time_h"] - start for o in observations]
               # a dose must come before the end: a row that only doses still gets a moment after it
               + [t + float(d.get("duration", "0 h").split()[0]) + 1e-3 for _, d in doses for t in _times(d)])
     duration = f"{max(end, 1e-3)!r} h"
@@ -219,7 +253,8 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates) -> DatasetPatient:
         raise DatasetError(*_row_and_column(exc.field, doses, rows, covariates),
                            f"ID {pid}: {str(exc).split(': ', 1)[-1]}") from None
     return DatasetPatient(id=_plain(pid), scenario=scenario, observations=pd.DataFrame(
-        observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index))
+        observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index),
+        start_h=start, occasion=occasion)
 
 
 def _times(dose: Mapping[str, Any]) -> tuple[float, ...]:
@@ -317,11 +352,11 @@ def predict(dataset: Dataset, params=None, mechanisms=None) -> pd.DataFrame:
         obs = p.observations
         if obs.empty:
             continue
-        times = np.unique(obs["time_h"].to_numpy(dtype=float))
+        times = np.unique(p.simulation_times)
         problem = build_problem(Scenario.from_dict(p.scenario), params, model, t_out=times)
         states, status, _ = solve(problem)
         outputs = observe(model, states[0], problem.parameter_names, problem.theta[0])
-        at = np.searchsorted(times, obs["time_h"].to_numpy(dtype=float))
+        at = np.searchsorted(times, p.simulation_times)
         ipred = np.array([outputs[o][k] for o, k in zip(obs["output"], at)], dtype=float)
         frames.append(pd.DataFrame({"ID": p.id, "row": obs["row"], "TIME [h]": obs["time_h"], "output": obs["output"],
                                     "unit": [units[o] for o in obs["output"]], "DV": obs["dv"], "IPRED": ipred,

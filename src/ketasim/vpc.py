@@ -103,8 +103,8 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
         params = load_parameters(params)
     params = with_mechanisms(params, mechanisms)
     errors = dataset.mapping["error"]
-    observed = pd.concat([p.observations.assign(ID=p.id, patient=k) for k, p in enumerate(dataset.patients)],
-                         ignore_index=True)
+    observed = pd.concat([p.observations.assign(ID=p.id, patient=k, sim_time=p.simulation_times)
+                          for k, p in enumerate(dataset.patients)], ignore_index=True)
     observed["stratum"] = "all"
     if stratify is not None:
         column = stratify.strip().upper()
@@ -124,7 +124,7 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
         rows = np.flatnonzero(observed["patient"].to_numpy() == k)
         if rows.size == 0:
             continue
-        times = np.unique(observed.loc[rows, "time_h"].to_numpy(dtype=float))
+        times = np.unique(observed.loc[rows, "sim_time"].to_numpy(dtype=float))  # from the occasion's start
         scenario = Scenario.from_dict(p.scenario)
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
         parameters = sampler.parameter_columns(rng, replicates)
@@ -133,7 +133,7 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
         states, status, _ = solve(problem)
         outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
                                 wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
-        at = np.searchsorted(times, observed.loc[rows, "time_h"].to_numpy(dtype=float))
+        at = np.searchsorted(times, observed.loc[rows, "sim_time"].to_numpy(dtype=float))
         if prediction_corrected:
             typical = build_problem(scenario, params, model, t_out=times)
             states_t, status_t, _ = solve(typical)

@@ -91,7 +91,7 @@ def observations_from_dataset(dataset, folder: str | Path) -> Path:
     for k, p in enumerate(dataset.patients):
         name = f"id_{k + 1}.toml"
         (folder / name).write_text(scenario_toml(p.scenario), encoding="utf-8")
-        for _, o in p.observations.iterrows():
+        for (_, o), t in zip(p.observations.iterrows(), p.simulation_times):
             if not math.isfinite(o["dv"]):
                 continue
             if o["output"] not in errors:
@@ -100,7 +100,7 @@ def observations_from_dataset(dataset, folder: str | Path) -> Path:
             sd = math.hypot(e["proportional"] * o["dv"], e["additive"])
             if not sd > 0:
                 raise DataError("--mapping", f"the error model of {o['output']} gives sd 0 at row {o['row']}")
-            rows.append({"scenario": name, "quantity": o["output"], "time": f"{o['time_h']!r} h", "value": o["dv"],
+            rows.append({"scenario": name, "quantity": o["output"], "time": f"{float(t)!r} h", "value": o["dv"],
                          "unit": units[o["output"]], "sd": sd, "patient": p.id})
     if not rows:
         raise DataError(dataset.source, "no observation rows with a DV to fit")
