@@ -132,3 +132,23 @@ def test_cli_writes_every_file_and_refuses_bad_specs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ketasim", "optimise", str(bad), "--out", str(other)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "optimise.endpoint" in proc.stderr and not other.exists()
+
+
+def test_therapy_courses_and_labels_are_checked_against_the_space():
+    data = small()
+    data["regimen"]["therapy"] = {"kind": "cbt", "every": "1 w", "count": 4, "start": ["0 d", "1 w"]}
+    with pytest.raises(ScenarioError) as info:
+        OptimiseSpec.from_dict(data)  # four weekly sessions from day 7 do not end before week 4
+    assert info.value.field == "regimen.therapy"
+    data["regimen"]["therapy"]["count"] = 2
+    data["label"]["therapy"] = [{"kind": "mindfulness", "at": ["0 d", "1 w"]}]
+    spec = OptimiseSpec.from_dict(data)
+    assert spec.label_regimen is None  # another kind of therapy is not a point of the space
+    data["label"]["therapy"] = [{"kind": "cbt", "at": ["0 d", "1 w"]}]
+    assert OptimiseSpec.from_dict(data).label_regimen.therapy_start_h == 0.0
+
+
+def test_single_doses_are_one_regimen_whatever_the_interval():
+    space = OptimiseSpec.from_dict(small(regimen={"count": [1, 4]})).space
+    one = {space.regimen({"count": 1, "every": e, "amount": 56.0}) for e in (48.0, 100.0, 168.0)}
+    assert len(one) == 1

@@ -315,3 +315,34 @@ def test_scenario_rules_are_not_exported_to_sbml():
     with pytest.raises(ScenarioError) as info:
         export_sbml(_scenario_with([{"type": "stop"}]))
     assert info.value.field == "rule"
+
+
+def test_target_rule_after_a_held_session_corrects_once():
+    """A held session leaves the last dose and its reading as they were: the next dose is scaled from
+    them once, not twice (target 120 ng/mL; every second session held by a hold rule that always fires)."""
+    target, measured = 120.0, 40 / 60
+    spec = {"trial": {"name": "tdm", "seed": 5, "assessments": ["1 d", "1 w", "2 w", "3 w"]},
+            "population": {"n": 4, "preset": "treatment-resistant"},
+            "arm": [{"name": "ketamine", "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "30 mg",
+                                                   "duration": "40 min", "start": "0 d", "every": "1 w", "count": 3}],
+                     "rule": [{"type": "target-concentration", "target": f"{target} ng/mL", "measured": "40 min",
+                               "max": "100 mg"}, {"type": "hold", "if_cadss_at_least": 0.0}]}]}
+    chunk = prepare_chunk(json.dumps(TrialSpec.from_dict(spec).raw, sort_keys=True), load_parameters(), 0, 0, 4)
+    states, status, _, made = solve_chunk(chunk)
+    assert (status == 0).all() and (made.code[0][:, 1] == 2).all()  # the second session held
+    times = chunk.timeline.times
+    level = observe_batch(chunk.model, states, chunk.problem.parameter_names, chunk.problem.theta,
+                          ("pk.ketamine_plasma",), readouts=False)["pk.ketamine_plasma"]
+    first = level[:, np.searchsorted(times, measured)]
+    np.testing.assert_allclose(made.amount_mg[0][:, 2], 30.0 * target / first, rtol=1e-9)
+    np.testing.assert_allclose(level[:, np.searchsorted(times, 336.0 + measured)], target, rtol=0.01)
+
+
+def test_steady_state_starts_are_not_differentiated_silently():
+    from ketasim.engine.differentiable import OutputFunction
+    from ketasim.errors import KetasimError
+
+    scenario = {"dose": [{**ESCITALOPRAM, "count": 3, "steady_state": True}], "simulation": {"duration": "3 d"}}
+    with pytest.raises(KetasimError, match="steady-state start"):
+        OutputFunction(scenario, load_parameters(), ["comparators.cl_escitalopram"], ["comparators.ssri_plasma"],
+                       [1.0, 12.0])

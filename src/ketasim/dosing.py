@@ -335,7 +335,10 @@ def steady_state_start(model: Model, names: tuple[str, ...], theta: np.ndarray, 
     """``y0`` (n, n_states) with each regimen's compartments at its steady state at time 0: the doses
     at first - k * interval (k >= 1) summed by their linear kinetics, x(0) = e^{A (tau - first)}
     (I - e^{A tau})^-1 b, with A the drug compartments' rate matrix (read from the vector field, which
-    must be linear and autonomous in them: checked) and b the dose into its entry compartment."""
+    must be linear and autonomous in them: each compartment is probed alone from empty at two
+    amounts, which catches a saturable term but not one coupling to other states) and b the dose
+    into its entry compartment. The regimen is continued backwards from the first dose, so a first
+    dose after time 0 has drug before it (unlike NONMEM's SS=1 later in a record, which resets)."""
     from scipy.linalg import expm
 
     if not regimens:

@@ -136,6 +136,10 @@ class OutputFunction:
         missing = [o for o in self.outputs if o not in self.model.output_names]
         if missing:
             raise KetasimError(f"unknown output(s) {', '.join(missing)}; see `layer.quantity` names in docs/model.md")
+        steady = [f"dose[{i}]" for i, d in enumerate(self.scenario.doses) if d.steady_state]
+        if steady:  # its start state is computed outside the differentiated function
+            raise KetasimError(f"{', '.join(steady)}: a steady-state start (steady_state, or SS=1 in a data set) "
+                               "cannot be differentiated yet; give the doses before the start explicitly")
         indirect = indirect_parameters(self.scenario, params, self.names, self.model)
         if indirect:
             raise NotDifferentiable(indirect)

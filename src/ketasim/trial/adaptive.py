@@ -229,7 +229,8 @@ class _Rulebook:
                 "run": np.zeros(self.n, dtype=int),
                 # the slot of each session's administration (-1: none), and of the latest one
                 "admin": np.full((self.n, k), -1), "last": np.full(self.n, -1),
-                "amount": np.full(self.n, self.doses[line].amount)}
+                # the amount (the governed dose's unit) decided for the next session, and the one given last
+                "amount": np.full(self.n, self.doses[line].amount), "given": np.full(self.n, np.nan)}
         return self._period[p]
 
     def _madrs(self, y: np.ndarray) -> np.ndarray:
@@ -268,7 +269,9 @@ class _Rulebook:
             tg = rules.target
             measured = self.readings.at(mem["last"], "concentration")
             ok = active & np.isfinite(measured) & (measured > 0)
-            scaled = mem["amount"] * tg.target_ng_ml / np.where(ok, measured, 1.0)
+            # from the last amount given and its own reading: a held session leaves both as they were,
+            # so the correction is not applied twice
+            scaled = mem["given"] * tg.target_ng_ml / np.where(ok, measured, 1.0)
             mem["amount"] = np.where(ok, np.clip(scaled, tg.min_amount, tg.max_amount), mem["amount"])
             factor = mem["amount"] / planned
         held = np.zeros(self.n, dtype=bool)
@@ -294,6 +297,7 @@ class _Rulebook:
         line = self.doses[self.plan.slots[s].line]
         mg = np.nan if line.amount_unit == "fraction" else line.amount_mg(self.weight_kg)
         self.decisions.amount_mg[p][:, k] = np.where(give, factor * mg, self.decisions.amount_mg[p][:, k])
+        mem["given"] = np.where(give, factor * line.amount, mem["given"])
         mem["admin"][:, k] = np.where(give, s, mem["admin"][:, k])
         mem["last"] = np.where(give, s, mem["last"])
 
@@ -464,7 +468,7 @@ def decision_columns(spec: TrialSpec, seq: Sequence, plan_: Plan | None, decisio
 def given_doses(plan_: Plan, seq: Sequence, decisions: np.ndarray, patients: np.ndarray, period: np.ndarray):
     """(patient, time h, amount mg, dose line) of each governed administration given, read back from
     the patients table's ``dose_decisions`` (one entry per patient and period)."""
-    planned = {(s.period, s.session): s for s in plan_.slots if not s.delayed}
+    slots = {(s.period, s.session, s.delayed): s for s in plan_.slots}
     out = []
     for who, p, text in zip(patients, period, decisions):
         if plan_.rules[p - 1] is None:
@@ -472,10 +476,9 @@ def given_doses(plan_: Plan, seq: Sequence, decisions: np.ndarray, patients: np.
         for k, word in enumerate(text.split("|")):
             if word in ("held", "stopped"):
                 continue
-            slot = planned[(p - 1, k)]
             amount, _, delay = word.partition(" mg")
-            shift = float(delay.strip(" +h")) if delay.strip() else 0.0
-            out.append((who, slot.time_h + shift, float(amount), slot.line))
+            slot = slots[(p - 1, k, bool(delay.strip()))]  # a delayed dose at its slot's own time
+            out.append((who, slot.time_h, float(amount), slot.line))
     return out
 
 

@@ -6,7 +6,9 @@ population to maximise (response or remission rate at a time, or the mean MADRS 
 safety and burden, and the label regimen to compare with. Every candidate regimen is a one-arm
 virtual trial of the same patients (the spec's seed and population: common random numbers), so two
 regimens differ only by what they give. Each trial is assessed 4 h after every session, where the
-session's CADSS and blood-pressure peaks are read, and at the endpoint's time.
+session's CADSS and blood-pressure peaks are read, and at the endpoint's time. The endpoint is read
+from each patient's model MADRS, not a rating: the rater's error is drawn over the assessments,
+which differ between regimens, and would make two regimens differ by noise.
 
 Caps (``[caps]``, each optional): ``cadss_peak`` (the patients' mean highest session CADSS peak,
 points), ``sbp_rise_fraction`` (the share of patients with a session SBP rise >= 40 mmHg),
@@ -151,7 +153,11 @@ class RegimenSpace:
             count = max(self.count[0], min(count, int(room // every) + 1))
             if (count - 1) * every > room:
                 every = max(self.every_h[0], step * math.floor(room / (count - 1) / step))
-        start = float(round(pick("therapy_start", self.therapy.start_h))) if self.therapy else None
+        if count == 1:  # one dose has no interval: every single-dose regimen is the same one
+            every = self.every_h[0]
+        start = None
+        if self.therapy:
+            start = float(np.clip(round(pick("therapy_start", self.therapy.start_h)), *self.therapy.start_h))
         return Regimen(amount=round(amount, 6), every_h=every, count=count, therapy_start_h=start)
 
     def tables(self, r: Regimen) -> tuple[list[dict], list[dict]]:
@@ -170,7 +176,10 @@ class RegimenSpace:
         inside = (self.amount[0] - 1e-9 <= r.amount <= self.amount[1] + 1e-9
                   and self.every_h[0] - 1e-9 <= r.every_h <= self.every_h[1] + 1e-9
                   and self.count[0] <= r.count <= self.count[1])
-        return inside and (self.therapy is None or r.therapy_start_h is not None)
+        if self.therapy is None:
+            return inside and r.therapy_start_h is None
+        low, high = self.therapy.start_h
+        return inside and r.therapy_start_h is not None and low - 1e-9 <= r.therapy_start_h <= high + 1e-9
 
 
 @dataclass(frozen=True)
@@ -275,8 +284,8 @@ def _space(table: Mapping[str, Any], at_h: float) -> RegimenSpace:
                                              "apart (each is read over its 4-h window)")
 
     def whole(v, where):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 200:
-            raise ScenarioError(where, f"{v!r} must be a whole number of doses in 1..200")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 199:
+            raise ScenarioError(where, f"{v!r} must be a whole number of doses in 1..199")
         return v
 
     count = tuple(int(c) for c in _bounds(table["count"], "regimen.count", whole))
@@ -296,6 +305,9 @@ def _space(table: Mapping[str, Any], at_h: float) -> RegimenSpace:
         raise ScenarioError("regimen.count", f"{count[0]} doses every {every[0]:g} h from {start:g} h do not fit "
                                              f"before the endpoint ({at_h:g} h)")
     therapy = _therapy(table["therapy"]) if "therapy" in table else None
+    if therapy is not None and therapy.start_h[1] + (therapy.count - 1) * therapy.every_h >= at_h:
+        raise ScenarioError("regimen.therapy", f"{therapy.count} sessions every {therapy.every_h:g} h from up to "
+                                               f"{therapy.start_h[1]:g} h do not end before the endpoint ({at_h:g} h)")
     return RegimenSpace(drug=drug, route=route, unit=unit, amount=amount, amount_step=step, every_h=every,
                         count=count, start_h=start, duration_h=duration, therapy=therapy, every_step_h=every_step,
                         end_h=at_h)
@@ -360,9 +372,13 @@ def _label(table: Any, space: RegimenSpace) -> tuple[tuple[list, list] | None, R
             every = times[1] - times[0] if len(times) > 1 else space.every_h[0]
             therapy_start = None
             if space.therapy is not None and scenario.therapies:
-                therapy_start = scenario.therapies[0].times_h[0]
+                th, want = scenario.therapies[0], space.therapy
+                sessions = th.times_h
+                same = (th.kind == want.kind and len(sessions) == want.count
+                        and (len(sessions) == 1 or np.allclose(np.diff(sessions), want.every_h)))
+                therapy_start = sessions[0] if same else None
             candidate = Regimen(amount=d.amount, every_h=every, count=len(times), therapy_start_h=therapy_start)
-            if space.contains(candidate) and (space.therapy is None) == (not scenario.therapies):
+            if space.contains(candidate):
                 point = candidate
     return (doses, therapies), point
 
@@ -384,7 +400,11 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
              "arm": [{"name": "regimen", "dose": doses, "therapy": therapies}]}
     result = run_trial(trial, params=params)
     rows = result.patients[result.patients["status"] == "ok"]
-    at = next(a for a in result.summary["arms"]["regimen"]["assessments"] if abs(a["assessment [h]"] - spec.at_h) < 1e-6)
+    # the endpoint on each patient's model MADRS, not a rating: the rater's error is drawn over the
+    # assessments, which differ between regimens, so ratings would compare them under different noise
+    ep = result.spec.endpoints
+    at = rows[np.isclose(rows["assessment [h]"], spec.at_h)]
+    madrs, baseline = at["madrs_model [points]"].to_numpy(float), at["baseline_madrs_true [points]"].to_numpy(float)
     per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
                                              weight=("weight [kg]", "first"))
     scenario = Scenario.from_dict({"dose": doses, "therapy": therapies, "simulation": {"duration": "104 w"}})
@@ -392,8 +412,11 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     total = sum(np.asarray(d.amount_mg(weight)) * len(d.times_h) for d in scenario.doses if d.amount_unit != "fraction")
     visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
     visits |= {t for th in scenario.therapies for t in th.times_h}
-    return {"response_rate": at["response_rate"]["estimate"], "remission_rate": at["remission_rate"]["estimate"],
-            "madrs_change [points]": at["madrs_change [points]"]["mean"],
+    with np.errstate(invalid="ignore"):
+        rates = {"response_rate": float(np.mean(madrs <= (1.0 - ep.response_fall) * baseline)) if madrs.size else np.nan,
+                 "remission_rate": float(np.mean(madrs <= ep.remission_at_most)) if madrs.size else np.nan,
+                 "madrs_change [points]": float(np.mean(madrs - baseline)) if madrs.size else np.nan}
+    return {**rates,
             "cadss_peak [points]": float(per_patient["cadss"].mean()),
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
@@ -402,9 +425,8 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
 
 def objective(spec: OptimiseSpec, metrics: Mapping[str, float]) -> float:
     """The value to maximise: a rate, or the mean MADRS fall (points)."""
-    if spec.endpoint == "madrs_change":
-        return -float(metrics["madrs_change [points]"])
-    return float(metrics[f"{spec.endpoint}_rate"])
+    value = -metrics["madrs_change [points]"] if spec.endpoint == "madrs_change" else metrics[f"{spec.endpoint}_rate"]
+    return float(value) if value is not None and math.isfinite(value) else math.nan
 
 
 def violations(spec: OptimiseSpec, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -452,8 +474,9 @@ class _Evaluations:
             doses, therapies = self.spec.space.tables(regimen)
             metrics = evaluate(self.spec, doses, therapies, self.params)
             bad = violations(self.spec, metrics)
+            value = objective(self.spec, metrics)
             self.rows[regimen] = {"candidate": len(self.rows), **regimen.describe(self.spec.space), **metrics,
-                                  "objective": objective(self.spec, metrics), "feasible": not any(bad.values()),
+                                  "objective": value, "feasible": not any(bad.values()) and math.isfinite(value),
                                   "label": regimen == self.spec.label_regimen,
                                   **{f"excess_{k}": v for k, v in bad.items()}}
             if self.progress:
@@ -498,6 +521,8 @@ def _differential_evolution(spec: OptimiseSpec, evaluate_: _Evaluations) -> None
             return math.inf
         row = evaluate_(spec.space.regimen({name: v for (name, *_), v in zip(dims, x)}))
         excess = sum(row.get(f"excess_{k}", 0.0) for k in spec.caps)
+        if not math.isfinite(row["objective"]):
+            return math.inf
         return -row["objective"] + 1e3 * excess  # a cap outweighs any endpoint
 
     x0 = None
@@ -506,7 +531,8 @@ def _differential_evolution(spec: OptimiseSpec, evaluate_: _Evaluations) -> None
         lookup = {"amount": point[f"amount [{spec.space.unit}]"], "every": point["every [h]"], "count": point["count"],
                   "therapy_start": point.get("therapy_start [h]")}
         x0 = [lookup[name] for name, *_ in dims]
-    generations = max(0, spec.budget // (popsize * len(dims)) - 1)
+    population = 2 ** math.ceil(math.log2(popsize * len(dims)))  # SciPy's Sobol start takes a power of two
+    generations = max(0, spec.budget // population - 1)
     differential_evolution(loss, [(low, high) for _, low, high, _ in dims], seed=spec.seed, popsize=popsize,
                            maxiter=generations, polish=False, init="sobol", x0=x0, tol=0.0,
                            integrality=[integer for *_, integer in dims])
@@ -542,7 +568,8 @@ def optimise(spec: str | Path | Mapping[str, Any] | OptimiseSpec, *, params: Par
         else:
             metrics = evaluate(spec, *spec.label, params)
             bad = violations(spec, metrics)
-            label = {**metrics, "objective": objective(spec, metrics), "feasible": not any(bad.values())}
+            value = objective(spec, metrics)
+            label = {**metrics, "objective": value, "feasible": not any(bad.values()) and math.isfinite(value)}
     summary = _summary(spec, table, label)
     manifest = {"ketasim_version": _version(), "created": started.isoformat(timespec="seconds"),
                 "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

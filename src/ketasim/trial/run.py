@@ -478,5 +478,6 @@ def _execute(todo: list[Chunk], raw_json: str, params: Parameters, settings: Sol
     futures = {client.submit(simulate_chunk, raw_json, scattered if one else scattered[c.block], c.seq_index, c.start,
                              c.stop, settings, pure=False): i for i, c in enumerate(todo)}
     for future in as_completed(futures):
-        yield futures[future], future.result()
+        index = futures.pop(future)  # released on the workers once taken: memory does not pile up there
+        yield index, future.result()
 

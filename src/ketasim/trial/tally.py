@@ -98,14 +98,25 @@ class Moments:
         return st.mean_ci_from(self.n, self.mean if self.n else math.nan, self.sd)
 
 
-def _histogram(x) -> np.ndarray:
-    a = np.asarray(x, dtype=float)
-    a = a[np.isfinite(a)]
-    return np.bincount(np.clip(np.rint(a / BIN_POINTS), 0, N_BINS - 1).astype(np.int64), minlength=N_BINS)
+@dataclass
+class Histogram:
+    """Counts of MADRS values in ``BIN_POINTS`` bins over 0-60 points (added when chunks merge)."""
+
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, x) -> Histogram:
+        a = np.asarray(x, dtype=float)
+        a = a[np.isfinite(a)]
+        return cls(np.bincount(np.clip(np.rint(a / BIN_POINTS), 0, N_BINS - 1).astype(np.int64), minlength=N_BINS))
+
+    def merge(self, other: Histogram) -> Histogram:
+        return Histogram(self.counts + other.counts)
 
 
-def _quantile(hist: np.ndarray, q: float) -> float:
+def _quantile(hist: Histogram, q: float) -> float:
     """The q-quantile (linear interpolation between order statistics, as pandas) from a histogram."""
+    hist = hist.counts
     n = int(hist.sum())
     if n == 0:
         return math.nan
@@ -144,9 +155,9 @@ class _Values:
 
 
 def _merge(a, b):
-    """Two tallies of the same shape merged: moments and values by their rules, numbers added, arrays
-    and frames concatenated (in the trial's order), dicts key by key."""
-    if isinstance(a, (Moments, _Values)):
+    """Two tallies of the same shape merged: moments, values and histograms by their rules, numbers
+    added, arrays and frames concatenated (in the trial's order), dicts key by key."""
+    if isinstance(a, (Moments, _Values, Histogram)):
         return a.merge(b)
     if isinstance(a, Counter):
         return a + b
@@ -155,9 +166,7 @@ def _merge(a, b):
         for k, v in b.items():
             out[k] = _merge(out[k], v) if k in out else v
         return out
-    if isinstance(a, np.ndarray) and a.shape == b.shape and a.dtype.kind in "iu":
-        return a + b  # histograms
-    if isinstance(a, np.ndarray):
+    if isinstance(a, np.ndarray):  # per-patient values, in the trial's order
         return np.concatenate([a, b])
     if isinstance(a, pd.DataFrame):
         return pd.concat([a, b], ignore_index=True)
@@ -216,11 +225,11 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "cadss_at_least": int((np.nan_to_num(cadss) >= ep.cadss_at_least).sum()),
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
         "cadss": _Values.of(cadss), "sbp": _Values.of(sbp),
-        "baseline": Moments.of(base), "baseline_hist": _histogram(base), "at": {}}
+        "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
     for t, at in g.groupby(ASSESSMENT, sort=False):
         change = at[CHANGE].to_numpy(dtype=float)
-        entry = {"change": Moments.of(change), "madrs": Moments.of(at[MADRS]), "madrs_hist": _histogram(at[MADRS]),
+        entry = {"change": Moments.of(change), "madrs": Moments.of(at[MADRS]), "madrs_hist": Histogram.of(at[MADRS]),
                  "rows": len(at), "responder": int(at["responder"].sum()), "remitter": int(at["remitter"].sum()),
                  "relapsed": int(at["relapsed"].sum()),
                  "mechanism": {c: _Values.of(at[c]) for c in MECHANISM_COLUMNS}}
@@ -326,7 +335,7 @@ class TrialTally:
         return self.parts["arms"].get(arm) or {"patients": 0, "relapse_time": np.zeros(0), "relapse_event":
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
                                                "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
-                                               "baseline_hist": np.zeros(N_BINS, dtype=np.int64), "at": {}}
+                                               "baseline_hist": Histogram.of([]), "at": {}}
 
     def _arm_summary(self, arm: str) -> dict[str, Any]:
         ep, a = self.spec.endpoints, self._arm(arm)
