@@ -333,3 +333,15 @@ def test_streamed_trial_writes_what_the_in_memory_trial_writes(name, tmp_path):
 
     assert b"research and teaching" in pq.read_schema(tmp_path / "streamed" / "patients.parquet").metadata[
         b"ketasim.disclaimer"]
+
+
+def test_streamed_on_dask_with_more_chunks_than_in_flight(tmp_path):
+    """Twelve one-patient chunks on two workers (eight in flight at a time): the window refills in
+    order and the file equals the single-process run's."""
+    from ketasim.trial import stream_trial
+
+    data = small_parallel(6)
+    local = run_trial(data, chunk_size=1)
+    stream_trial(data, tmp_path / "dask", chunk_size=1, workers=2)
+    pd.testing.assert_frame_equal(local.patients, pd.read_parquet(tmp_path / "dask" / "patients.parquet"),
+                                  check_exact=True)

@@ -42,6 +42,7 @@ from .rules import SESSION_OFFSETS_H, SESSION_WINDOW_H
 #: assessments weeks after the last of eight nasal doses, 0.006 with 48 h
 TRIAL_SETTINGS = SolverSettings(rtol=5e-4, atol=1e-7, h_max=48.0)
 STATE_BUDGET_BYTES = 64 * 2 ** 20  # states held per chunk: about 64 MiB
+IN_FLIGHT_PER_WORKER = 4  # chunks submitted ahead per Dask worker
 
 #: columns of the patients table that hold model outputs: (column, output name, how it is read)
 READOUTS = (
@@ -475,9 +476,24 @@ def _execute(todo: list[Chunk], raw_json: str, params: Parameters, settings: Sol
 
     one = isinstance(params, ParameterSet)
     scattered = client.scatter(params if one else list(params), broadcast=True)
-    futures = {client.submit(simulate_chunk, raw_json, scattered if one else scattered[c.block], c.seq_index, c.start,
-                             c.stop, settings, pure=False): i for i, c in enumerate(todo)}
-    for future in as_completed(futures):
+
+    def submit(i: int):
+        c = todo[i]
+        return client.submit(simulate_chunk, raw_json, scattered if one else scattered[c.block], c.seq_index, c.start,
+                             c.stop, settings, pure=False)
+
+    # a window of chunks in flight, refilled in the trial's order as each finishes: the finished ones
+    # waiting for an earlier chunk (iter_chunks keeps the order) stay few, whatever the trial's size
+    window = IN_FLIGHT_PER_WORKER * max(1, len(client.scheduler_info().get("workers", {})))
+    futures = {submit(i): i for i in range(min(window, len(todo)))}
+    following = len(futures)
+    running = as_completed(futures)
+    for future in running:
         index = futures.pop(future)  # released on the workers once taken: memory does not pile up there
+        if following < len(todo):
+            new = submit(following)
+            futures[new] = following
+            running.add(new)
+            following += 1
         yield index, future.result()
 
