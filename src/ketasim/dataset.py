@@ -476,7 +476,7 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
                                                "MDV": 1}))
         if governed:
             per_period = group.drop_duplicates(["patient", "period"])
-            given = [g for g in adaptive.given_doses(governed, seq, per_period["dose_decisions"].to_numpy(),
+            given = [g for g in adaptive.given_doses(governed, per_period["dose_decisions"].to_numpy(),
                                                      per_period["patient"].to_numpy(), per_period["period"].to_numpy())
                      if g[2] > 0]
             if given:

@@ -323,6 +323,16 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
                      steady_state=tuple(steady))
 
 
+def total_amount_mg(doses, weight_kg: np.ndarray) -> np.ndarray:
+    """The mg every administration of ``doses`` gives in all, per patient of weights ``weight_kg``
+    (gases, dosed as an inspired fraction, count nothing)."""
+    total = np.zeros(np.shape(weight_kg))
+    for d in doses:
+        if d.amount_unit != "fraction":
+            total = total + np.asarray(d.amount_mg(weight_kg)) * len(d.times_h)
+    return total
+
+
 def _drug_compartments(model: Model, entry_state: str) -> list[int]:
     """The states of a drug's own PK: those named like the compartment its doses enter
     (``comparators.escitalopram_gut`` -> ``comparators.escitalopram_*``)."""

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..dosing import Schedules, build_schedules
+from ..dosing import Schedules, build_schedules, total_amount_mg
 from ..engine import Problem, SolverSettings, solve
 from ..scenario import Dose, Scenario
 from ..simulate import observe_batch
 from .design import Sequence, TrialSpec
-from .rules import SESSION_WINDOW_H, ArmRules
+from .rules import ArmRules, session_window
 
 #: what happened at a planned session
 GIVEN, TITRATED, HELD, DELAYED, STOPPED = 0, 1, 2, 3, 4
@@ -177,7 +177,7 @@ class _Readings:
         if s not in self._cache:
             slot = self.plan.slots[s]
             t = slot.time_h
-            window = np.flatnonzero((self.grid >= t - _EPS) & (self.grid <= t + SESSION_WINDOW_H + _EPS))
+            window = session_window(self.grid, t)
             target = self.plan.rules[slot.period].target
             wanted = ("clinical.cadss", "clinical.sbp") + ((target.output,) if target else ())
             out = observe_batch(self.model, self.states[:, window], self.problem.parameter_names, self.problem.theta,
@@ -227,8 +227,9 @@ class _Rulebook:
             self._period[p] = {
                 "baseline": base, "titrated": np.zeros(self.n, dtype=bool), "stopped": np.zeros(self.n, dtype=bool),
                 "run": np.zeros(self.n, dtype=int),
-                # the slot of each session's administration (-1: none), and of the latest one
-                "admin": np.full((self.n, k), -1), "last": np.full(self.n, -1),
+                # the slot of each session's administration (-1: none); slots are in time order, so
+                # the latest administration is the row's largest
+                "admin": np.full((self.n, k), -1),
                 # the amount (the governed dose's unit) decided for the next session, and the one given last
                 "amount": np.full(self.n, self.doses[line].amount), "given": np.full(self.n, np.nan)}
         return self._period[p]
@@ -263,11 +264,11 @@ class _Rulebook:
         if rules.titrate and k + 1 >= rules.titrate.from_session:
             tr = rules.titrate
             threshold = ep.response_fall if tr.if_madrs_fall_below is None else tr.if_madrs_fall_below
-            mem["titrated"] |= active & (fall < threshold) & self._tolerated(mem["last"], tr)
+            mem["titrated"] |= active & (fall < threshold) & self._tolerated(mem["admin"].max(axis=1), tr)
             factor = np.where(mem["titrated"], tr.to / planned, 1.0)
         if rules.target and k >= 1:  # linear kinetics: the amount that would have given the target
             tg = rules.target
-            measured = self.readings.at(mem["last"], "concentration")
+            measured = self.readings.at(mem["admin"].max(axis=1), "concentration")
             ok = active & np.isfinite(measured) & (measured > 0)
             # from the last amount given and its own reading: a held session leaves both as they were,
             # so the correction is not applied twice
@@ -299,7 +300,6 @@ class _Rulebook:
         self.decisions.amount_mg[p][:, k] = np.where(give, factor * mg, self.decisions.amount_mg[p][:, k])
         mem["given"] = np.where(give, factor * line.amount, mem["given"])
         mem["admin"][:, k] = np.where(give, s, mem["admin"][:, k])
-        mem["last"] = np.where(give, s, mem["last"])
 
     def _tolerated(self, last: np.ndarray, tr) -> np.ndarray:
         ok = last >= 0
@@ -399,16 +399,10 @@ class GivenSessions:
             choice = self._reported(p, t_assess)
             for s in np.unique(choice[choice >= 0]):
                 t = self.plan.slots[int(s)].time_h
-                window = np.flatnonzero((times >= t - _EPS) & (times <= min(t_assess, t + SESSION_WINDOW_H) + _EPS))
+                window = session_window(times, t, t_assess)
                 rows = choice == s
                 out[rows, j] = SESSION_STATS[how](values[rows][:, window], times[window])
         return out
-
-    def peak(self, values: np.ndarray, p: int) -> np.ndarray:
-        return self.read(values, p, "session peak")
-
-    def start(self, values: np.ndarray, p: int) -> np.ndarray:
-        return self.read(values, p, "session start")
 
 
 #: the patients table's columns of adaptive dosing (per patient and period, repeated per assessment)
@@ -420,11 +414,7 @@ def _written_total_mg(spec: TrialSpec, arm_name: str, weight_kg: np.ndarray) -> 
     """(administrations, total mg per patient) of an arm's doses as written."""
     arm = next(a for a in spec.arms if a.name == arm_name)
     doses = Scenario.from_dict({"dose": list(arm.doses), "simulation": {"duration": "104 w"}}).doses
-    total = np.zeros(weight_kg.shape[0])
-    for d in doses:
-        if d.amount_unit != "fraction":
-            total = total + np.asarray(d.amount_mg(weight_kg)) * len(d.times_h)
-    return sum(len(d.times_h) for d in doses), total
+    return sum(len(d.times_h) for d in doses), total_amount_mg(doses, weight_kg)
 
 
 def _tokens(code: np.ndarray, amount_mg: np.ndarray, delay_h: float) -> list[str]:
@@ -465,7 +455,7 @@ def decision_columns(spec: TrialSpec, seq: Sequence, plan_: Plan | None, decisio
     return {c: np.concatenate(v) for c, v in parts.items()}
 
 
-def given_doses(plan_: Plan, seq: Sequence, decisions: np.ndarray, patients: np.ndarray, period: np.ndarray):
+def given_doses(plan_: Plan, decisions: np.ndarray, patients: np.ndarray, period: np.ndarray):
     """(patient, time h, amount mg, dose line) of each governed administration given, read back from
     the patients table's ``dose_decisions`` (one entry per patient and period)."""
     slots = {(s.period, s.session, s.delayed): s for s in plan_.slots}

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..dosing import SUPERVISED_ROUTES
+from ..dosing import SUPERVISED_ROUTES, total_amount_mg
 from ..errors import ScenarioError
 from ..model.mechanisms import active
 from ..params import ParameterSet, load_parameters
@@ -384,10 +384,9 @@ def _label(table: Any, space: RegimenSpace) -> tuple[tuple[list, list] | None, R
 
 
 # ---------------------------------------------------------------------- evaluating regimens
-def _assessments(doses: list, therapies: list, at_h: float) -> list[str]:
+def _assessments(scenario: Scenario, at_h: float) -> list[str]:
     """4 h after every session (its window read in full) and the endpoint's time."""
-    sessions = Scenario.from_dict({"dose": doses, "simulation": {"duration": "104 w"}}).doses
-    times = {round(t + SESSION_WINDOW_H, 9) for d in sessions for t in d.times_h} | {at_h}
+    times = {round(t + SESSION_WINDOW_H, 9) for d in scenario.doses for t in d.times_h} | {at_h}
     return [f"{t!r} h" for t in sorted(times)]
 
 
@@ -395,7 +394,8 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     """The endpoint and every cap's metric of one regimen on the spec's virtual patients."""
     from . import run_trial
 
-    trial = {"trial": {"name": spec.name, "seed": spec.seed, "assessments": _assessments(doses, therapies, spec.at_h)},
+    scenario = Scenario.from_dict({"dose": doses, "therapy": therapies, "simulation": {"duration": "104 w"}})
+    trial = {"trial": {"name": spec.name, "seed": spec.seed, "assessments": _assessments(scenario, spec.at_h)},
              "population": copy.deepcopy(dict(spec.population)),
              "arm": [{"name": "regimen", "dose": doses, "therapy": therapies}]}
     result = run_trial(trial, params=params)
@@ -407,9 +407,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     madrs, baseline = at["madrs_model [points]"].to_numpy(float), at["baseline_madrs_true [points]"].to_numpy(float)
     per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
                                              weight=("weight [kg]", "first"))
-    scenario = Scenario.from_dict({"dose": doses, "therapy": therapies, "simulation": {"duration": "104 w"}})
-    weight = per_patient["weight"].to_numpy(dtype=float)
-    total = sum(np.asarray(d.amount_mg(weight)) * len(d.times_h) for d in scenario.doses if d.amount_unit != "fraction")
+    total = total_amount_mg(scenario.doses, per_patient["weight"].to_numpy(dtype=float))
     visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
     visits |= {t for th in scenario.therapies for t in th.times_h}
     with np.errstate(invalid="ignore"):

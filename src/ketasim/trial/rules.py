@@ -49,6 +49,12 @@ SESSION_WINDOW_H = 4.0  # after a dose: CADSS and blood pressure peak and settle
 #: where a session's peaks are read, after each administration: every 5 min for 2 h (CADSS, blood
 #: pressure and NMDA block peak within it for every route), then every 15 min to 4 h
 SESSION_OFFSETS_H = np.concatenate([np.arange(0.0, 2.0, 5 / 60), np.arange(2.0, SESSION_WINDOW_H + 1e-9, 0.25)])
+
+
+def session_window(times: np.ndarray, dose_h: float, until_h: float = math.inf) -> np.ndarray:
+    """Indices of the ``times`` (h) in a session's window: from the dose to ``SESSION_WINDOW_H`` after
+    it, or to ``until_h`` (an assessment) if sooner."""
+    return np.flatnonzero((times >= dose_h - 1e-9) & (times <= min(until_h, dose_h + SESSION_WINDOW_H) + 1e-9))
 RULE_TYPES = ("titrate", "hold", "stop", "target-concentration")
 HOLD_ACTIONS = ("skip", "delay")
 STOP_ON = ("response", "remission")

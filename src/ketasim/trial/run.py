@@ -28,7 +28,7 @@ from ..scenario import PatientColumns
 from ..simulate import observe_batch
 from . import adaptive
 from .design import Sequence, TrialSpec, session_starts
-from .rules import SESSION_OFFSETS_H, SESSION_WINDOW_H
+from .rules import SESSION_OFFSETS_H, session_window
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
 #: points of a tight reference with the population's full parameter variability. Measured when it
@@ -117,8 +117,7 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
                 continue
             t_d = before[-1]
             session_start[i, j] = at(t_d)
-            window = (times >= t_d - 1e-9) & (times <= min(t_assess, t_d + SESSION_WINDOW_H) + 1e-9)
-            row.append(np.flatnonzero(window))
+            row.append(session_window(times, t_d, t_assess))
         sessions.append(row)
     return Timeline(times=times, baseline=baseline, assessments=assessments, sessions=sessions,
                     session_start=session_start, selection=at(seq.selection[0]) if seq.selection else None)
@@ -273,12 +272,6 @@ class PlannedSessions:
                 out[:, j] = SESSION_STATS[how](values[:, idx], self.tl.times[idx])
         return out
 
-    def peak(self, values: np.ndarray, p: int) -> np.ndarray:
-        return self.read(values, p, "session peak")
-
-    def start(self, values: np.ndarray, p: int) -> np.ndarray:
-        return self.read(values, p, "session start")
-
 
 def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, threshold: float, consecutive: int,
              responded_at_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -328,7 +321,8 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
         madrs = madrs_all[:, tl.assessments[p]]
         responder = madrs <= (1.0 - ep.response_fall) * base[:, None]
         remitter = madrs <= ep.remission_at_most
-        sbp_rise = sessions.peak(outputs["clinical.sbp"], p) - sessions.start(outputs["clinical.sbp"], p)
+        sbp = outputs["clinical.sbp"]
+        sbp_rise = sessions.read(sbp, p, "session peak") - sessions.read(sbp, p, "session start")
         relapsed, relapse_time, response_time, at_risk = relapse_course(madrs, responder, assess_h, ep.relapse_at_least,
                                                    ep.relapse_consecutive, responded_at_start=selected & bool(seq.selection))
         columns: dict[str, Any] = {
@@ -340,7 +334,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
             "baseline_madrs [points]": np.repeat(base, n_assess),
             "baseline_madrs_true [points]": np.repeat(model_madrs[:, tl.baseline[p]], n_assess),
             "madrs_change [points]": (madrs - base[:, None]).ravel(),
-            "cadss_peak [points]": (sessions.peak(outputs["clinical.cadss"], p) * nan_if_failed).ravel(),
+            "cadss_peak [points]": (sessions.read(outputs["clinical.cadss"], p, "session peak") * nan_if_failed).ravel(),
             "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),
             "responder": responder.ravel(), "remitter": remitter.ravel(), "relapsed": relapsed.ravel(),
             "at_risk_of_relapse": np.repeat(at_risk, n_assess),
