@@ -582,8 +582,14 @@ def fit(
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="an event data set (NONMEM style): its DV rows, "
                                                                    "each ID dosed as its rows say (pooled fit)"),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset: TOML overriding the mapping"),
+    hierarchical: bool = typer.Option(False, "--hierarchical",
+                                      help="mixed effects: typical values, between-patient variances of the --random "
+                                           "parameters and each patient's own estimates (rows need a patient id)"),
+    random: Optional[str] = typer.Option(None, "--random", help="with --hierarchical: comma-separated parameters "
+                                                                "with a between-patient variance (default: all --params)"),
 ):
-    """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out."""
+    """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out
+    (with --hierarchical also individual.csv)."""
     import json as _json
 
     from .calibrate.data import load_observations
@@ -601,6 +607,15 @@ def fit(
     data = list(data or [])
     if not data and dataset is None:
         _fail("DATA: give observation tables, or an event data set with --dataset")
+    if random is not None and not hierarchical:
+        _fail("--random: only with --hierarchical")
+    if hierarchical:
+        clash = [flag for flag, on in (("--map", map_), ("--bayes", bayes_), ("--between-study", between_study)) if on]
+        if clash:
+            _fail(f"--hierarchical: cannot be combined with {', '.join(clash)}")
+        stray = [r.strip() for r in (random or "").split(",") if r.strip() and r.strip() not in names]
+        if stray:
+            _fail(f"--random: {', '.join(stray)} not among --params ({', '.join(names)})")
     with _refusals(out), tempfile.TemporaryDirectory(prefix="ketasim-fit-") as scratch:
         check_output_folder(out)
         parameter_set = load_parameters(base)
@@ -615,6 +630,9 @@ def fit(
             tables.append(load_observations(observations_from_dataset(events, scratch)))
             data.append(dataset)
         table = pd.concat(tables, ignore_index=True)
+        if hierarchical:
+            _fit_hierarchical(table, names, random, parameter_set, out, [str(p) for p in data])
+            return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
             progress.add_task("compiling the model's Jacobian (first run about a minute) and fitting", total=None)
@@ -636,6 +654,46 @@ def fit(
         flag = "" if e["identifiable"] else "  (not identifiable from these data)"
         err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")
     err.print(f"wrote {out}/ (fit.json, params.toml, report.html{', draws.parquet' if bayes_ else ''})")
+
+
+def _fit_hierarchical(table, names: list[str], random: Optional[str], parameter_set, out: Path, files: list[str]) -> None:
+    """The body of ``fit --hierarchical`` (inside ``fit``'s refusals and scratch folder)."""
+    import json as _json
+
+    from .calibrate.fit import build_problem
+    from .calibrate.hierarchical import estimate, patients_of
+    from .calibrate.outputs import hierarchical_summary, parameter_file, write_hierarchical_report
+    from .output import atomic_folder
+
+    chosen = names if random is None else [n.strip() for n in random.split(",") if n.strip()]
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("compiling the model's Jacobian (first run about a minute)", total=None)
+        problem = build_problem(table, names, parameter_set)
+        patients = patients_of(problem)
+        progress.update(task, description=f"hierarchical fit of {len(patients)} patients")
+
+        def report(iteration, change):
+            progress.update(task, description=f"hierarchical fit of {len(patients)} patients: iteration {iteration}, "
+                                              f"largest change {change:.2g}")
+
+        result = estimate(patients, names, chosen, lower=problem.lower, upper=problem.upper, progress=report)
+    summary = hierarchical_summary(result, parameter_set, files)
+    individual = result.individual_table([parameter_set[n].value for n in names], [parameter_set[n].unit for n in names])
+    with atomic_folder(out) as tmp:
+        (tmp / "fit.json").write_text(_json.dumps(summary, indent=2))
+        individual.to_csv(tmp / "individual.csv", index=False)
+        (tmp / "params.toml").write_text(parameter_file(summary, parameter_set, files))
+        (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit --hierarchical", "data": files,
+                                                        "parameters": names, "random": list(result.random),
+                                                        "disclaimer": DISCLAIMER}, indent=2))
+        write_hierarchical_report(tmp, patients, result, summary, individual)
+    for name, e in summary["estimates"].items():
+        spread = f", between-patient CV {e['between_patient']['cv']:.3g}" if e.get("between_patient") else ""
+        err.print(f"{name} = {e['value']:.4g} {e['unit']} typical (file {e['prior_value']:.4g}){spread}")
+    if not result.converged:
+        err.print(f"[yellow]not converged after {result.iterations} iterations; see history in fit.json[/yellow]")
+    err.print(f"wrote {out}/ (fit.json, individual.csv, params.toml, report.html)")
 
 
 def _check_table(table, id_column: str, basis_column: str) -> None:

@@ -25,7 +25,10 @@ A table (CSV or Parquet) has one row per observation with the columns
 ``sd``, ``n`` (optional)
     spread and size of summary data: the observation's standard error is ``sd / sqrt(n)``;
 ``patient`` (optional)
-    an id for individual data;
+    an id for individual data (a hierarchical fit, ``ketasim fit --hierarchical``, needs it);
+``error_proportional``, ``error_additive`` (optional)
+    a residual error model, ``sd = sqrt((p prediction)^2 + a^2)`` with ``a`` in the row's unit, which
+    a hierarchical fit evaluates at each patient's prediction (otherwise ``sd`` stands);
 ``reference_time``, ``control`` (optional)
     what ``fraction_of_change`` and ``difference_in_change`` compare with;
 ``target``, ``tolerance``, ``tolerance_kind``, ``low``, ``high``, ``tolerance_basis``, ``source`` (optional)
@@ -80,7 +83,9 @@ def observations_from_dataset(dataset, folder: str | Path) -> Path:
     """An event data set's observations (``ketasim.dataset``) as an observation table in ``folder``,
     next to one scenario file per ID: each DV row an ``at`` row of its ID, with its standard
     deviation from the mapping's residual error model at the observed value,
-    sd = sqrt((p DV)^2 + a^2). Returns the table's path (``load_observations`` reads it)."""
+    sd = sqrt((p DV)^2 + a^2), and the model itself (``error_proportional`` p, ``error_additive`` a,
+    which a hierarchical fit evaluates at the predictions instead). Returns the table's path
+    (``load_observations`` reads it)."""
     from ..model.system import default_model
     from ..scenario import scenario_toml
 
@@ -101,7 +106,8 @@ def observations_from_dataset(dataset, folder: str | Path) -> Path:
             if not sd > 0:
                 raise DataError("--mapping", f"the error model of {o['output']} gives sd 0 at row {o['row']}")
             rows.append({"scenario": name, "quantity": o["output"], "time": f"{float(t)!r} h", "value": o["dv"],
-                         "unit": units[o["output"]], "sd": sd, "patient": p.id})
+                         "unit": units[o["output"]], "sd": sd, "patient": p.id,
+                         "error_proportional": e["proportional"], "error_additive": e["additive"]})
     if not rows:
         raise DataError(dataset.source, "no observation rows with a DV to fit")
     path = folder / "observations.csv"

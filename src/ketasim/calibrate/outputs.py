@@ -19,6 +19,7 @@ from ..params import ParameterSet  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from .fit import AvailabilityGroup, FitResult, Problem  # noqa: E402
+from .hierarchical import Z95, HierarchicalResult, Patient  # noqa: E402
 
 
 def _file_value(params: ParameterSet, name: str, x: float | None) -> float | None:
@@ -92,15 +93,20 @@ def draws_table(posterior: dict[str, Any], problem: Problem, params: ParameterSe
 
 
 def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: list[str]) -> str:
-    """A parameter override file (TOML) with the fitted values."""
+    """A parameter override file (TOML) with the fitted values; after a hierarchical fit, each random
+    parameter's ``cv`` is its fitted between-patient CV, so a virtual population drawn with the file
+    has the fitted variability."""
     today = _dt.date.today().isoformat()
+    how = "hierarchical ketasim fit" if "n_patients" in summary else "ketasim fit"
     lines = [f"# Fitted by `ketasim fit` on {today} to {', '.join(data_files)}.",
              "# Use with `ketasim simulate --params THIS_FILE` or `ketasim trial --params THIS_FILE`.", ""]
     for name, est in summary["estimates"].items():
         p = params[name]
         value = min(max(est["value"], p.range[0]), p.range[1])
+        spread = est.get("between_patient")
+        cv = f"cv = {spread['cv']!r}  # between-patient, fitted" if spread else f"cv = {p.cv!r}"
         lines += [f'["{name}"]', f"value = {value!r}", f'unit = "{p.unit}"', f"range = [{p.range[0]!r}, {p.range[1]!r}]",
-                  f"cv = {p.cv!r}", f'source = "calibrated: ketasim fit of {", ".join(Path(f).name for f in data_files)}"',
+                  cv, f'source = "calibrated: {how} of {", ".join(Path(f).name for f in data_files)}"',
                   f"description = {json.dumps(p.description)}", ""]
     return "\n".join(lines)
 
@@ -200,3 +206,110 @@ which this version of the fit does not take yet.</p>
 def _ci(pair) -> str:
     lo, hi = pair
     return f"{'-' if lo is None else format(lo, '.4g')} to {'-' if hi is None else format(hi, '.4g')}"
+
+
+def _between_patient_cv(omega2: float) -> float:
+    """The coefficient of variation of a log-normal parameter whose log has variance ``omega2``
+    (the parameter files' ``cv``; ``ketasim.population`` inverts it)."""
+    return math.sqrt(math.expm1(omega2))
+
+
+def hierarchical_summary(result: HierarchicalResult, params: ParameterSet, data_files: list[str]) -> dict[str, Any]:
+    """fit.json of ``ketasim fit --hierarchical``; values in each parameter's file unit. ``estimates``
+    holds the typical values (the population medians), as a pooled fit's does."""
+    estimates = {}
+    for k, name in enumerate(result.names):
+        p = params[name]
+        x, se = float(result.mu[k]), float(result.mu_se[k])
+        entry = {"value": _file_value(params, name, x), "unit": p.unit, "prior_value": p.value, "log_shift": x,
+                 "standard_error_log": se if math.isfinite(se) else None,
+                 "wald_ci95": [_file_value(params, name, x - Z95 * se), _file_value(params, name, x + Z95 * se)],
+                 "identifiable": bool(math.isfinite(se)),
+                 "at_bound": bool(np.isclose(x, result.lower[k]) or np.isclose(x, result.upper[k])),
+                 "random": name in result.random}
+        if name in result.random:
+            r = result.random.index(name)
+            w, w_se = float(result.omega2[r]), float(result.omega2_se[r])
+            spread = math.exp(Z95 * w_se / w) if math.isfinite(w_se) and w > 0 else math.inf
+            entry["between_patient"] = {
+                "omega2_log": w, "omega2_log_se": w_se if math.isfinite(w_se) else None,
+                "omega2_log_ci95": [w / spread, w * spread if math.isfinite(spread) else None],
+                "cv": _between_patient_cv(w), "shrinkage": float(result.shrinkage[r])}
+        estimates[name] = entry
+    s, s_se = result.residual_scale, result.residual_scale_se
+    return {
+        "disclaimer": DISCLAIMER, "data": data_files,
+        "method": "hierarchical: log-normal random effects, Lindstrom-Bates alternation (penalised nonlinear least "
+                  "squares and a linear mixed-effects step), Laplace objective",
+        "error_model": "Gaussian; each row's SD times a residual scale estimated with the rest; where the table gives "
+                       "error_proportional and error_additive, the SD at the individual prediction (generalised "
+                       "least squares)",
+        "objective_minus2_log_likelihood": result.objective, "n_observations": result.n_observations,
+        "n_patients": len(result.patient_ids), "iterations": result.iterations, "converged": result.converged,
+        "residual_scale": {"value": s, "standard_error": s_se if math.isfinite(s_se) else None,
+                           "wald_ci95": [s - Z95 * s_se, s + Z95 * s_se] if math.isfinite(s_se) else [None, None]},
+        "estimates": estimates, "history": result.history,
+    }
+
+
+def _hierarchical_figure(patients: list[Patient], result: HierarchicalResult) -> str:
+    """Observed against the population prediction (typical values) and against each patient's own."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    phi = result.phi()
+    for i, p in enumerate(patients):
+        for g in p.groups:
+            typical, _ = g.predict(result.mu)
+            own, _ = g.predict(phi[i])
+            axes[0].plot(typical, g.observed, ".", color="#1f77b4", alpha=0.6)
+            axes[1].plot(own, g.observed, ".", color="#d62728", alpha=0.6)
+    for ax, title in zip(axes, ("population prediction (typical values)", "individual prediction (empirical Bayes)")):
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], "-", color="grey", lw=1)
+        ax.set_xlabel("predicted [output unit]")
+        ax.set_ylabel("observed [output unit]")
+        ax.set_title(f"observed vs {title}", fontsize=9)
+    fig.tight_layout()
+    return png_base64(fig, dpi=100)
+
+
+def write_hierarchical_report(folder: Path, patients: list[Patient], result: HierarchicalResult,
+                              summary: dict[str, Any], individual) -> None:
+    def omega_cells(e):
+        b = e.get("between_patient")
+        if not b:
+            return "<td>fixed</td><td>-</td><td>-</td>"
+        return f"<td>{b['cv']:.3g}</td><td>{_ci(b['omega2_log_ci95'])}</td><td>{b['shrinkage']:.2f}</td>"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{e['prior_value']:.4g}</td><td>{e['value']:.4g}</td><td>{html.escape(e['unit'])}</td>"
+        f"<td>{_ci(e['wald_ci95'])}</td>{omega_cells(e)}</tr>" for n, e in summary["estimates"].items())
+    shown = individual[individual["random"]].head(400)
+    ind_rows = "".join(
+        f"<tr><td>{html.escape(str(r['patient']))}</td><td>{html.escape(r['parameter'])}</td><td>{r['value']:.4g}</td>"
+        f"<td>{r['lower95']:.4g} to {r['upper95']:.4g}</td><td>{html.escape(r['unit'])}</td></tr>"
+        for _, r in shown.iterrows())
+    more = len(individual[individual["random"]]) - len(shown)
+    rs = summary["residual_scale"]
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ketasim hierarchical fit</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.85em}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>ketasim hierarchical fit</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+<p>{html.escape(summary['method'])}. {summary['n_patients']} patients, {summary['n_observations']} observations;
+-2 log L (Laplace) {summary['objective_minus2_log_likelihood']:.6g}; {summary['iterations']} iterations, converged:
+{summary['converged']}. Error model: {html.escape(summary['error_model'])}; residual scale {rs['value']:.3g}
+(1 when the declared error model is right). Data: {html.escape(', '.join(summary['data']))}.</p>
+<h2>Population</h2>
+<table><tr><th>parameter</th><th>file value</th><th>typical value</th><th>unit</th><th>Wald 95 % CI</th>
+<th>between-patient CV [fraction]</th><th>log-variance 95 % CI</th><th>shrinkage [fraction]</th></tr>{rows}</table>
+<figure><img src='data:image/png;base64,{_hierarchical_figure(patients, result)}' alt='observed vs predicted'>
+<figcaption>Observed against predicted, in each output's unit: left at the typical values, right at each
+patient's own (empirical Bayes) values.</figcaption></figure>
+<h2>Individual estimates</h2>
+<p>Empirical Bayes (conditional mode) with the 95 % interval of each patient's Laplace posterior, given the
+population estimates; all of them in individual.csv.{f' {more} more rows there.' if more > 0 else ''}</p>
+<table><tr><th>patient</th><th>parameter</th><th>value</th><th>95 % interval</th><th>unit</th></tr>{ind_rows}</table>
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
+    (folder / "report.html").write_text(page, encoding="utf-8")
