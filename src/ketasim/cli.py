@@ -151,7 +151,8 @@ def simulate(
 
 @app.command()
 def trial(
-    trial_file: Path = typer.Argument(..., metavar="TRIAL", help="trial TOML file ([trial], [population], [[arm]])"),
+    trial_file: Optional[Path] = typer.Argument(None, metavar="TRIAL", help="trial TOML file ([trial], [population], "
+                                                                           "[[arm]]); or --dataset instead"),
     out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
     params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
     workers: Optional[int] = typer.Option(None, help="start a local Dask cluster with this many worker processes"),
@@ -166,15 +167,35 @@ def trial(
     draw_block: int = typer.Option(50, "--draw-block", help="patients per parameter draw (with --params-draws)"),
     format_: str = typer.Option("ketasim", "--format", help="ketasim | nonmem (also write the study as a "
                                                             "NONMEM-style event table, dataset.csv)"),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --format nonmem: TOML overriding the "
-                                                                   "CMT, DVID and column mapping"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --format nonmem or --dataset: TOML "
+                                                                   "overriding the CMT, DVID and column mapping"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="instead of TRIAL: simulate an event data set's "
+                                                                   "study (each ID as dosed) --replicates times"),
+    replicates: int = typer.Option(100, "--replicates", help="with --dataset: simulated studies"),
+    seed: int = typer.Option(0, "--seed", help="with --dataset: seed of the patients and residual errors"),
+    stratify: Optional[str] = typer.Option(None, "--stratify", help="with --dataset: a column whose values are "
+                                                                   "summarised apart (an arm or study code)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
 ):
-    """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html."""
+    """Run a virtual clinical trial; write patients.parquet, summary.json, manifest.json and report.html.
+    With --dataset instead of TRIAL: simulated studies of the data set's design (simulated.parquet,
+    summary.csv/json, report.html; dataset.csv with --format nonmem)."""
     from .output import check_output_folder
     from .params import load_parameters
     from .trial import TrialSpec, run_trial, stream_trial
 
+    if (trial_file is None) == (dataset is None):
+        _fail("TRIAL: give a trial file or --dataset FILE, not both" if dataset is not None else
+              "TRIAL: give a trial file, or an event data set with --dataset")
+    if dataset is not None:
+        unused = [flag for flag, value in (("--workers", workers), ("--scheduler", scheduler), ("--chunk-size", chunk_size),
+                                           ("--params-draws", params_draws)) if value is not None]
+        if unused:
+            _fail(f"--dataset: {', '.join(unused)} apply to trial files only")
+        _trial_dataset(dataset, out, params, mapping, replicates, seed, stratify, format_, mechanisms, quiet)
+        return
+    if replicates != 100 or seed != 0 or stratify is not None:
+        _fail("--replicates, --seed, --stratify: only with --dataset (a trial file has its own seed)")
     _check_dask_options(workers, scheduler)
     if chunk_size is not None and not 1 <= chunk_size <= 100_000:
         _fail(f"--chunk-size: {chunk_size} must be in 1..100000")
@@ -201,6 +222,37 @@ def trial(
         extra = ", dataset.csv" if format_ == "nonmem" else ""
         err.print(f"wrote {out}/ (patients.parquet, summary.json, manifest.json, report.html{extra}): {p['simulated']} patients, "
                   f"{p['failed']} not finished by the solver")
+        err.print(f"[dim]{DISCLAIMER}[/]")
+
+
+def _trial_dataset(path: Path, out: Path, params: Optional[Path], mapping: Optional[Path], replicates: int, seed: int,
+                   stratify: Optional[str], format_: str, mechanisms: Optional[str], quiet: bool) -> None:
+    """``trial --dataset``: the data set's study simulated ``replicates`` times (``ketasim.study``)."""
+    from .dataset import load_mapping, read_dataset
+    from .output import check_output_folder
+    from .params import load_parameters
+    from .study import simulate_study
+
+    if format_ not in ("ketasim", "nonmem"):
+        _fail(f"--format: {format_!r} is not allowed; allowed: ketasim, nonmem")
+    if not 1 <= replicates <= 10_000:
+        _fail(f"--replicates: {replicates} must be in 1..10000")
+    chosen = _mechanisms_option(mechanisms)
+    with _refusals(out):
+        check_output_folder(out)
+        data = read_dataset(path, load_mapping(mapping))
+        parameter_set = load_parameters(params)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True, disable=quiet) as progress:
+            progress.add_task(f"{replicates} simulated studies of {len(data.patients)} IDs", total=None)
+            sim = simulate_study(data, parameter_set, replicates=replicates, seed=seed, mechanisms=chosen,
+                                 stratify=stratify)
+            sim.write(out, events=format_ == "nonmem")
+    if not quiet:
+        extra = ", dataset.csv" if format_ == "nonmem" else ""
+        err.print(f"wrote {out}/ (simulated.parquet, summary.csv, summary.json, manifest.json, report.html{extra}): "
+                  f"{replicates} studies of {len(data.patients)} IDs, {sim.failed_studies} with a patient not finished "
+                  "by the solver")
         err.print(f"[dim]{DISCLAIMER}[/]")
 
 

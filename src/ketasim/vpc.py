@@ -87,65 +87,15 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
     """Simulate the data set's design ``replicates`` times and compare percentiles (see the module).
     ``stratify`` names a column of the data set (a covariate, a study or arm code): each of its
     values gets its own bins and figure; ``prediction_corrected`` gives a prediction-corrected VPC."""
-    from .engine import build_batch_problem, build_problem, solve
-    from .model.mechanisms import with_mechanisms
-    from .model.system import default_model
-    from .params import ParameterSet, load_parameters
-    from .population import PopulationSampler, PopulationSpec
-    from .scenario import PatientColumns, Scenario
-    from .simulate import observe_batch
+    from .study import simulate_study
 
     if isinstance(replicates, bool) or not isinstance(replicates, int) or not 20 <= replicates <= 10_000:
         raise ScenarioError("replicates", f"{replicates!r} must be a whole number in 20..10000")
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 2 <= n_bins <= 50:
         raise ScenarioError("bins", f"{n_bins!r} must be a whole number in 2..50")
-    if not isinstance(params, ParameterSet):
-        params = load_parameters(params)
-    params = with_mechanisms(params, mechanisms)
-    errors = dataset.mapping["error"]
-    observed = pd.concat([p.observations.assign(ID=p.id, patient=k, sim_time=p.simulation_times)
-                          for k, p in enumerate(dataset.patients)], ignore_index=True)
-    observed["stratum"] = "all"
-    if stratify is not None:
-        column = stratify.strip().upper()
-        if dataset.table is None or column not in dataset.table.columns:
-            allowed = ", ".join(dataset.table.columns) if dataset.table is not None else "none"
-            raise ScenarioError("--stratify", f"{stratify!r} is not a column of the data set; allowed: {allowed}")
-        observed["stratum"] = dataset.table[column].iloc[observed["row"].to_numpy() - 2].astype(str).to_numpy()
-    missing = sorted(set(observed["output"]) - set(errors))
-    if missing:
-        raise ScenarioError("--mapping", f"no residual error model in [error] for {', '.join(missing)}")
-    model = default_model()
-    # only its parameter variability is used (the covariates are the data set's)
-    sampler = PopulationSampler(PopulationSpec.from_dict({"n": 1, "preset": "healthy-volunteers"}), params)
-    simulated = np.full((replicates, len(observed)), np.nan)
-    pred = np.full(len(observed), np.nan)  # the typical patient's prediction (prediction correction)
-    for k, p in enumerate(dataset.patients):
-        rows = np.flatnonzero(observed["patient"].to_numpy() == k)
-        if rows.size == 0:
-            continue
-        times = np.unique(observed.loc[rows, "sim_time"].to_numpy(dtype=float))  # from the occasion's start
-        scenario = Scenario.from_dict(p.scenario)
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
-        parameters = sampler.parameter_columns(rng, replicates)
-        problem = build_batch_problem(scenario, PatientColumns.of([scenario.patient] * replicates), parameters, model,
-                                      t_out=times)
-        states, status, _ = solve(problem)
-        outputs = observe_batch(model, states, problem.parameter_names, problem.theta,
-                                wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
-        at = np.searchsorted(times, observed.loc[rows, "sim_time"].to_numpy(dtype=float))
-        if prediction_corrected:
-            typical = build_problem(scenario, params, model, t_out=times)
-            states_t, status_t, _ = solve(typical)
-            typical_out = observe_batch(model, states_t, typical.parameter_names, typical.theta,
-                                        wanted=tuple(sorted(set(observed.loc[rows, "output"]))))
-            for j, (row, output) in enumerate(zip(rows, observed.loc[rows, "output"])):
-                pred[row] = typical_out[output][0, at[j]] if status_t[0] == 0 else np.nan
-        for j, (row, output) in enumerate(zip(rows, observed.loc[rows, "output"])):
-            ipred = np.where(status == 0, outputs[output][:, at[j]], np.nan)
-            e = errors[output]
-            simulated[:, row] = (ipred * (1.0 + e["proportional"] * rng.standard_normal(replicates))
-                                 + e["additive"] * rng.standard_normal(replicates))
+    study = simulate_study(dataset, params, replicates=replicates, seed=seed, mechanisms=mechanisms,
+                           stratify=stratify, typical=prediction_corrected)
+    observed, simulated, pred = study.observed, study.dv, study.pred
     records = []
     for (output, stratum), group in observed.groupby(["output", "stratum"], sort=False):
         index = group.index.to_numpy()
