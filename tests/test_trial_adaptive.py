@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ketasim import simulate
+from ketasim import SolverSettings, simulate
 from ketasim.dataset import trial_events
 from ketasim.errors import ScenarioError
 from ketasim.params import load_parameters
@@ -338,11 +338,27 @@ def test_target_rule_after_a_held_session_corrects_once():
     np.testing.assert_allclose(level[:, np.searchsorted(times, 336.0 + measured)], target, rtol=0.01)
 
 
-def test_steady_state_starts_are_not_differentiated_silently():
+def test_steady_state_starts_are_held_where_no_fitted_parameter_moves_them():
+    """A fit differentiates from a steady-state start only where the start does not depend on the
+    fitted parameters (ketamine's clearance under an SSRI at steady state): the values equal the
+    engine's and the Jacobian its finite differences; a parameter that moves the start (the SSRI's
+    own clearance) is refused by name, not fitted as though the regimen began at time 0."""
     from ketasim.engine.differentiable import OutputFunction
     from ketasim.errors import KetasimError
 
-    scenario = {"dose": [{**ESCITALOPRAM, "count": 3, "steady_state": True}], "simulation": {"duration": "3 d"}}
-    with pytest.raises(KetasimError, match="steady-state start"):
-        OutputFunction(scenario, load_parameters(), ["comparators.cl_escitalopram"], ["comparators.ssri_plasma"],
-                       [1.0, 12.0])
+    scenario = {"dose": [{**ESCITALOPRAM, "count": 3, "steady_state": True},
+                         {"drug": "esketamine", "route": "iv", "amount": "20 mg", "duration": "40 min", "at": ["2 h"]}],
+                "simulation": {"duration": "3 d"}}
+    times = [1.0, 3.0, 12.0]
+    with pytest.raises(KetasimError, match="comparators.cl_escitalopram changes the steady-state start"):
+        OutputFunction(scenario, load_parameters(), ["comparators.cl_escitalopram"], ["comparators.ssri_plasma"], times)
+    f = OutputFunction(scenario, load_parameters(), ["pk.cl_s_ketamine"], ["comparators.ssri_plasma", "pk.ketamine_plasma"],
+                       times)
+    direct = simulate(scenario, settings=SolverSettings(rtol=1e-10, atol=1e-12))
+    value, jac = f.value_and_jacobian(np.zeros(1))
+    for k, output in enumerate(f.outputs):
+        np.testing.assert_allclose(value[k], [direct.at(output, t) for t in times], rtol=1e-5)
+    step = 1e-4
+    fd = (f(np.array([step])) - f(np.array([-step]))) / (2 * step)
+    np.testing.assert_allclose(jac[..., 0], fd, rtol=1e-4, atol=1e-9)
+    assert jac[0, 0, 0] == 0.0 and jac[1, 1, 0] < 0  # nothing before the infusion; then ketamine falls faster

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import ScenarioError
 from .model.pk import dose_fractions
 from .model.system import Model
 from .params import ParameterColumns
@@ -266,7 +267,11 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
             return umol
         return umol * (end - t) / duration
 
-    for dose in scenario.doses:
+    for i, dose in enumerate(scenario.doses):
+        entry = DRUG_ENTRIES.get(dose.drug)
+        if entry is not None and entry.state not in state_index:
+            raise ScenarioError(f"dose[{i}].drug", f"{dose.drug} has no compartment in this model "
+                                                   f"(layers {', '.join(model.layer_names)})")
         mg = dose.amount_mg(weight_kg) if dose.amount_unit != "fraction" else None
         if dose.steady_state:  # oral, validated with the scenario
             entry = DRUG_ENTRIES[dose.drug]

@@ -45,7 +45,7 @@ from ..errors import KetasimError
 from ..model.pk import PK
 from ..model.system import Model, default_model
 from ..params import ParameterSet
-from ..scenario import Scenario
+from ..scenario import DRUG_ENANTIOMERS, Scenario
 from .data import convert
 
 DEFAULT_CV = 0.10
@@ -209,7 +209,7 @@ def build_problem(data: pd.DataFrame, names: Sequence[str], params: ParameterSet
         scenario = Scenario.from_toml(scenario_path)
         outputs = tuple(sorted(set(rows["quantity"])))
         times = sorted(set(rows["time [h]"]) | {0.0})
-        fn = OutputFunction(scenario, params, names, outputs, times, model=model_for(outputs))
+        fn = OutputFunction(scenario, params, names, outputs, times, model=model_for(outputs, scenario))
         units = {o: next(v.unit for v in fn.model.outputs if v.name == o) for o in outputs}
         observed = np.array([convert(r["value"], str(r["unit"]), units[r["quantity"]]) for _, r in rows.iterrows()])
         sigma = np.array([_sigma(r, units[r["quantity"]]) for _, r in rows.iterrows()])
@@ -229,8 +229,8 @@ def _availability_group(scenario_path: str, rows: pd.DataFrame, names: tuple[str
     scenario = Scenario.from_toml(scenario_path)
     outputs = tuple(sorted(set(rows["quantity"])))
     grid = _auc_grid(scenario.duration_h)
-    fn = OutputFunction(scenario, params, names, outputs, grid, model=model_for(outputs))
-    ref = OutputFunction(_iv_reference(scenario), params, names, outputs, grid, model=model_for(outputs))
+    fn = OutputFunction(scenario, params, names, outputs, grid, model=model_for(outputs, scenario))
+    ref = OutputFunction(_iv_reference(scenario), params, names, outputs, grid, model=model_for(outputs, scenario))
     observed = np.array([convert(r["value"], str(r["unit"]), "fraction") for _, r in rows.iterrows()])
     sigma = np.array([_sigma(r, "fraction") for _, r in rows.iterrows()])
     return AvailabilityGroup(scenario=scenario_path, function=fn, reference=ref, rows=rows,
@@ -279,10 +279,12 @@ def set_between_study_variances(problem: Problem, tau2: dict[str, float]) -> Non
         g.extra_variance = np.array([tau2.get(n, 0.0) if isinstance(n, str) else 0.0 for n in names])
 
 
-def model_for(outputs: Sequence[str]) -> Model:
+def model_for(outputs: Sequence[str], scenario: Scenario | None = None) -> Model:
     """The smallest model that predicts ``outputs``: pharmacokinetic data need only the PK layer
-    (the layers above never feed back on it), which makes fits several times faster."""
-    if all(o.startswith("pk.") for o in outputs):
+    (the layers above never feed back on it), which makes fits several times faster, as long as
+    every dose is ketamine's (another drug, an SSRI say, has its compartments in another layer)."""
+    ketamine_only = scenario is None or all(d.drug in DRUG_ENANTIOMERS for d in scenario.doses)
+    if ketamine_only and all(o.startswith("pk.") for o in outputs):
         return Model([PK()])
     return default_model()
 

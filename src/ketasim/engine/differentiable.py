@@ -74,15 +74,16 @@ def indirect_parameters(scenario: Scenario, params: ParameterSet, names: Sequenc
 _COMPILED: dict[tuple, tuple] = {}
 
 
-def _compiled(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, ...], index: tuple[int, ...]):
+def _compiled(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, ...], index: tuple[int, ...],
+              held: tuple[int, ...] = ()):
     """Jitted outputs and forward-mode Jacobian, shared by every OutputFunction with the same layers,
-    parameters and outputs (the scenario's numbers are arguments, so one compilation serves many).
-    XLA's compiled code is also kept on disk (JAX's persistent cache), so a second process skips
-    the minute-long compilation of the Jacobian."""
-    key = (model.layer_names, parameter_names, outputs, index)
+    parameters, outputs and held initial states (the scenario's numbers are arguments, so one
+    compilation serves many). XLA's compiled code is also kept on disk (JAX's persistent cache), so a
+    second process skips the minute-long compilation of the Jacobian."""
+    key = (model.layer_names, parameter_names, outputs, index, held)
     if key not in _COMPILED:
         _enable_persistent_cache()
-        _COMPILED[key] = _build(model, parameter_names, outputs, index)
+        _COMPILED[key] = _build(model, parameter_names, outputs, index, held)
     return _COMPILED[key]
 
 
@@ -94,15 +95,19 @@ def _enable_persistent_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def _build(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, ...], index: tuple[int, ...]):
+def _build(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, ...], index: tuple[int, ...],
+           held: tuple[int, ...]):
     solve = make_patient_solver(model, parameter_names)
     idx = np.asarray(index, dtype=int)
+    held_idx = np.asarray(held, dtype=int)
 
-    def outputs_of(x, theta0, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps):
+    def outputs_of(x, theta0, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps, held_values):
         theta = theta0.at[idx].multiply(jnp.exp(x), unique_indices=True)
         th = dict(zip(parameter_names, theta))
         init = model.initial_state(th)
         y0 = jnp.stack([jnp.asarray(init[n], dtype=theta.dtype) for n in model.state_names])
+        if held:  # a steady-state start, computed outside and independent of x (checked when built)
+            y0 = y0.at[held_idx].set(held_values)
         states, status, _ = solve(y0, theta, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps)
         y = {n: states[:, i] for i, n in enumerate(model.state_names)}
         out = model.observe(y, th, {n: 0.0 for n in model.input_names}, jnp)
@@ -136,10 +141,6 @@ class OutputFunction:
         missing = [o for o in self.outputs if o not in self.model.output_names]
         if missing:
             raise KetasimError(f"unknown output(s) {', '.join(missing)}; see `layer.quantity` names in docs/model.md")
-        steady = [f"dose[{i}]" for i, d in enumerate(self.scenario.doses) if d.steady_state]
-        if steady:  # its start state is computed outside the differentiated function
-            raise KetasimError(f"{', '.join(steady)}: a steady-state start (steady_state, or SS=1 in a data set) "
-                               "cannot be differentiated yet; give the doses before the start explicitly")
         indirect = indirect_parameters(self.scenario, params, self.names, self.model)
         if indirect:
             raise NotDifferentiable(indirect)
@@ -149,12 +150,35 @@ class OutputFunction:
         #: position of each name among the engine's parameters; -1: not used by this scenario at all
         self.kernel = np.array([n in self.parameter_names for n in self.names])
         index = tuple(self.parameter_names.index(n) for n, k in zip(self.names, self.kernel) if k)
-        self._fn, self._jac = _compiled(self.model, self.parameter_names, self.outputs, index)
+        held = self._steady_state_start(problem, params)
+        self._fn, self._jac = _compiled(self.model, self.parameter_names, self.outputs, index, held)
         s = settings
         self._args = (problem.theta[0], problem.seg_t[0], problem.seg_u[0], problem.seg_jump[0], self.times,
-                      s.rtol, s.atol, s.h_max, s.max_steps)
+                      s.rtol, s.atol, s.h_max, s.max_steps, jnp.asarray(problem.y0[0, list(held)]))
         self.theta0 = problem.theta[0]
         self._nominal = np.array([params.value(n) for n in self.names])
+
+    def _steady_state_start(self, problem, params: ParameterSet) -> tuple[int, ...]:
+        """The states a steady-state start sets (``steady_state``, ``SS=1``), held at their values:
+        the start is computed outside the differentiated function, so it is allowed only where no
+        fitted parameter changes it (each bumped by 1 % and the start recomputed)."""
+        steady = [f"dose[{i}]" for i, d in enumerate(self.scenario.doses) if d.steady_state]
+        if not steady:
+            return ()
+        init = self.model.initial_state(dict(zip(problem.parameter_names, problem.theta.T)))
+        plain = np.array([np.broadcast_to(np.asarray(init[x], dtype=np.float64), (1,))[0] for x in self.model.state_names])
+        held = tuple(int(i) for i in np.flatnonzero(problem.y0[0] != plain))
+        for name in (n for n, k in zip(self.names, self.kernel) if k):
+            p = params[name]
+            bumped = p.value * 1.01 if p.value * 1.01 <= p.range[1] else p.value * 0.99
+            other = build_problem(self.scenario, params.replace(**{name.replace(".", "__"): bumped}), self.model,
+                                  t_out=self.times)
+            start = problem.y0[0, list(held)]
+            if not np.allclose(other.y0[0, list(held)], start, rtol=1e-12, atol=0.0):
+                raise KetasimError(f"{', '.join(steady)}: {name} changes the steady-state start (steady_state, or "
+                                   "SS=1 in a data set), which cannot be differentiated yet; fit it from doses given "
+                                   "explicitly before the start")
+        return held
 
     def __call__(self, x) -> np.ndarray:
         """(n_outputs, n_times) at log-shifts ``x`` (NaN if the solver failed)."""
