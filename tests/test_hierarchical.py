@@ -98,6 +98,57 @@ def test_linear_model_standard_errors_and_posteriors_are_the_gaussian_ones(linea
     np.testing.assert_allclose(fit.eta_sd[0], np.sqrt(np.diag(post)), rtol=1e-8)
 
 
+class ScaledLinearPatient(LinearPatient):
+    """The same, each observation with its own SD: the objective must carry 2 sum log(sigma)."""
+
+    def __init__(self, pid, design, y, sigma):
+        super().__init__(pid, design, y)
+        self.sigma = sigma
+
+    def residuals(self, phi, with_jacobian=False):
+        return (self.design @ phi - self.y) / self.sigma, (self.design / self.sigma[:, None] if with_jacobian else None)
+
+
+def test_the_objective_carries_each_rows_sd():
+    rng = np.random.default_rng(2)
+    patients, _ = _linear_study(rng, n=15)
+    sigma = np.array([0.5, 1.0, 2.0, 1.0, 0.5, 1.5])
+    scaled = [ScaledLinearPatient(p.id, p.design, p.y, sigma) for p in patients]
+    fit = estimate(scaled, LINEAR_NAMES, ["a", "b"], **WIDE)
+    exact = 0.0
+    for p in scaled:
+        z = p.design[:, :2]
+        cov = (z * fit.omega2) @ z.T + fit.residual_scale ** 2 * np.diag(sigma ** 2)
+        exact -= 2 * multivariate_normal(p.design @ fit.mu, cov).logpdf(p.y)
+    assert fit.objective == pytest.approx(exact, abs=1e-6)
+
+
+def test_a_variance_at_zero_is_reported_and_written_without_overflow(tmp_path):
+    """A random effect with no spread in the data (its variance near the floor, its SE ordinary):
+    the summary gives its interval as [0, unbounded) instead of overflowing (the values of the
+    review's case, 2.2e-7 with SE 0.07); the parameter file carries each CV so that the population
+    sampler draws the fitted variance back, and a parameter without a random effect gets CV 0."""
+    from ketasim.calibrate.outputs import _log_scale_interval, hierarchical_summary, parameter_file
+    from ketasim.population import PopulationSampler, PopulationSpec
+
+    assert _log_scale_interval(2.2e-7, 0.07) == [0.0, None]
+    patients, _ = _linear_study(np.random.default_rng(4), n=30, omega=(0.3, 0.0))
+    names = ["pk.cl_s_ketamine", "pk.v_central", "pk.q_peripheral"]
+    fit = estimate(patients, names, names[:2], **WIDE)
+    fit.omega2[1] = 2.2e-7
+    fit.omega2_se[1] = 0.07
+    params = ketasim.load_parameters()
+    summary = hierarchical_summary(fit, params, ["linear.csv"])
+    json.dumps(summary)
+    assert summary["estimates"]["pk.v_central"]["between_patient"]["omega2_log_ci95"] == [0.0, None]
+    (tmp_path / "p.toml").write_text(parameter_file(summary, params, ["linear.csv"]))
+    fitted = ketasim.load_parameters(tmp_path / "p.toml")
+    assert fitted["pk.q_peripheral"].cv == 0.0
+    sampler = PopulationSampler(PopulationSpec.from_dict({"n": 1, "preset": "healthy-volunteers"}), fitted)
+    k = sampler.varied.index("pk.cl_s_ketamine")
+    assert sampler.omega[k] ** 2 == pytest.approx(fit.omega2[0], rel=1e-12)
+
+
 @pytest.mark.slow  # 200 replicate fits, about a minute
 def test_linear_model_intervals_cover_at_their_level():
     """Over 200 replicate studies the 95 % Wald intervals of the typical values and of the
@@ -185,6 +236,25 @@ def test_patients_are_gathered_by_id_and_weighted_at_their_own_prediction(tmp_pa
     assert fit.history and fit.objective > 0 and np.all(fit.eta_sd > 0)
 
 
+def test_ids_of_two_tables_are_two_patients_and_rows_without_an_error_model_keep_their_sd(tmp_path):
+    """Patient 1 of a data set and patient 1 of another table are different patients; rows of a
+    table without error-model columns, fitted next to a data set's, keep the SD they were given."""
+    text, _ = _pk_study(2, [0.0, 0.0], [0.2], seed=5, random_index=(0,))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = load_observations(observations_from_dataset(read_dataset(io.StringIO(text)), tmp_path / "a"))
+    second = load_observations(observations_from_dataset(read_dataset(io.StringIO(text)), tmp_path / "b"))
+    second = second.drop(columns=["error_proportional", "error_additive"])
+    table = pd.concat([first.assign(source_table="a/study.csv"), second.assign(source_table="b/rows.csv")],
+                      ignore_index=True)
+    patients = patients_of(build_problem(table, NAMES, ketasim.load_parameters()))
+    assert [p.id for p in patients] == ["study.csv:1", "study.csv:2", "rows.csv:1", "rows.csv:2"]
+    plain = next(p for p in patients if p.id == "rows.csv:1")
+    assert plain.error_models == [None]
+    before = plain.sigma.copy()
+    assert np.all(plain.reweight(np.zeros(2)) == 1.0) and np.array_equal(plain.sigma, before)
+
+
 def test_summary_rows_and_occasion_free_tables_are_refused(tmp_path):
     text, _ = _pk_study(2, [0.0, 0.0], [0.2], seed=3, random_index=(0,))
     table = load_observations(observations_from_dataset(read_dataset(io.StringIO(text)), tmp_path))
@@ -238,6 +308,8 @@ def test_fit_hierarchical_recovers_a_known_population(tmp_path):
     (["--random", "pk.v_central"], "--random: only with --hierarchical"),
     (["--hierarchical", "--bayes"], "cannot be combined with --bayes"),
     (["--hierarchical", "--random", "pk.keo_hnk"], "pk.keo_hnk not among --params"),
+    (["--hierarchical", "--random", ","], "at least one"),
+    (["--hierarchical", "--random", "pk.v_central,pk.v_central"], "named twice"),
 ])
 def test_fit_hierarchical_bad_input_exits_2(tmp_path, args, words):
     from typer.testing import CliRunner

@@ -624,7 +624,8 @@ def fit(
     out: Path = typer.Option(..., "--out", help="results folder (replaced atomically)"),
     map_: bool = typer.Option(False, "--map", help="maximum a posteriori with priors from the parameter files' ranges"),
     bayes_: bool = typer.Option(False, "--bayes", help="also sample the posterior with NUTS (numpyro)"),
-    starts: int = typer.Option(4, help="starting points of the multi-start optimisation"),
+    starts: int = typer.Option(4, help="starting points of the multi-start optimisation (not with --hierarchical, "
+                                       "which starts from the file values)"),
     seed: int = typer.Option(0, help="seed of the starting points and of NUTS"),
     samples: int = typer.Option(500, help="NUTS: samples per chain (as many warm-up steps)"),
     base: Optional[Path] = typer.Option(None, "--base-params", help="parameter override file to start from"),
@@ -665,21 +666,27 @@ def fit(
         clash = [flag for flag, on in (("--map", map_), ("--bayes", bayes_), ("--between-study", between_study)) if on]
         if clash:
             _fail(f"--hierarchical: cannot be combined with {', '.join(clash)}")
-        stray = [r.strip() for r in (random or "").split(",") if r.strip() and r.strip() not in names]
+        chosen_random = [r.strip() for r in (random or "").split(",") if r.strip()]
+        stray = [r for r in chosen_random if r not in names]
         if stray:
             _fail(f"--random: {', '.join(stray)} not among --params ({', '.join(names)})")
+        if random is not None and not chosen_random:
+            _fail("--random: name at least one parameter with a between-patient variance")
+        if len(set(chosen_random)) != len(chosen_random):
+            _fail("--random: a parameter is named twice")
     with _refusals(out), tempfile.TemporaryDirectory(prefix="ketasim-fit-") as scratch:
         check_output_folder(out)
         parameter_set = load_parameters(base)
         import pandas as pd
 
-        tables = [load_observations(path) for path in data]
+        # which file each row came from: a hierarchical fit keeps patient 1 of two files apart
+        tables = [load_observations(path).assign(source_table=str(path)) for path in data]
         if dataset is not None:  # each ID a scenario of its own next to a table of its DV rows
             from .calibrate.data import observations_from_dataset
             from .dataset import load_mapping, read_dataset
 
             events = read_dataset(dataset, load_mapping(mapping))
-            tables.append(load_observations(observations_from_dataset(events, scratch)))
+            tables.append(load_observations(observations_from_dataset(events, scratch)).assign(source_table=str(dataset)))
             data.append(dataset)
         table = pd.concat(tables, ignore_index=True)
         if hierarchical:

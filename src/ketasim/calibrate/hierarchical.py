@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -92,9 +93,14 @@ class Patient:
 
     id: Any
     groups: list[Group]
-    #: per group: (proportional, additive in the output's unit) of each row, or None (SDs as given)
+    #: per group: (proportional, additive in the output's unit) of each row, NaN where the row has
+    #: none (its table SD stands), or None for a group without an error model
     error_models: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)
     _last: tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]] | None = field(default=None, repr=False)
+    _table_sigma: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        self._table_sigma = [g.sigma.copy() for g in self.groups]
 
     @property
     def n_observations(self) -> int:
@@ -103,6 +109,12 @@ class Patient:
     @property
     def sigma(self) -> np.ndarray:
         return np.concatenate([g.sigma for g in self.groups])
+
+    def reset_weights(self) -> None:
+        """The SDs as the table gave them (a new fit starts from them)."""
+        for g, table in zip(self.groups, self._table_sigma):
+            g.sigma = table.copy()
+        self._last = None
 
     def residuals(self, phi: np.ndarray, with_jacobian: bool = False):
         phi = np.asarray(phi, dtype=float)
@@ -134,7 +146,10 @@ class Patient:
                 ratios.append(np.ones(len(g.observed)))
                 continue
             proportional, additive = model
-            new = np.hypot(proportional * pred, additive)
+            new = np.where(np.isnan(proportional), g.sigma, np.hypot(proportional * pred, additive))
+            if not np.all(new > 0):
+                raise FitError(f"patient {self.id}: the residual error model gives SD 0 where the prediction is 0; "
+                               "give the output an additive error ([error] of --mapping)")
             ratios.append(g.sigma / new)
             g.sigma = new
         self._last = None
@@ -152,30 +167,40 @@ def patients_of(problem: Problem) -> list[Patient]:
         if "patient" not in g.rows.columns or g.rows["patient"].isna().any():
             raise FitError(f"--hierarchical: every row needs a 'patient' id ({g.scenario} has rows without one); "
                            "an event data set (--dataset) gives one per ID")
-        for pid, rows in g.rows.groupby("patient", sort=False):
+        keys = ["source_table", "patient"] if "source_table" in g.rows.columns else ["patient"]
+        for key, rows in g.rows.groupby(keys, sort=False):
             if len(rows) != len(g.rows):
                 raise FitError(f"--hierarchical: {g.scenario} holds rows of several patients; give each patient "
                                "a scenario of its own")
-            by_id.setdefault(pid, []).append(g)
+            by_id.setdefault(key, []).append(g)
     if len(by_id) < 2:
         raise FitError(f"--hierarchical: the data hold {len(by_id)} patient(s); between-patient variances need several")
-    return [Patient(pid, by_id[pid], [_error_model(g) for g in by_id[pid]])
-            for pid in sorted(by_id, key=lambda pid: (type(pid).__name__, pid))]
+    sources = {key[0] for key in by_id if isinstance(key, tuple) and len(key) == 2}
+    patients = []
+    for key in sorted(by_id, key=lambda k: tuple((type(v).__name__, v) for v in (k if isinstance(k, tuple) else (k,)))):
+        parts = key if isinstance(key, tuple) else (key,)
+        # ids from different tables are different patients; named with their table when several
+        pid = f"{Path(parts[0]).name}:{parts[-1]}" if len(sources) > 1 else parts[-1]
+        patients.append(Patient(pid, by_id[key], [_error_model(g) for g in by_id[key]]))
+    return patients
 
 
 def _error_model(g: Group) -> tuple[np.ndarray, np.ndarray] | None:
-    """The rows' residual error model in the output's unit, if the table gives one."""
+    """The rows' residual error model in the output's unit, where the table gives one (NaN in rows
+    that have none, e.g. a table without the columns fitted together with a data set)."""
     columns = ("error_proportional", "error_additive")
-    if not set(columns) <= set(g.rows.columns):
+    if not set(columns) <= set(g.rows.columns) or g.rows[list(columns)].isna().all(axis=None):
         return None
     unit = {o: next(v.unit for v in g.function.model.outputs if v.name == o) for o in g.function.outputs}
     proportional = g.rows["error_proportional"].to_numpy(dtype=float)
-    additive = np.array([convert(a, str(u), unit[q]) for a, u, q in
+    additive = np.array([convert(a, str(u), unit[q]) if a == a else np.nan for a, u, q in
                          zip(g.rows["error_additive"], g.rows["unit"], g.rows["quantity"])])
-    if not (np.all(proportional >= 0) and np.all(additive > 0)):
-        raise FitError(f"{g.scenario}: error_proportional must be >= 0 and error_additive > 0 in every row "
-                       "(the additive part keeps an SD above zero where the prediction is)")
-    return proportional, additive
+    given = ~(np.isnan(proportional) & np.isnan(additive))
+    if np.any(np.isnan(proportional[given]) | np.isnan(additive[given])):
+        raise FitError(f"{g.scenario}: a row gives only one of error_proportional and error_additive")
+    if not (np.all(proportional[given] >= 0) and np.all(additive[given] >= 0)):
+        raise FitError(f"{g.scenario}: error_proportional and error_additive must be >= 0")
+    return np.where(given, proportional, np.nan), np.where(given, additive, np.nan)
 
 
 @dataclass
@@ -190,7 +215,8 @@ class HierarchicalResult:
     residual_scale_se: float
     objective: float  # Laplace -2 log L
     iterations: int
-    converged: bool
+    converged: bool  # the alternation settled and every patient's conditional mode was found
+    modes_unsettled: int  # patients whose conditional mode hit the solver's evaluation limit
     n_observations: int
     patient_ids: list[Any]
     eta: np.ndarray  # (patients, random) conditional modes
@@ -249,6 +275,9 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     widen = math.log(INDIVIDUAL_WIDENING)
     ind_lower, ind_upper = lower[rnd] - widen, upper[rnd] + widen
+    for p in patients:
+        if hasattr(p, "reset_weights"):
+            p.reset_weights()
     mu = np.clip(np.zeros(len(names)), lower, upper)
     omega2 = np.full(len(random), omega2_start)
     s2 = 1.0
@@ -257,7 +286,7 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
     for iteration in range(1, max_iterations + 1):
         work = []
         for i, p in enumerate(patients):
-            eta[i], e, d = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
+            eta[i], e, d, _ = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
             phi = mu.copy()
             phi[rnd] += eta[i]
             if hasattr(p, "reweight"):  # SDs at the new individual predictions, for the step and the next modes
@@ -278,14 +307,19 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
             break
     # the conditional modes, the objective and the information at the final estimates
     objective, info_mu, info_var, eta_sd = 0.0, 0.0, 0.0, np.zeros_like(eta)
-    n_obs = 0
+    n_obs, modes_unsettled = 0, 0
     for i, p in enumerate(patients):
-        eta[i], e, d = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
-        if hasattr(p, "reweight"):  # the reported SDs are the error model at the reported predictions
-            phi = mu.copy()
-            phi[rnd] += eta[i]
-            ratio = p.reweight(phi)
-            e, d = e * ratio, d * ratio[:, None]
+        eta[i], e, d, settled = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
+        if hasattr(p, "reweight"):  # the mode under the SDs at its own predictions, which are then reported
+            for last in (False, True):
+                phi = mu.copy()
+                phi[rnd] += eta[i]
+                ratio = p.reweight(phi)
+                if last:
+                    e, d = e * ratio, d * ratio[:, None]
+                else:
+                    eta[i], e, d, settled = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
+        modes_unsettled += not settled
         z = d[:, rnd]
         h = z.T @ z / s2 + np.diag(1.0 / omega2)
         h_inv = np.linalg.inv(h)
@@ -303,12 +337,13 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
     return HierarchicalResult(
         names=names, random=random, mu=mu, omega2=omega2, residual_scale=math.sqrt(s2), mu_se=mu_se,
         omega2_se=var_se[:-1], residual_scale_se=float(var_se[-1] / (2 * math.sqrt(s2))), objective=objective,
-        iterations=iteration, converged=converged, n_observations=n_obs, patient_ids=[p.id for p in patients],
+        iterations=iteration, converged=converged and modes_unsettled == 0, modes_unsettled=modes_unsettled,
+        n_observations=n_obs, patient_ids=[p.id for p in patients],
         eta=eta, eta_sd=eta_sd, lower=lower, upper=upper, history=history)
 
 
 def _conditional_mode(patient: PatientData, mu, rnd, omega2, s2, eta0, ind_lower, ind_upper):
-    """Penalised least squares for one patient's random effects: (eta, e, de/dphi) at the mode."""
+    """Penalised least squares for one patient's random effects: (eta, e, de/dphi, found) at the mode."""
     s = math.sqrt(s2)
     prior = 1.0 / np.sqrt(omega2)
     lo, hi = ind_lower - mu[rnd], ind_upper - mu[rnd]
@@ -328,12 +363,18 @@ def _conditional_mode(patient: PatientData, mu, rnd, omega2, s2, eta0, ind_lower
 
     margin = 1e-9 * (hi - lo)
     start = np.clip(eta0, lo + margin, hi - margin)
-    sol = least_squares(fun, start, jac=jac, bounds=(lo, hi), method="trf", xtol=1e-8, ftol=1e-10, gtol=1e-8,
-                        max_nfev=100)
+    try:
+        sol = least_squares(fun, start, jac=jac, bounds=(lo, hi), method="trf", xtol=1e-8, ftol=1e-10, gtol=1e-8,
+                            max_nfev=100)
+    except ValueError as exc:  # scipy: residuals not finite at the start
+        raise FitError(f"patient {patient.id}: the model could not be evaluated at its individual parameters "
+                       f"({exc})") from None
     if not np.all(np.isfinite(sol.fun)):
         raise FitError(f"patient {patient.id}: the model could not be evaluated at its individual parameters")
     e, d = patient.residuals(phi_of(sol.x), with_jacobian=True)
-    return sol.x, e, d
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(d))):
+        raise FitError(f"patient {patient.id}: the model's Jacobian is not finite at its individual parameters")
+    return sol.x, e, d, sol.status > 0
 
 
 def _covariances(work, rnd, omega2, s2):

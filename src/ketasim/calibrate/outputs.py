@@ -104,7 +104,12 @@ def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: li
         p = params[name]
         value = min(max(est["value"], p.range[0]), p.range[1])
         spread = est.get("between_patient")
-        cv = f"cv = {spread['cv']!r}  # between-patient, fitted" if spread else f"cv = {p.cv!r}"
+        if spread:
+            cv = f"cv = {spread['cv']!r}  # between-patient, fitted"
+        elif est.get("random") is False:  # fitted as the same in every patient
+            cv = "cv = 0.0  # the same in every patient in the hierarchical fit"
+        else:
+            cv = f"cv = {p.cv!r}"
         lines += [f'["{name}"]', f"value = {value!r}", f'unit = "{p.unit}"', f"range = [{p.range[0]!r}, {p.range[1]!r}]",
                   cv, f'source = "calibrated: {how} of {", ".join(Path(f).name for f in data_files)}"',
                   f"description = {json.dumps(p.description)}", ""]
@@ -214,6 +219,17 @@ def _between_patient_cv(omega2: float) -> float:
     return math.sqrt(math.expm1(omega2))
 
 
+def _log_scale_interval(value: float, se: float) -> list[float | None]:
+    """The 95 % Wald interval of a positive quantity on the log scale (delta method), value x/
+    exp(1.96 se / value); an end that over- or underflows (a variance at zero) is None."""
+    if not (math.isfinite(se) and value > 0):
+        return [None, None]
+    r = Z95 * se / value
+    if r > 700.0:
+        return [0.0, None]
+    return [value * math.exp(-r), value * math.exp(r)]
+
+
 def hierarchical_summary(result: HierarchicalResult, params: ParameterSet, data_files: list[str]) -> dict[str, Any]:
     """fit.json of ``ketasim fit --hierarchical``; values in each parameter's file unit. ``estimates``
     holds the typical values (the population medians), as a pooled fit's does."""
@@ -230,10 +246,9 @@ def hierarchical_summary(result: HierarchicalResult, params: ParameterSet, data_
         if name in result.random:
             r = result.random.index(name)
             w, w_se = float(result.omega2[r]), float(result.omega2_se[r])
-            spread = math.exp(Z95 * w_se / w) if math.isfinite(w_se) and w > 0 else math.inf
             entry["between_patient"] = {
                 "omega2_log": w, "omega2_log_se": w_se if math.isfinite(w_se) else None,
-                "omega2_log_ci95": [w / spread, w * spread if math.isfinite(spread) else None],
+                "omega2_log_ci95": _log_scale_interval(w, w_se),
                 "cv": _between_patient_cv(w), "shrinkage": float(result.shrinkage[r])}
         estimates[name] = entry
     s, s_se = result.residual_scale, result.residual_scale_se
@@ -247,7 +262,8 @@ def hierarchical_summary(result: HierarchicalResult, params: ParameterSet, data_
         "objective_minus2_log_likelihood": result.objective, "n_observations": result.n_observations,
         "n_patients": len(result.patient_ids), "iterations": result.iterations, "converged": result.converged,
         "residual_scale": {"value": s, "standard_error": s_se if math.isfinite(s_se) else None,
-                           "wald_ci95": [s - Z95 * s_se, s + Z95 * s_se] if math.isfinite(s_se) else [None, None]},
+                           "wald_ci95": _log_scale_interval(s, s_se)},
+        "conditional_modes_unsettled": result.modes_unsettled,
         "estimates": estimates, "history": result.history,
     }
 
