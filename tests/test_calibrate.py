@@ -176,11 +176,17 @@ def test_a_parameter_the_data_cannot_see_is_flagged(ml_fit):
     assert not result.profiles["pk.keo_hnk"]["identifiable"]
 
 
-def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_path):
+def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_path, ml_fit):
+    """In this process (after ml_fit, whose compiled model it reuses); the entry point itself is run
+    by test_install."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
     out = tmp_path / "fit"
-    proc = subprocess.run([sys.executable, "-m", "ketasim", "fit", str(synthetic / "data.csv"), "--params", ",".join(NAMES),
-                           "--out", str(out), "--starts", "2"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = CliRunner().invoke(app, ["fit", str(synthetic / "data.csv"), "--params", ",".join(NAMES), "--out", str(out),
+                                    "--starts", "2"])
+    assert proc.exit_code == 0, proc.output
     summary = json.loads((out / "fit.json").read_text())
     assert set(summary["estimates"]) == set(NAMES) and summary["converged"]
     assert "research and teaching" in (out / "report.html").read_text()
@@ -197,9 +203,12 @@ def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_p
     (["--params", "pk.cl_r_ketamine", "--starts", "0"], "--starts"),
 ])
 def test_fit_bad_input_exits_2(synthetic, tmp_path, args, words):
-    proc = subprocess.run([sys.executable, "-m", "ketasim", "fit", str(synthetic / "data.csv"), "--out", str(tmp_path / "o"),
-                           *args], capture_output=True, text=True)
-    assert proc.returncode == 2 and words in proc.stderr
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    proc = CliRunner().invoke(app, ["fit", str(synthetic / "data.csv"), "--out", str(tmp_path / "o"), *args])
+    assert proc.exit_code == 2 and words in proc.output, proc.output
     assert not (tmp_path / "o").exists()
 
 

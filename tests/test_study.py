@@ -108,3 +108,41 @@ def test_cli_bad_dataset_trials_exit_2_and_write_nothing(tmp_path, args, words):
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and words in result.output, result.output
     assert not out.exists()
+
+
+EXAMPLE = ROOT_TRIALS.parent / "datasets" / "study30.csv"
+
+
+def test_the_example_data_set_reads_and_simulates_as_dosed():
+    """examples/datasets/study30.csv: 30 IDs, an infusion by RATE, repeats by ADDL, a steady-state
+    row; every ID simulates (simulate --dataset) with a finite prediction on each observation row."""
+    data = read_dataset(EXAMPLE)
+    assert len(data.patients) == 30
+    routes = {(d["drug"], d["route"]) for p in data.patients for d in p.scenario["dose"]}
+    assert routes == {("racemic-ketamine", "iv"), ("esketamine", "intranasal"), ("racemic-ketamine", "oral"),
+                      ("escitalopram", "oral")}
+    assert any(d.get("steady_state") for p in data.patients for d in p.scenario["dose"])
+    assert any(len(d.get("at", [])) == 4 for p in data.patients for d in p.scenario["dose"])  # ADDL 3
+    assert any("duration" in d for p in data.patients for d in p.scenario["dose"])  # RATE
+    table = predict(data)
+    assert (table["status"] == "ok").all() and np.isfinite(table["IPRED"].astype(float)).all()
+    assert set(table["output"]) == {"pk.ketamine_plasma", "pk.norketamine_plasma", "clinical.madrs",
+                                    "comparators.ssri_plasma"}
+
+
+@pytest.mark.slow  # a hierarchical fit and a VPC of the 30-ID example (minutes)
+def test_the_example_data_set_runs_through_trial_vpc_and_a_hierarchical_fit(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["trial", "--dataset", str(EXAMPLE), "--replicates", "5", "--out", str(tmp_path / "t"),
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["failed_studies"] == 0
+    result = runner.invoke(app, ["vpc", str(EXAMPLE), "--replicates", "40", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["fit", "--dataset", str(EXAMPLE), "--params", "pk.cl_s_ketamine,pk.v_central",
+                                 "--outputs", "pk.ketamine_plasma", "--hierarchical", "--out", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "f" / "fit.json").read_text())
+    assert summary["converged"] and summary["n_patients"] == 30
+    individual = pd.read_csv(tmp_path / "f" / "individual.csv")
+    assert len(individual) == 60 and np.isfinite(individual[["value", "lower95", "upper95"]]).all(axis=None)

@@ -635,6 +635,8 @@ def fit(
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="an event data set (NONMEM style): its DV rows, "
                                                                    "each ID dosed as its rows say (pooled fit)"),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="with --dataset: TOML overriding the mapping"),
+    only: Optional[str] = typer.Option(None, "--outputs", help="comma-separated outputs whose rows are fitted "
+                                                               "(default: every row), e.g. pk.ketamine_plasma"),
     hierarchical: bool = typer.Option(False, "--hierarchical",
                                       help="mixed effects: typical values, between-patient variances of the --random "
                                            "parameters and each patient's own estimates (rows need a patient id)"),
@@ -689,6 +691,13 @@ def fit(
             tables.append(load_observations(observations_from_dataset(events, scratch)).assign(source_table=str(dataset)))
             data.append(dataset)
         table = pd.concat(tables, ignore_index=True)
+        if only is not None:  # as NONMEM's ACCEPT on DVID: the other rows are left out
+            wanted = [o.strip() for o in only.split(",") if o.strip()]
+            unknown = sorted(set(wanted) - set(table["quantity"]))
+            if not wanted or unknown:
+                _fail(f"--outputs: {', '.join(unknown) or 'empty'}: not among the data's outputs "
+                      f"({', '.join(sorted(set(table['quantity'])))})")
+            table = table[table["quantity"].isin(wanted)].reset_index(drop=True)
         if hierarchical:
             _fit_hierarchical(table, names, random, parameter_set, out, [str(p) for p in data])
             return

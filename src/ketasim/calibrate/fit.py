@@ -281,11 +281,21 @@ def set_between_study_variances(problem: Problem, tau2: dict[str, float]) -> Non
 
 def model_for(outputs: Sequence[str], scenario: Scenario | None = None) -> Model:
     """The smallest model that predicts ``outputs``: pharmacokinetic data need only the PK layer
-    (the layers above never feed back on it), which makes fits several times faster, as long as
-    every dose is ketamine's (another drug, an SSRI say, has its compartments in another layer)."""
-    ketamine_only = scenario is None or all(d.drug in DRUG_ENANTIOMERS for d in scenario.doses)
-    if ketamine_only and all(o.startswith("pk.") for o in outputs):
+    (the layers above never feed back on it), with the comparator drugs' layer where the outputs
+    or the doses name an SSRI, midazolam or another comparator; this makes fits several times faster.
+    Anything else gets the whole model."""
+    from ..dosing import DRUG_ENTRIES
+    from ..model.comparators import Comparators
+
+    needed = {o.split(".", 1)[0] for o in outputs}
+    for dose in scenario.doses if scenario is not None else ():
+        if dose.drug not in DRUG_ENANTIOMERS:
+            entry = DRUG_ENTRIES.get(dose.drug)
+            needed.add(entry.state.split(".", 1)[0] if entry is not None else "other")
+    if needed <= {"pk"}:
         return Model([PK()])
+    if needed <= {"pk", "comparators"}:
+        return Model([PK(), Comparators()])
     return default_model()
 
 
