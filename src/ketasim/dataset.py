@@ -381,8 +381,8 @@ def _code_of(mapping, name: str, word: str) -> str:
 def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None, seed: int = 0,
                       patient_id: int = 1) -> pd.DataFrame:
     """One simulated patient as an event table: dose rows (EVID 1, AMT [mg], CMT, RATE [mg/h]) and,
-    for every output with a DVID and an error model in the mapping, an observation row at each output
-    time with IPRED and DV = IPRED (1 + p e1) + a e2 (standard normal e, seeded). Reading the table
+    for every output with a DVID and an error model in the mapping that is not zero throughout, an
+    observation row at each output time with IPRED and DV = IPRED (1 + p e1) + a e2 (standard normal e, seeded). Reading the table
     back with ``read_dataset`` gives the same doses, covariates and predictions."""
     from .scenario import Scenario
 
@@ -413,6 +413,8 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
             continue
         error = mapping["error"][output]
         ipred = np.asarray(result[output], dtype=float)
+        if not np.any(ipred):  # e.g. SSRI plasma without an SSRI: nothing there to measure
+            continue
         dv = ipred * (1.0 + error["proportional"] * rng.standard_normal(ipred.size)) \
             + error["additive"] * rng.standard_normal(ipred.size)
         rows += [{"ID": patient_id, "TIME": float(t), "EVID": 0, "AMT": np.nan, "CMT": np.nan, "RATE": np.nan,
