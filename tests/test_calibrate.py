@@ -185,7 +185,7 @@ def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_p
 
     out = tmp_path / "fit"
     proc = CliRunner().invoke(app, ["fit", str(synthetic / "data.csv"), "--params", ",".join(NAMES), "--out", str(out),
-                                    "--starts", "2"])
+                                    "--starts", "1"])
     assert proc.exit_code == 0, proc.output
     summary = json.loads((out / "fit.json").read_text())
     assert set(summary["estimates"]) == set(NAMES) and summary["converged"]
