@@ -287,8 +287,7 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
         work = []
         for i, p in enumerate(patients):
             eta[i], e, d, _ = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
-            phi = mu.copy()
-            phi[rnd] += eta[i]
+            phi = _individual(mu, rnd, eta[i])
             if hasattr(p, "reweight"):  # SDs at the new individual predictions, for the step and the next modes
                 ratio = p.reweight(phi)
                 e, d = e * ratio, d * ratio[:, None]
@@ -310,21 +309,17 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
     n_obs, modes_unsettled = 0, 0
     for i, p in enumerate(patients):
         eta[i], e, d, settled = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
-        if hasattr(p, "reweight"):  # the mode under the SDs at its own predictions, which are then reported
-            for last in (False, True):
-                phi = mu.copy()
-                phi[rnd] += eta[i]
-                ratio = p.reweight(phi)
-                if last:
-                    e, d = e * ratio, d * ratio[:, None]
-                else:
-                    eta[i], e, d, settled = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
+        if hasattr(p, "reweight"):  # once more under the SDs at this mode; the SDs at the new one are reported
+            p.reweight(_individual(mu, rnd, eta[i]))
+            eta[i], e, d, settled = _conditional_mode(p, mu, rnd, omega2, s2, eta[i], ind_lower, ind_upper)
+            ratio = p.reweight(_individual(mu, rnd, eta[i]))
+            e, d = e * ratio, d * ratio[:, None]
         modes_unsettled += not settled
         z = d[:, rnd]
         h = z.T @ z / s2 + np.diag(1.0 / omega2)
         h_inv = np.linalg.inv(h)
         eta_sd[i] = np.sqrt(np.diag(h_inv))
-        sign, logdet_h = np.linalg.slogdet(h)
+        logdet_h = np.linalg.slogdet(h)[1]
         n = len(e)
         n_obs += n
         log_sigma = float(np.sum(np.log(p.sigma))) if hasattr(p, "sigma") else 0.0
@@ -342,23 +337,25 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
         eta=eta, eta_sd=eta_sd, lower=lower, upper=upper, history=history)
 
 
+def _individual(mu: np.ndarray, rnd: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """A patient's log-shifts phi = mu + P eta."""
+    phi = mu.copy()
+    phi[rnd] += eta
+    return phi
+
+
 def _conditional_mode(patient: PatientData, mu, rnd, omega2, s2, eta0, ind_lower, ind_upper):
     """Penalised least squares for one patient's random effects: (eta, e, de/dphi, found) at the mode."""
     s = math.sqrt(s2)
     prior = 1.0 / np.sqrt(omega2)
     lo, hi = ind_lower - mu[rnd], ind_upper - mu[rnd]
 
-    def phi_of(eta):
-        phi = mu.copy()
-        phi[rnd] += eta
-        return phi
-
     def fun(eta):
-        e, _ = patient.residuals(phi_of(eta))
+        e, _ = patient.residuals(_individual(mu, rnd, eta))
         return np.concatenate([e / s, prior * eta])
 
     def jac(eta):
-        _, d = patient.residuals(phi_of(eta), with_jacobian=True)
+        _, d = patient.residuals(_individual(mu, rnd, eta), with_jacobian=True)
         return np.vstack([d[:, rnd] / s, np.diag(prior)])
 
     margin = 1e-9 * (hi - lo)
@@ -371,7 +368,7 @@ def _conditional_mode(patient: PatientData, mu, rnd, omega2, s2, eta0, ind_lower
                        f"({exc})") from None
     if not np.all(np.isfinite(sol.fun)):
         raise FitError(f"patient {patient.id}: the model could not be evaluated at its individual parameters")
-    e, d = patient.residuals(phi_of(sol.x), with_jacobian=True)
+    e, d = patient.residuals(_individual(mu, rnd, sol.x), with_jacobian=True)
     if not (np.all(np.isfinite(e)) and np.all(np.isfinite(d))):
         raise FitError(f"patient {patient.id}: the model's Jacobian is not finite at its individual parameters")
     return sol.x, e, d, sol.status > 0
