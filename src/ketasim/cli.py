@@ -668,14 +668,11 @@ def fit(
         clash = [flag for flag, on in (("--map", map_), ("--bayes", bayes_), ("--between-study", between_study)) if on]
         if clash:
             _fail(f"--hierarchical: cannot be combined with {', '.join(clash)}")
-        chosen_random = [r.strip() for r in (random or "").split(",") if r.strip()]
-        stray = [r for r in chosen_random if r not in names]
-        if stray:
-            _fail(f"--random: {', '.join(stray)} not among --params ({', '.join(names)})")
-        if random is not None and not chosen_random:
-            _fail("--random: name at least one parameter with a between-patient variance")
-        if len(set(chosen_random)) != len(chosen_random):
-            _fail("--random: a parameter is named twice")
+        from .calibrate.hierarchical import check_random
+
+        with _refusals():  # before the model compiles
+            random_names = check_random(names, names if random is None else
+                                        [r.strip() for r in random.split(",") if r.strip()])
     with _refusals(out), tempfile.TemporaryDirectory(prefix="ketasim-fit-") as scratch:
         check_output_folder(out)
         parameter_set = load_parameters(base)
@@ -699,7 +696,7 @@ def fit(
                       f"({', '.join(sorted(set(table['quantity'])))})")
             table = table[table["quantity"].isin(wanted)].reset_index(drop=True)
         if hierarchical:
-            _fit_hierarchical(table, names, random, parameter_set, out, [str(p) for p in data])
+            _fit_hierarchical(table, names, random_names, parameter_set, out, [str(p) for p in data])
             return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
@@ -724,7 +721,7 @@ def fit(
     err.print(f"wrote {out}/ (fit.json, params.toml, report.html{', draws.parquet' if bayes_ else ''})")
 
 
-def _fit_hierarchical(table, names: list[str], random: Optional[str], parameter_set, out: Path, files: list[str]) -> None:
+def _fit_hierarchical(table, names: list[str], random: tuple[str, ...], parameter_set, out: Path, files: list[str]) -> None:
     """The body of ``fit --hierarchical`` (inside ``fit``'s refusals and scratch folder)."""
     import json as _json
 
@@ -733,7 +730,6 @@ def _fit_hierarchical(table, names: list[str], random: Optional[str], parameter_
     from .calibrate.outputs import hierarchical_summary, parameter_file, write_hierarchical_report
     from .output import atomic_folder
 
-    chosen = names if random is None else [n.strip() for n in random.split(",") if n.strip()]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("compiling the model's Jacobian (first run about a minute)", total=None)
@@ -745,7 +741,7 @@ def _fit_hierarchical(table, names: list[str], random: Optional[str], parameter_
             progress.update(task, description=f"hierarchical fit of {len(patients)} patients: iteration {iteration}, "
                                               f"largest change {change:.2g}")
 
-        result = estimate(patients, names, chosen, lower=problem.lower, upper=problem.upper, progress=report)
+        result = estimate(patients, names, random, lower=problem.lower, upper=problem.upper, progress=report)
     summary = hierarchical_summary(result, parameter_set, files)
     individual = result.individual_table([parameter_set[n].value for n in names], [parameter_set[n].unit for n in names])
     with atomic_folder(out) as tmp:

@@ -258,12 +258,9 @@ class HierarchicalResult:
         return pd.DataFrame(rows)
 
 
-def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequence[str], *, lower: np.ndarray,
-             upper: np.ndarray, max_iterations: int = 50, tol: float = 1e-3, omega2_start: float = 0.1,
-             progress=None) -> HierarchicalResult:
-    """Fit typical values ``mu``, random-effect variances ``Omega`` and the residual scale ``s``
-    (module docstring) to ``patients``; ``lower``/``upper`` bound the typical log-shifts."""
-    names, random = tuple(names), tuple(random)
+def check_random(names: Sequence[str], random: Sequence[str]) -> tuple[str, ...]:
+    """The parameters with a random effect, checked against the fitted ones (``--random``)."""
+    random = tuple(random)
     unknown = [r for r in random if r not in names]
     if unknown:
         raise FitError(f"--random: {', '.join(unknown)} not among --params ({', '.join(names)})")
@@ -271,6 +268,15 @@ def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequ
         raise FitError("--random: name at least one parameter with a between-patient variance")
     if len(set(random)) != len(random):
         raise FitError("--random: a parameter is named twice")
+    return random
+
+
+def estimate(patients: Sequence[PatientData], names: Sequence[str], random: Sequence[str], *, lower: np.ndarray,
+             upper: np.ndarray, max_iterations: int = 50, tol: float = 1e-3, omega2_start: float = 0.1,
+             progress=None) -> HierarchicalResult:
+    """Fit typical values ``mu``, random-effect variances ``Omega`` and the residual scale ``s``
+    (module docstring) to ``patients``; ``lower``/``upper`` bound the typical log-shifts."""
+    names, random = tuple(names), check_random(names, random)
     rnd = np.array([names.index(r) for r in random], dtype=int)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     widen = math.log(INDIVIDUAL_WIDENING)

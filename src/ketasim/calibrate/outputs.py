@@ -183,6 +183,19 @@ def _posterior_cell(e: dict[str, Any]) -> str:
     return f"{_ci(e['posterior']['ci95'])} (R-hat {e['posterior']['r_hat']:.3f}, ESS {e['posterior']['ess']:.0f})"
 
 
+def _page(title: str, body: str) -> str:
+    """A fit report's page: its title, the disclaimer above and below the body."""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
+table{{border-collapse:collapse;font-size:.85em}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>{title}</h1>
+<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+{body}
+<p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
+
+
 def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary: dict[str, Any]) -> None:
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{e['prior_value']:.4g}</td><td>{e['value']:.4g}</td><td>{html.escape(e['unit'])}</td>"
@@ -190,13 +203,7 @@ def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary:
         f"<td>{_posterior_cell(e)}</td></tr>" for n, e in summary["estimates"].items())
     images = "".join(f"<figure><img src='data:image/png;base64,{png}' alt='{html.escape(t)}'><figcaption>{html.escape(t)}"
                      "</figcaption></figure>" for t, png in _observed_vs_predicted(problem, result.x) + _profiles(result))
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ketasim fit</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.85em}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>ketasim fit</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+    body = f"""\
 <p>{html.escape(summary['method'])}; objective {summary['objective']:.4g} over {summary['n_observations']} observations;
 converged: {summary['converged']}. Error model: {html.escape(summary['error_model'])}.
 Data: {html.escape(', '.join(summary['data']))}. A visual predictive check needs population data (trial arms),
@@ -204,8 +211,8 @@ which this version of the fit does not take yet.</p>
 <table><tr><th>parameter</th><th>file value</th><th>estimate</th><th>unit</th><th>profile 95 % CI</th>
 <th>Wald 95 % CI</th><th>identifiable</th><th>posterior 95 % CrI</th></tr>{rows}</table>
 {images}
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
-    (folder / "report.html").write_text(page, encoding="utf-8")
+"""
+    (folder / "report.html").write_text(_page("ketasim fit", body), encoding="utf-8")
 
 
 def _ci(pair) -> str:
@@ -306,13 +313,7 @@ def write_hierarchical_report(folder: Path, patients: list[Patient], result: Hie
         for _, r in shown.iterrows())
     more = len(individual[individual["random"]]) - len(shown)
     rs = summary["residual_scale"]
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ketasim hierarchical fit</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-.disclaimer{{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em}}
-table{{border-collapse:collapse;font-size:.85em}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>ketasim hierarchical fit</h1>
-<p class="disclaimer"><strong>For research and teaching only.</strong> {html.escape(DISCLAIMER)}</p>
+    body = f"""\
 <p>{html.escape(summary['method'])}. {summary['n_patients']} patients, {summary['n_observations']} observations;
 -2 log L (Laplace) {summary['objective_minus2_log_likelihood']:.6g}; {summary['iterations']} iterations, converged:
 {summary['converged']}. Error model: {html.escape(summary['error_model'])}; residual scale {rs['value']:.3g}
@@ -327,5 +328,5 @@ patient's own (empirical Bayes) values.</figcaption></figure>
 <p>Empirical Bayes (conditional mode) with the 95 % interval of each patient's Laplace posterior, given the
 population estimates; all of them in individual.csv.{f' {more} more rows there.' if more > 0 else ''}</p>
 <table><tr><th>patient</th><th>parameter</th><th>value</th><th>95 % interval</th><th>unit</th></tr>{ind_rows}</table>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
-    (folder / "report.html").write_text(page, encoding="utf-8")
+"""
+    (folder / "report.html").write_text(_page("ketasim hierarchical fit", body), encoding="utf-8")
