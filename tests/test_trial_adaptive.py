@@ -342,12 +342,16 @@ def test_steady_state_starts_are_held_where_no_fitted_parameter_moves_them():
     """A fit differentiates from a steady-state start only where the start does not depend on the
     fitted parameters (ketamine's clearance under an SSRI at steady state): the values equal the
     engine's and the Jacobian its finite differences; a parameter that moves the start (the SSRI's
-    own clearance) is refused by name, not fitted as though the regimen began at time 0."""
+    own clearance) is refused by name, not fitted as though the regimen began at time 0.
+
+    The ketamine dose is a bolus after time 0, on the whole model from its resting state: the case
+    whose Jacobian once came back NaN, when the step-size control carried derivatives (the error
+    norm's derivative is unbounded where the error estimate is near zero, at rest)."""
     from ketasim.engine.differentiable import OutputFunction
     from ketasim.errors import KetasimError
 
     scenario = {"dose": [{**ESCITALOPRAM, "count": 3, "steady_state": True},
-                         {"drug": "esketamine", "route": "iv", "amount": "20 mg", "duration": "40 min", "at": ["2 h"]}],
+                         {"drug": "esketamine", "route": "iv", "amount": "20 mg", "at": ["2 h"]}],
                 "simulation": {"duration": "3 d"}}
     times = [1.0, 3.0, 12.0]
     with pytest.raises(KetasimError, match="comparators.cl_escitalopram changes the steady-state start"):
@@ -360,5 +364,9 @@ def test_steady_state_starts_are_held_where_no_fitted_parameter_moves_them():
         np.testing.assert_allclose(value[k], [direct.at(output, t) for t in times], rtol=1e-5)
     step = 1e-4
     fd = (f(np.array([step])) - f(np.array([-step]))) / (2 * step)
-    np.testing.assert_allclose(jac[..., 0], fd, rtol=1e-4, atol=1e-9)
-    assert jac[0, 0, 0] == 0.0 and jac[1, 1, 0] < 0  # nothing before the infusion; then ketamine falls faster
+    assert np.isfinite(jac).all()
+    # ketamine's clearance cannot reach the SSRI: exactly zero, where finite differences see only the
+    # solver's tolerance
+    assert (jac[0] == 0.0).all()
+    np.testing.assert_allclose(jac[1, :, 0], fd[1], rtol=1e-4, atol=1e-9)
+    assert jac[1, 0, 0] == 0.0 and jac[1, 1, 0] < 0  # nothing before the dose; then ketamine falls faster
