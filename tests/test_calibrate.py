@@ -189,7 +189,9 @@ def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_p
     assert proc.exit_code == 0, proc.output
     summary = json.loads((out / "fit.json").read_text())
     assert set(summary["estimates"]) == set(NAMES) and summary["converged"]
-    assert "research and teaching" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "research and teaching" in report and "not an event data set" in report
+    assert not (out / "vpc.csv").exists()
     fitted = ketasim.load_parameters(out / "params.toml")
     value = fitted["pk.cl_r_ketamine"].value
     assert value == pytest.approx(summary["estimates"]["pk.cl_r_ketamine"]["value"])
@@ -201,6 +203,7 @@ def test_fit_command_writes_results_and_a_usable_parameter_file(synthetic, tmp_p
     (["--params", "pk.nonsense"], "pk.nonsense"),
     (["--params", ""], "--params"),
     (["--params", "pk.cl_r_ketamine", "--starts", "0"], "--starts"),
+    (["--params", "pk.cl_r_ketamine", "--vpc-replicates", "20"], "--vpc-replicates: only with --dataset"),
 ])
 def test_fit_bad_input_exits_2(synthetic, tmp_path, args, words):
     from typer.testing import CliRunner

@@ -304,7 +304,39 @@ def test_fit_hierarchical_recovers_a_known_population(tmp_path):
     assert "research and teaching" in (out / "report.html").read_text()
 
 
+def test_the_fit_report_checks_the_fit_with_a_vpc(tmp_path):
+    """`fit --dataset --hierarchical`: vpc.csv (and the report's figure) is the data set simulated with
+    what params.toml says, fitted values and between-patient CVs: the same bins as `ketasim vpc` with
+    that file and seed. ``fitted_parameters`` gives the set the file gives."""
+    from typer.testing import CliRunner
+
+    from ketasim.calibrate.outputs import fitted_parameters
+    from ketasim.cli import app
+    from ketasim.vpc import vpc
+
+    text, _ = _pk_study(6, [0.0, 0.0], [0.2, 0.2], seed=6)
+    (tmp_path / "study.csv").write_text(text)
+    out = tmp_path / "fit"
+    result = CliRunner().invoke(app, ["fit", "--dataset", str(tmp_path / "study.csv"), "--params", ",".join(NAMES),
+                                      "--hierarchical", "--vpc-replicates", "20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = ketasim.load_parameters(out / "params.toml")
+    summary = json.loads((out / "fit.json").read_text())
+    rebuilt = fitted_parameters(summary, ketasim.load_parameters())
+    for name in NAMES:
+        assert rebuilt[name].value == pytest.approx(written[name].value, rel=1e-12)
+        assert rebuilt[name].cv == pytest.approx(written[name].cv, rel=1e-12) and written[name].cv > 0
+    bins = pd.read_csv(out / "vpc.csv", comment="#")
+    again = vpc(read_dataset(tmp_path / "study.csv"), written, replicates=20, seed=0).bins
+    assert list(bins["output"].unique()) == ["pk.ketamine_plasma"] and len(bins) == len(TIMES)
+    numbers = [c for c in again.columns if again[c].dtype.kind == "f"]
+    np.testing.assert_allclose(bins[numbers].to_numpy(), again[numbers].to_numpy(), rtol=1e-12)
+    report = (out / "report.html").read_text()
+    assert "Visual predictive check" in report and "inside the simulated 95 % intervals" in report
+
+
 @pytest.mark.parametrize("args, words", [
+    (["--vpc-replicates", "5"], "--vpc-replicates: 5 must be 0 (no check) or in 20..10000"),
     (["--random", "pk.v_central"], "--random: only with --hierarchical"),
     (["--hierarchical", "--bayes"], "cannot be combined with --bayes"),
     (["--hierarchical", "--random", "pk.keo_hnk"], "pk.keo_hnk not among --params"),

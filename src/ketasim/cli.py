@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -642,9 +643,13 @@ def fit(
                                            "parameters and each patient's own estimates (rows need a patient id)"),
     random: Optional[str] = typer.Option(None, "--random", help="with --hierarchical: comma-separated parameters "
                                                                 "with a between-patient variance (default: all --params)"),
+    vpc_replicates: Optional[int] = typer.Option(None, "--vpc-replicates",
+                                                 help="with --dataset: replicates of the report's visual predictive "
+                                                      "check with the fitted parameters (default 200; 0: none)"),
 ):
     """Fit parameters to observation tables; write fit.json, report.html and params.toml to --out
-    (with --hierarchical also individual.csv)."""
+    (with --hierarchical also individual.csv; with --dataset also vpc.csv, the visual predictive check
+    of the event data set with the fitted parameters, shown in the report)."""
     import json as _json
 
     from .calibrate.data import load_observations
@@ -664,6 +669,12 @@ def fit(
         _fail("DATA: give observation tables, or an event data set with --dataset")
     if random is not None and not hierarchical:
         _fail("--random: only with --hierarchical")
+    if vpc_replicates is not None:
+        if dataset is None and vpc_replicates:
+            _fail("--vpc-replicates: only with --dataset (the check simulates an event data set's design)")
+        if vpc_replicates != 0 and not 20 <= vpc_replicates <= 10_000:
+            _fail(f"--vpc-replicates: {vpc_replicates} must be 0 (no check) or in 20..10000")
+    vpc_replicates = (200 if dataset is not None else 0) if vpc_replicates is None else vpc_replicates
     if hierarchical:
         clash = [flag for flag, on in (("--map", map_), ("--bayes", bayes_), ("--between-study", between_study)) if on]
         if clash:
@@ -680,6 +691,7 @@ def fit(
 
         # which file each row came from: a hierarchical fit keeps patient 1 of two files apart
         tables = [load_observations(path).assign(source_table=str(path)) for path in data]
+        events = None
         if dataset is not None:  # each ID a scenario of its own next to a table of its DV rows
             from .calibrate.data import observations_from_dataset
             from .dataset import load_mapping, read_dataset
@@ -695,8 +707,9 @@ def fit(
                 _fail(f"--outputs: {', '.join(unknown) or 'empty'}: not among the data's outputs "
                       f"({', '.join(sorted(set(table['quantity'])))})")
             table = table[table["quantity"].isin(wanted)].reset_index(drop=True)
+        check = _FitCheck(events, vpc_replicates, seed, sorted(set(table["quantity"])))
         if hierarchical:
-            _fit_hierarchical(table, names, random_names, parameter_set, out, [str(p) for p in data])
+            _fit_hierarchical(table, names, random_names, parameter_set, out, [str(p) for p in data], check)
             return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
@@ -707,6 +720,7 @@ def fit(
             posterior = run_nuts(problem, result, warmup=samples, samples=samples, seed=seed) if bayes_ else None
         files = [str(p) for p in data]
         summary = fit_summary(problem, result, parameter_set, files, posterior)
+        vpc_result, vpc_html = check.run(summary, parameter_set)
         with atomic_folder(out) as tmp:
             (tmp / "fit.json").write_text(_json.dumps(summary, indent=2))
             if posterior is not None:  # every draw, for carrying parameter uncertainty into trials
@@ -714,14 +728,55 @@ def fit(
             (tmp / "params.toml").write_text(parameter_file(summary, parameter_set, files))
             (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit", "data": files,
                                                             "parameters": names, "disclaimer": DISCLAIMER}, indent=2))
-            write_fit_report(tmp, problem, result, summary)
+            check.write(vpc_result, tmp)
+            write_fit_report(tmp, problem, result, summary, vpc_html)
     for name, e in summary["estimates"].items():
         flag = "" if e["identifiable"] else "  (not identifiable from these data)"
         err.print(f"{name} = {e['value']:.4g} {e['unit']} (file {e['prior_value']:.4g}){flag}")
-    err.print(f"wrote {out}/ (fit.json, params.toml, report.html{', draws.parquet' if bayes_ else ''})")
+    extra = "".join(f", {f}" for f, on in (("draws.parquet", bayes_), ("vpc.csv", vpc_result is not None)) if on)
+    err.print(f"wrote {out}/ (fit.json, params.toml, report.html{extra})")
 
 
-def _fit_hierarchical(table, names: list[str], random: tuple[str, ...], parameter_set, out: Path, files: list[str]) -> None:
+@dataclass(frozen=True)
+class _FitCheck:
+    """The fit report's visual predictive check: the event data set (None without --dataset), its
+    replicates (0: none), seed, and the fitted outputs (the check shows only these)."""
+
+    events: object
+    replicates: int
+    seed: int
+    outputs: list[str]
+
+    def run(self, summary: dict, parameter_set):
+        """(VPCResult or None, the report's section)."""
+        from .calibrate.outputs import fitted_parameters, vpc_section
+
+        if self.events is None:
+            return None, vpc_section(None, "the data are observation tables, not an event data set (--dataset), "
+                                           "so there is no study design to simulate.")
+        if self.replicates == 0:
+            return None, vpc_section(None, "--vpc-replicates 0.")
+        from .vpc import VPCResult, vpc
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True) as progress:
+            progress.add_task(f"visual predictive check: {self.replicates} replicates of the data set", total=None)
+            full = vpc(self.events, fitted_parameters(summary, parameter_set), replicates=self.replicates,
+                       seed=self.seed)
+        bins = full.bins[full.bins["output"].isin(self.outputs)].reset_index(drop=True)
+        result = VPCResult(bins=bins, replicates=full.replicates, source=full.source)
+        return result, vpc_section(result)
+
+    @staticmethod
+    def write(result, folder: Path) -> None:
+        if result is not None:
+            from .output import write_csv_with_disclaimer
+
+            write_csv_with_disclaimer(result.bins, folder / "vpc.csv")
+
+
+def _fit_hierarchical(table, names: list[str], random: tuple[str, ...], parameter_set, out: Path, files: list[str],
+                      check: _FitCheck) -> None:
     """The body of ``fit --hierarchical`` (inside ``fit``'s refusals and scratch folder)."""
     import json as _json
 
@@ -744,6 +799,7 @@ def _fit_hierarchical(table, names: list[str], random: tuple[str, ...], paramete
         result = estimate(patients, names, random, lower=problem.lower, upper=problem.upper, progress=report)
     summary = hierarchical_summary(result, parameter_set, files)
     individual = result.individual_table([parameter_set[n].value for n in names], [parameter_set[n].unit for n in names])
+    vpc_result, vpc_html = check.run(summary, parameter_set)
     with atomic_folder(out) as tmp:
         (tmp / "fit.json").write_text(_json.dumps(summary, indent=2))
         individual.to_csv(tmp / "individual.csv", index=False)
@@ -751,13 +807,14 @@ def _fit_hierarchical(table, names: list[str], random: tuple[str, ...], paramete
         (tmp / "manifest.json").write_text(_json.dumps({"command": "ketasim fit --hierarchical", "data": files,
                                                         "parameters": names, "random": list(result.random),
                                                         "disclaimer": DISCLAIMER}, indent=2))
-        write_hierarchical_report(tmp, patients, result, summary, individual)
+        check.write(vpc_result, tmp)
+        write_hierarchical_report(tmp, patients, result, summary, individual, vpc_html)
     for name, e in summary["estimates"].items():
         spread = f", between-patient CV {e['between_patient']['cv']:.3g}" if e.get("between_patient") else ""
         err.print(f"{name} = {e['value']:.4g} {e['unit']} typical (file {e['prior_value']:.4g}){spread}")
     if not result.converged:
         err.print(f"[yellow]not converged after {result.iterations} iterations; see history in fit.json[/yellow]")
-    err.print(f"wrote {out}/ (fit.json, individual.csv, params.toml, report.html)")
+    err.print(f"wrote {out}/ (fit.json, individual.csv, params.toml, report.html{', vpc.csv' if vpc_result is not None else ''})")
 
 
 def _check_table(table, id_column: str, basis_column: str) -> None:

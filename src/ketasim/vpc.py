@@ -129,9 +129,8 @@ def vpc(dataset: Dataset, params=None, replicates: int = 200, seed: int = 0, n_b
                      prediction_corrected=prediction_corrected)
 
 
-def _write_report(result: VPCResult, folder: Path) -> None:
-    import html
-
+def figures(result: VPCResult) -> list[tuple[str, str]]:
+    """One figure per output and stratum: (caption, PNG as base64), for a report page."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,10 +138,9 @@ def _write_report(result: VPCResult, folder: Path) -> None:
 
     from .model.system import default_model
     from .plots import png_base64
-    from .trial.report import _write_page
 
     units = {v.name: v.unit for v in default_model().outputs}
-    figures = []
+    out = []
     for (output, stratum), g in result.bins.groupby(["output", "stratum"], sort=False):
         fig, ax = plt.subplots(figsize=(8, 3.4))
         t = g["time_median [h]"].to_numpy()
@@ -160,14 +158,28 @@ def _write_report(result: VPCResult, folder: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        figures.append((output if stratum == "all" else f"{output}, {stratum}", png_base64(fig)))
+        out.append((output if stratum == "all" else f"{output}, {stratum}", png_base64(fig)))
+    return out
+
+
+def summary_html(result: VPCResult) -> str:
+    """The report's paragraph and figures (escaped HTML), shared by ``ketasim vpc`` and the fit report."""
+    import html
+
     imgs = "\n".join(f"<figure><img alt='{html.escape(o)}' src='data:image/png;base64,{b}'>"
-                     f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures)
+                     f"<figcaption>{html.escape(o)}</figcaption></figure>" for o, b in figures(result))
     inside = result.inside
     kind = ("Prediction-corrected VPC (Bergstrand 2011): values scaled by their bin's median population prediction "
             "over their own. " if result.prediction_corrected else "")
-    body = (f"<p>{kind}Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
+    return (f"<p>{kind}Data set {html.escape(result.source)}; {result.replicates} simulated replicates of its design. "
             f"Observed percentiles inside the simulated 95 % intervals: {int(inside.sum())} of {int(inside.size)}.</p>"
-            f"{imgs}<h2>Bins</h2>{result.bins.to_html(index=False, float_format=lambda x: f'{x:.4g}')}")
+            f"{imgs}")
+
+
+def _write_report(result: VPCResult, folder: Path) -> None:
+    from .trial.report import _write_page
+
+    body = (summary_html(result)
+            + f"<h2>Bins</h2>{result.bins.to_html(index=False, float_format=lambda x: f'{x:.4g}')}")
     _write_page(folder, "ketasim visual predictive check", "A VPC compares a data set with a model population; it "
                                                            "says nothing about what any person should receive.", body)

@@ -92,6 +92,18 @@ def draws_table(posterior: dict[str, Any], problem: Problem, params: ParameterSe
     return pd.DataFrame(table)
 
 
+def _fitted_entry(est: dict[str, Any], p) -> tuple[float, float, str]:
+    """(value in the file unit, within the range; between-patient cv; where the cv comes from) of one
+    fitted parameter."""
+    value = min(max(est["value"], p.range[0]), p.range[1])
+    spread = est.get("between_patient")
+    if spread:
+        return value, spread["cv"], "between-patient, fitted"
+    if est.get("random") is False:  # fitted as the same in every patient
+        return value, 0.0, "the same in every patient in the hierarchical fit"
+    return value, p.cv, ""
+
+
 def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: list[str]) -> str:
     """A parameter override file (TOML) with the fitted values; after a hierarchical fit, each random
     parameter's ``cv`` is its fitted between-patient CV, so a virtual population drawn with the file
@@ -102,19 +114,19 @@ def parameter_file(summary: dict[str, Any], params: ParameterSet, data_files: li
              "# Use with `ketasim simulate --params THIS_FILE` or `ketasim trial --params THIS_FILE`.", ""]
     for name, est in summary["estimates"].items():
         p = params[name]
-        value = min(max(est["value"], p.range[0]), p.range[1])
-        spread = est.get("between_patient")
-        if spread:
-            cv = f"cv = {spread['cv']!r}  # between-patient, fitted"
-        elif est.get("random") is False:  # fitted as the same in every patient
-            cv = "cv = 0.0  # the same in every patient in the hierarchical fit"
-        else:
-            cv = f"cv = {p.cv!r}"
+        value, cv, why = _fitted_entry(est, p)
         lines += [f'["{name}"]', f"value = {value!r}", f'unit = "{p.unit}"', f"range = [{p.range[0]!r}, {p.range[1]!r}]",
-                  cv, f'source = "calibrated: {how} of {", ".join(Path(f).name for f in data_files)}"',
+                  f"cv = {cv!r}" + (f"  # {why}" if why else ""),
+                  f'source = "calibrated: {how} of {", ".join(Path(f).name for f in data_files)}"',
                   f"description = {json.dumps(p.description)}", ""]
     return "\n".join(lines)
 
+
+def fitted_parameters(summary: dict[str, Any], params: ParameterSet) -> ParameterSet:
+    """``params`` with the fit's values and CVs: the set ``params.toml`` gives on top of the same base."""
+    entries = {name.replace(".", "__"): _fitted_entry(est, params[name]) for name, est in summary["estimates"].items()}
+    return (params.replace(**{k: v for k, (v, _, _) in entries.items()})
+            .replace_cv(**{k: cv for k, (_, cv, _) in entries.items()}))
 
 
 def _availability_figure(g: AvailabilityGroup, x: np.ndarray) -> tuple[str, str]:
@@ -196,7 +208,21 @@ img{{max-width:100%}}</style></head><body>
 <p class="disclaimer">{html.escape(DISCLAIMER)}</p></body></html>"""
 
 
-def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary: dict[str, Any]) -> None:
+def vpc_section(check, reason: str = "") -> str:
+    """The fit report's visual predictive check: ``check`` (a ``ketasim.vpc.VPCResult`` of the data set
+    simulated with the fitted parameters) or, without one, ``reason``."""
+    if check is None:
+        return f"<h2>Visual predictive check</h2><p>Not made: {html.escape(reason)}</p>"
+    from ..vpc import summary_html
+
+    return ("<h2>Visual predictive check</h2><p>The event data set's design simulated with the fitted parameters "
+            "(params.toml: fitted values, and each parameter's between-patient CV as written there) and the "
+            "mapping's residual error; the bins are in vpc.csv.</p>" + summary_html(check))
+
+
+def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary: dict[str, Any],
+                     vpc: str = "") -> None:
+    """report.html of a pooled fit; ``vpc`` is the section from ``vpc_section``."""
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{e['prior_value']:.4g}</td><td>{e['value']:.4g}</td><td>{html.escape(e['unit'])}</td>"
         f"<td>{_ci(e['profile_ci95'])}</td><td>{_ci(e['wald_ci95'])}</td><td>{'yes' if e['identifiable'] else 'no'}</td>"
@@ -206,11 +232,11 @@ def write_fit_report(folder: Path, problem: Problem, result: FitResult, summary:
     body = f"""\
 <p>{html.escape(summary['method'])}; objective {summary['objective']:.4g} over {summary['n_observations']} observations;
 converged: {summary['converged']}. Error model: {html.escape(summary['error_model'])}.
-Data: {html.escape(', '.join(summary['data']))}. A visual predictive check needs population data (trial arms),
-which this version of the fit does not take yet.</p>
+Data: {html.escape(', '.join(summary['data']))}.</p>
 <table><tr><th>parameter</th><th>file value</th><th>estimate</th><th>unit</th><th>profile 95 % CI</th>
 <th>Wald 95 % CI</th><th>identifiable</th><th>posterior 95 % CrI</th></tr>{rows}</table>
 {images}
+{vpc}
 """
     (folder / "report.html").write_text(_page("ketasim fit", body), encoding="utf-8")
 
@@ -296,7 +322,9 @@ def _hierarchical_figure(patients: list[Patient], result: HierarchicalResult) ->
 
 
 def write_hierarchical_report(folder: Path, patients: list[Patient], result: HierarchicalResult,
-                              summary: dict[str, Any], individual) -> None:
+                              summary: dict[str, Any], individual, vpc: str = "") -> None:
+    """report.html of a hierarchical fit; ``vpc`` is the section from ``vpc_section``."""
+
     def omega_cells(e):
         b = e.get("between_patient")
         if not b:
@@ -328,5 +356,6 @@ patient's own (empirical Bayes) values.</figcaption></figure>
 <p>Empirical Bayes (conditional mode) with the 95 % interval of each patient's Laplace posterior, given the
 population estimates; all of them in individual.csv.{f' {more} more rows there.' if more > 0 else ''}</p>
 <table><tr><th>patient</th><th>parameter</th><th>value</th><th>95 % interval</th><th>unit</th></tr>{ind_rows}</table>
+{vpc}
 """
     (folder / "report.html").write_text(_page("ketasim hierarchical fit", body), encoding="utf-8")
