@@ -134,10 +134,97 @@ def test_steady_state_rows_start_the_drug_at_its_steady_state():
     assert fresh[0] < 0.5 * first[0]  # the same first dose without the months before it
 
 
+def _midazolam_mapping():
+    mapping = load_mapping()
+    mapping["dvid"]["5"] = "comparators.midazolam_plasma"
+    mapping["error"]["comparators.midazolam_plasma"] = {"proportional": 0.1, "additive": 0.1}
+    mapping["cmt"]["8"] = {"drug": "lanicemine", "route": "iv"}
+    mapping["dvid"]["6"] = "probes.lanicemine_plasma"
+    mapping["error"]["probes.lanicemine_plasma"] = {"proportional": 0.1, "additive": 1.0}
+    return mapping
+
+
+SS_MORE = ("ID,TIME,EVID,AMT,CMT,RATE,II,ADDL,SS,DVID,DV,WT\n"
+           # escitalopram 10 mg at 0 h and 5 mg at 12 h, each every 24 h since long before (SS=2 adds)
+           "1,0,1,10,7,0,24,2,1,.,.,70\n1,1,0,.,.,.,.,.,.,4,.,70\n1,12,1,5,7,0,24,2,2,.,.,70\n"
+           "1,13,0,.,.,.,.,.,.,4,.,70\n1,59,0,.,.,.,.,.,.,4,.,70\n"
+           # midazolam infused over 1 h every 8 h since long before
+           "2,0,1,2,6,2,8,5,1,.,.,70\n2,0.5,0,.,.,.,.,.,.,5,.,70\n2,20,0,.,.,.,.,.,.,5,.,70\n"
+           # a constant midazolam infusion at steady state: AMT 0 at RATE 0.05 mg/h to the last row
+           "3,0,1,0,6,0.05,0,0,1,.,.,70\n3,1,0,.,.,.,.,.,.,5,.,70\n3,24,0,.,.,.,.,.,.,5,.,70\n")
+
+
+def test_ss2_rows_add_their_steady_state_and_infusions_reach_theirs():
+    """SS=2 on top of SS=1 equals both regimens run for eight weeks (superposition); SS=1 infusions
+    (RATE and II) and a constant infusion at steady state (AMT 0, RATE, no II) are the scenarios'
+    steady-state infusions, the constant one flat at rate / clearance."""
+    predicted = predict(read_dataset(io.StringIO(SS_MORE), _midazolam_mapping()))
+    ssri = {"drug": "escitalopram", "route": "oral", "every": "24 h"}
+    weeks = ketasim.simulate({"patient": {"weight": "70 kg"}, "simulation": {"duration": "60 d", "output_every": "1 h"},
+                              "dose": [dict(ssri, amount="10 mg", start="0 h", count=60),
+                                       dict(ssri, amount="5 mg", start="12 h", count=60)]})
+    at = 57 * 24 + np.array([1, 13, 59])
+    np.testing.assert_allclose(predicted[predicted["ID"] == 1]["IPRED"],
+                               weeks.outputs["comparators.ssri_plasma"][at], rtol=1e-6)
+    infused = ketasim.simulate({"patient": {"weight": "70 kg"}, "simulation": {"duration": "42 h", "output_every": "30 min"},
+                                "dose": [{"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "1 h",
+                                          "start": "0 h", "every": "8 h", "count": 6, "steady_state": True}]})
+    np.testing.assert_allclose(predicted[predicted["ID"] == 2]["IPRED"],
+                               infused.outputs["comparators.midazolam_plasma"][[1, 40]], rtol=1e-6)
+    constant = predicted[predicted["ID"] == 3]["IPRED"].to_numpy()
+    clearance_l_h = ketasim.load_parameters()["comparators.cl_midazolam"].value
+    np.testing.assert_allclose(constant, 0.05e6 / (clearance_l_h * 1e3), rtol=1e-6)  # ng/mL = (ng/h) / (mL/h)
+
+
+@pytest.mark.parametrize("row, cell, why", [
+    ("3,0,1,0,6,0.05,0,0,1", "3,0,1,2,6,0.05,0,0,1", "row 10, column AMT: a constant infusion"),
+    ("2,0,1,2,6,2,8,5,1", "2,0.5,1,2,6,0.25,8,5,1", "row 7, column SS: ID 2: the infusion before the first"),
+    ("3,0,1,0,6,0.05,0,0,1", "3,24,1,0,6,0.05,0,0,1", "row 11, column RATE: a constant infusion"),
+])
+def test_bad_steady_state_infusion_rows_are_named(row, cell, why):
+    """A constant infusion with an amount; an infusion regimen whose previous infusion would still run at
+    the start; a constant infusion with nothing after it."""
+    text = SS_MORE.replace(row, cell)
+    if "3,24,1" in cell:  # the dose moved after the ID's observations
+        text = text.replace("3,24,1,0,6,0.05,0,0,1,.,.,70\n3,1,0,.,.,.,.,.,.,5,.,70\n3,24,0,.,.,.,.,.,.,5,.,70\n",
+                            "3,1,0,.,.,.,.,.,.,5,.,70\n3,24,1,0,6,0.05,0,0,1,.,.,70\n")
+    with pytest.raises(DatasetError) as info:
+        read_dataset(io.StringIO(text), _midazolam_mapping())
+    assert str(info.value).startswith(why), str(info.value)
+
+
+def test_steady_states_round_trip_through_an_event_table(tmp_path):
+    """--format nonmem writes a regimen at steady state as one row (SS, II, ADDL; a constant infusion as
+    AMT 0 at RATE), SS=1 on a compartment's first and SS=2 on a later one; read back, the same
+    predictions."""
+    from ketasim.dataset import simulation_events, write_events
+
+    scenario = {"patient": {"weight": "70 kg"}, "simulation": {"duration": "3 d", "output_every": "3 h"},
+                "dose": [{"drug": "escitalopram", "route": "oral", "amount": "10 mg", "start": "0 h", "every": "24 h",
+                          "count": 3, "steady_state": True},
+                         {"drug": "escitalopram", "route": "oral", "amount": "5 mg", "start": "12 h", "every": "24 h",
+                          "count": 3, "steady_state": True},
+                         {"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "1 h", "start": "2 h",
+                          "every": "8 h", "count": 9, "steady_state": True},
+                         {"drug": "lanicemine", "route": "iv", "amount": "300 mg", "duration": "3 d", "at": ["0 h"],
+                          "steady_state": True}]}
+    mapping = _midazolam_mapping()
+    events = simulation_events(scenario, ketasim.simulate(scenario), mapping)
+    doses = events[events["EVID"] == 1]
+    assert doses[["CMT", "SS", "II", "ADDL", "AMT"]].values.tolist() == [
+        ["7", 1, 24.0, 2, 10.0], ["8", 1, 0.0, 0, 0.0], ["6", 1, 8.0, 8, 2.0], ["7", 2, 24.0, 2, 5.0]]
+    write_events(events, tmp_path / "study.csv")
+    back = predict(read_dataset(tmp_path / "study.csv", mapping))
+    written = events[events["EVID"] == 0].reset_index(drop=True)
+    np.testing.assert_allclose(back["IPRED"].to_numpy(), written["IPRED"].to_numpy(), rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("row, why", [
     ("1,30,1,10,7,24,6,1,.,.,70\n1,31,0", "within one interval"),
     ("1,0,1,10,7,.,6,1,.,.,70\n", "II"),
-    ("1,0,1,10,7,24,6,2,.,.,70\n", "only 0 and 1"),
+    ("1,0,1,10,7,24,6,3,.,.,70\n", "allowed are 0, 1"),
+    ("1,0,1,10,7,.,.,0,.,.,70\n1,0.5,1,10,7,24,6,1,.,.,70\n", "SS=1 resets"),
+    ("1,0,1,10,7,.,.,0,.,.,70\n1,0.5,1,10,7,24,6,2,.,.,70\n", "SS=2 adds"),
 ])
 def test_bad_steady_state_rows_are_named(row, why):
     text = SS_DATA.replace("1,0,1,10,7,24,6,1,.,.,70\n1,1,0", row) if "1,31,0" in row else \

@@ -266,11 +266,38 @@ def test_steady_state_start_in_a_trial_background():
     assert (run_trial(data).patients["status"] == "ok").all()
 
 
+@pytest.mark.parametrize("drug, output, amount, every, long_days", [
+    ("midazolam", "comparators.midazolam_plasma", "2 mg", "8 h", 10),
+    ("lanicemine", "probes.lanicemine_plasma", "100 mg", "24 h", 20),
+])
+def test_steady_state_infusions_equal_the_regimen_run_for_weeks(drug, output, amount, every, long_days):
+    """Infusions of 1 h at steady state, and a constant infusion at steady state (one infusion, no
+    'every'), against the same regimen simulated from empty for weeks (half-lives about 3 h and 16 h):
+    the last two days of that run equal the steady-state start's first two."""
+    line = {"drug": drug, "route": "iv", "amount": amount, "duration": "1 h", "start": "0 h", "every": every}
+    interval = float(every.split()[0])
+    started = simulate({"dose": [dict(line, count=int(48 / interval), steady_state=True)],
+                        "simulation": {"duration": "2 d", "output_every": "30 min"}})
+    run = simulate({"dose": [dict(line, count=int(long_days * 24 / interval))],
+                    "simulation": {"duration": f"{long_days} d", "output_every": "30 min"}})
+    a = started.outputs[output]
+    np.testing.assert_allclose(a, run.outputs[output][-a.size:], rtol=1e-6)
+    constant = {"drug": drug, "route": "iv", "amount": amount, "at": ["0 h"]}
+    held = simulate({"dose": [dict(constant, duration="2 d", steady_state=True)],
+                     "simulation": {"duration": "2 d", "output_every": "6 h"}})
+    rising = simulate({"dose": [dict(constant, amount=f"{float(amount.split()[0]) * long_days / 2!r} mg",
+                                     duration=f"{long_days} d")],
+                       "simulation": {"duration": f"{long_days} d", "output_every": "6 h"}})
+    np.testing.assert_allclose(held.outputs[output], rising.outputs[output][-1], rtol=1e-6)
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"route": "iv", "drug": "midazolam", "amount": "1 mg"}, "only for an oral drug"),
-    ({"drug": "racemic-ketamine"}, "only for an oral drug"),
+    ({"drug": "racemic-ketamine"}, "only for a drug with linear kinetics"),
     ({"at": ["0 h"], "start": None}, "regular interval"),
     ({"start": "30 h"}, "within one"),
+    ({"drug": "midazolam", "route": "iv", "amount": "1 mg", "duration": "2 h", "start": "23 h"}, "would still run"),
+    ({"drug": "midazolam", "route": "iv", "amount": "1 mg", "duration": "2 h", "at": ["1 h"], "start": None,
+      "every": None, "count": None}, "runs from the start"),
 ])
 def test_bad_steady_state_names_the_field(change, message):
     dose = {k: v for k, v in {**ESCITALOPRAM, "count": 3, "steady_state": True, **change}.items() if v is not None}

@@ -23,10 +23,13 @@ and covariates. A mapping table says what the numbers mean for ketasim; the pack
 Each ID becomes one scenario (its doses, its covariates) simulated to its last row, and its
 predictions (IPRED) are read at its own observation times, exactly (not interpolated). Every error
 names the row (the header is row 1; comment lines starting with ``#`` are not counted) and the
-column. ``SS=1`` on a bolus row (within one interval II of the start, its CMT's first dose) starts
-the drug's compartments at the steady state of AMT every II (``steady_state`` in a scenario), for
-the oral drugs with linear kinetics of their own. Not supported yet, and refused by name: ``SS=2``,
-steady-state infusions. ``EVID 2`` rows are predictions without an observation (IPRED there, DV
+column. ``SS=1`` on a dose row (within one interval II of the start, its CMT's first dose) starts
+the drug's compartments at the steady state of AMT every II, as boluses or as infusions at RATE
+(``steady_state`` in a scenario), for the drugs with linear kinetics of their own; ``SS=2`` adds
+such a steady state to that of the CMT's earlier steady-state rows; ``SS=1`` with AMT 0, RATE > 0
+and no II is a constant infusion at steady state, running at RATE until the ID's last row.
+Ketamine cannot start at steady state (what it leaves downstream is no sum of doses): write its
+earlier doses as rows. ``EVID 2`` rows are predictions without an observation (IPRED there, DV
 empty); ``EVID 3`` resets the ID to the untreated state and ``EVID 4`` resets and doses: each reset
 starts a new occasion, simulated from its own start.
 
@@ -152,9 +155,9 @@ def read_dataset(source: str | Path | IO[str], mapping: Mapping[str, Any] | None
             raise DatasetError(None, column, f"needed; the data set has {', '.join(table.columns)}")
     if "SS" in table.columns:
         for i, v in enumerate(table["SS"]):
-            if str(v).strip() not in ("", ".", "0", "1"):
-                raise DatasetError(i + 2, "SS", f"{v!r}: only 0 and 1 (steady state at the regimen AMT every II) "
-                                                "are supported")
+            if str(v).strip() not in ("", ".", "0", "1", "2"):
+                raise DatasetError(i + 2, "SS", f"{v!r}: allowed are 0, 1 (steady state of the regimen AMT every "
+                                                "II) and 2 (that steady state added to an earlier one)")
     covariates = {k: v.upper() for k, v in mapping["columns"].items()}
     patients = []
     for pid, rows in table.groupby("ID", sort=False):
@@ -204,14 +207,24 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
         amt = _number(r.get("AMT"), row, "AMT", low=0.0) if "AMT" in rows else math.nan
         evid = 1.0 if _evid(r, rows, row) == 4.0 else _evid(r, rows, row)  # EVID 4: the occasion's first dose
         if evid == 1.0:
+            ss = str(r.get("SS", "")).strip() if "SS" in rows else ""
+            rate = _number(r.get("RATE"), row, "RATE", low=0.0) if "RATE" in rows else math.nan
+            ii = _number(r.get("II"), row, "II", low=0.0) if "II" in rows else math.nan
+            constant = ss == "1" and rate > 0 and not ii > 0  # NONMEM's steady-state constant infusion
+            if constant and not amt > 0:  # AMT 0 (or none): runs at RATE until the occasion's last row
+                amt = float(rate * (pd.to_numeric(rows["TIME"], errors="coerce").max() - start - time))
+                if not amt > 0:
+                    raise DatasetError(row, "RATE", "a constant infusion at steady state (SS=1, AMT 0, RATE > 0, no II) "
+                                                    "runs until the ID's last row; this ID has no row after it")
+            elif constant:
+                raise DatasetError(row, "AMT", "a constant infusion at steady state (SS=1, RATE > 0, no II) takes "
+                                               "AMT 0: it runs at RATE until the ID's last row")
             if not amt > 0:
                 raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
             cmt = str(r.get("CMT", "")).strip()
             if cmt not in cmt_map:
                 raise DatasetError(row, "CMT", f"{cmt!r} is not a dosing compartment of the mapping; allowed: "
                                                f"{', '.join(sorted(cmt_map))} (override with --mapping)")
-            rate = _number(r.get("RATE"), row, "RATE", low=0.0) if "RATE" in rows else math.nan
-            ii = _number(r.get("II"), row, "II", low=0.0) if "II" in rows else math.nan
             addl = _number(r.get("ADDL"), row, "ADDL", low=0.0) if "ADDL" in rows else math.nan
             n_extra = 0 if math.isnan(addl) else int(addl)
             if n_extra and not ii > 0:
@@ -224,8 +237,10 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
                     "at": [f"{time + k * ii!r} h" for k in range(n_extra + 1)] if n_extra else [f"{time!r} h"]}
             if rate > 0:
                 dose["duration"] = f"{amt / rate!r} h"
-            if "SS" in rows and str(r.get("SS", "")).strip() == "1":
-                dose = _steady_state_dose(dose, row, time, ii, n_extra, rate, cmt, doses)
+            if constant:
+                dose["steady_state"] = True
+            elif ss in ("1", "2"):
+                dose = _steady_state_dose(dose, row, time, ii, n_extra, ss, cmt, doses)
             doses.append((row, dose))
         else:
             mdv = _number(r.get("MDV"), row, "MDV") if "MDV" in rows else 0.0
@@ -264,20 +279,27 @@ def _times(dose: Mapping[str, Any]) -> tuple[float, ...]:
     return parse_times(dose, "dose")
 
 
-def _steady_state_dose(dose: dict, row: int, time: float, ii: float, n_extra: int, rate: float, cmt: str,
+def _steady_state_dose(dose: dict, row: int, time: float, ii: float, n_extra: int, ss: str, cmt: str,
                        earlier: list) -> dict:
-    """An ``SS=1`` row as a scenario line: AMT every II taken since long before, the row's dose its
-    first in the simulation (ketasim's ``steady_state``, which sets the drug's compartments at time
-    0, so the row must come within one interval of the start and before any other dose of its CMT)."""
+    """An ``SS=1`` or ``SS=2`` row as a scenario line: AMT every II (a bolus, or an infusion at RATE)
+    given since long before, the row's dose its first in the simulation (ketasim's ``steady_state``,
+    which sets the drug's compartments at time 0, so the row must come within one interval of the
+    start). SS=1 resets: it must be its CMT's first dose. SS=2 adds its steady state to those of the
+    CMT's earlier steady-state rows (superposition, right for the linear kinetics that steady-state
+    drugs have), so every earlier dose of its CMT must be one."""
     if not ii > 0:
-        raise DatasetError(row, "II", "a steady-state row (SS=1) needs its interval II > 0 [h]")
-    if rate > 0:
-        raise DatasetError(row, "SS", "steady state is supported for bolus (oral) doses, not infusions (RATE > 0)")
+        raise DatasetError(row, "II", f"a steady-state row (SS={ss}) needs its interval II > 0 [h] (a constant "
+                                      "infusion: SS=1, AMT 0, RATE > 0)")
     if time >= ii:
         raise DatasetError(row, "SS", f"a steady-state row must come within one interval of the start "
                                       f"(TIME {time:g} h < II {ii:g} h)")
-    if any(d["drug"] == dose["drug"] and d["route"] == dose["route"] for _, d in earlier):
-        raise DatasetError(row, "SS", f"a steady-state row must be the first dose of CMT {cmt} of its ID")
+    same = [d for _, d in earlier if d["drug"] == dose["drug"] and d["route"] == dose["route"]]
+    if ss == "1" and same:
+        raise DatasetError(row, "SS", f"SS=1 resets the compartments: it must be the first dose of CMT {cmt} of its "
+                                      "ID (SS=2 adds to an earlier steady state)")
+    if ss == "2" and any(not d.get("steady_state") for d in same):
+        raise DatasetError(row, "SS", f"SS=2 adds to the steady state of earlier steady-state rows; CMT {cmt} of "
+                                      "this ID has an ordinary dose before it")
     line = {k: v for k, v in dose.items() if k != "at"}
     return {**line, "start": f"{time!r} h", "every": f"{ii!r} h", "count": n_extra + 1, "steady_state": True}
 
@@ -403,10 +425,13 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
             raise ScenarioError(f"dose[{i}]", f"{dose.drug} ({dose.route}) is not dosed in mg; not written")
         cmt = _cmt_of(mapping, dose.drug, dose.route, f"dose[{i}]")
         amt = dose.amount_mg(patient.weight_kg)
-        for t in dose.times_h:
-            rows.append({"ID": patient_id, "TIME": t, "EVID": 1, "AMT": amt, "CMT": cmt,
-                         "RATE": amt / dose.duration_h if dose.duration_h else 0.0, "DV": np.nan, "MDV": 1,
-                         "DVID": np.nan, "IPRED": np.nan})
+        row = {"ID": patient_id, "EVID": 1, "AMT": amt, "CMT": cmt,
+               "RATE": amt / dose.duration_h if dose.duration_h else 0.0, "DV": np.nan, "MDV": 1, "DVID": np.nan,
+               "IPRED": np.nan}
+        if dose.steady_state:
+            rows.append({**row, **_steady_state_row(dose, amt, scenario.duration_h, f"dose[{i}]")})
+            continue
+        rows += [{**row, "TIME": t} for t in dose.times_h]
     rng = np.random.default_rng(seed)
     for dvid, output in mapping["dvid"].items():
         if dvid == "observation" or output not in result.outputs or output not in mapping["error"]:
@@ -423,7 +448,31 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
     _set_covariates(table, mapping, patient.weight_kg, patient.age_y, patient.sex, patient.baseline_madrs,
                     patient.cyp2b6, patient.cyp3a4)
     # doses before observations at the same time, as NONMEM orders them
-    return table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    return _number_steady_states(table, ["CMT"])
+
+
+def _steady_state_row(dose, amt, end_h: float, where: str) -> dict:
+    """The SS, II and ADDL of a regimen given since long before the start (one dose row for all of
+    it); a constant infusion is NONMEM's AMT 0 at RATE, running to the ID's last row (``end_h``)."""
+    constant = len(dose.times_h) == 1 and not dose.every_h
+    if constant and dose.times_h[0] + dose.duration_h < end_h - 1e-9:
+        raise ScenarioError(f"{where}.duration", "a constant infusion at steady state that stops before the end "
+                                                 "has no event-table form; not written")
+    return {"TIME": dose.times_h[0], "AMT": 0.0 if constant else amt, "SS": 1,
+            "II": 0.0 if constant else dose.interval_h, "ADDL": len(dose.times_h) - 1}
+
+
+def _number_steady_states(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """SS 1 on the first steady-state row of each ``by`` group (in the table's order: it resets), 2 on
+    any later one (it adds); II and ADDL 0 on the other rows. A table without one is unchanged."""
+    if "SS" not in table.columns:
+        return table
+    steady = table["SS"].notna()
+    later = steady & table[steady].duplicated(by).reindex(table.index, fill_value=False)
+    table["SS"] = np.where(later, 2, table["SS"].fillna(0)).astype(int)
+    table[["II", "ADDL"]] = table[["II", "ADDL"]].fillna(0)
+    return table
 
 
 def write_events(table: pd.DataFrame, path: str | Path) -> None:
@@ -470,12 +519,18 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
                 continue  # placebo and saline carry no amount; gases are not dosed in mg
             cmt = _cmt_of(mapping, dose.drug, dose.route, f"sequence {name!r}: dose[{i}]")
             amt = dose.amount_mg(weight)  # per patient for mg/kg, else one amount for all
+            rate = amt / dose.duration_h if dose.duration_h else 0.0
+            if dose.steady_state:  # a background regimen since long before: one row
+                dose_rows.append(pd.DataFrame({"PATIENT": who["patient"].to_numpy(), "EVID": 1, "CMT": cmt,
+                                               "RATE": rate, "MDV": 1, **_steady_state_row(
+                                                   dose, amt, seq.scenario.duration_h,
+                                                   f"sequence {name!r}: dose[{i}]")}))
+                continue
             for t in dose.times_h:
                 if (i, t) in ruled:
                     continue
                 dose_rows.append(pd.DataFrame({"PATIENT": who["patient"].to_numpy(), "TIME": t, "EVID": 1, "AMT": amt,
-                                               "CMT": cmt, "RATE": amt / dose.duration_h if dose.duration_h else 0.0,
-                                               "MDV": 1}))
+                                               "CMT": cmt, "RATE": rate, "MDV": 1}))
         if governed:
             per_period = group.drop_duplicates(["patient", "period"])
             given = [g for g in adaptive.given_doses(governed, per_period["dose_decisions"].to_numpy(),
@@ -518,4 +573,5 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
     events.insert(0, "ID", events["PATIENT"].map(ids))
     order = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DV", "MDV", "DVID", "IPRED"]
     events = events[order + [c for c in events.columns if c not in order]]
-    return events.sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False], kind="stable").reset_index(drop=True)
+    events = events.sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
+    return _number_steady_states(events.reset_index(drop=True), ["ID", "CMT"])

@@ -8,8 +8,9 @@ Amounts are converted here, at the boundary, from mg to umol of each enantiomer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -170,13 +171,21 @@ def parameter_vector(model: Model, params, patient: Patient) -> tuple[tuple[str,
 
 @dataclass(frozen=True)
 class SteadyState:
-    """An oral regimen taken since long before the start (``steady_state = true``): what its doses
-    before the start left in the drug's compartments is the initial state (``steady_state_start``)."""
+    """A regimen given since long before the start (``steady_state = true``): what its doses before
+    the start left in the drug's compartments is the initial state (``steady_state_start``). Oral
+    and IV doses are boluses into ``state``; an infusion runs ``duration_h`` through ``input``; a
+    constant infusion has no interval (``interval_h`` infinite) and runs at ``umol`` per hour."""
 
     state: str  # the compartment its doses enter
-    umol: np.ndarray  # (n,) per dose
+    umol: np.ndarray  # (n,) per dose; per hour for a constant infusion
     interval_h: float
     first_h: float  # the first dose in the simulation (< interval_h)
+    duration_h: float | None = None  # an infusion's length; None: a bolus
+    input: str | None = None  # the input an infusion runs through
+
+    def for_patients(self, umol: np.ndarray) -> SteadyState:
+        """The same regimen with other patients' amounts."""
+        return replace(self, umol=umol)
 
 
 @dataclass(frozen=True)
@@ -207,7 +216,7 @@ class Schedules:
 
     def patient(self, r: int) -> Schedule:
         return Schedule(self.bounds, self.rates[r], self.jumps[r], float(self.dosed_umol[r]),
-                        tuple(SteadyState(x.state, x.umol[r:r + 1], x.interval_h, x.first_h) for x in self.steady_state))
+                        tuple(x.for_patients(x.umol[r:r + 1]) for x in self.steady_state))
 
 
 class _LayerView(Mapping):
@@ -273,10 +282,17 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
             raise ScenarioError(f"dose[{i}].drug", f"{dose.drug} has no compartment in this model "
                                                    f"(layers {', '.join(model.layer_names)})")
         mg = dose.amount_mg(weight_kg) if dose.amount_unit != "fraction" else None
-        if dose.steady_state:  # oral, validated with the scenario
+        if dose.steady_state:  # a drug with linear kinetics of its own, validated with the scenario
             entry = DRUG_ENTRIES[dose.drug]
             umol = _per_patient(mg * 1000.0 / params.value(entry.molar_mass), n).copy()
-            steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0]))
+            if dose.duration_h is None:
+                steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0]))
+            elif len(dose.times_h) == 1 and not dose.every_h:  # a constant infusion, running since long before
+                steady.append(SteadyState(entry.state, umol / dose.duration_h, math.inf, 0.0, dose.duration_h,
+                                          entry.infusion_input))
+            else:
+                steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0], dose.duration_h,
+                                          entry.infusion_input))
         for t in dose.times_h:
             events.append(t)
             if contact is not None:  # every administration is a treatment contact; one taken at home counts less
@@ -347,33 +363,41 @@ def _drug_compartments(model: Model, entry_state: str) -> list[int]:
 
 def steady_state_start(model: Model, names: tuple[str, ...], theta: np.ndarray, y0: np.ndarray,
                        regimens: tuple[SteadyState, ...]) -> np.ndarray:
-    """``y0`` (n, n_states) with each regimen's compartments at its steady state at time 0: the doses
-    at first - k * interval (k >= 1) summed by their linear kinetics, x(0) = e^{A (tau - first)}
-    (I - e^{A tau})^-1 b, with A the drug compartments' rate matrix (read from the vector field, which
-    must be linear and autonomous in them: each compartment is probed alone from empty at two
-    amounts, which catches a saturable term but not one coupling to other states) and b the dose
-    into its entry compartment. The regimen is continued backwards from the first dose, so a first
-    dose after time 0 has drug before it (unlike NONMEM's SS=1 later in a record, which resets)."""
+    """``y0`` (n, n_states) with each regimen's compartments at its steady state at time 0, added to
+    what is there (two regimens of one drug superpose, NONMEM's SS=2): the doses at first - k * tau
+    (k >= 1) summed by the compartments' linear kinetics dx/dt = A x + r(t),
+
+    - a bolus b:                 x(0) = e^{A (tau - first)} (I - e^{A tau})^-1 b
+    - an infusion over D:        x(0) = e^{A (tau - first - D)} (I - e^{A tau})^-1 J,
+                                 J = integral_0^D e^{A s} ds r (the state one infusion leaves)
+    - a constant infusion r:     x(0) = -A^-1 r,
+
+    with A read from the vector field, which must be linear and autonomous in the drug's
+    compartments (each is probed alone from empty at two amounts, which catches a saturable term but
+    not one coupling to other states), and r the infusion's input as it reaches them. The regimen is
+    continued backwards from the first dose, so a first dose after time 0 has drug before it (unlike
+    NONMEM's SS=1 later in a record, which resets). J comes from the exponential of the augmented
+    matrix [[A, r], [0, 0]] (Van Loan 1978), so a singular A needs no inverse there."""
     from scipy.linalg import expm
 
     if not regimens:
         return y0
     y0 = y0.copy()
     th = {name: theta[:, j] for j, name in enumerate(names)}
-    u = {name: 0.0 for name in model.input_names}
+    no_input = {name: 0.0 for name in model.input_names}
 
-    def rates(y: np.ndarray, idx: list[int]) -> np.ndarray:
+    def rates(y: np.ndarray, idx: list[int], u=no_input) -> np.ndarray:
         f = model.derivatives({x: y[:, i] for i, x in enumerate(model.state_names)}, th, u, np)
         return np.stack([np.broadcast_to(np.asarray(f[model.state_names[i]], dtype=np.float64), (y.shape[0],))
                          for i in idx], axis=1)
 
     for regimen in regimens:
         idx = _drug_compartments(model, regimen.state)
-        k = len(idx)
+        n, k = y0.shape[0], len(idx)
         empty = y0.copy()
         empty[:, idx] = 0.0
         at_zero = rates(empty, idx)
-        a = np.empty((y0.shape[0], k, k))
+        a = np.empty((n, k, k))
         for c, i in enumerate(idx):
             probe = empty.copy()
             probe[:, i] = 1.0
@@ -382,9 +406,20 @@ def steady_state_start(model: Model, names: tuple[str, ...], theta: np.ndarray, 
             if not np.allclose(rates(probe, idx) - at_zero, 3.0 * a[:, :, c], rtol=1e-8, atol=1e-12):
                 raise ValueError(f"steady_state: the kinetics of {model.state_names[i]} are not linear; "
                                  "a steady-state start needs linear kinetics")
-        b = np.zeros((y0.shape[0], k, 1))
-        b[:, idx.index(model.state_names.index(regimen.state)), 0] = regimen.umol
+        if regimen.duration_h is None:
+            b = np.zeros((n, k, 1))
+            b[:, idx.index(model.state_names.index(regimen.state)), 0] = regimen.umol
+        else:  # per umol/h of the infusion input, as the vector field passes it on
+            r = (rates(empty, idx, {**no_input, regimen.input: 1.0}) - at_zero)[:, :, None] * regimen.umol[:, None, None]
         tau, first = regimen.interval_h, regimen.first_h
-        x = expm(a * (tau - first)) @ np.linalg.solve(np.eye(k) - expm(a * tau), b)
+        if math.isinf(tau):
+            x = -np.linalg.solve(a, r)
+        elif regimen.duration_h is None:
+            x = expm(a * (tau - first)) @ np.linalg.solve(np.eye(k) - expm(a * tau), b)
+        else:
+            augmented = np.zeros((n, k + 1, k + 1))
+            augmented[:, :k, :k], augmented[:, :k, k:] = a, r
+            one_infusion = expm(augmented * regimen.duration_h)[:, :k, k:]
+            x = expm(a * (tau - first - regimen.duration_h)) @ np.linalg.solve(np.eye(k) - expm(a * tau), one_infusion)
         y0[:, idx] += x[:, :, 0]
     return y0

@@ -430,24 +430,34 @@ def _parse_dose(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:
     every = parse_time(data["every"], f"{where}.every") if "every" in data else None
     steady = data.get("steady_state", False)
     if steady:
-        _check_steady_state(data, where, times, every)
+        _check_steady_state(data, where, times, every, infusion)
     return Dose(drug=data["drug"], route=data["route"], amount=amount,
                 amount_unit="mg/kg" if kind == "per_weight" else "mg",
                 times_h=times, duration_h=infusion, steady_state=bool(steady), every_h=every)
 
 
-#: drugs a steady-state start takes: oral, with linear kinetics of their own compartments (the
-#: comparators and probes layers); ketamine's enantiomers and metabolites are not among them
-STEADY_STATE_DRUGS = ("citalopram", "escitalopram", "sertraline", "rapamycin", "memantine", "naltrexone")
+#: drugs a steady-state start takes: those with linear kinetics of their own compartments (the
+#: comparators and probes layers), oral or IV; ketamine's enantiomers and metabolites are not among
+#: them, since what ketamine leaves downstream (receptors, plasticity, mood) is no linear sum of doses
+STEADY_STATE_DRUGS = ("citalopram", "escitalopram", "sertraline", "rapamycin", "memantine", "naltrexone",
+                      "midazolam", "lanicemine", "traxoprodil")
 
 
-def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float, ...], every: float | None) -> None:
-    """A steady-state start needs an oral drug given at a regular interval (``every``, or the spacing of
-    two or more doses) from within one interval of the start (the doses before the start are that
-    regimen continued backwards)."""
+def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float, ...], every: float | None,
+                        infusion: float | None) -> None:
+    """A steady-state start needs a drug with linear kinetics of its own given at a regular interval
+    (``every``, or the spacing of two or more doses) from within one interval of the start (the doses
+    before the start are that regimen continued backwards); an infusion regimen's previous infusion
+    must have ended by time 0. A single infusion without ``every`` is a constant infusion that has
+    run since long before the start (at amount / duration) and stops at the end of its duration."""
     if data["drug"] not in STEADY_STATE_DRUGS:
-        raise ScenarioError(f"{where}.steady_state", f"only for an oral drug with linear kinetics of its own "
+        raise ScenarioError(f"{where}.steady_state", f"only for a drug with linear kinetics of its own "
                                                      f"({', '.join(STEADY_STATE_DRUGS)}), not {data['drug']}")
+    if infusion is not None and len(times) == 1 and not every:
+        if times[0] != 0.0:
+            raise ScenarioError(f"{where}.steady_state", "a constant infusion at steady state (one infusion, no "
+                                                         f"'every') runs from the start: at 0 h, not {times[0]:g} h")
+        return
     gaps = np.diff(times)
     if (len(times) < 2 and not every) or (len(times) > 1 and np.ptp(gaps) > 1e-9 * max(1.0, times[-1])):
         raise ScenarioError(f"{where}.steady_state", "needs a regular interval: at least two doses at equal "
@@ -456,6 +466,11 @@ def _check_steady_state(data: Mapping[str, Any], where: str, times: tuple[float,
     if times[0] >= interval:
         raise ScenarioError(f"{where}.steady_state", f"the first dose ({times[0]:g} h) must come within one "
                                                      f"interval ({interval:g} h) of the start")
+    if infusion is not None and times[0] + infusion > interval + 1e-9 * interval:
+        raise ScenarioError(f"{where}.steady_state", f"the infusion before the first ({times[0]:g} h) would still "
+                                                     f"run at 0 h: with infusions of {infusion:g} h every "
+                                                     f"{interval:g} h the first may start at most "
+                                                     f"{interval - infusion:g} h after the start")
 
 
 def _parse_gas(data: Mapping[str, Any], where: str, duration_h: float) -> Dose:

@@ -101,7 +101,7 @@ def build_problem(scenarios: Scenario | Sequence[Scenario], params: ParameterSet
         for r in s.steady_state:
             umol = np.zeros(len(schedules))
             umol[b] = r.umol[0]
-            regimens.append(SteadyState(r.state, umol, r.interval_h, r.first_h))
+            regimens.append(r.for_patients(umol))
     return _assemble(model, names, np.asarray(thetas), seg_t, seg_u, seg_jump, grid,
                      np.asarray([s.dosed_umol for s in schedules]), tuple(regimens))
 
