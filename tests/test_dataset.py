@@ -343,6 +343,29 @@ def test_cli_simulate_format_nonmem_writes_the_event_table(tmp_path):
     assert bad.exit_code == 2 and "--format" in bad.output
 
 
+def test_a_trial_background_at_steady_state_is_written_as_one_ss_row(tmp_path):
+    """The add-on example's sertraline, taken daily since long before: one dose row per patient with
+    SS=1, II 24 h and ADDL for the rest of its days, which reads back as the same regimen."""
+    import tomllib
+
+    from ketasim.dataset import trial_events, write_events
+
+    data = tomllib.loads((ROOT_TRIALS / "add_on_ssri_at_steady_state.toml").read_text())
+    data["population"]["n"] = 2
+    result = ketasim.run_trial(data)
+    mapping = load_mapping()
+    mapping["cmt"]["9"] = {"drug": "sertraline", "route": "oral"}
+    events = trial_events(result.spec, result.patients, mapping)
+    sertraline = events[events["CMT"] == "9"]
+    assert sertraline[["TIME", "AMT", "SS", "II", "ADDL"]].values.tolist() == [[0.0, 100.0, 1, 24.0, 13]] * \
+        events["ID"].nunique()
+    assert (events.loc[events["CMT"] != "9", "SS"] == 0).all()
+    write_events(events, tmp_path / "trial.csv")
+    back = read_dataset(tmp_path / "trial.csv", mapping).patients[0].scenario["dose"]
+    assert back[0] == {"drug": "sertraline", "route": "oral", "amount": "100.0 mg", "start": "0.0 h",
+                       "every": "24.0 h", "count": 14, "steady_state": True}
+
+
 def test_a_trial_written_as_events(tmp_path):
     """`trial --format nonmem`: per patient the doses of its whole sequence and MADRS rows (rated as DV,
     the model's as IPRED) at each period's baseline and assessments on the simulation's clock."""

@@ -471,7 +471,8 @@ def _number_steady_states(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     steady = table["SS"].notna()
     later = steady & table[steady].duplicated(by).reindex(table.index, fill_value=False)
     table["SS"] = np.where(later, 2, table["SS"].fillna(0)).astype(int)
-    table[["II", "ADDL"]] = table[["II", "ADDL"]].fillna(0)
+    table["II"] = table["II"].fillna(0.0)
+    table["ADDL"] = table["ADDL"].fillna(0).astype(int)
     return table
 
 
