@@ -143,7 +143,11 @@ def test_dask_local_cluster_gives_the_single_process_result():
 
 
 def test_batched_patients_equal_single_patient_simulate(params):
-    result = run_trial(small_parallel(3))
+    """Each drawn patient's MADRS equals a single simulation of it; so does its session exposure, for
+    plasma ketamine and for an output named in ``[trial] exposure`` (norketamine)."""
+    data = small_parallel(3)
+    data["trial"]["exposure"] = ["pk.norketamine_plasma"]
+    result = run_trial(data)
     spec = result.spec
     for vp in _drawn(result, 3):
         # the drawn patient as a scenario and a parameter set of its own
@@ -169,6 +173,11 @@ def test_batched_patients_equal_single_patient_simulate(params):
         assert at_4h["ketamine_cmax [ng/mL]"] == pytest.approx(conc.max(), rel=1e-6)
         assert at_4h["ketamine_tmax [h]"] == pytest.approx(40 / 60, abs=1e-9)  # the infusion's end
         assert at_4h["ketamine_auc_session [ng/mL*h]"] == pytest.approx(auc_linear_up_log_down(window, conc), rel=1e-6)
+        metabolite = np.array([single.at("pk.norketamine_plasma", t) for t in window])
+        assert at_4h["norketamine_cmax [ng/mL]"] == pytest.approx(metabolite.max(), rel=1e-6)
+        assert at_4h["norketamine_tmax [h]"] == window[np.argmax(metabolite)]
+        assert at_4h["norketamine_auc_session [ng/mL*h]"] == pytest.approx(
+            auc_linear_up_log_down(window, metabolite), rel=1e-6)
 
 
 # ---------------------------------------------------------------------- endpoint logic
@@ -258,6 +267,11 @@ BAD = [
     (lambda d: d.update(run_in={"duration": "1 w"}), "run_in"),
     (lambda d: d["population"].update(n=10 ** 9), "population.n"),
     (lambda d: d["trial"].update(design="add-on"), "background"),
+    (lambda d: d["trial"].update(exposure=["pk.norketamine"]), "trial.exposure"),
+    (lambda d: d["trial"].update(exposure=["pk.ketamine_plasma"]), "trial.exposure"),
+    (lambda d: d["trial"].update(exposure=["clinical.madrs"]), "trial.exposure"),
+    (lambda d: d["trial"].update(exposure="pk.hnk_plasma"), "trial.exposure"),
+    (lambda d: d["trial"].update(exposure=["pk.hnk_plasma", "pk.hnk_plasma"]), "trial.exposure"),
 ]
 
 

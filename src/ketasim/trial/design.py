@@ -44,7 +44,9 @@ from .success import SuccessRule, parse_success
 DESIGNS = ("parallel", "crossover", "randomised-withdrawal", "add-on")
 SELECTIONS = ("responders", "remitters")
 TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "response", "remission",
-                "relapse", "side_effects", "success")
+                "relapse", "side_effects", "success", "exposure")
+#: plasma ketamine's session exposure is in every patients table; ``[trial] exposure`` adds others
+ALWAYS_EXPOSURE = "pk.ketamine_plasma"
 TOP_LEVEL = ("trial", "population", "arm", "run_in", "background", "model")
 MAX_ASSESSMENTS = 200
 
@@ -109,6 +111,9 @@ class TrialSpec:
     mechanisms: tuple[str, ...] | None = None
     #: the primary analysis and what counts as success (``[trial.success]``); None: not declared
     success: SuccessRule | None = None
+    #: concentration outputs whose session exposure (Cmax, Tmax, AUC) the patients table adds to
+    #: plasma ketamine's (``[trial] exposure``)
+    exposure: tuple[str, ...] = ()
 
     @property
     def duration_h(self) -> float:
@@ -165,7 +170,8 @@ class TrialSpec:
         success = parse_success(trial.get("success"), tuple(names), control, assessments, design)
         return cls(name=name, seed=seed, design=design, assessments_h=assessments, endpoints=endpoints,
                    population=population, arms=arms, control=control, sequences=sequences,
-                   raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")), success=success)
+                   raw=json.loads(json.dumps(data)), mechanisms=_mechanisms(data.get("model")), success=success,
+                   exposure=_exposure(trial.get("exposure", [])))
 
     def describe(self) -> dict[str, Any]:
         """Plain-data description for manifests and reports."""
@@ -192,6 +198,29 @@ class TrialSpec:
 
 
 # ---------------------------------------------------------------------- parsing helpers
+def concentration_outputs() -> tuple[str, ...]:
+    """The model's outputs in ng/mL: what ``[trial] exposure`` may name."""
+    from ..model.system import default_model
+
+    return tuple(o.name for o in default_model().outputs if o.unit == "ng/mL")
+
+
+def _exposure(value: Any) -> tuple[str, ...]:
+    allowed = [o for o in concentration_outputs() if o != ALWAYS_EXPOSURE]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScenarioError("trial.exposure", f"a list of concentration outputs, e.g. [\"pk.norketamine_plasma\"]; "
+                                              f"allowed: {', '.join(allowed)}")
+    for name in value:
+        if name == ALWAYS_EXPOSURE:
+            raise ScenarioError("trial.exposure", f"{name} is in every patients table already; remove it")
+        if name not in allowed:
+            raise ScenarioError("trial.exposure", f"{name!r} is not a concentration output; allowed: "
+                                                  f"{', '.join(allowed)}")
+    if len(set(value)) < len(value):
+        raise ScenarioError("trial.exposure", "an output is named twice")
+    return tuple(value)
+
+
 def _mechanisms(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None

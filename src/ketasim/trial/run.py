@@ -58,6 +58,19 @@ READOUTS = (
 )
 
 
+def readouts(spec: TrialSpec) -> tuple[tuple[str, str, str], ...]:
+    """``READOUTS`` and the session exposure of each ``[trial] exposure`` output:
+    ``<name>_cmax``, ``<name>_tmax`` and ``<name>_auc_session`` (``pk.norketamine_plasma`` ->
+    ``norketamine_cmax [ng/mL]``), by the same rules as ketamine's."""
+    extra = []
+    for output in spec.exposure:
+        short = output.split(".", 1)[1].removesuffix("_plasma")
+        extra += [(f"{short}_cmax [ng/mL]", output, "session peak"), (f"{short}_tmax [h]", output, "session tmax"),
+                  (f"{short}_auc_session [ng/mL*h]", output, "session auc")]
+    at = [c for c, *_ in READOUTS].index("ketamine_auc_session [ng/mL*h]") + 1  # beside ketamine's
+    return READOUTS[:at] + tuple(extra) + READOUTS[at:]
+
+
 @dataclass(frozen=True)
 class Timeline:
     """The output grid of a sequence and where each reading lies on it."""
@@ -189,12 +202,13 @@ def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataF
     """Rows of the patients table from the solver's states (``solve_chunk``'s result)."""
     states, status, _, decisions = solved
     spec, seq, tl = chunk.spec, chunk.seq, chunk.timeline
-    outputs = chunk_outputs(chunk.model, states, chunk.problem, tl)
+    columns = readouts(spec)
+    outputs = chunk_outputs(chunk.model, states, chunk.problem, tl, columns)
     rated = rated_madrs(outputs["clinical.madrs"], tl, rating_errors(chunk, tl))
     sessions = PlannedSessions(tl)
     if decisions is not None:
         sessions = adaptive.GivenSessions(spec, seq, tl, chunk.plan, decisions.given, sessions)
-    rows = _rows(spec, seq, tl, chunk.cohort, outputs, rated, status, sessions)
+    rows = _rows(spec, seq, tl, chunk.cohort, outputs, rated, status, sessions, columns)
     if spec.adaptive:
         for column, values in adaptive.decision_columns(spec, seq, chunk.plan, decisions,
                                                         chunk.cohort.patients).items():
@@ -232,14 +246,15 @@ def rated_madrs(model_madrs: np.ndarray, tl: Timeline, errors: np.ndarray) -> np
     return rated
 
 
-def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline) -> dict[str, np.ndarray]:
-    """(n, n_grid) arrays of what the patients table reads: session outputs on the whole grid,
-    assessment readouts only at the assessments (NaN elsewhere)."""
+def chunk_outputs(model: Model, states: np.ndarray, problem, tl: Timeline,
+                  readout_columns: tuple[tuple[str, str, str], ...] = READOUTS) -> dict[str, np.ndarray]:
+    """(n, n_grid) arrays of what the patients table reads (``readout_columns``, as ``READOUTS``): session
+    outputs on the whole grid, assessment readouts only at the assessments (NaN elsewhere)."""
     session = tuple(dict.fromkeys(("clinical.madrs", "clinical.cadss", "clinical.sbp",
-                                   *(name for _, name, how in READOUTS if how.startswith("session")))))
+                                   *(name for _, name, how in readout_columns if how.startswith("session")))))
     outputs = observe_batch(model, states, problem.parameter_names, problem.theta, session, readouts=False)
     columns = np.unique(tl.assessments)
-    at_assessment = tuple(name for _, name, how in READOUTS if how == "at assessment")
+    at_assessment = tuple(name for _, name, how in readout_columns if how == "at assessment")
     values = observe_batch(model, states[:, columns], problem.parameter_names, problem.theta, at_assessment)
     for name in at_assessment:
         full = np.full(states.shape[:2], np.nan)
@@ -302,7 +317,8 @@ def relapse_course(madrs: np.ndarray, responder: np.ndarray, times: np.ndarray, 
 
 
 def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs: Mapping[str, np.ndarray],
-          rated: np.ndarray, status: np.ndarray, sessions: PlannedSessions) -> pd.DataFrame:
+          rated: np.ndarray, status: np.ndarray, sessions: PlannedSessions,
+          readout_columns: tuple[tuple[str, str, str], ...] = READOUTS) -> pd.DataFrame:
     ep = spec.endpoints
     n, n_assess = len(cohort), len(spec.assessments_h)
     ok = status == 0
@@ -343,7 +359,7 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
             "time_to_relapse [h]": np.repeat(relapse_time - response_time, n_assess),
             "randomised": np.repeat(selected, n_assess),
         }
-        for column, name, how in READOUTS:
+        for column, name, how in readout_columns:
             values = outputs[name] * nan_if_failed
             columns[column] = (sessions.read(values, p, how) if how.startswith("session")
                                else values[:, tl.assessments[p]]).ravel()
