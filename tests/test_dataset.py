@@ -300,7 +300,8 @@ def test_a_study_written_as_events_reads_back_to_the_same_concentrations(tmp_pat
     write_events(events, tmp_path / "study.csv")
     data = read_dataset(tmp_path / "study.csv")
     assert data.patients[0].scenario["patient"] == {"weight": "82.0 kg", "age": "51.0 y", "sex": "male",
-                                                    "baseline_madrs": 30.0, "cyp2b6": "poor", "cyp3a4": "normal"}
+                                                    "baseline_madrs": 30.0, "cyp2b6": "poor", "cyp3a4": "normal",
+                                                    "bdnf_val66met": "val/val", "inflammation": "normal"}
     back = predict(data)
     written = events[events["EVID"] == 0].reset_index(drop=True)
     assert len(back) == len(written)
@@ -323,10 +324,42 @@ def test_what_an_event_table_cannot_hold_is_refused():
     with pytest.raises(ketasim.ScenarioError) as info:
         simulation_events(therapy, ketasim.simulate(therapy))
     assert info.value.field == "therapy"
-    comedicated = {**ROUND_TRIP, "patient": {**ROUND_TRIP["patient"], "comedications": ["clarithromycin"]}}
+    episodic = {**ROUND_TRIP, "patient": {**ROUND_TRIP["patient"], "course": "episodic"}}
     with pytest.raises(ketasim.ScenarioError) as info:
-        simulation_events(comedicated, ketasim.simulate(comedicated))
-    assert info.value.field == "patient.comedications"
+        simulation_events(episodic, ketasim.simulate(episodic))
+    assert info.value.field == "patient.course"
+
+
+@pytest.mark.parametrize("extra", [
+    {"comedications": ["clarithromycin", "lorazepam"], "bdnf_val66met": "val/met", "inflammation": "high"},
+    {"bdnf_val66met": "met/met", "il6": "8.0 pg/mL"},
+])
+def test_comedications_genotype_and_inflammation_round_trip(tmp_path, extra):
+    """Co-medications (COMED, joined by ';'), the BDNF genotype (BDNF, coded by its Met alleles) and
+    the inflammation status (INFL) or an IL-6 level (IL6) are written and read back: the same
+    patient, the same predictions."""
+    from ketasim.dataset import simulation_events, write_events
+
+    scenario = {**ROUND_TRIP, "patient": {**ROUND_TRIP["patient"], **extra}}
+    result = ketasim.simulate(scenario)
+    events = simulation_events(scenario, result, seed=1)
+    write_events(events, tmp_path / "study.csv")
+    data = read_dataset(tmp_path / "study.csv")
+    back = data.patients[0].scenario["patient"]
+    assert {k: back[k] for k in extra} == extra
+    predicted = predict(data)
+    written = events[events["EVID"] == 0].reset_index(drop=True)
+    np.testing.assert_allclose(predicted["IPRED"].to_numpy(), written["IPRED"].to_numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_unknown_comedications_and_genotypes_are_named():
+    base = "ID,TIME,EVID,AMT,CMT,DV,COMED,BDNF\n1,0,1,35,2,.,{c},{b}\n1,1,0,.,.,40,{c},{b}\n"
+    with pytest.raises(DatasetError) as info:
+        _read(base.format(c="clarithromycin;aspirin", b="0"))
+    assert info.value.field == "row 2, column COMED" and "aspirin" in str(info.value)
+    with pytest.raises(DatasetError) as info:
+        _read(base.format(c=".", b="3"))
+    assert info.value.field == "row 2, column BDNF"
 
 
 def test_cli_simulate_format_nonmem_writes_the_event_table(tmp_path):

@@ -312,8 +312,8 @@ _DOSE_COLUMNS = {"amount": "AMT", "duration": "RATE", "route": "CMT", "drug": "C
 def _row_and_column(field: str, doses: list, rows: pd.DataFrame, covariates: Mapping[str, str]) -> tuple[int, str]:
     """The row and column of the data set behind a scenario field (``dose[2].amount``, ``patient.weight``)."""
     first_row = int(rows.index[0]) + 2
-    if field.startswith("patient."):
-        return first_row, covariates.get(field.split(".", 1)[1], field)
+    if field.startswith("patient."):  # patient.comedications[1] -> the comedications column
+        return first_row, covariates.get(field.split(".", 1)[1].split("[")[0], field)
     if field.startswith("dose[") and doses:
         index = int(field[5:field.index("]")])
         part = field.split(".", 1)[1] if "." in field else "amount"
@@ -324,7 +324,7 @@ def _row_and_column(field: str, doses: list, rows: pd.DataFrame, covariates: Map
 def _covariates(rows: pd.DataFrame, covariates: Mapping[str, str], mapping) -> dict[str, str]:
     """The patient's covariates from their columns; each must be constant within the ID."""
     patient: dict[str, Any] = {}
-    units = {"weight": "kg", "age": "y"}
+    units = {"weight": "kg", "age": "y", "il6": "pg/mL"}
     for name, column in covariates.items():
         if column not in rows:
             continue
@@ -339,6 +339,8 @@ def _covariates(rows: pd.DataFrame, covariates: Mapping[str, str], mapping) -> d
             patient[name] = f"{_number(value, int(rows.index[0]) + 2, column)!r} {units[name]}"
         elif name == "baseline_madrs":
             patient[name] = _number(value, int(rows.index[0]) + 2, column)
+        elif name == "comedications":  # checked against ketasim's list with the scenario
+            patient[name] = [d.strip() for d in value.split(";") if d.strip()]
         else:
             codes = mapping.get(name, {})
             if codes and value not in codes:
@@ -415,7 +417,7 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
     patient = scenario.patient
     from .scenario import Patient
 
-    for name in ("comedications", "bdnf_val66met", "inflammation", "il6_pg_ml", "course", "plasticity_responsive"):
+    for name in ("course", "plasticity_responsive"):
         if getattr(patient, name) != getattr(Patient(), name):
             raise ScenarioError(f"patient.{name}", "has no column in the mapping yet, so the data set could not "
                                                    "reproduce this patient; not written")
@@ -446,7 +448,8 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
                   "DV": float(v), "MDV": 0, "DVID": dvid, "IPRED": float(p)} for t, p, v in zip(result.times_h, ipred, dv)]
     table = pd.DataFrame(rows)
     _set_covariates(table, mapping, patient.weight_kg, patient.age_y, patient.sex, patient.baseline_madrs,
-                    patient.cyp2b6, patient.cyp3a4)
+                    patient.cyp2b6, patient.cyp3a4, patient.comedications, patient.bdnf_val66met,
+                    patient.inflammation, patient.il6_pg_ml)
     # doses before observations at the same time, as NONMEM orders them
     table = table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
     return _number_steady_states(table, ["CMT"])
@@ -483,13 +486,28 @@ def write_events(table: pd.DataFrame, path: str | Path) -> None:
     write_csv_with_disclaimer(table, path, na_rep=".")
 
 
-def _set_covariates(table: pd.DataFrame, mapping, weight, age, sex, baseline_madrs, cyp2b6, cyp3a4) -> None:
-    """The mapping's covariate columns (values or per-row Series); sex written as the mapping's code."""
+def _set_covariates(table: pd.DataFrame, mapping, weight, age, sex, baseline_madrs, cyp2b6, cyp3a4,
+                    comedications=(), bdnf_val66met="val/val", inflammation="normal", il6_pg_ml=None) -> None:
+    """The mapping's covariate columns (values or per-row Series); sex and the BDNF genotype written
+    as the mapping's codes, co-medications joined by ";", the inflammation status left out ('.')
+    where an IL-6 level is given instead."""
     columns = mapping["columns"]
-    sex = sex.map(lambda w: _code_of(mapping, "sex", w)) if isinstance(sex, pd.Series) else _code_of(mapping, "sex", sex)
-    for name, value in (("weight", weight), ("age", age), ("sex", sex), ("baseline_madrs", baseline_madrs),
-                        ("cyp2b6", cyp2b6), ("cyp3a4", cyp3a4)):
-        table[columns[name]] = value
+
+    def coded(value, word):
+        return value.map(lambda w: _code_of(mapping, word, w)) if isinstance(value, pd.Series) \
+            else _code_of(mapping, word, value)
+
+    def joined(drugs):
+        return ";".join(drugs) if len(drugs) else np.nan
+
+    comed = comedications.map(joined) if isinstance(comedications, pd.Series) else joined(comedications)
+    il6 = np.nan if il6_pg_ml is None else il6_pg_ml
+    for name, value in (("weight", weight), ("age", age), ("sex", coded(sex, "sex")), ("baseline_madrs", baseline_madrs),
+                        ("cyp2b6", cyp2b6), ("cyp3a4", cyp3a4), ("comedications", comed),
+                        ("bdnf_val66met", coded(bdnf_val66met, "bdnf_val66met")),
+                        ("inflammation", np.nan if il6_pg_ml is not None else inflammation), ("il6", il6)):
+        if name in columns:
+            table[columns[name]] = value
 
 
 def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -570,7 +588,8 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
         return events["PATIENT"].map(covariates[column])
 
     _set_covariates(events, mapping, per_row("weight [kg]"), per_row("age [y]"), per_row("sex"),
-                    per_row("baseline_madrs_true [points]"), per_row("cyp2b6"), per_row("cyp3a4"))
+                    per_row("baseline_madrs_true [points]"), per_row("cyp2b6"), per_row("cyp3a4"),
+                    per_row("comedications"), per_row("bdnf_val66met"), per_row("inflammation"))
     events.insert(0, "ID", events["PATIENT"].map(ids))
     order = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DV", "MDV", "DVID", "IPRED"]
     events = events[order + [c for c in events.columns if c not in order]]
