@@ -352,6 +352,22 @@ def test_comedications_genotype_and_inflammation_round_trip(tmp_path, extra):
     np.testing.assert_allclose(predicted["IPRED"].to_numpy(), written["IPRED"].to_numpy(), rtol=1e-6, atol=1e-9)
 
 
+def test_a_name_column_names_the_output():
+    """Observation rows may name their output (NAME, ketasim's `layer.quantity`) instead of a DVID:
+    the same predictions as by DVID; an unknown name, or one that contradicts the DVID, is named."""
+    by_name = _read("ID,TIME,EVID,AMT,CMT,DV,NAME\n1,0,1,35,2,.,.\n1,1,0,.,.,40,pk.norketamine_plasma\n"
+                    "1,2,0,.,.,30,pk.hnk_plasma\n")
+    by_dvid = _read("ID,TIME,EVID,AMT,CMT,DV,DVID\n1,0,1,35,2,.,.\n1,1,0,.,.,40,2\n")
+    assert by_name.patients[0].observations["output"].tolist() == ["pk.norketamine_plasma", "pk.hnk_plasma"]
+    assert predict(by_name)["IPRED"].iloc[0] == pytest.approx(predict(by_dvid)["IPRED"].iloc[0], rel=1e-6)
+    with pytest.raises(DatasetError) as info:
+        _read("ID,TIME,EVID,AMT,CMT,DV,NAME\n1,0,1,35,2,.,.\n1,1,0,.,.,40,pk.nonsense\n")
+    assert info.value.field == "row 3, column NAME"
+    with pytest.raises(DatasetError) as info:
+        _read("ID,TIME,EVID,AMT,CMT,DV,DVID,NAME\n1,0,1,35,2,.,.,.\n1,1,0,.,.,40,1,pk.hnk_plasma\n")
+    assert info.value.field == "row 3, column NAME"
+
+
 def test_unknown_comedications_and_genotypes_are_named():
     base = "ID,TIME,EVID,AMT,CMT,DV,COMED,BDNF\n1,0,1,35,2,.,{c},{b}\n1,1,0,.,.,40,{c},{b}\n"
     with pytest.raises(DatasetError) as info:

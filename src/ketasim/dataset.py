@@ -47,6 +47,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -57,7 +58,7 @@ import pandas as pd
 from .errors import ScenarioError
 
 REQUIRED = ("ID", "TIME")
-KNOWN = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "DV", "MDV", "DVID")
+KNOWN = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "DV", "MDV", "DVID", "NAME")
 
 
 class DatasetError(ScenarioError):
@@ -245,10 +246,16 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
         else:
             mdv = _number(r.get("MDV"), row, "MDV") if "MDV" in rows else 0.0
             dvid = str(r.get("DVID", "")).strip() if "DVID" in rows else ""
-            output = dvid_map.get(dvid) if dvid else dvid_map.get("observation")
+            named = str(r.get("NAME", "")).strip() if "NAME" in rows else ""
+            output = dvid_map.get(dvid) if dvid else (named or dvid_map.get("observation"))
             if output is None:
                 raise DatasetError(row, "DVID", f"{dvid!r} has no output in the mapping; allowed: "
                                                 f"{', '.join(k for k in dvid_map if k != 'observation')}")
+            if named and named != output:
+                raise DatasetError(row, "NAME", f"{named!r} is not {output!r}, the output of DVID {dvid}")
+            if named and named not in _output_names():
+                raise DatasetError(row, "NAME", f"{named!r} is not a ketasim output (`layer.quantity`, e.g. "
+                                                "pk.ketamine_plasma; all of them in docs/model.md)")
             # EVID 2: the model's prediction there, no observation (its DV, if any, is not one)
             dv = _number(r.get("DV"), row, "DV") if "DV" in rows and mdv != 1.0 and evid == 0.0 else math.nan
             observations.append({"row": row, "time_h": time + start, "output": output, "dv": dv})
@@ -270,6 +277,13 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
     return DatasetPatient(id=_plain(pid), scenario=scenario, observations=pd.DataFrame(
         observations, columns=["row", "time_h", "output", "dv"]), rows=tuple(int(i) + 2 for i in rows.index),
         start_h=start, occasion=occasion)
+
+
+@lru_cache(maxsize=1)
+def _output_names() -> tuple[str, ...]:
+    from .model.system import default_model
+
+    return default_model().output_names
 
 
 def _times(dose: Mapping[str, Any]) -> tuple[float, ...]:
