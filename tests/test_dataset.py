@@ -148,8 +148,8 @@ SS_MORE = ("ID,TIME,EVID,AMT,CMT,RATE,II,ADDL,SS,DVID,DV,WT\n"
            # escitalopram 10 mg at 0 h and 5 mg at 12 h, each every 24 h since long before (SS=2 adds)
            "1,0,1,10,7,0,24,2,1,.,.,70\n1,1,0,.,.,.,.,.,.,4,.,70\n1,12,1,5,7,0,24,2,2,.,.,70\n"
            "1,13,0,.,.,.,.,.,.,4,.,70\n1,59,0,.,.,.,.,.,.,4,.,70\n"
-           # midazolam infused over 1 h every 8 h since long before
-           "2,0,1,2,6,2,8,5,1,.,.,70\n2,0.5,0,.,.,.,.,.,.,5,.,70\n2,20,0,.,.,.,.,.,.,5,.,70\n"
+           # midazolam infused over 2 h every 8 h since long before
+           "2,0,1,2,6,1,8,5,1,.,.,70\n2,0.5,0,.,.,.,.,.,.,5,.,70\n2,20,0,.,.,.,.,.,.,5,.,70\n"
            # a constant midazolam infusion at steady state: AMT 0 at RATE 0.05 mg/h to the last row
            "3,0,1,0,6,0.05,0,0,1,.,.,70\n3,1,0,.,.,.,.,.,.,5,.,70\n3,24,0,.,.,.,.,.,.,5,.,70\n")
 
@@ -167,7 +167,7 @@ def test_ss2_rows_add_their_steady_state_and_infusions_reach_theirs():
     np.testing.assert_allclose(predicted[predicted["ID"] == 1]["IPRED"],
                                weeks.outputs["comparators.ssri_plasma"][at], rtol=1e-6)
     infused = ketasim.simulate({"patient": {"weight": "70 kg"}, "simulation": {"duration": "42 h", "output_every": "30 min"},
-                                "dose": [{"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "1 h",
+                                "dose": [{"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "2 h",
                                           "start": "0 h", "every": "8 h", "count": 6, "steady_state": True}]})
     np.testing.assert_allclose(predicted[predicted["ID"] == 2]["IPRED"],
                                infused.outputs["comparators.midazolam_plasma"][[1, 40]], rtol=1e-6)
@@ -178,8 +178,9 @@ def test_ss2_rows_add_their_steady_state_and_infusions_reach_theirs():
 
 @pytest.mark.parametrize("row, cell, why", [
     ("3,0,1,0,6,0.05,0,0,1", "3,0,1,2,6,0.05,0,0,1", "row 10, column AMT: a constant infusion"),
-    ("2,0,1,2,6,2,8,5,1", "2,0.5,1,2,6,0.25,8,5,1", "row 7, column SS: ID 2: the infusion before the first"),
+    ("2,0,1,2,6,1,8,5,1", "2,0.5,1,2,6,0.25,8,5,1", "row 7, column SS: ID 2: the infusion before the first"),
     ("3,0,1,0,6,0.05,0,0,1", "3,24,1,0,6,0.05,0,0,1", "row 11, column RATE: a constant infusion"),
+    ("3,0,1,0,6,0.05,0,0,1", "3,0,1,0,6,500,0,0,1", "row 10, column RATE: the constant infusion gives 12000 mg"),
 ])
 def test_bad_steady_state_infusion_rows_are_named(row, cell, why):
     """A constant infusion with an amount; an infusion regimen whose previous infusion would still run at
@@ -195,8 +196,8 @@ def test_bad_steady_state_infusion_rows_are_named(row, cell, why):
 
 def test_steady_states_round_trip_through_an_event_table(tmp_path):
     """--format nonmem writes a regimen at steady state as one row (SS, II, ADDL; a constant infusion as
-    AMT 0 at RATE), SS=1 on a compartment's first and SS=2 on a later one; read back, the same
-    predictions."""
+    AMT 0 at RATE): SS=1 on the ID's first dose row (it resets every compartment, as NONMEM reads
+    it), SS=2 on the others; read back, the same predictions."""
     from ketasim.dataset import simulation_events, write_events
 
     scenario = {"patient": {"weight": "70 kg"}, "simulation": {"duration": "3 d", "output_every": "3 h"},
@@ -204,7 +205,7 @@ def test_steady_states_round_trip_through_an_event_table(tmp_path):
                           "count": 3, "steady_state": True},
                          {"drug": "escitalopram", "route": "oral", "amount": "5 mg", "start": "12 h", "every": "24 h",
                           "count": 3, "steady_state": True},
-                         {"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "1 h", "start": "2 h",
+                         {"drug": "midazolam", "route": "iv", "amount": "2 mg", "duration": "2 h", "start": "2 h",
                           "every": "8 h", "count": 9, "steady_state": True},
                          {"drug": "lanicemine", "route": "iv", "amount": "300 mg", "duration": "3 d", "at": ["0 h"],
                           "steady_state": True}]}
@@ -212,7 +213,7 @@ def test_steady_states_round_trip_through_an_event_table(tmp_path):
     events = simulation_events(scenario, ketasim.simulate(scenario), mapping)
     doses = events[events["EVID"] == 1]
     assert doses[["CMT", "SS", "II", "ADDL", "AMT"]].values.tolist() == [
-        ["7", 1, 24.0, 2, 10.0], ["8", 1, 0.0, 0, 0.0], ["6", 1, 8.0, 8, 2.0], ["7", 2, 24.0, 2, 5.0]]
+        ["7", 1, 24.0, 2, 10.0], ["8", 2, 0.0, 0, 0.0], ["6", 2, 8.0, 8, 2.0], ["7", 2, 24.0, 2, 5.0]]
     write_events(events, tmp_path / "study.csv")
     back = predict(read_dataset(tmp_path / "study.csv", mapping))
     written = events[events["EVID"] == 0].reset_index(drop=True)
@@ -224,6 +225,7 @@ def test_steady_states_round_trip_through_an_event_table(tmp_path):
     ("1,0,1,10,7,.,6,1,.,.,70\n", "II"),
     ("1,0,1,10,7,24,6,3,.,.,70\n", "allowed are 0, 1"),
     ("1,0,1,10,7,.,.,0,.,.,70\n1,0.5,1,10,7,24,6,1,.,.,70\n", "SS=1 resets"),
+    ("1,0,1,10,1,.,.,0,.,.,70\n1,0.5,1,10,7,24,6,1,.,.,70\n", "SS=1 resets"),  # any earlier dose row
     ("1,0,1,10,7,.,.,0,.,.,70\n1,0.5,1,10,7,24,6,2,.,.,70\n", "SS=2 adds"),
 ])
 def test_bad_steady_state_rows_are_named(row, why):
@@ -366,6 +368,8 @@ def test_a_name_column_names_the_output():
     with pytest.raises(DatasetError) as info:
         _read("ID,TIME,EVID,AMT,CMT,DV,DVID,NAME\n1,0,1,35,2,.,.,.\n1,1,0,.,.,40,1,pk.hnk_plasma\n")
     assert info.value.field == "row 3, column NAME"
+    mixed = _read("ID,TIME,EVID,AMT,CMT,DV,DVID,NAME\n1,0,1,35,2,.,.,.\n1,1,0,.,.,40,1,.\n1,2,0,.,.,30,.,pk.hnk_plasma\n")
+    assert mixed.patients[0].observations["output"].tolist() == ["pk.ketamine_plasma", "pk.hnk_plasma"]
 
 
 def test_unknown_comedications_and_genotypes_are_named():

@@ -314,7 +314,7 @@ def test_the_fit_report_checks_the_fit_with_a_vpc(tmp_path):
     from ketasim.cli import app
     from ketasim.vpc import vpc
 
-    text, _ = _pk_study(6, [0.0, 0.0], [0.2, 0.2], seed=6)
+    text, _ = _pk_study(4, [0.0, 0.0], [0.2, 0.2], seed=6)
     (tmp_path / "study.csv").write_text(text)
     out = tmp_path / "fit"
     result = CliRunner().invoke(app, ["fit", "--dataset", str(tmp_path / "study.csv"), "--params", ",".join(NAMES),

@@ -266,15 +266,15 @@ def test_steady_state_start_in_a_trial_background():
     assert (run_trial(data).patients["status"] == "ok").all()
 
 
-@pytest.mark.parametrize("drug, output, amount, every, long_days", [
-    ("midazolam", "comparators.midazolam_plasma", "2 mg", "8 h", 10),
-    ("lanicemine", "probes.lanicemine_plasma", "100 mg", "24 h", 20),
+@pytest.mark.parametrize("drug, output, amount, every, length, long_days", [
+    ("midazolam", "comparators.midazolam_plasma", "2 mg", "8 h", "2 h", 10),
+    ("lanicemine", "probes.lanicemine_plasma", "100 mg", "24 h", "1 h", 20),
 ])
-def test_steady_state_infusions_equal_the_regimen_run_for_weeks(drug, output, amount, every, long_days):
-    """Infusions of 1 h at steady state, and a constant infusion at steady state (one infusion, no
-    'every'), against the same regimen simulated from empty for weeks (half-lives about 3 h and 16 h):
-    the last two days of that run equal the steady-state start's first two."""
-    line = {"drug": drug, "route": "iv", "amount": amount, "duration": "1 h", "start": "0 h", "every": every}
+def test_steady_state_infusions_equal_the_regimen_run_for_weeks(drug, output, amount, every, length, long_days):
+    """Infusions at steady state, and a constant infusion at steady state (one infusion, no 'every'),
+    against the same regimen simulated from empty for weeks (half-lives about 3 h and 16 h): the last
+    two days of that run equal the steady-state start's first two."""
+    line = {"drug": drug, "route": "iv", "amount": amount, "duration": length, "start": "0 h", "every": every}
     interval = float(every.split()[0])
     started = simulate({"dose": [dict(line, count=int(48 / interval), steady_state=True)],
                         "simulation": {"duration": "2 d", "output_every": "30 min"}})

@@ -761,8 +761,12 @@ class _FitCheck:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
             progress.add_task(f"visual predictive check: {self.replicates} replicates of the data set", total=None)
-            full = vpc(self.events, fitted_parameters(summary, parameter_set), replicates=self.replicates,
-                       seed=self.seed)
+            try:
+                full = vpc(self.events, fitted_parameters(summary, parameter_set), replicates=self.replicates,
+                           seed=self.seed)
+            except KetasimError as exc:  # the fit stands without its check: say why in the report
+                err.print(f"[yellow]no visual predictive check: {escape(str(exc))}[/yellow]")
+                return None, vpc_section(None, f"the check could not be made: {exc}")
         bins = full.bins[full.bins["output"].isin(self.outputs)].reset_index(drop=True)
         result = VPCResult(bins=bins, replicates=full.replicates, source=full.source)
         return result, vpc_section(result)

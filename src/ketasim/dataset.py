@@ -23,13 +23,17 @@ and covariates. A mapping table says what the numbers mean for ketasim; the pack
 Each ID becomes one scenario (its doses, its covariates) simulated to its last row, and its
 predictions (IPRED) are read at its own observation times, exactly (not interpolated). Every error
 names the row (the header is row 1; comment lines starting with ``#`` are not counted) and the
-column. ``SS=1`` on a dose row (within one interval II of the start, its CMT's first dose) starts
-the drug's compartments at the steady state of AMT every II, as boluses or as infusions at RATE
-(``steady_state`` in a scenario), for the drugs with linear kinetics of their own; ``SS=2`` adds
-such a steady state to that of the CMT's earlier steady-state rows; ``SS=1`` with AMT 0, RATE > 0
-and no II is a constant infusion at steady state, running at RATE until the ID's last row.
-Ketamine cannot start at steady state (what it leaves downstream is no sum of doses): write its
-earlier doses as rows. ``EVID 2`` rows are predictions without an observation (IPRED there, DV
+column. ``SS=1`` on a dose row (within one interval II of the start; the ID's first dose row,
+since SS=1 resets every compartment) starts the drug's compartments at the steady state of AMT
+every II, as boluses or as infusions at RATE (``steady_state`` in a scenario), for the drugs with
+linear kinetics of their own; ``SS=2`` adds such a steady state to what is there (every earlier
+dose of its CMT must be a steady-state row); SS with AMT 0, RATE > 0 and no II, at the
+occasion's TIME 0, is a constant infusion at steady state, running at RATE until the occasion's
+last row. Unlike NONMEM, whose steady state begins at its row's TIME, ketasim continues the
+regimen backwards from its first dose, so observations before a steady-state row at TIME > 0
+already see the drug: put steady-state rows at TIME 0 for the same meaning in both. Ketamine cannot
+start at steady state (what it leaves downstream is no sum of doses): write its earlier doses as
+rows. ``EVID 2`` rows are predictions without an observation (IPRED there, DV
 empty); ``EVID 3`` resets the ID to the untreated state and ``EVID 4`` resets and doses: each reset
 starts a new occasion, simulated from its own start.
 
@@ -56,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ScenarioError
+from .scenario import MAX_AMOUNT
 
 REQUIRED = ("ID", "TIME")
 KNOWN = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "DV", "MDV", "DVID", "NAME")
@@ -211,14 +216,17 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
             ss = str(r.get("SS", "")).strip() if "SS" in rows else ""
             rate = _number(r.get("RATE"), row, "RATE", low=0.0) if "RATE" in rows else math.nan
             ii = _number(r.get("II"), row, "II", low=0.0) if "II" in rows else math.nan
-            constant = ss == "1" and rate > 0 and not ii > 0  # NONMEM's steady-state constant infusion
+            constant = ss in ("1", "2") and rate > 0 and not ii > 0  # NONMEM's steady-state constant infusion
             if constant and not amt > 0:  # AMT 0 (or none): runs at RATE until the occasion's last row
                 amt = float(rate * (pd.to_numeric(rows["TIME"], errors="coerce").max() - start - time))
                 if not amt > 0:
                     raise DatasetError(row, "RATE", "a constant infusion at steady state (SS=1, AMT 0, RATE > 0, no II) "
                                                     "runs until the ID's last row; this ID has no row after it")
+                if amt > MAX_AMOUNT["mg"]:
+                    raise DatasetError(row, "RATE", f"the constant infusion gives {amt:g} mg to the ID's last row, above "
+                                                    f"the largest allowed amount ({MAX_AMOUNT['mg']:g} mg)")
             elif constant:
-                raise DatasetError(row, "AMT", "a constant infusion at steady state (SS=1, RATE > 0, no II) takes "
+                raise DatasetError(row, "AMT", f"a constant infusion at steady state (SS={ss}, RATE > 0, no II) takes "
                                                "AMT 0: it runs at RATE until the ID's last row")
             if not amt > 0:
                 raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
@@ -239,14 +247,15 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
             if rate > 0:
                 dose["duration"] = f"{amt / rate!r} h"
             if constant:
+                _check_steady_state_order(row, ss, cmt, dose, doses)
                 dose["steady_state"] = True
             elif ss in ("1", "2"):
                 dose = _steady_state_dose(dose, row, time, ii, n_extra, ss, cmt, doses)
             doses.append((row, dose))
         else:
             mdv = _number(r.get("MDV"), row, "MDV") if "MDV" in rows else 0.0
-            dvid = str(r.get("DVID", "")).strip() if "DVID" in rows else ""
-            named = str(r.get("NAME", "")).strip() if "NAME" in rows else ""
+            dvid = _text(r, rows, "DVID")
+            named = _text(r, rows, "NAME")
             output = dvid_map.get(dvid) if dvid else (named or dvid_map.get("observation"))
             if output is None:
                 raise DatasetError(row, "DVID", f"{dvid!r} has no output in the mapping; allowed: "
@@ -279,6 +288,12 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
         start_h=start, occasion=occasion)
 
 
+def _text(r, rows: pd.DataFrame, column: str) -> str:
+    """A text cell; '' where the column is absent or the cell is empty or '.'."""
+    value = str(r.get(column, "")).strip() if column in rows else ""
+    return "" if value == "." else value
+
+
 @lru_cache(maxsize=1)
 def _output_names() -> tuple[str, ...]:
     from .model.system import default_model
@@ -298,24 +313,32 @@ def _steady_state_dose(dose: dict, row: int, time: float, ii: float, n_extra: in
     """An ``SS=1`` or ``SS=2`` row as a scenario line: AMT every II (a bolus, or an infusion at RATE)
     given since long before, the row's dose its first in the simulation (ketasim's ``steady_state``,
     which sets the drug's compartments at time 0, so the row must come within one interval of the
-    start). SS=1 resets: it must be its CMT's first dose. SS=2 adds its steady state to those of the
-    CMT's earlier steady-state rows (superposition, right for the linear kinetics that steady-state
-    drugs have), so every earlier dose of its CMT must be one."""
+    start). SS=1 resets every compartment, as in NONMEM: it must be the ID's first dose row. SS=2
+    adds its steady state to what is there (superposition, right for the linear kinetics that
+    steady-state drugs have), so every earlier dose of its CMT must be a steady-state row too. Unlike
+    NONMEM, where a steady state begins at its row's TIME, ketasim continues the regimen backwards
+    from its first dose: observations before a steady-state row at TIME > 0 already see the drug."""
     if not ii > 0:
         raise DatasetError(row, "II", f"a steady-state row (SS={ss}) needs its interval II > 0 [h] (a constant "
                                       "infusion: SS=1, AMT 0, RATE > 0)")
     if time >= ii:
         raise DatasetError(row, "SS", f"a steady-state row must come within one interval of the start "
                                       f"(TIME {time:g} h < II {ii:g} h)")
+    _check_steady_state_order(row, ss, cmt, dose, earlier)
+    line = {k: v for k, v in dose.items() if k != "at"}
+    return {**line, "start": f"{time!r} h", "every": f"{ii!r} h", "count": n_extra + 1, "steady_state": True}
+
+
+def _check_steady_state_order(row: int, ss: str, cmt: str, dose: dict, earlier: list) -> None:
+    """SS=1 resets every compartment (NONMEM): it must be the ID's first dose row. SS=2 adds to what is
+    there, which ketasim holds as a sum of steady states: every earlier dose of its CMT must be one."""
+    if ss == "1" and earlier:
+        raise DatasetError(row, "SS", "SS=1 resets every compartment (NONMEM), which would discard the doses before "
+                                      "it: it must be the ID's first dose row (SS=2 adds a steady state)")
     same = [d for _, d in earlier if d["drug"] == dose["drug"] and d["route"] == dose["route"]]
-    if ss == "1" and same:
-        raise DatasetError(row, "SS", f"SS=1 resets the compartments: it must be the first dose of CMT {cmt} of its "
-                                      "ID (SS=2 adds to an earlier steady state)")
     if ss == "2" and any(not d.get("steady_state") for d in same):
         raise DatasetError(row, "SS", f"SS=2 adds to the steady state of earlier steady-state rows; CMT {cmt} of "
                                       "this ID has an ordinary dose before it")
-    line = {k: v for k, v in dose.items() if k != "at"}
-    return {**line, "start": f"{time!r} h", "every": f"{ii!r} h", "count": n_extra + 1, "steady_state": True}
 
 
 #: the data set column behind each field of a dose
@@ -465,14 +488,13 @@ def simulation_events(scenario, result, mapping: Mapping[str, Any] | None = None
                     patient.cyp2b6, patient.cyp3a4, patient.comedications, patient.bdnf_val66met,
                     patient.inflammation, patient.il6_pg_ml)
     # doses before observations at the same time, as NONMEM orders them
-    table = table.sort_values(["TIME", "EVID"], ascending=[True, False], kind="stable").reset_index(drop=True)
-    return _number_steady_states(table, ["CMT"])
+    return _number_steady_states(table, ["TIME"])
 
 
 def _steady_state_row(dose, amt, end_h: float, where: str) -> dict:
     """The SS, II and ADDL of a regimen given since long before the start (one dose row for all of
     it); a constant infusion is NONMEM's AMT 0 at RATE, running to the ID's last row (``end_h``)."""
-    constant = len(dose.times_h) == 1 and not dose.every_h
+    constant = dose.constant_infusion
     if constant and dose.times_h[0] + dose.duration_h < end_h - 1e-9:
         raise ScenarioError(f"{where}.duration", "a constant infusion at steady state that stops before the end "
                                                  "has no event-table form; not written")
@@ -480,14 +502,20 @@ def _steady_state_row(dose, amt, end_h: float, where: str) -> dict:
             "II": 0.0 if constant else dose.interval_h, "ADDL": len(dose.times_h) - 1}
 
 
-def _number_steady_states(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """SS 1 on the first steady-state row of each ``by`` group (in the table's order: it resets), 2 on
-    any later one (it adds); II and ADDL 0 on the other rows. A table without one is unchanged."""
+def _number_steady_states(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The table sorted by ``order`` (doses before observations at the same time, as NONMEM orders
+    them, and steady-state doses before other doses), with SS as NONMEM reads it: 1 on an ID's first
+    dose row when it is a steady-state row (SS=1 resets every compartment), 2 on any other
+    steady-state row (it adds to what is there); II and ADDL 0 on the other rows."""
+    steady = table["SS"].notna() if "SS" in table.columns else pd.Series(False, index=table.index)
+    table = (table.assign(_steady=steady).sort_values([*order, "EVID", "_steady"], ascending=[True] * len(order)
+                                                      + [False, False], kind="stable")
+             .drop(columns="_steady").reset_index(drop=True))
     if "SS" not in table.columns:
         return table
+    first_dose = table.index.isin(table[table["EVID"] == 1].groupby("ID", sort=False).head(1).index)
     steady = table["SS"].notna()
-    later = steady & table[steady].duplicated(by).reindex(table.index, fill_value=False)
-    table["SS"] = np.where(later, 2, table["SS"].fillna(0)).astype(int)
+    table["SS"] = np.select([steady & first_dose, steady], [1, 2], 0).astype(int)
     table["II"] = table["II"].fillna(0.0)
     table["ADDL"] = table["ADDL"].fillna(0).astype(int)
     return table
@@ -607,5 +635,4 @@ def trial_events(spec, patients: pd.DataFrame, mapping: Mapping[str, Any] | None
     events.insert(0, "ID", events["PATIENT"].map(ids))
     order = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DV", "MDV", "DVID", "IPRED"]
     events = events[order + [c for c in events.columns if c not in order]]
-    events = events.sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
-    return _number_steady_states(events.reset_index(drop=True), ["ID", "CMT"])
+    return _number_steady_states(events, ["ID", "TIME"])

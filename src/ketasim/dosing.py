@@ -173,11 +173,11 @@ def parameter_vector(model: Model, params, patient: Patient) -> tuple[tuple[str,
 class SteadyState:
     """A regimen given since long before the start (``steady_state = true``): what its doses before
     the start left in the drug's compartments is the initial state (``steady_state_start``). Oral
-    and IV doses are boluses into ``state``; an infusion runs ``duration_h`` through ``input``; a
-    constant infusion has no interval (``interval_h`` infinite) and runs at ``umol`` per hour."""
+    and IV doses are boluses into ``state``; an infusion runs at ``umol`` per hour for
+    ``duration_h`` through ``input``; a constant infusion has no interval (``interval_h`` infinite)."""
 
     state: str  # the compartment its doses enter
-    umol: np.ndarray  # (n,) per dose; per hour for a constant infusion
+    umol: np.ndarray  # (n,) per dose for a bolus; per hour (the rate) for an infusion
     interval_h: float
     first_h: float  # the first dose in the simulation (< interval_h)
     duration_h: float | None = None  # an infusion's length; None: a bolus
@@ -287,12 +287,10 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
             umol = _per_patient(mg * 1000.0 / params.value(entry.molar_mass), n).copy()
             if dose.duration_h is None:
                 steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0]))
-            elif len(dose.times_h) == 1 and not dose.every_h:  # a constant infusion, running since long before
-                steady.append(SteadyState(entry.state, umol / dose.duration_h, math.inf, 0.0, dose.duration_h,
-                                          entry.infusion_input))
-            else:
-                steady.append(SteadyState(entry.state, umol, dose.interval_h, dose.times_h[0], dose.duration_h,
-                                          entry.infusion_input))
+            else:  # infusions: the rate
+                interval = math.inf if dose.constant_infusion else dose.interval_h
+                steady.append(SteadyState(entry.state, umol / dose.duration_h, interval, dose.times_h[0],
+                                          dose.duration_h, entry.infusion_input))
         for t in dose.times_h:
             events.append(t)
             if contact is not None:  # every administration is a treatment contact; one taken at home counts less

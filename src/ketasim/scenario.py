@@ -202,6 +202,12 @@ class Dose:
         """The regular dosing interval (h): ``every``, else the spacing of the administrations."""
         return self.every_h if self.every_h else self.times_h[1] - self.times_h[0]
 
+    @property
+    def constant_infusion(self) -> bool:
+        """A steady-state line of one infusion without ``every``: an infusion running since long
+        before the start, at amount / duration."""
+        return self.steady_state and self.duration_h is not None and len(self.times_h) == 1 and not self.every_h
+
     def amount_mg(self, weight_kg: float) -> float:
         if self.amount_unit == "fraction":
             raise ValueError(f"{self.drug} is a gas dosed as an inspired fraction, not in mg")
