@@ -98,6 +98,20 @@ def test_bad_columns_are_named(kwargs, field):
         nca.table(df, **{"time": "time [h]", "concentration": "c [ng/mL]", **kwargs})
 
 
+def test_several_outputs_are_each_their_own_nca():
+    """``tables``: each concentration column's NCA, one below the other with its output's name; the
+    same numbers as ``table`` on that column alone; columns of different units are refused."""
+    df = pd.DataFrame({"time [h]": T, "a [ng/mL]": C0 * np.exp(-0.1 * T), "b [ng/mL]": C0 * np.exp(-0.3 * T),
+                       "c [uM]": np.exp(-0.2 * T)})
+    assert nca.concentration_columns(df) == ["a [ng/mL]", "b [ng/mL]"] and nca.concentration_columns(df, "uM") == ["c [uM]"]
+    both = nca.tables(df, time="time [h]", concentrations=["a [ng/mL]", "b [ng/mL]"])
+    assert both["output"].tolist() == ["a", "b"]
+    alone = nca.table(df, time="time [h]", concentration="b [ng/mL]")
+    pd.testing.assert_frame_equal(both.iloc[[1]].drop(columns="output").reset_index(drop=True), alone)
+    with pytest.raises(nca.NCAError, match="different units"):
+        nca.tables(df, time="time [h]", concentrations=["a [ng/mL]", "c [uM]"])
+
+
 def test_negative_or_missing_concentrations_are_refused():
     df = pd.DataFrame({"time [h]": [0, 1, 2], "c [ng/mL]": [1.0, -1.0, 0.5]})
     with pytest.raises(nca.NCAError, match=">= 0"):
@@ -130,6 +144,11 @@ def test_cli_nca_on_a_simulation_table(tmp_path):
     assert out.read_text().startswith(f"# {ketasim.DISCLAIMER}")
     table = pd.read_csv(out, comment="#")
     assert table["cmax [ng/mL]"].iloc[0] > 100 and table["half_life [h]"].iloc[0] > 1
+    every = runner.invoke(app, ["nca", str(sim / "timeseries.csv"), "--concentration", "all", "--out",
+                                str(tmp_path / "all.csv")])
+    assert every.exit_code == 0, every.output
+    outputs = pd.read_csv(tmp_path / "all.csv", comment="#")["output"].tolist()
+    assert outputs[0] == "pk.ketamine_plasma" and {"pk.norketamine_plasma", "pk.hnk_plasma"} <= set(outputs)
     bad = runner.invoke(app, ["nca", str(sim / "timeseries.csv"), "--concentration", "pk.nothing", "--out",
                               str(tmp_path / "never.csv")])
     assert bad.exit_code == 2 and "--concentration" in bad.output and not (tmp_path / "never.csv").exists()

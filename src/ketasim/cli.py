@@ -1020,7 +1020,8 @@ def mechanisms_command(as_json: bool = typer.Option(False, "--json", help="machi
 @app.command("nca")
 def nca_command(table: Path = typer.Argument(..., help="CSV or Parquet table of concentrations (e.g. a timeseries.csv)"),
                 concentration: str = typer.Option(..., "--concentration",
-                                                  help="the concentration column, e.g. 'pk.ketamine_plasma [ng/mL]'"),
+                                                  help="the concentration column, e.g. 'pk.ketamine_plasma [ng/mL]'; "
+                                                       "several separated by ';', or 'all' (every ng/mL column)"),
                 time: str = typer.Option("time [h]", "--time", help="the time column"),
                 id_column: Optional[str] = typer.Option(None, "--id", help="a column naming each profile (patient)"),
                 dose_times: Optional[str] = typer.Option(None, "--dose-times",
@@ -1049,14 +1050,16 @@ def nca_command(table: Path = typer.Argument(..., help="CSV or Parquet table of 
             raise nca.NCAError("--time", f"{time!r}: dosing times are in hours, so the time column must be too")
         if tau_h is not None and doses is None:
             raise nca.NCAError("--tau", "needs --dose-times")
-        result = nca.table(df, time=time, concentration=concentration, id_column=id_column, dose_times=doses, tau=tau_h)
+        wanted = (nca.concentration_columns(df) if concentration.strip() == "all"
+                  else [c.strip() for c in concentration.split(";") if c.strip()])
+        result = nca.tables(df, time=time, concentrations=wanted, id_column=id_column, dose_times=doses, tau=tau_h)
         if out is not None:  # written whole or not at all
             if out.is_dir():
                 raise nca.NCAError("--out", f"{out} is a folder; give a file name such as nca.csv")
             out.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomically(out, f"# {DISCLAIMER}\n" + result.to_csv(index=False))
-    shown = [c for c in result.columns if c.split(" [")[0] in ("id", "interval", "cmax", "tmax", "auc_last", "auc_inf",
-                                                                "half_life", "ctrough", "accumulation_ratio")]
+    shown = [c for c in result.columns if c.split(" [")[0] in ("output", "id", "interval", "cmax", "tmax", "auc_last",
+                                                                "auc_inf", "half_life", "ctrough", "accumulation_ratio")]
     typer.echo(result[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if out is not None:
         err.print(f"wrote {out}")

@@ -75,22 +75,27 @@ def terminal_slope(t: np.ndarray, c: np.ndarray, *, min_points: int = MIN_POINTS
     after = np.arange(t.size) > int(np.argmax(c))  # the peak itself is not part of the terminal phase
     keep = after & (c > 0)
     tt, ll = t[keep], np.log(c[keep])
-    fits = []  # (adjusted R^2, points, lambda_z, intercept, first time, last time) for each negative slope
-    for n in range(min_points, tt.size + 1):
-        x, y = tt[-n:], ll[-n:]
-        slope, intercept = np.polyfit(x, y, 1)
-        residual = np.sum((y - (slope * x + intercept)) ** 2)
-        total = np.sum((y - y.mean()) ** 2)
-        r2 = 1.0 - residual / total if total > 0 else 1.0
-        if slope < 0:
-            fits.append((1.0 - (1.0 - r2) * (n - 1) / (n - 2), n, -slope, intercept, x[0], x[-1]))
-    if not fits:
+    if tt.size < min_points:
         return none
-    top = max(f[0] for f in fits)
-    best = max((f for f in fits if f[0] >= top - tolerance), key=lambda f: f[1])  # the most points near the best
-    adj, n, lam, intercept, t0, t1 = best
-    return {"lambda_z": float(lam), "intercept": float(intercept), "points": int(n), "t_first": float(t0),
-            "t_last": float(t1), "adj_r2": float(adj)}
+    # every candidate (the last n points, n >= min_points) at once, from sums over the tail: O(N), not
+    # N least-squares fits; centred on the last point against cancellation
+    x, y = (tt - tt[-1])[::-1], (ll - ll[-1])[::-1]
+    n = np.arange(1, x.size + 1, dtype=float)
+    sx, sy, sxx, sxy, syy = (np.cumsum(v) for v in (x, y, x * x, x * y, y * y))
+    sxx_c, sxy_c, syy_c = sxx - sx * sx / n, sxy - sx * sy / n, syy - sy * sy / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = sxy_c / sxx_c
+        r2 = np.where(syy_c > 0, 1.0 - np.maximum(syy_c - slope * sxy_c, 0.0) / syy_c, 1.0)
+        adj = 1.0 - (1.0 - r2) * (n - 1) / (n - 2)
+    usable = (n >= min_points) & (slope < 0)
+    if not usable.any():
+        return none
+    top = adj[usable].max()
+    points = int(n[usable & (adj >= top - tolerance)].max())  # the most points near the best
+    slope, intercept = np.polyfit(tt[-points:], ll[-points:], 1)  # the chosen fit, as a least-squares fit
+    return {"lambda_z": float(-slope), "intercept": float(intercept), "points": points,
+            "t_first": float(tt[-points]), "t_last": float(tt[-1]),
+            "adj_r2": float(adj[points - 1])}
 
 
 def profile(t: Sequence[float], c: Sequence[float], *, start: float | None = None, tau: float | None = None) -> dict:
@@ -147,6 +152,28 @@ _RESULT_UNITS = {"cmax": "{C}", "tmax": "{T}", "clast": "{C}", "tlast": "{T}", "
                  "auc_inf": "{C}*{T}", "auc_extrapolated": "fraction", "ctrough": "{C}", "auc_tau": "{C}*{T}",
                  "lambda_z_adj_r2": "1", "lambda_z_points": "count", "n_samples": "count", "start": "{T}",
                  "accumulation_ratio": "1"}
+
+
+def concentration_columns(df: pd.DataFrame, unit: str = "ng/mL") -> list[str]:
+    """The columns in ``unit`` (``"name [unit]"``): by default ng/mL, the unit of every drug and
+    metabolite concentration ketasim writes."""
+    return [c for c in df.columns if column_unit(str(c)) == unit]
+
+
+def tables(df: pd.DataFrame, *, time: str, concentrations: Sequence[str], id_column: str | None = None,
+           dose_times: Sequence[float] | None = None, tau: float | None = None) -> pd.DataFrame:
+    """``table`` for several concentration columns of one unit, one below the other, with an
+    ``output`` column naming each (the column without its unit)."""
+    if not concentrations:
+        raise NCAError("--concentration", "no concentration column given (or none found for 'all')")
+    units = {column_unit(c) for c in concentrations}
+    if len(units) > 1:
+        raise NCAError("--concentration", f"the columns have different units ({', '.join(sorted(units))}); "
+                                          "give columns of one unit")
+    parts = [table(df, time=time, concentration=c, id_column=id_column, dose_times=dose_times, tau=tau)
+             .assign(output=_UNIT.sub(r"\1", c) if _UNIT.match(c) else c) for c in concentrations]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["output", *[c for c in out.columns if c != "output"]]]
 
 
 def table(df: pd.DataFrame, *, time: str, concentration: str, id_column: str | None = None,
