@@ -140,9 +140,12 @@ def test_the_example_data_set_runs_through_trial_vpc_and_a_hierarchical_fit(tmp_
     result = runner.invoke(app, ["vpc", str(EXAMPLE), "--replicates", "40", "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["fit", "--dataset", str(EXAMPLE), "--params", "pk.cl_s_ketamine,pk.v_central",
-                                 "--outputs", "pk.ketamine_plasma", "--hierarchical", "--out", str(tmp_path / "f")])
+                                 "--outputs", "pk.ketamine_plasma", "--hierarchical", "--vpc-replicates", "40",
+                                 "--out", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "f" / "fit.json").read_text())
     assert summary["converged"] and summary["n_patients"] == 30
     individual = pd.read_csv(tmp_path / "f" / "individual.csv")
     assert len(individual) == 60 and np.isfinite(individual[["value", "lower95", "upper95"]]).all(axis=None)
+    bins = pd.read_csv(tmp_path / "f" / "vpc.csv", comment="#")
+    assert set(bins["output"]) == {"pk.ketamine_plasma"}  # only what was fitted
