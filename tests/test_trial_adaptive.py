@@ -372,8 +372,9 @@ def test_steady_state_starts_are_held_where_no_fitted_parameter_moves_them():
     own clearance) is refused by name, not fitted as though the regimen began at time 0.
 
     The ketamine dose is a bolus after time 0, on the whole model from its resting state: the case
-    whose Jacobian once came back NaN, when the step-size control carried derivatives (the error
-    norm's derivative is unbounded where the error estimate is near zero, at rest)."""
+    whose Jacobian once came back NaN (the error norm's derivative was unbounded at rest, and a
+    parameter not fitted still carried a zero derivative into a power's exponent at a negative base
+    in a Rodas stage)."""
     from ketasim.engine.differentiable import OutputFunction
     from ketasim.errors import KetasimError
 
@@ -392,8 +393,5 @@ def test_steady_state_starts_are_held_where_no_fitted_parameter_moves_them():
     step = 1e-4
     fd = (f(np.array([step])) - f(np.array([-step]))) / (2 * step)
     assert np.isfinite(jac).all()
-    # ketamine's clearance cannot reach the SSRI: exactly zero, where finite differences see only the
-    # solver's tolerance
-    assert (jac[0] == 0.0).all()
-    np.testing.assert_allclose(jac[1, :, 0], fd[1], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(jac[..., 0], fd, rtol=1e-4, atol=1e-9)
     assert jac[1, 0, 0] == 0.0 and jac[1, 1, 0] < 0  # nothing before the dose; then ketamine falls faster

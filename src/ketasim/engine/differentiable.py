@@ -101,17 +101,23 @@ def _build(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, .
     idx = np.asarray(index, dtype=int)
     held_idx = np.asarray(held, dtype=int)
 
+    fitted = {int(i): k for k, i in enumerate(idx)}
+
     def outputs_of(x, theta0, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps, held_values):
-        theta = theta0.at[idx].multiply(jnp.exp(x), unique_indices=True)
+        # one scalar per parameter, so that the ones not fitted carry no derivative at all (a zero one
+        # times a non-finite partial, e.g. of a power's exponent at a negative base in a Rodas stage,
+        # would be NaN)
+        scale = jnp.exp(x)
+        theta = [theta0[i] * scale[fitted[i]] if i in fitted else theta0[i] for i in range(len(parameter_names))]
         th = dict(zip(parameter_names, theta))
         init = model.initial_state(th)
-        y0 = jnp.stack([jnp.asarray(init[n], dtype=theta.dtype) for n in model.state_names])
+        y0 = jnp.stack([jnp.asarray(init[n], dtype=theta0.dtype) for n in model.state_names])
         if held:  # a steady-state start, computed outside and independent of x (checked when built)
             y0 = y0.at[held_idx].set(held_values)
         states, status, _ = solve(y0, theta, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps)
         y = {n: states[:, i] for i, n in enumerate(model.state_names)}
         out = model.observe(y, th, {n: 0.0 for n in model.input_names}, jnp)
-        values = jnp.stack([jnp.broadcast_to(jnp.asarray(out[o], dtype=theta.dtype), times.shape) for o in outputs])
+        values = jnp.stack([jnp.broadcast_to(jnp.asarray(out[o], dtype=theta0.dtype), times.shape) for o in outputs])
         return jnp.where(status == 0, values, jnp.nan)
 
     def with_value(*args):

@@ -1,9 +1,9 @@
 """The JAX backend: the model's vector field in ``jax.numpy``, its Jacobian by forward-mode
 autodiff, and the same Rodas4 method and step control as the compiled CPU kernel, vmapped over
 patients. It runs on CPU and GPU, and is differentiable in forward mode (``jax.jacfwd``) with
-respect to parameters and initial states: the derivatives of the Rodas4 solution on the step
-sequence the step control chose, which the control itself does not carry. Float64 is enabled for
-the call (``jax.enable_x64``), not process-wide.
+respect to parameters and initial states: the exact derivatives of the computed solution, step
+control included, so that a fit's Jacobian is consistent with its objective. Float64 is enabled
+for the call (``jax.enable_x64``), not process-wide.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ def _rodas4_step(rhs, jac, y, theta, u, h):
     return y + a[6] @ ks, ks[5], f_start, f_end
 
 
+#: an error norm below which the step factor is FAC_MAX whatever the norm (half the norm at which
+#: SAFETY * err ** -0.25 reaches FAC_MAX, so the clip, not rounding, decides)
+ERR_FLOOR = 0.5 * (SAFETY / FAC_MAX) ** 4
+
+
 def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
     """solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps) for one patient."""
     rhs = vector_field(model, parameter_names)
@@ -110,10 +115,10 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 h = jnp.where(reach_end, t1 - t, h)
                 ynew, err_vec, f0, f1 = _rodas4_step(rhs, jac, y, theta, u, h)
                 scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(ynew))
-                # the step sequence is held fixed under differentiation: derivatives are those of the
-                # scheme on these steps, and the error norm's derivative, unbounded where the error is
-                # near zero (a model at rest), never reaches h, t or the dense output
-                err = jnp.sqrt(jnp.mean(jax.lax.stop_gradient(err_vec / scale) ** 2))
+                # the error norm with a derivative everywhere: at exactly zero (a model at rest) the
+                # square root's is infinite, so it is taken of 1 there and its value replaced
+                mean_square = jnp.mean((err_vec / scale) ** 2)
+                err = jnp.where(mean_square > 0, jnp.sqrt(jnp.where(mean_square > 0, mean_square, 1.0)), 0.0)
                 finite = jnp.isfinite(err)
                 accept = finite & (err <= 1.0)
                 tn = jnp.where(reach_end, t1, t + h)
@@ -126,7 +131,9 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 take = accept & ~recorded & ((t_out < tn) | ((t_out <= tn) & ((reach_end & is_final) | ~reach_end)))
                 out = jnp.where(take[:, None], interp, out)
                 recorded = recorded | take
-                safe_err = jnp.where(finite & (err > 0), err, 1e-10)
+                # below ERR_FLOOR the factor is clipped to FAC_MAX anyway: the floor keeps err ** -0.25's
+                # derivative finite there (an unbounded one times the clip's zero would be NaN)
+                safe_err = jnp.where(finite & (err > ERR_FLOOR), err, ERR_FLOOR)
                 fac = jnp.clip(SAFETY * safe_err ** -0.25, FAC_MIN, FAC_MAX)
                 h_acc = jnp.minimum(h * fac, h_max)
                 h_acc = jnp.where(reach_end, jnp.minimum(jnp.maximum(h_acc, h_wanted), h_max), h_acc)
