@@ -221,13 +221,13 @@ def _patient(pid, rows: pd.DataFrame, mapping, covariates, start: float = 0.0, o
                 amt = float(rate * (pd.to_numeric(rows["TIME"], errors="coerce").max() - start - time))
                 if not amt > 0:
                     raise DatasetError(row, "RATE", "a constant infusion at steady state (SS=1, AMT 0, RATE > 0, no II) "
-                                                    "runs until the ID's last row; this ID has no row after it")
+                                                    "runs until the ID's (occasion's) last row; there is no row after it")
                 if amt > MAX_AMOUNT["mg"]:
-                    raise DatasetError(row, "RATE", f"the constant infusion gives {amt:g} mg to the ID's last row, above "
-                                                    f"the largest allowed amount ({MAX_AMOUNT['mg']:g} mg)")
+                    raise DatasetError(row, "RATE", f"the constant infusion gives {amt:g} mg to the ID's (occasion's) "
+                                                    f"last row, above the largest allowed amount ({MAX_AMOUNT['mg']:g} mg)")
             elif constant:
                 raise DatasetError(row, "AMT", f"a constant infusion at steady state (SS={ss}, RATE > 0, no II) takes "
-                                               "AMT 0: it runs at RATE until the ID's last row")
+                                               "AMT 0: it runs at RATE until the ID's (occasion's) last row")
             if not amt > 0:
                 raise DatasetError(row, "AMT", "a dose row (EVID 1) needs an amount > 0 [mg]")
             cmt = str(r.get("CMT", "")).strip()
@@ -507,14 +507,14 @@ def _number_steady_states(table: pd.DataFrame, order: list[str]) -> pd.DataFrame
     them, and steady-state doses before other doses), with SS as NONMEM reads it: 1 on an ID's first
     dose row when it is a steady-state row (SS=1 resets every compartment), 2 on any other
     steady-state row (it adds to what is there); II and ADDL 0 on the other rows."""
-    steady = table["SS"].notna() if "SS" in table.columns else pd.Series(False, index=table.index)
-    table = (table.assign(_steady=steady).sort_values([*order, "EVID", "_steady"], ascending=[True] * len(order)
-                                                      + [False, False], kind="stable")
-             .drop(columns="_steady").reset_index(drop=True))
-    if "SS" not in table.columns:
+    has_ss = "SS" in table.columns
+    table = (table.assign(_steady=table["SS"].notna() if has_ss else False)
+             .sort_values([*order, "EVID", "_steady"], ascending=[True] * len(order) + [False, False], kind="stable")
+             .reset_index(drop=True))
+    steady = table.pop("_steady")
+    if not has_ss:
         return table
     first_dose = table.index.isin(table[table["EVID"] == 1].groupby("ID", sort=False).head(1).index)
-    steady = table["SS"].notna()
     table["SS"] = np.select([steady & first_dose, steady], [1, 2], 0).astype(int)
     table["II"] = table["II"].fillna(0.0)
     table["ADDL"] = table["ADDL"].fillna(0).astype(int)

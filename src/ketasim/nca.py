@@ -171,7 +171,7 @@ def tables(df: pd.DataFrame, *, time: str, concentrations: Sequence[str], id_col
         raise NCAError("--concentration", f"the columns have different units ({', '.join(sorted(units))}); "
                                           "give columns of one unit")
     parts = [table(df, time=time, concentration=c, id_column=id_column, dose_times=dose_times, tau=tau)
-             .assign(output=_UNIT.sub(r"\1", c) if _UNIT.match(c) else c) for c in concentrations]
+             .assign(output=_UNIT.sub(r"\1", c)) for c in concentrations]
     out = pd.concat(parts, ignore_index=True)
     return out[["output", *[c for c in out.columns if c != "output"]]]
 

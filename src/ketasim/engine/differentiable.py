@@ -98,10 +98,8 @@ def _enable_persistent_cache() -> None:
 def _build(model: Model, parameter_names: tuple[str, ...], outputs: tuple[str, ...], index: tuple[int, ...],
            held: tuple[int, ...]):
     solve = make_patient_solver(model, parameter_names)
-    idx = np.asarray(index, dtype=int)
     held_idx = np.asarray(held, dtype=int)
-
-    fitted = {int(i): k for k, i in enumerate(idx)}
+    fitted = {i: k for k, i in enumerate(index)}  # parameter position -> its entry of x
 
     def outputs_of(x, theta0, seg_t, seg_u, seg_jump, times, rtol, atol, h_max, max_steps, held_values):
         # one scalar per parameter, so that the ones not fitted carry no derivative at all (a zero one
