@@ -111,7 +111,9 @@ def test_cpu_kernel_matches_independent_radau_reference(name, params):
         inside = problem.t_out[mask]
         ends_on_output = inside.size > 0 and inside[-1] == t1
         t_eval = inside if ends_on_output else np.append(inside, t1)
-        sol = solve_ivp(f, (t0, t1), y, method="Radau", t_eval=t_eval, rtol=1e-11, atol=1e-14,
+        # rtol 1e-9: its error (below 1e-11 relative at the end of the day, against rtol 1e-11) stays
+        # far inside the 1e-6 compared below, in half the time
+        sol = solve_ivp(f, (t0, t1), y, method="Radau", t_eval=t_eval, rtol=1e-9, atol=1e-12,
                         args=(problem.seg_u[0, s],))
         reference[mask] = sol.y.T[:inside.size]
         y = sol.y[:, -1]

@@ -112,6 +112,22 @@ def test_validate_command_prints_every_case_and_the_count(tmp_path):
 VALIDATION_PINNED = (11, 16)
 
 
+def test_a_check_of_some_targets_equals_those_rows_of_the_whole_table(calibration):
+    """``check(only=...)`` runs the named targets alone and gives their rows of the whole check; an
+    unknown id is refused by name with the allowed ones."""
+    from ketasim.calibrate import check
+
+    some = ["kamp2020_racemic_cl_v", "hasan2021_oral_ketamine"]
+    table = check(only=some)
+    whole = calibration["table"]
+    expected = whole[whole["target"].isin(some)]
+    assert list(table["target"]) == list(expected["target"]) and len(table) == 3
+    np.testing.assert_allclose(table["model"], expected["model"], rtol=1e-9)
+    for bad in (["kamp2020_racemic_cl_v", "no_such_target"], []):
+        with pytest.raises(DataError, match="only.*allowed: .*kamp2020_racemic_cl_v"):
+            check(only=bad)
+
+
 def test_validation_cases_are_never_calibration_targets():
     validation = {t["id"] for t in tomllib.loads((ROOT / "src/ketasim/data/validation.toml").read_text())["case"]}
     targets = {t["id"] for t in tomllib.loads((ROOT / "src/ketasim/data/calibration.toml").read_text())["target"]}

@@ -8,6 +8,7 @@ observation: published value, model value (in the row's unit), error, tolerance,
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -184,10 +185,21 @@ def model_value(row: pd.Series, params: ParameterSet) -> float:
     return convert(value, unit, str(row["unit"]))
 
 
-def check(table: str | Path | None = None, params: ParameterSet | None = None) -> pd.DataFrame:
-    """Every observation of ``table`` (default: the shipped targets) against the model."""
+def check(table: str | Path | None = None, params: ParameterSet | None = None, *,
+          only: Collection[str] | None = None) -> pd.DataFrame:
+    """Every observation of ``table`` (default: the shipped targets) against the model; with ``only``,
+    the rows of those targets (ids of the ``target`` or ``case`` column) alone, so that checking a
+    few rows does not run every trial of the table.
+
+    >>> from ketasim.calibrate import check
+    >>> table = check(only=["kamp2020_racemic_cl_v"])
+    >>> table[["target", "metric", "unit", "within"]].to_dict("records")
+    [{'target': 'kamp2020_racemic_cl_v', 'metric': 'clearance', 'unit': 'L/h', 'within': True}]
+    """
     params = params or load_parameters()
     df = load_observations(table or shipped_targets())
+    if only is not None:
+        df = _only(df, only)
     rows = []
     for _, row in df.iterrows():
         model = model_value(row, params)
@@ -199,6 +211,16 @@ def check(table: str | Path | None = None, params: ParameterSet | None = None) -
                      "within": bool(low <= model <= high) if low == low else None,
                      "tolerance_basis": row.get("tolerance_basis", row.get("accept", "")), "source": row.get("source", "")})
     return pd.DataFrame(rows)
+
+
+def _only(df: pd.DataFrame, ids: Collection[str]) -> pd.DataFrame:
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    column = "target" if "target" in df.columns else "case"
+    known = df[column].astype(str) if column in df.columns else pd.Series([""] * len(df))
+    unknown = sorted(set(ids) - set(known))
+    if not ids or unknown:
+        raise DataError("only", f"{', '.join(unknown) or 'nothing'} named; allowed: {', '.join(dict.fromkeys(known))}")
+    return df[known.isin(ids)]
 
 
 def validate(params: ParameterSet | None = None) -> pd.DataFrame:
