@@ -105,11 +105,11 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
             is_final = s == last_real
 
             def cond(c):
-                t, y, h, out, recorded, steps, status = c
+                t, y, h, out, recorded, steps, status, rejected = c
                 return active & (t < t1) & (status == 0)
 
             def body(c):
-                t, y, h, out, recorded, steps, status = c
+                t, y, h, out, recorded, steps, status, rejected = c
                 h_wanted = h
                 reach_end = t + h >= t1 - 1e-12 * jnp.maximum(1.0, jnp.abs(t1))
                 h = jnp.where(reach_end, t1 - t, h)
@@ -137,17 +137,20 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 fac = jnp.clip(SAFETY * safe_err ** -0.25, FAC_MIN, FAC_MAX)
                 h_acc = jnp.minimum(h * fac, h_max)
                 h_acc = jnp.where(reach_end, jnp.minimum(jnp.maximum(h_acc, h_wanted), h_max), h_acc)
-                h_new = jnp.where(accept, h_acc, jnp.where(finite, h * jnp.maximum(FAC_MIN, fac), h * 0.25))
+                # a second rejection in a row cuts by FAC_MIN, as the compiled kernel does
+                h_rejected = h * jnp.where(rejected, FAC_MIN, jnp.maximum(FAC_MIN, fac))
+                h_new = jnp.where(accept, h_acc, jnp.where(finite, h_rejected, h * 0.25))
+                rejected = jnp.where(accept, False, finite | rejected)
                 t_new = jnp.where(accept, tn, t)
                 underflow = (~accept) & (h_new < 1e-14 * jnp.maximum(1.0, jnp.abs(t)))
                 steps = steps + 1
                 status = jnp.where(underflow, jnp.where(finite, 2, 3), status)
                 status = jnp.where((status == 0) & (steps >= max_steps) & (t_new < t1), 1, status)
-                return t_new, jnp.where(accept, ynew, y), h_new, out, recorded, steps, status
+                return t_new, jnp.where(accept, ynew, y), h_new, out, recorded, steps, status, rejected
 
             h = jnp.minimum(h, jnp.maximum(t1 - t0, 1e-300))
-            t, y, h, out, recorded, steps, status = jax.lax.while_loop(
-                cond, body, (t0, y, h, out, recorded, steps, status))
+            t, y, h, out, recorded, steps, status, _ = jax.lax.while_loop(
+                cond, body, (t0, y, h, out, recorded, steps, status, jnp.asarray(False)))
             return (y, h, out, recorded, steps, status), None
 
         carry0 = (y0, jnp.minimum(1e-4, h_max), out0, recorded0, jnp.asarray(0), jnp.asarray(0))

@@ -150,6 +150,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             last_real = s
     k_out = 0
     steps = 0
+    rejected = False  # the last attempt was rejected by the error test
     h = min(1e-4, h_max)
     t = seg_t[0]
     for s in range(n_seg):
@@ -241,12 +242,18 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
                 for i in range(n):
                     y[i] = ynew[i]
                     f0[i] = f1[i]
+                rejected = False
                 grow = FAC_MAX if err == 0.0 else min(FAC_MAX, max(FAC_MIN, SAFETY * err ** -0.25))
                 h = min(h * grow, h_max)
                 if reach_end:
                     h = min(max(h, h_wanted), h_max)
             else:
-                h *= max(FAC_MIN, SAFETY * err ** -0.25)
+                # a second rejection in a row cuts the step by FAC_MIN (CVODE's rule after repeated
+                # error-test failures, Hindmarsh et al. 2005): far above its asymptotic range, e.g. a
+                # step of hours carried into a dose's transients, the error barely falls as the step
+                # shrinks, and err ** -0.25 alone took about nine tries to get there
+                h *= FAC_MIN if rejected else max(FAC_MIN, SAFETY * err ** -0.25)
+                rejected = True
                 if h < 1e-14 * max(1.0, abs(t)):
                     return 2, steps
     while k_out < n_out:  # output times past the last event: the state there
