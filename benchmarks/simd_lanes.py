@@ -67,7 +67,8 @@ def unrolled_form(function: str, name: str, args: str, lanes: int) -> str:
     lines = [NJIT, f"def {name}({args}):"]
     for line in _body(function):
         for lane in range(lanes):
-            lines.append(re.sub(r"\b(lu|b)\[(\d+)\]", lambda m, lane=lane: f"{m.group(1)}[{int(m.group(2)) * lanes + lane}]", line))
+            lines.append(re.sub(r"\b(lu|b)\[(\d+)\]",
+                                lambda m, lane=lane: f"{m.group(1)}[{int(m.group(2)) * lanes + lane}]", line))
     return "\n".join([*lines, "    return None"])
 
 
