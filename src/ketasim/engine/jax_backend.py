@@ -116,9 +116,11 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 ynew, err_vec, f0, f1 = _rodas4_step(rhs, jac, y, theta, u, h)
                 scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(ynew))
                 # the error norm with a derivative everywhere: at exactly zero (a model at rest) the
-                # square root's is infinite, so it is taken of 1 there and its value replaced
+                # square root's is infinite, so it is taken of 1 there and its value replaced; a NaN
+                # norm stays NaN (not finite: the step is cut, as in the compiled kernel)
                 mean_square = jnp.mean((err_vec / scale) ** 2)
-                err = jnp.where(mean_square > 0, jnp.sqrt(jnp.where(mean_square > 0, mean_square, 1.0)), 0.0)
+                at_rest = mean_square == 0
+                err = jnp.where(at_rest, 0.0, jnp.sqrt(jnp.where(at_rest, 1.0, mean_square)))
                 finite = jnp.isfinite(err)
                 accept = finite & (err <= 1.0)
                 tn = jnp.where(reach_end, t1, t + h)
@@ -148,7 +150,8 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 status = jnp.where((status == 0) & (steps >= max_steps) & (t_new < t1), 1, status)
                 return t_new, jnp.where(accept, ynew, y), h_new, out, recorded, steps, status, rejected
 
-            h = jnp.minimum(h, jnp.maximum(t1 - t0, 1e-300))
+            # the step carried in is kept whole (the loop shortens the segment's last step to its end
+            # and then resumes from the longer of the two), as in the compiled kernel
             t, y, h, out, recorded, steps, status, _ = jax.lax.while_loop(
                 cond, body, (t0, y, h, out, recorded, steps, status, jnp.asarray(False)))
             return (y, h, out, recorded, steps, status), None
