@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -113,13 +114,21 @@ def _start_without_extras(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
-def _finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = process.communicate(timeout=600)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def _run_without_extras(*args: str) -> subprocess.CompletedProcess:
-    return _finished(_start_without_extras(*args))
+def _all_finished(started: dict[str, subprocess.Popen], timeout: float = 600.0) -> dict[str, subprocess.CompletedProcess]:
+    """Each process's result, within one overall deadline; whatever still runs after it (or after a
+    failure here) is killed, never left behind."""
+    deadline = time.monotonic() + timeout
+    try:
+        done = {}
+        for name, process in started.items():
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        return done
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 COMMANDS = ("simulate", "trial", "power", "optimise", "serve", "sensitivity", "fit", "calibrate", "validate", "compare",
@@ -142,9 +151,8 @@ def test_the_list_holds_every_command():
 
 def test_every_command_starts_without_the_extras():
     """Each command's --help in a fresh interpreter without the extras, started side by side."""
-    started = {command: _start_without_extras(command, "--help") for command in COMMANDS}
-    runs = {command: _finished(process) for command, process in started.items()}
-    failed = {command: run.stderr[-2000:] for command, run in runs.items()
+    runs = _all_finished({command: _start_without_extras(command, "--help") for command in COMMANDS})
+    failed = {command: (run.stdout[-1000:], run.stderr[-2000:]) for command, run in runs.items()
               if run.returncode != 0 or "Usage" not in run.stdout}
     assert not failed, failed
 
@@ -158,7 +166,7 @@ def test_commands_work_without_the_extras(tmp_path):
         "mechanisms": _start_without_extras("mechanisms", "--json"),
         "cite": _start_without_extras("cite"),
     }
-    runs = {name: _finished(process) for name, process in started.items()}
+    runs = _all_finished(started)
     for name, run in runs.items():
         assert run.returncode == 0, (name, run.stderr[-2000:])
     assert (tmp_path / "model.xml").read_text().startswith("<?xml")

@@ -214,12 +214,17 @@ def check(table: str | Path | None = None, params: ParameterSet | None = None, *
 
 
 def _only(df: pd.DataFrame, ids: Collection[str]) -> pd.DataFrame:
-    ids = [ids] if isinstance(ids, str) else list(ids)
+    """The rows of the targets (or cases) named in ``ids``; an unknown id, or none, is refused naming the
+    argument ``only`` and the ids the table has."""
+    ids = [ids] if isinstance(ids, str) else [str(i) for i in ids]
     column = "target" if "target" in df.columns else "case"
-    known = df[column].astype(str) if column in df.columns else pd.Series([""] * len(df))
+    known = df[column].astype(str) if column in df.columns else pd.Series([""] * len(df), index=df.index)
+    allowed = ", ".join(dict.fromkeys(known))
+    if not ids:
+        raise DataError("only", f"no target named; allowed: {allowed}")
     unknown = sorted(set(ids) - set(known))
-    if not ids or unknown:
-        raise DataError("only", f"{', '.join(unknown) or 'nothing'} named; allowed: {', '.join(dict.fromkeys(known))}")
+    if unknown:
+        raise DataError("only", f"unknown target(s) {', '.join(unknown)}; allowed: {allowed}")
     return df[known.isin(ids)]
 
 
