@@ -62,7 +62,8 @@ def loop_form(function: str, name: str, args: str) -> str:
     lines = [NJIT, f"def {name}({args}):", "    for l in range(LANES):"]
     for line in _body(function):
         line = _lane_index(line, "y|p|u|out|lu|b", "l")
-        line = line.replace("fac - (", "fac[l] - (").replace("= fac\n", "= fac[l]\n")
+        # w_matrix's diagonal entries read the scalar fac, now one per lane
+        line = line.replace("fac - (", "fac[l] - (")
         if line.rstrip().endswith("= fac"):
             line = line.rstrip()[:-3] + "fac[l]"
         lines.append("    " + line)
