@@ -7,7 +7,8 @@ through multiprocessing, resetAll + setValues per patient, output at the assessm
 
 Each engine runs at its own loosest tolerance that meets the trials' accuracy: a tight reference
 (ketasim, rtol 1e-11) is computed first; then, walking down a ladder of relative tolerances (the
-same absolute tolerance for both), the first rtol whose MADRS stays within ``--accuracy`` points
+same absolute tolerance on every state for both: libRoadRunner gets it as a vector, since it scales
+one number by each state's initial value), the first rtol whose MADRS stays within ``--accuracy`` points
 of the reference for every patient the engine is timed on, with no failed patient, is the
 engine's tolerance (CVODE fails for a few patients at loose tolerances, so the search runs on the
 timed patients themselves, not on a subset). Both are then timed again at that tolerance. The
@@ -100,7 +101,9 @@ def _rr_init(xml, rtol, atol):
     roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)  # failures are counted, not printed
     _RR = roadrunner.RoadRunner(xml)
     _RR.integrator.relative_tolerance = rtol
-    _RR.integrator.absolute_tolerance = atol
+    # one number would be scaled by each state's initial value (libRoadRunner's documented rule), which is
+    # not ketasim's error control: the same absolute tolerance on every state, as a vector
+    _RR.integrator.absolute_tolerance = [atol] * len(_RR.integrator.getAbsoluteToleranceVector())
     _RR.timeCourseSelections = ["clinical_severity"]
 
 

@@ -18,6 +18,23 @@ from ketasim.sbml import export_sbml, sbml_id
 
 ROOT = Path(__file__).parent.parent
 
+
+
+def _roadrunner(xml: str, rtol: float, atol: float):
+    """libRoadRunner with ketasim's error control: the same absolute tolerance on every state.
+
+    Given one number, libRoadRunner multiplies the absolute tolerance by each state's initial value
+    (its `absolute_tolerance` description), so that a state starting small, such as IL-6 at 1.8e-3
+    ng/mL, gets 1.8e-15 instead of 1e-12. That, not the model, is what stalled CVODE after the infusion
+    start with the inflammation term on (t = 1.0003 h; issue 12): with the same vector it finishes in
+    0.07 s.
+    """
+    rr = roadrunner.RoadRunner(xml)
+    rr.integrator.relative_tolerance = rtol
+    rr.integrator.absolute_tolerance = [atol] * len(rr.integrator.getAbsoluteToleranceVector())
+    return rr
+
+
 SCENARIOS = {
     "iv_infusion": {"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg", "duration": "40 min"}],
                     "simulation": {"duration": "3 d", "output_every": "15 min"}},
@@ -45,14 +62,7 @@ SCENARIOS = {
 def test_libroadrunner_reproduces_every_state(name):
     scenario = SCENARIOS[name]
     ours = ketasim.simulate(scenario, settings=ketasim.SolverSettings(rtol=1e-10, atol=1e-13))
-    rr = roadrunner.RoadRunner(export_sbml(scenario))
-    rr.integrator.relative_tolerance = 1e-10
-    # 1e-11, three orders below the comparison's own absolute 1e-8: at 1e-12 (and 1e-14) CVODE stalls at
-    # the third CBT session of therapy_schedule (t = 360-362 h) since HNK's human calibration (issue 12);
-    # at 1e-11 it gets through with more than its default 20,000 steps in one output interval, and
-    # every state reproduces (measured 2026-12-01)
-    rr.integrator.absolute_tolerance = 1e-11
-    rr.integrator.maximum_num_steps = 100_000
+    rr = _roadrunner(export_sbml(scenario), rtol=1e-10, atol=1e-12)
     rr.timeCourseSelections = ["time"] + [sbml_id(n) for n in ours.states]
     theirs = rr.simulate(times=list(ours.times_h))
     np.testing.assert_allclose(theirs[:, 0], ours.times_h)
@@ -178,19 +188,11 @@ _MECHANISM_SCENARIO = {
 _VARIANTS = {name: [name] if MECHANISMS[name].kind == "route" else ["disinhibition", name] for name in MECHANISMS}
 _VARIANTS["all"] = list(MECHANISMS)
 #: CI runs these; the rest with -m slow
-_FAST_VARIANTS = ("habenula_trapping",)
-#: open problem (issue 12): CVODE stalls just after the infusion's start (t = 1.0004-1.0006 h) with the
-#: inflammation term on in this scenario, at rtol/atol 1e-10/1e-12 and 1e-9/1e-11 (mxstep 500,000);
-#: at 1e-8/1e-10 it finishes, but nitrous oxide's brain state then differs by 2.4 % (measured
-#: 2026-12-01); the default-mechanism scenarios above do reproduce
-_CVODE_STALLS = ("inflammation", "all")
+_FAST_VARIANTS = ("habenula_trapping", "all")
 
 
 def _variant_marks(v):
-    marks = [] if v in _FAST_VARIANTS else [pytest.mark.slow]
-    if v in _CVODE_STALLS:
-        marks.append(pytest.mark.xfail(reason="libRoadRunner CVODE stalls at the 1-h infusion start", strict=False))
-    return marks
+    return [] if v in _FAST_VARIANTS else [pytest.mark.slow]
 
 
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=_variant_marks(v)) for v in _VARIANTS])
@@ -203,10 +205,7 @@ def test_libroadrunner_reproduces_each_mechanism_variant(variant):
     xml = export_sbml(_MECHANISM_SCENARIO, mechanisms=names)
     for m in MECHANISMS.values():
         assert f'id="{sbml_id(m.switch)}"' in xml
-    rr = roadrunner.RoadRunner(xml)
-    rr.integrator.maximum_num_steps = 500_000  # the infusion's start at 1 h is a sharp corner for CVODE
-    rr.integrator.relative_tolerance = 1e-10
-    rr.integrator.absolute_tolerance = 1e-12
+    rr = _roadrunner(xml, rtol=1e-10, atol=1e-12)
     rr.timeCourseSelections = ["time"] + [sbml_id(n) for n in ours.states]
     theirs = rr.simulate(times=list(ours.times_h))
     for j, state in enumerate(ours.states):
