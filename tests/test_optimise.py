@@ -65,6 +65,15 @@ def test_a_tight_cap_binds():
     assert out.summary["best"]["clinic_visits [count]"] <= 5
 
 
+def test_a_discharge_cap_binds():
+    """The share of patients not ready to leave 2 h after a session (trial/discharge.py) as a cap."""
+    out = ketasim.optimise(small(n=40, budget=6, caps={"not_ready_at_2_h_fraction": 0.0}))
+    table, column = out.candidates, CAP_COLUMNS["not_ready_at_2_h_fraction"]
+    assert table[column].between(0.0, 1.0).all()
+    assert (table.loc[table["feasible"], column] == 0.0).all()
+    assert (table.loc[~table["feasible"], column] > 0.0).any()  # 84 mg keeps some patients past 2 h
+
+
 def test_no_regimen_within_an_impossible_cap_says_so():
     out = ketasim.optimise(small(budget=3, caps={"cadss_peak": 0.0}))
     assert out.summary["best"] is None and out.summary["feasible"] == 0 and "no regimen" in out.summary["why_none"]

@@ -20,6 +20,7 @@ from ketasim.engine import SolverSettings
 from ketasim.errors import ScenarioError
 from ketasim.nca import auc_linear_up_log_down
 from ketasim.trial import TrialSpec, run_trial
+from ketasim.trial.discharge import ready_after
 from ketasim.trial.run import TRIAL_SETTINGS, relapse_course
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +179,9 @@ def test_batched_patients_equal_single_patient_simulate(params):
         assert at_4h["norketamine_tmax [h]"] == window[np.argmax(metabolite)]
         assert at_4h["norketamine_auc_session [ng/mL*h]"] == pytest.approx(
             auc_linear_up_log_down(window, metabolite), rel=1e-6)
+        # discharge is read over the whole window at every assessment of the session
+        cadss, sbp = ([single.at(f"clinical.{name}", t) for t in window] for name in ("cadss", "sbp"))
+        assert (rows["discharge_ready_after [h]"] == ready_after(window, np.array([cadss]), np.array([sbp]))[0]).all()
 
 
 # ---------------------------------------------------------------------- endpoint logic

@@ -16,6 +16,7 @@ take fresh first steps; ``tests/test_trial_adaptive.py``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -388,7 +389,7 @@ class GivenSessions:
 
     def read(self, values: np.ndarray, p: int, how: str) -> np.ndarray:
         """(n, n_assess): ``SESSION_STATS[how]`` over each patient's reported session window."""
-        from .run import SESSION_STATS
+        from .run import SESSION_STATS, WHOLE_WINDOW
 
         if self.plan.rules[p] is None:
             return self.fallback.read(values, p, how)
@@ -399,7 +400,7 @@ class GivenSessions:
             choice = self._reported(p, t_assess)
             for s in np.unique(choice[choice >= 0]):
                 t = self.plan.slots[int(s)].time_h
-                window = session_window(times, t, t_assess)
+                window = session_window(times, t, math.inf if how in WHOLE_WINDOW else t_assess)
                 rows = choice == s
                 out[rows, j] = SESSION_STATS[how](values[rows][:, window], times[window])
         return out

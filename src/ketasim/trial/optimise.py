@@ -12,7 +12,9 @@ which differ between regimens, and would make two regimens differ by noise.
 
 Caps (``[caps]``, each optional): ``cadss_peak`` (the patients' mean highest session CADSS peak,
 points), ``sbp_rise_fraction`` (the share of patients with a session SBP rise >= 40 mmHg),
-``cumulative_amount`` (the mean total amount per patient, e.g. "700 mg") and ``clinic_visits``
+``not_ready_at_2_h_fraction`` (the share of patients not meeting the discharge criteria of
+``trial/discharge.py`` 2 h after a session, the label's observation time), ``cumulative_amount``
+(the mean total amount per patient, e.g. "700 mg") and ``clinic_visits``
 (dosing sessions by a supervised route plus therapy sessions).
 
 Search (``method``): ``sobol`` evaluates ``budget`` regimens spread over the space by a scrambled
@@ -56,13 +58,15 @@ from ..result import DISCLAIMER
 from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, MAX_AMOUNT, THERAPIES, Scenario, read_toml
 from ..units import parse_quantity, parse_time
 from .design import _known, _table, name_and_seed
+from .discharge import OBSERVATION_H
 from .rules import SESSION_WINDOW_H
 
 ENDPOINTS = ("response", "remission", "madrs_change")
 METHODS = ("sobol", "differential-evolution")
-CAPS = ("cadss_peak", "sbp_rise_fraction", "cumulative_amount", "clinic_visits")
+CAPS = ("cadss_peak", "sbp_rise_fraction", "not_ready_at_2_h_fraction", "cumulative_amount", "clinic_visits")
 #: each cap's metric column in the candidates table
 CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
+               "not_ready_at_2_h_fraction": "not_ready_at_2_h [fraction]",
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]"}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
@@ -341,7 +345,8 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
         if key == "cumulative_amount":
             caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
             continue
-        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, "clinic_visits": 10_000.0}[key]
+        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, "not_ready_at_2_h_fraction": 1.0,
+                "clinic_visits": 10_000.0}[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
         caps[key] = float(value)
@@ -406,6 +411,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     at = rows[np.isclose(rows["assessment [h]"], spec.at_h)]
     madrs, baseline = at["madrs_model [points]"].to_numpy(float), at["baseline_madrs_true [points]"].to_numpy(float)
     per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
+                                             discharge=("discharge_ready_after [h]", "max"),
                                              weight=("weight [kg]", "first"))
     total = total_amount_mg(scenario.doses, per_patient["weight"].to_numpy(dtype=float))
     visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
@@ -417,6 +423,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     return {**rates,
             "cadss_peak [points]": float(per_patient["cadss"].mean()),
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
+            "not_ready_at_2_h [fraction]": float((per_patient["discharge"] > OBSERVATION_H).mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
             "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}
 

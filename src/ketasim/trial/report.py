@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
+from .discharge import DISCHARGE_CRITERIA  # noqa: E402
 from .tally import ASSESSMENT, TrialTally  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
@@ -152,6 +153,10 @@ def _endpoint_table(summary: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+#: the discharge readings the side-effect table shows (trial/discharge.py)
+DISCHARGE_KEYS = ("ready_by_1.5_h", "not_ready_at_2_h")
+
+
 def _side_effect_table(summary: dict[str, Any]) -> str:
     rows = []
     for arm, s in summary["arms"].items():
@@ -160,11 +165,15 @@ def _side_effect_table(summary: dict[str, Any]) -> str:
         rows.append(f"<tr><td>{html.escape(arm)}</td>"
                     + "".join(f"<td>{_interval(v, 100)} [{v['k']}/{v['n']}]</td>" for _, v in rates)
                     + f"<td>{_fmt(se['cadss_peak [points]']['mean'])}</td><td>{_fmt(se['sbp_peak_rise [mmHg]']['mean'])}</td>"
+                    + "".join(f"<td>{_interval(se['discharge'][k], 100)}</td>" for k in DISCHARGE_KEYS)
                     + f"<td>{_interval(s['relapse']['median_time_to_relapse [h]'])}</td></tr>")
     first = next(iter(summary["arms"].values()))["side_effects"]
     heads = "".join(f"<th>{html.escape(k)} [%] (95 % CI)</th>" for k, v in first.items() if "estimate" in v)
+    discharge = "".join(f"<th>{k.replace('_', ' ')} [%] (95 % CI)</th>" for k in DISCHARGE_KEYS)
     return (f"<table><tr><th>arm</th>{heads}<th>mean peak CADSS [points]</th><th>mean peak SBP rise [mmHg]</th>"
-            f"<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>")
+            f"{discharge}<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>"
+            f"<p>Discharge criteria (each patient's slowest session): {html.escape(DISCHARGE_CRITERIA)}; "
+            "sedation, dizziness and nausea are not model outputs, so a clinic's times would be longer.</p>")
 
 
 def _comparison_table(summary: dict[str, Any]) -> str:

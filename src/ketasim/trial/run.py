@@ -28,6 +28,7 @@ from ..scenario import PatientColumns
 from ..simulate import observe_batch
 from . import adaptive
 from .design import Sequence, TrialSpec, session_starts
+from .discharge import ready_after
 from .rules import SESSION_OFFSETS_H, session_window
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
@@ -269,7 +270,12 @@ SESSION_STATS = {
     "session start": lambda v, t: v[:, 0],
     "session tmax": lambda v, t: t[np.argmax(v, axis=1)] - t[0],
     "session auc": lambda v, t: auc_linear_up_log_down(t, v),
+    # v (n, k, 2): CADSS and SBP, over the whole window whatever the assessment (WHOLE_WINDOW)
+    "session discharge": lambda v, t: ready_after(t, v[..., 0], v[..., 1]),
 }
+#: statistics read over the session's whole window (the dose to SESSION_WINDOW_H after it), not cut at
+#: an assessment that falls inside it: when a patient could leave does not depend on when a rater calls
+WHOLE_WINDOW = frozenset({"session discharge"})
 
 
 class PlannedSessions:
@@ -284,6 +290,8 @@ class PlannedSessions:
         out = np.full((values.shape[0], len(windows)), np.nan)
         for j, idx in enumerate(windows):
             if idx.size:
+                if how in WHOLE_WINDOW:
+                    idx = session_window(self.tl.times, self.tl.times[self.tl.session_start[p, j]])
                 out[:, j] = SESSION_STATS[how](values[:, idx], self.tl.times[idx])
         return out
 
@@ -352,6 +360,8 @@ def _rows(spec: TrialSpec, seq: Sequence, tl: Timeline, cohort: Cohort, outputs:
             "madrs_change [points]": (madrs - base[:, None]).ravel(),
             "cadss_peak [points]": (sessions.read(outputs["clinical.cadss"], p, "session peak") * nan_if_failed).ravel(),
             "sbp_peak_rise [mmHg]": (sbp_rise * nan_if_failed).ravel(),
+            "discharge_ready_after [h]": (sessions.read(np.stack([outputs["clinical.cadss"], sbp], axis=-1), p,
+                                                        "session discharge") * nan_if_failed).ravel(),
             "responder": responder.ravel(), "remitter": remitter.ravel(), "relapsed": relapsed.ravel(),
             "at_risk_of_relapse": np.repeat(at_risk, n_assess),
             "response_time [h]": np.repeat(response_time, n_assess),

@@ -27,6 +27,7 @@ import pandas as pd
 from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
+from .discharge import DISCHARGE_CRITERIA, OBSERVATION_H, READY_BY_H
 from .success import patient_numbers, patient_outcomes, primary_from_outcomes
 
 ASSESSMENT, MADRS, CHANGE = "assessment [h]", "madrs [points]", "madrs_change [points]"
@@ -49,7 +50,8 @@ def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(keys, sort=False).agg(
         arm=("arm", "first"), at_risk=("at_risk_of_relapse", "first"),
         relapse_time=("time_to_relapse [h]", "first"), response=("response_time [h]", "first"), last=(ASSESSMENT, "max"),
-        cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max")).reset_index()
+        cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max"),
+        discharge=("discharge_ready_after [h]", "max")).reset_index()
 
 
 def relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +226,7 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "patients": len(pp), "relapse_time": time, "relapse_event": event,
         "cadss_at_least": int((np.nan_to_num(cadss) >= ep.cadss_at_least).sum()),
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
-        "cadss": _Values.of(cadss), "sbp": _Values.of(sbp),
+        "cadss": _Values.of(cadss), "sbp": _Values.of(sbp), "discharge": _discharge(pp["discharge"]),
         "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
     for t, at in g.groupby(ASSESSMENT, sort=False):
@@ -247,6 +249,15 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         decisions["dose_total"] = first["dose_total [mg]"].to_numpy(dtype=float)
         out["decisions"] = decisions
     return out
+
+
+def _discharge(slowest: pd.Series) -> dict[str, Any]:
+    """Counts of the patients' slowest session read (``discharge_ready_after [h]``): with a session,
+    ready by each of ``READY_BY_H``, and the finite times (not ready within the window: infinite)."""
+    h = slowest.to_numpy(dtype=float)
+    h = h[~np.isnan(h)]
+    return {"patients": int(h.size), "ready_by": {t: int((h <= t + 1e-9).sum()) for t in READY_BY_H},
+            "ready_after": _Values.of(h)}
 
 
 def _paired(rows: pd.DataFrame, arm: str, control: str) -> dict[float, Moments]:
@@ -335,6 +346,8 @@ class TrialTally:
         return self.parts["arms"].get(arm) or {"patients": 0, "relapse_time": np.zeros(0), "relapse_event":
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
                                                "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
+                                               "discharge": {"patients": 0, "ready_by": dict.fromkeys(READY_BY_H, 0),
+                                                             "ready_after": _Values()},
                                                "baseline_hist": Histogram.of([]), "at": {}}
 
     def _arm_summary(self, arm: str) -> dict[str, Any]:
@@ -363,10 +376,22 @@ class TrialTally:
                 f"sbp_rise_at_least_{ep.sbp_rise_at_least:g}_mmHg": _rate(a["sbp_at_least"], a["patients"]),
                 "cadss_peak [points]": {"mean": _num(a["cadss"].mean), "max": _num(a["cadss"].max)},
                 "sbp_peak_rise [mmHg]": {"mean": _num(a["sbp"].mean), "max": _num(a["sbp"].max)},
+                "discharge": self._discharge_summary(a["discharge"]),
             },
         }
         if "decisions" in a:
             out["adaptive_dosing"] = self._decisions(a["decisions"], a["patients"])
+        return out
+
+    @staticmethod
+    def _discharge_summary(d: Mapping[str, Any]) -> dict[str, Any]:
+        """When patients met the discharge criteria (``trial/discharge.py``), their slowest session read."""
+        n, v = d["patients"], d["ready_after"]
+        out: dict[str, Any] = {"criteria": DISCHARGE_CRITERIA, "patients_with_a_session": int(n)}
+        for t in READY_BY_H:
+            out[f"ready_by_{t:g}_h"] = _rate(d["ready_by"][t], n)
+        out[f"not_ready_at_{OBSERVATION_H:g}_h"] = _rate(n - d["ready_by"][OBSERVATION_H], n)
+        out["ready_after [h]"] = {"mean": _num(v.mean), "max": _num(v.max), "not_ready_within_window": int(v.missing)}
         return out
 
     @staticmethod

@@ -456,19 +456,25 @@ function table(headers, rows) {
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: c })))))));
 }
 
+// the discharge readings shown (trial/discharge.py: each patient's slowest session)
+const DISCHARGE_KEYS = ["ready_by_1.5_h", "not_ready_at_2_h"];
+
 function sideEffectTable(summary) {
+  const isRate = ([, v]) => v && typeof v === "object" && "estimate" in v;
   const rows = Object.entries(summary.arms).map(([arm, s]) => {
     const se = s.side_effects;
-    const incidence = Object.entries(se).filter(([k]) => !k.includes("["));
+    const incidence = Object.entries(se).filter(isRate);
     return [arm, ...incidence.map(([, v]) => interval(v, 100, " %")),
       `${fmt(se["cadss_peak [points]"].mean)} (max ${fmt(se["cadss_peak [points]"].max)})`,
       `${fmt(se["sbp_peak_rise [mmHg]"].mean)} (max ${fmt(se["sbp_peak_rise [mmHg]"].max)})`,
+      ...DISCHARGE_KEYS.map((k) => interval((se.discharge || {})[k], 100, " %")),
       interval(s.relapse["median_time_to_relapse [h]"], 1 / 24, " d")];
   });
   const first = Object.values(summary.arms)[0];
-  const names = first ? Object.keys(first.side_effects).filter((k) => !k.includes("[")) : [];
+  const names = first ? Object.entries(first.side_effects).filter(isRate).map(([k]) => k) : [];
   return table(["arm", ...names.map((n) => `${n.replaceAll("_", " ")} [% (95 % CI)]`), "CADSS peak, mean [points]",
-    "SBP peak rise, mean [mmHg]", "median time to relapse [d] (95 % CI)"], rows);
+    "SBP peak rise, mean [mmHg]", ...DISCHARGE_KEYS.map((k) => `discharge: ${k.replaceAll("_", " ")} [% (95 % CI)]`),
+    "median time to relapse [d] (95 % CI)"], rows);
 }
 
 function comparisonTable(summary) {
