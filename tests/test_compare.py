@@ -180,6 +180,24 @@ def test_compare_scores_and_writes(small_table, tmp_path):
     assert {"compare.csv", "variants.csv", "report.html"} <= {p.name for p in out.iterdir()}
 
 
+def test_one_experiment_may_observe_the_same_arm_in_several_trials(tmp_path):
+    """Subgroups published as separate results (Diekamp 2021: users and non-users of benzodiazepines)
+    are rows of one experiment in two trial files: each is predicted, scored and drawn on its own."""
+    (tmp_path / "trial.toml").write_text(SMALL_TRIAL)
+    (tmp_path / "subgroup.toml").write_text(SMALL_TRIAL.replace("seed = 7", "seed = 8").replace(
+        'preset = "treatment-resistant"', 'preset = "treatment-resistant"\ncomedications = { lorazepam = 1.0 }'))
+    row = ("small,{trial},naltrexone + ketamine,difference_in_change,24.75 h,placebo + ketamine,5.0,MADRS points,,"
+           "1.0,9.0,normal,Q,assumed,smaller,Williams 2018")
+    path = tmp_path / "experiments.csv"
+    path.write_text("\n".join([HEADER, row.format(trial="trial.toml"), row.format(trial="subgroup.toml")]) + "\n")
+    result = compare(parse_variants("calibrated"), path, fit=False)
+    assert result.rows["trial"].tolist() == ["trial.toml", "subgroup.toml"]
+    assert result.rows["model"].nunique() == 2  # a different population, a different prediction
+    assert len(result.experiments()) == 1
+    page = (result.write(tmp_path / "out") / "report.html").read_text()
+    assert "subgroup.toml" in page
+
+
 def test_score_penalises_more_hypotheses_at_equal_fit():
     rows = pd.DataFrame({"variant": ["a", "b"], "log_likelihood": [-10.0, -10.0], "within": [True, True]})
 

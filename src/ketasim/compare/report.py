@@ -15,7 +15,9 @@ from ..report import html_page
 def predictions_figure(result) -> str:
     """One panel per observation: its 95 % interval (grey) and each variant's prediction."""
     rows = result.rows
-    keys = list(dict.fromkeys(zip(rows["experiment"], rows["arm"], rows["metric"], rows["time"])))
+    # an experiment may observe the same arm, metric and time in several trials (subgroups: Diekamp 2021)
+    keys = list(dict.fromkeys(zip(rows["experiment"], rows["arm"], rows["metric"], rows["time"], rows["trial"])))
+    several = rows.drop_duplicates(["experiment", "trial"]).groupby("experiment").size()
     variants = list(result.variants["variant"])
     cols = 4
     lines = int(np.ceil(len(keys) / cols))
@@ -23,14 +25,15 @@ def predictions_figure(result) -> str:
                              squeeze=False)
     for ax, key in zip(axes.flat, keys):
         r = rows[(rows["experiment"] == key[0]) & (rows["arm"] == key[1]) & (rows["metric"] == key[2])
-                 & (rows["time"] == key[3])].set_index("variant").loc[variants]
+                 & (rows["time"] == key[3]) & (rows["trial"] == key[4])].set_index("variant").loc[variants]
         y = np.arange(len(variants))
         ax.axvspan(r["low"].iloc[0], r["high"].iloc[0], color="#cccccc")
         ax.axvline(r["observed"].iloc[0], color="k", lw=1)
         ax.plot(r["model"], y, "o", color="#1f77b4", ms=4)
         ax.set_yticks(y, variants if ax in axes[:, 0] else [""] * len(y), fontsize=6)
         ax.invert_yaxis()
-        ax.set_title(f"{key[0]}\n{key[1]}, {key[2]} @ {key[3]}", fontsize=7)
+        trial = f" ({Path(key[4]).stem})" if several[key[0]] > 1 else ""
+        ax.set_title(f"{key[0]}{trial}\n{key[1]}, {key[2]} @ {key[3]}", fontsize=7)
         ax.set_xlabel(f"[{r['unit'].iloc[0]}]", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(keys):]:
@@ -70,9 +73,10 @@ def write_compare_report(result, path: Path) -> Path:
                            html.escape(", ".join(r["explained_by"])) if r["explained_by"] else "<strong>none</strong>",
                            html.escape(str(r["source"]))] for _, r in result.experiments().iterrows()])
     rows = result.rows
-    matrix = _table(["variant", "experiment", "arm", "metric", "time", "observed", "95 % interval", "model", "unit",
-                     "within", "log L", "grade"],
-                    [[html.escape(r["variant"]), html.escape(r["experiment"]), html.escape(str(r["arm"])),
+    matrix = _table(["variant", "experiment", "trial", "arm", "metric", "time", "observed", "95 % interval", "model",
+                     "unit", "within", "log L", "grade"],
+                    [[html.escape(r["variant"]), html.escape(r["experiment"]), html.escape(str(r["trial"])),
+                      html.escape(str(r["arm"])),
                       html.escape(r["metric"]), html.escape(str(r["time"])), f"{r['observed']:.3g}",
                       f"{r['low']:.3g} .. {r['high']:.3g}", f"{r['model']:.3g}", html.escape(str(r["unit"])),
                       "yes" if r["within"] else "<strong>no</strong>", f"{r['log_likelihood']:.2f}", r["grade"]]

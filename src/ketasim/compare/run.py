@@ -109,7 +109,7 @@ def compare(variants: Sequence[Variant] | None = None, experiments: str | Path |
                 progress(f"{variant.name}: {row['experiment']} ({row['quantity']}, {row['metric']})")
             model = model_value(row, gain_fit.params)
             records.append({
-                "variant": variant.name, "experiment": row["experiment"], "arm": row["quantity"],
+                "variant": variant.name, "experiment": row["experiment"], "trial": row["scenario"], "arm": row["quantity"],
                 "metric": row["metric"], "time": row.get("time", ""), "unit": row["unit"],
                 "observed": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]),
                 "model": model, "within": bool(row["low"] <= model <= row["high"]),
