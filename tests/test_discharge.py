@@ -26,8 +26,8 @@ def test_blood_pressure_must_be_past_its_peak_and_below_a_crisis():
     calm = np.zeros((1, T.size))
     rising = np.array([[120.0, 125.0, 130.0, 138.0, 140.0, 139.0, 131.0]])
     assert ready_after(T, calm, rising).tolist() == [1.0]  # the peak at 1 h
-    crisis = np.array([[150.0, 195.0, 190.0, 184.0, SBP_CRISIS_MMHG, 175.0, 160.0]])
-    assert ready_after(T, calm, crisis).tolist() == [1.25]  # 180 is a crisis; 175 is not
+    crisis = np.array([[150.0, 195.0, 190.0, SBP_CRISIS_MMHG + 0.5, SBP_CRISIS_MMHG, 175.0, 160.0]])
+    assert ready_after(T, calm, crisis).tolist() == [1.0]  # a crisis is above 180 mmHg
 
 
 def test_not_ready_within_the_window_is_infinite_and_a_missing_value_nan():
@@ -65,11 +65,15 @@ def test_a_higher_dose_takes_longer_to_discharge(one_session):
     low, high = (arms[f"esketamine {mg} mg"]["side_effects"]["discharge"] for mg in (56, 84))
     assert high["ready_by_1.5_h"]["estimate"] < low["ready_by_1.5_h"]["estimate"]
     assert high["not_ready_at_2_h"]["estimate"] > low["not_ready_at_2_h"]["estimate"]
-    assert high["ready_after [h]"]["mean"] > low["ready_after [h]"]["mean"]
+    df = one_session.patients
+    median = {mg: df[df["arm"] == f"esketamine {mg} mg"].groupby("patient")["discharge_ready_after [h]"].max().median()
+              for mg in (56, 84)}
+    assert median[84] > median[56]
 
 
 def test_summary_counts_are_the_patients_tables(one_session, tmp_path):
     df = one_session.patients
+    df = df[(df["status"] == "ok") & df["randomised"]]  # the rows the summary counts
     for arm, summary in one_session.summary["arms"].items():
         slowest = df[df["arm"] == arm].groupby("patient")["discharge_ready_after [h]"].max()
         d = summary["side_effects"]["discharge"]
@@ -78,7 +82,7 @@ def test_summary_counts_are_the_patients_tables(one_session, tmp_path):
         assert d["not_ready_at_2_h"]["k"] == int((slowest > 2.0).sum())
         assert d["ready_after [h]"]["not_ready_within_window"] == int(np.isinf(slowest).sum())
     one_session.write(tmp_path)
-    assert "Discharge criteria" in (tmp_path / "report.html").read_text()
+    assert "Model discharge criteria" in (tmp_path / "report.html").read_text()
 
 
 #: TRANSFORM-1 and -2 (349 patients on 56 or 84 mg twice weekly, eight sessions; Psych Congress 2019
@@ -89,14 +93,18 @@ TRANSFORM_READY_90_MIN = 0.90 - 1.96 * math.sqrt(0.90 * 0.10 / TRANSFORM_N)
 TRANSFORM_NOT_READY_2_H = 0.035 + 1.96 * math.sqrt(0.035 * 0.965 / TRANSFORM_N)
 
 
-@pytest.mark.xfail(strict=True, reason="the model has no tolerance to dissociation over sessions (TRANSFORM-2: "
-                   "peak CADSS falls across doses, Chen 2022) and, after 84 mg, about a third of patients still "
-                   "have CADSS > 4 at 90 min; README, 'Discharge after a session'")
+@pytest.mark.xfail(strict=True, reason="after 84 mg about a third of the model's patients still have CADSS > 4 "
+                   "at 90 min, at every session: its dissociation at that dose lasts too long, and it has no "
+                   "tolerance over sessions (TRANSFORM-2: peak CADSS falls across doses, Chen 2022); README, "
+                   "'Discharge after a session'")
 def test_sessions_meet_the_esketamine_trials_discharge_rates():
-    """Every session of a twice-weekly course of 56 mg or 84 mg, pooled as in TRANSFORM-1 and -2."""
+    """Every session of a twice-weekly course of 56 mg, or of 84 mg after 56 mg on day 1 (the label's
+    start), pooled as in TRANSFORM-1 and -2."""
     sessions = [f"{3.5 * 24 * k + 4:g} h" for k in range(8)]
-    arms = [{"name": f"{mg} mg", "dose": [{"drug": "esketamine", "route": "intranasal", "amount": f"{mg} mg",
-                                           "start": "0 d", "every": "3.5 d", "count": 8}]} for mg in (56, 84)]
+    nasal = {"drug": "esketamine", "route": "intranasal"}
+    arms = [{"name": "56 mg", "dose": [{**nasal, "amount": "56 mg", "start": "0 d", "every": "3.5 d", "count": 8}]},
+            {"name": "84 mg", "dose": [{**nasal, "amount": "56 mg"},
+                                       {**nasal, "amount": "84 mg", "start": "3.5 d", "every": "3.5 d", "count": 7}]}]
     df = run_trial({"trial": {"name": "TRANSFORM-like", "seed": 5, "assessments": sessions, "control": "56 mg"},
                     "population": {"n": 100, "preset": "treatment-resistant"}, "arm": arms}).patients
     ready = df["discharge_ready_after [h]"].to_numpy()  # one row per session

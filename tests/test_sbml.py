@@ -19,7 +19,6 @@ from ketasim.sbml import export_sbml, sbml_id
 ROOT = Path(__file__).parent.parent
 
 
-
 def _roadrunner(xml: str, rtol: float, atol: float):
     """libRoadRunner with ketasim's error control: the same absolute tolerance on every state.
 

@@ -69,8 +69,8 @@ def test_a_rule_that_never_fires_leaves_the_trial_as_written(as_written):
     assert diff < TRIAL_TOLERANCE_POINTS
     for column in ("cadss_peak [points]", "sbp_peak_rise [mmHg]", "spine_density [fold baseline]"):
         np.testing.assert_allclose(never[column], as_written[column], rtol=1e-3, atol=1e-3, err_msg=column)
-    # read on the 5-min grid: a value at the CADSS cut may fall either side of it, one grid step apart
-    np.testing.assert_allclose(never["discharge_ready_after [h]"], as_written["discharge_ready_after [h]"], atol=5 / 60 + 1e-9)
+    # read on the grid (5 min to 2 h, then 15 min): a value at the CADSS cut may fall either side of it
+    np.testing.assert_allclose(never["discharge_ready_after [h]"], as_written["discharge_ready_after [h]"], atol=0.25 + 1e-9)
     pd.testing.assert_series_equal(never["madrs [points]"].round(1), as_written["madrs [points]"].round(1))
 
 

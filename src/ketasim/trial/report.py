@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
-from .discharge import DISCHARGE_CRITERIA  # noqa: E402
+from .discharge import DISCHARGE_CRITERIA, NOT_READY_KEY, READY_BY_H, ready_by_key  # noqa: E402
 from .tally import ASSESSMENT, TrialTally  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
@@ -154,7 +154,7 @@ def _endpoint_table(summary: dict[str, Any]) -> str:
 
 
 #: the discharge readings the side-effect table shows (trial/discharge.py)
-DISCHARGE_KEYS = ("ready_by_1.5_h", "not_ready_at_2_h")
+DISCHARGE_KEYS = (ready_by_key(READY_BY_H[0]), NOT_READY_KEY)
 
 
 def _side_effect_table(summary: dict[str, Any]) -> str:
@@ -172,8 +172,9 @@ def _side_effect_table(summary: dict[str, Any]) -> str:
     discharge = "".join(f"<th>{k.replace('_', ' ')} [%] (95 % CI)</th>" for k in DISCHARGE_KEYS)
     return (f"<table><tr><th>arm</th>{heads}<th>mean peak CADSS [points]</th><th>mean peak SBP rise [mmHg]</th>"
             f"{discharge}<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>"
-            f"<p>Discharge criteria (each patient's slowest session): {html.escape(DISCHARGE_CRITERIA)}; "
-            "sedation, dizziness and nausea are not model outputs, so a clinic's times would be longer.</p>")
+            f"<p>Model discharge criteria, each patient's slowest session among those the assessments report: "
+            f"{html.escape(DISCHARGE_CRITERIA)}. Sedation, dizziness and nausea are not model outputs; they could "
+            "only lengthen these times.</p>")
 
 
 def _comparison_table(summary: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
-from .discharge import DISCHARGE_CRITERIA, OBSERVATION_H, READY_BY_H
+from .discharge import DISCHARGE_CRITERIA, NOT_READY_KEY, OBSERVATION_H, READY_BY_H, ready_by_key
 from .success import patient_numbers, patient_outcomes, primary_from_outcomes
 
 ASSESSMENT, MADRS, CHANGE = "assessment [h]", "madrs [points]", "madrs_change [points]"
@@ -252,11 +252,12 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
 
 
 def _discharge(slowest: pd.Series) -> dict[str, Any]:
-    """Counts of the patients' slowest session read (``discharge_ready_after [h]``): with a session,
-    ready by each of ``READY_BY_H``, and the finite times (not ready within the window: infinite)."""
+    """Counts of each patient's slowest session among those the assessments report
+    (``discharge_ready_after [h]``): with a session, ready by each of ``READY_BY_H``, and the finite
+    times (not ready within the window: infinite)."""
     h = slowest.to_numpy(dtype=float)
     h = h[~np.isnan(h)]
-    return {"patients": int(h.size), "ready_by": {t: int((h <= t + 1e-9).sum()) for t in READY_BY_H},
+    return {"patients": int(h.size), "ready_by": {t: int((h <= t).sum()) for t in READY_BY_H},
             "ready_after": _Values.of(h)}
 
 
@@ -385,13 +386,16 @@ class TrialTally:
 
     @staticmethod
     def _discharge_summary(d: Mapping[str, Any]) -> dict[str, Any]:
-        """When patients met the discharge criteria (``trial/discharge.py``), their slowest session read."""
+        """When patients met the model's discharge criteria (``trial/discharge.py``), each patient's
+        slowest session among those the assessments report."""
         n, v = d["patients"], d["ready_after"]
         out: dict[str, Any] = {"criteria": DISCHARGE_CRITERIA, "patients_with_a_session": int(n)}
         for t in READY_BY_H:
-            out[f"ready_by_{t:g}_h"] = _rate(d["ready_by"][t], n)
-        out[f"not_ready_at_{OBSERVATION_H:g}_h"] = _rate(n - d["ready_by"][OBSERVATION_H], n)
-        out["ready_after [h]"] = {"mean": _num(v.mean), "max": _num(v.max), "not_ready_within_window": int(v.missing)}
+            out[ready_by_key(t)] = _rate(d["ready_by"][t], n)
+        out[NOT_READY_KEY] = _rate(n - d["ready_by"][OBSERVATION_H], n)
+        # the times of the patients ready within the window; the others are counted
+        out["ready_after [h]"] = {"mean_when_ready": _num(v.mean), "max_when_ready": _num(v.max),
+                                  "not_ready_within_window": int(v.missing)}
         return out
 
     @staticmethod
