@@ -16,16 +16,15 @@ def predictions_figure(result) -> str:
     """One panel per observation: its 95 % interval (grey) and each variant's prediction."""
     rows = result.rows
     # an experiment may observe the same arm, metric and time in several trials (subgroups: Diekamp 2021)
-    keys = list(dict.fromkeys(zip(rows["experiment"], rows["arm"], rows["metric"], rows["time"], rows["trial"])))
+    panels = rows.groupby(["experiment", "arm", "metric", "time", "trial"], sort=False, dropna=False)
     several = rows.drop_duplicates(["experiment", "trial"]).groupby("experiment").size()
     variants = list(result.variants["variant"])
     cols = 4
-    lines = int(np.ceil(len(keys) / cols))
+    lines = int(np.ceil(panels.ngroups / cols))
     fig, axes = plt.subplots(lines, cols, figsize=(3.4 * cols, 2.1 + 0.13 * len(variants) * lines), dpi=100,
                              squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        r = rows[(rows["experiment"] == key[0]) & (rows["arm"] == key[1]) & (rows["metric"] == key[2])
-                 & (rows["time"] == key[3]) & (rows["trial"] == key[4])].set_index("variant").loc[variants]
+    for ax, (key, panel) in zip(axes.flat, panels):
+        r = panel.set_index("variant").loc[variants]
         y = np.arange(len(variants))
         ax.axvspan(r["low"].iloc[0], r["high"].iloc[0], color="#cccccc")
         ax.axvline(r["observed"].iloc[0], color="k", lw=1)
@@ -36,7 +35,7 @@ def predictions_figure(result) -> str:
         ax.set_title(f"{key[0]}{trial}\n{key[1]}, {key[2]} @ {key[3]}", fontsize=7)
         ax.set_xlabel(f"[{r['unit'].iloc[0]}]", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[panels.ngroups:]:
         ax.set_visible(False)
     fig.tight_layout()
     return png_base64(fig)

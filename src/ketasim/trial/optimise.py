@@ -58,15 +58,16 @@ from ..result import DISCLAIMER
 from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, MAX_AMOUNT, THERAPIES, Scenario, read_toml
 from ..units import parse_quantity, parse_time
 from .design import _known, _table, name_and_seed
-from .discharge import OBSERVATION_H
+from .discharge import NOT_READY_KEY, OBSERVATION_H
 from .rules import SESSION_WINDOW_H
 
 ENDPOINTS = ("response", "remission", "madrs_change")
 METHODS = ("sobol", "differential-evolution")
-CAPS = ("cadss_peak", "sbp_rise_fraction", "not_ready_at_2_h_fraction", "cumulative_amount", "clinic_visits")
+NOT_READY_CAP = f"{NOT_READY_KEY}_fraction"  # not_ready_at_2_h_fraction
+CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "cumulative_amount", "clinic_visits")
 #: each cap's metric column in the candidates table
 CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
-               "not_ready_at_2_h_fraction": "not_ready_at_2_h [fraction]",
+               NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]",
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]"}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
@@ -345,7 +346,7 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
         if key == "cumulative_amount":
             caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
             continue
-        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, "not_ready_at_2_h_fraction": 1.0,
+        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, NOT_READY_CAP: 1.0,
                 "clinic_visits": 10_000.0}[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
@@ -423,7 +424,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     return {**rates,
             "cadss_peak [points]": float(per_patient["cadss"].mean()),
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
-            "not_ready_at_2_h [fraction]": float((per_patient["discharge"] > OBSERVATION_H).mean()),
+            CAP_COLUMNS[NOT_READY_CAP]: float((per_patient["discharge"] > OBSERVATION_H).mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
             "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}
 
