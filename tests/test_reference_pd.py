@@ -138,6 +138,24 @@ def test_cadss_typical_session_shape():
     assert res.at("clinical.cadss", 2.0) < 0.25 * cadss[i]  # near baseline by 80-120 min
 
 
+def test_dissociation_follows_the_nmda_affinity_of_the_enantiomers(params):
+    """Dissociation is an effect of NMDA block, so the enantiomers count by their affinity (Ki 0.3 vs
+    1.4 uM, Ebert 1997): at the same dose esketamine dissociates more than the racemate and
+    arketamine much less. Equimolar R-ketamine produced no psychotomimetic state (Vollenweider 1997)
+    and arketamine 0.5 mg/kg left dissociation "nearly absent" in patients (Leal 2021): below the
+    CADSS > 4 that the esketamine trials count as dissociation (Chen 2022). The weighting is scaled
+    so that the racemate counts as its total ketamine, which keeps the racemic calibration (a pin)."""
+    from ketasim.model.clinical import Clinical
+
+    p = {name: params.value(name) for name in ("receptor.ki_s_ketamine", "receptor.ki_r_ketamine")}
+    assert Clinical.dissociating_ketamine(p, {"pk.s_ketamine_plasma": 60.0, "pk.r_ketamine_plasma": 60.0}) \
+        == pytest.approx(120.0, rel=1e-12)
+    peak = {drug: run(scenario([{**KETAMINE, "drug": drug}], "4 h", "1 min"))["clinical.cadss"].max()
+            for drug in ("esketamine", "racemic-ketamine", "arketamine")}
+    assert peak["esketamine"] > 1.3 * peak["racemic-ketamine"] > 1.3 * 1.3 * peak["arketamine"]
+    assert peak["arketamine"] < 4.0
+
+
 def test_spravato_label_bp_lasts_about_4_hours():
     res = run(scenario([{"drug": "esketamine", "route": "intranasal", "amount": "84 mg"}], "10 h", "1 min"))
     sbp = res["clinical.sbp"]

@@ -27,8 +27,13 @@ and below the baseline):
   opens a window in which therapy works better and lasts longer.
 
 HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
-(CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold; blood pressure and heart
-rate follow ketamine at their own effect site through a sigmoid Emax model; sedation follows midazolam.
+(CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold. Being an
+effect of NMDA channel block, it follows the enantiomers weighted by their NMDA affinity, in
+racemic-equivalent ng/mL (``dissociating_ketamine``): equal to total ketamine for the racemate that
+Bowdle and the CADSS target used, about 1.65 times the plasma level for esketamine and 0.35 times
+for arketamine (R-ketamine at equimolar doses produces no psychotomimetic state, Vollenweider
+1997). Blood pressure and heart rate follow total ketamine at their own effect site through a
+sigmoid Emax model; sedation follows midazolam.
 What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
 population layer's observation model, not part of the vector field.
 """
@@ -56,7 +61,7 @@ class Clinical(Layer):
             Variable("ssri_adaptation", "fraction", "slow adaptation to SERT occupancy"),
             Variable("therapy_signal", "1", "learning signal left by recent therapy sessions"),
             Variable("therapy_skill", "1", "consolidated therapy skill"),
-            Variable("dissociation_site", "ng/mL", "ketamine at the dissociation effect site"),
+            Variable("dissociation_site", "ng/mL", "racemic-equivalent ketamine at the dissociation effect site"),
             Variable("pressor_site", "ng/mL", "ketamine at the cardiovascular effect site"),
             Variable("perceived_drug_effect", "1", "recent perceptible drug effects (dissociation, sedation), fading"),
         )
@@ -126,7 +131,7 @@ class Clinical(Layer):
             "therapy_signal": -p["k_therapy_signal"] * x["therapy_signal"],
             "therapy_skill": p["k_consolidation"] * plasticity * x["therapy_signal"]
             - p["k_skill_forgetting"] * x["therapy_skill"],
-            "dissociation_site": p["keo_dissociation"] * (ketamine - x["dissociation_site"]),
+            "dissociation_site": p["keo_dissociation"] * (self.dissociating_ketamine(p, inp) - x["dissociation_site"]),
             "pressor_site": p["keo_pressor"] * (ketamine - x["pressor_site"]),
             "perceived_drug_effect": p["k_perception"] * self.perceptible_effect(p, x, self.sedation(p, inp))
             - p["k_contact_fading"] * x["perceived_drug_effect"],
@@ -152,6 +157,14 @@ class Clinical(Layer):
             "heart_rate": (p["heart_rate_baseline"] + p["heart_rate_emax"] * pressor) / 60.0,
             "sedation": self.sedation(p, inp),
         }
+
+    @staticmethod
+    def dissociating_ketamine(p, inp):
+        """Plasma ketamine weighted by NMDA affinity (racemic-equivalent ng/mL): S + w R with
+        w = Ki(S) / Ki(R) (Ebert 1997, the receptor layer's constants), scaled by 2 / (1 + w) so that
+        the racemate's value is its total ketamine and the racemic calibration carries over."""
+        w = p["receptor.ki_s_ketamine"] / p["receptor.ki_r_ketamine"]
+        return 2.0 * (inp["pk.s_ketamine_plasma"] + w * inp["pk.r_ketamine_plasma"]) / (1.0 + w)
 
     @staticmethod
     def cadss(p, conc):
