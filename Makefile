@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# processes for `make test` (CI has 2 cores)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow docs clean
 
@@ -22,7 +24,11 @@ test: $(STAMP)
 	@# the browser test drives Debian's chromium; without it (or without root) that test skips with the reason,
 	@# except under CI=true, where a missing browser or test dependency fails the run
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || true
-	$(BIN)/python -m pytest -m "not slow" -q
+	@# TEST_WORKERS processes (pytest-xdist), each test file on one of them so that its module fixtures
+	@# are computed once; the schemathesis fuzz file runs apart, since its generated cases share one
+	@# test id, which pytest-xdist would collapse into one case
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_web_fuzz.py
+	$(BIN)/python -m pytest -m "not slow" -q tests/test_web_fuzz.py
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
