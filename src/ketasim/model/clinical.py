@@ -29,11 +29,14 @@ and below the baseline):
 HAM-D-17 follows by the equipercentile linking of Leucht 2018 (MADRS ~ 1.3 x HAM-D). Dissociation
 (CADSS) rises linearly with ketamine at an effect site (Bowdle 1998) above a low threshold. Being an
 effect of NMDA channel block, it follows the enantiomers weighted by their NMDA affinity, in
-racemic-equivalent ng/mL (``dissociating_ketamine``): equal to total ketamine for the racemate that
-Bowdle and the CADSS target used, about 1.65 times the plasma level for esketamine and 0.35 times
-for arketamine (R-ketamine at equimolar doses produces no psychotomimetic state, Vollenweider
-1997). Blood pressure and heart rate follow total ketamine at their own effect site through a
-sigmoid Emax model; sedation follows midazolam.
+racemic-equivalent ng/mL (``dissociating_ketamine``): total ketamine while S and R are equal, as
+in the racemate that Bowdle and the CADSS target used (S is cleared a little faster, so a little
+less later), about 1.65 times the plasma level for esketamine and 0.35 times for arketamine
+(R-ketamine at equimolar doses produces no psychotomimetic state, Vollenweider FX et al. Eur
+Neuropsychopharmacol 1997;7:25). Norketamine,
+a weaker blocker, is left out: in volunteers S-norketamine antagonised S-ketamine's perceptual
+effects rather than adding to them (Olofsen E et al. Anesthesiology 2022;136:792). Blood pressure and heart rate follow total
+ketamine at their own effect site through a sigmoid Emax model; sedation follows midazolam.
 What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
 population layer's observation model, not part of the vector field.
 """
@@ -161,8 +164,8 @@ class Clinical(Layer):
     @staticmethod
     def dissociating_ketamine(p, inp):
         """Plasma ketamine weighted by NMDA affinity (racemic-equivalent ng/mL): S + w R with
-        w = Ki(S) / Ki(R) (Ebert 1997, the receptor layer's constants), scaled by 2 / (1 + w) so that
-        the racemate's value is its total ketamine and the racemic calibration carries over."""
+        w = Ki(S) / Ki(R) (Ebert 1997: the receptor layer's constants, which vary between patients),
+        scaled by 2 / (1 + w) so that equal S and R count as their total, as in Bowdle's racemate."""
         w = p["receptor.ki_s_ketamine"] / p["receptor.ki_r_ketamine"]
         return 2.0 * (inp["pk.s_ketamine_plasma"] + w * inp["pk.r_ketamine_plasma"]) / (1.0 + w)
 
