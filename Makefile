@@ -26,9 +26,11 @@ test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || true
 	@# TEST_WORKERS processes (pytest-xdist), each test file on one of them so that its module fixtures
 	@# are computed once; the schemathesis fuzz file runs apart, since its generated cases share one
-	@# test id, which pytest-xdist would collapse into one case
-	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_web_fuzz.py
-	$(BIN)/python -m pytest -m "not slow" -q tests/test_web_fuzz.py
+	@# test id, which pytest-xdist would collapse into one case; both run, and either failing fails the target
+	status=0; \
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_web_fuzz.py || status=$$?; \
+	$(BIN)/python -m pytest -m "not slow" -q tests/test_web_fuzz.py || status=$$?; \
+	exit $$status
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

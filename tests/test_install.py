@@ -182,7 +182,8 @@ def test_a_missing_test_dependency_skips_here_and_fails_under_ci(tmp_path):
         "skip_or_fail_in_ci('the tool is absent')\n\ndef test_x():\n    pass\n" % str(ROOT / "tests"))
 
     def run(ci: str):
-        env = {k: v for k, v in os.environ.items() if k != "CI"}
+        # a plain pytest, whether or not this one runs in a pytest-xdist worker
+        env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("PYTEST_XDIST")}
         if ci:
             env["CI"] = ci
         return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),

@@ -28,10 +28,11 @@ from ketasim.web import create_app
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # schemathesis gives every operation's test the same id, and pytest-xdist runs one item per id:
-    # under -n this file would fuzz one operation and pass, so it refuses instead (make test runs it apart)
+    # schemathesis gives every operation's test the same id, and pytest-xdist's file and scope schedulers
+    # keep one item per id: under -n this file would fuzz one operation and pass, so it refuses instead
     pytest.fail("tests/test_web_fuzz.py cannot run under pytest-xdist (-n): its cases share one test id; "
-                "run it in a separate pytest without -n, as `make test` does", pytrace=False)
+                "pass --ignore=tests/test_web_fuzz.py and run it in a separate pytest without -n, as "
+                "`make test` does", pytrace=False)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 EXAMPLES_PER_OPERATION = 50
