@@ -177,7 +177,9 @@ def test_compare_scores_and_writes(small_table, tmp_path):
     data = json.loads((out / "compare.json").read_text())
     assert data["disclaimer"] == DISCLAIMER and len(data["rows"]) == 6
     assert DISCLAIMER.split(".")[0] in (out / "report.html").read_text()
-    assert {"compare.csv", "variants.csv", "report.html"} <= {p.name for p in out.iterdir()}
+    assert {"compare.csv", "variants.csv", "manifest.json", "report.html"} <= {p.name for p in out.iterdir()}
+    # the folder is a ketasim result, so the same command may write it again
+    assert result.write(out) == out and json.loads((out / "manifest.json").read_text())["command"] == "ketasim compare"
 
 
 def test_one_experiment_may_observe_the_same_arm_in_several_trials(tmp_path):
@@ -366,6 +368,8 @@ def test_cli_design_writes_and_refuses(tmp_path):
     result = runner.invoke(app, ["compare", "--design", str(good), "--no-fit", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "patients per arm" in result.output and (out / "design.csv").is_file()
+    again = runner.invoke(app, ["compare", "--design", str(good), "--no-fit", "--out", str(out)])
+    assert again.exit_code == 0, again.output  # its own earlier result may be replaced
     assert DISCLAIMER.split(".")[0] in (out / "report.html").read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text(SMALL_DESIGN.replace('"calibrated", "glun2b_eef2"', '"calibrated"'))

@@ -915,7 +915,8 @@ def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write 
 
 @app.command("compare")
 def compare_command(
-    out: Path = typer.Option(..., "--out", help="results folder: compare.json, compare.csv, variants.csv, report.html"),
+    out: Path = typer.Option(..., "--out", help="results folder: compare.json, compare.csv, variants.csv, manifest.json, "
+                                                "report.html"),
     variants: Optional[str] = typer.Option(None, "--variants", help="comma-separated variants, each 'calibrated' or "
                                            "mechanisms joined by '+' (e.g. calibrated,glun2b_eef2,disinhibition+opioid); "
                                            "default: the calibrated set, each route alone, and the calibrated set plus each "
@@ -952,7 +953,7 @@ def compare_command(
                    f"{_fit_remark(r['reaches_fit_target'])}")
     for _, e in result.experiments().iterrows():
         typer.echo(f"{e['experiment']:<30} explained by: {', '.join(e['explained_by']) or 'none'}")
-    typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv and report.html")
+    typer.echo(f"wrote {out}/compare.json, compare.csv, variants.csv, manifest.json and report.html")
     typer.echo(DISCLAIMER)
 
 
@@ -986,7 +987,7 @@ def _design_command(design_file: Path, out: Path, params: Optional[Path], fit: b
         typer.echo(f"{r['candidate']:<48} {r['preset']:<20} {r['assessment']:<6} difference "
                    f"{r['difference [MADRS points]']:>6.2f} MADRS points (SD {r['between-patient sd [MADRS points]']:.1f})"
                    f"  patients per arm: {'never' if n == float('inf') else math.ceil(n)}")
-    typer.echo(f"wrote {out}/design.json, design.csv and report.html")
+    typer.echo(f"wrote {out}/design.json, design.csv, manifest.json and report.html")
     typer.echo(DISCLAIMER)
 
 

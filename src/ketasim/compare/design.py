@@ -164,11 +164,13 @@ class DesignResult:
     manifest: dict[str, Any]
 
     def write(self, folder: str | Path) -> Path:
-        """``design.json``, ``design.csv`` and ``report.html``, atomically."""
+        """``design.json``, ``design.csv``, ``manifest.json`` (which marks the folder as a ketasim
+        result, so that the command may write it again) and ``report.html``, atomically."""
         from ..output import atomic_folder
         from .report import write_design_report
 
         with atomic_folder(folder) as tmp:
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
             (tmp / "design.json").write_text(json.dumps(
                 {"candidates": self.table.to_dict(orient="records"), "fits": [f.as_dict() for f in self.fits],
                  "manifest": self.manifest, "disclaimer": DISCLAIMER}, indent=2, default=str))

@@ -57,13 +57,15 @@ class ComparisonResult:
                 "manifest": self.manifest, "disclaimer": DISCLAIMER}
 
     def write(self, folder: str | Path) -> Path:
-        """``compare.json``, ``compare.csv`` (one row per variant and observation), ``variants.csv``
-        and ``report.html``, atomically."""
+        """``compare.json``, ``compare.csv`` (one row per variant and observation), ``variants.csv``,
+        ``manifest.json`` (which marks the folder as a ketasim result, so that the command may write
+        it again) and ``report.html``, atomically."""
         from ..output import atomic_folder
         from .report import write_compare_report
 
         with atomic_folder(folder) as tmp:
             (tmp / "compare.json").write_text(json.dumps(self.as_dict(), indent=2, default=_json_default))
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=_json_default))
             self.rows.to_csv(tmp / "compare.csv", index=False)
             self.variants.to_csv(tmp / "variants.csv", index=False)
             write_compare_report(self, tmp / "report.html")
