@@ -33,10 +33,10 @@ racemic-equivalent ng/mL (``dissociating_ketamine``): total ketamine while S and
 in the racemate that Bowdle and the CADSS target used (S is cleared a little faster, so a little
 less later), about 1.65 times the plasma level for esketamine and 0.35 times for arketamine
 (R-ketamine at equimolar doses produces no psychotomimetic state, Vollenweider FX et al. Eur
-Neuropsychopharmacol 1997;7:25). Norketamine,
-a weaker blocker, is left out: in volunteers S-norketamine antagonised S-ketamine's perceptual
-effects rather than adding to them (Olofsen E et al. Anesthesiology 2022;136:792). Blood pressure and heart rate follow total
-ketamine at their own effect site through a sigmoid Emax model; sedation follows midazolam.
+Neuropsychopharmacol 1997;7:25). Norketamine, a weaker blocker, is left out: in volunteers
+S-norketamine antagonised S-ketamine's perceptual effects rather than adding to them (Olofsen E et
+al. Anesthesiology 2022;136:792). Blood pressure and heart rate follow total ketamine at their own
+effect site through a sigmoid Emax model; sedation follows midazolam.
 What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
 population layer's observation model, not part of the vector field.
 """
