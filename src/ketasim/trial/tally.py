@@ -347,8 +347,7 @@ class TrialTally:
         return self.parts["arms"].get(arm) or {"patients": 0, "relapse_time": np.zeros(0), "relapse_event":
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
                                                "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
-                                               "discharge": {"patients": 0, "ready_by": dict.fromkeys(READY_BY_H, 0),
-                                                             "ready_after": _Values()},
+                                               "discharge": _discharge(pd.Series(dtype=float)),
                                                "baseline_hist": Histogram.of([]), "at": {}}
 
     def _arm_summary(self, arm: str) -> dict[str, Any]:
