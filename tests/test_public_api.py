@@ -26,7 +26,8 @@ def test_public_api_is_pinned():
                                     "ketasim.compare", "ketasim.compare.variants", "ketasim.compare.experiments", "ketasim.nca",
                                     "ketasim.trial.success", "ketasim.trial.power", "ketasim.params.draws",
                                     "ketasim.result", "ketasim.dataset", "ketasim.vpc", "ketasim.trial.rules",
-                                    "ketasim.trial.optimise", "ketasim.trial.discharge", "ketasim.calibrate.hierarchical",
+                                    "ketasim.trial.optimise", "ketasim.trial.discharge", "ketasim.trial.ketamine_use",
+                                    "ketasim.calibrate.hierarchical",
                                     "ketasim.calibrate.targets"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))

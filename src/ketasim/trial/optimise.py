@@ -14,8 +14,10 @@ Caps (``[caps]``, each optional): ``cadss_peak`` (the patients' mean highest ses
 points), ``sbp_rise_fraction`` (the share of patients with a session SBP rise >= 40 mmHg),
 ``not_ready_at_2_h_fraction`` (the share of patients not meeting the discharge criteria of
 ``trial/discharge.py`` 2 h after a session, the label's observation time), ``cumulative_amount``
-(the mean total amount per patient, e.g. "700 mg") and ``clinic_visits``
-(dosing sessions by a supervised route plus therapy sessions).
+(the mean total amount per patient, e.g. "700 mg"), ``clinic_visits``
+(dosing sessions by a supervised route plus therapy sessions), ``beyond_label_frequency_fraction``
+and ``daily_use_fraction`` (the share of patients each exposure flag of ``trial/ketamine_use.py`` marks:
+more dosing days in a week than the esketamine label's schedule, or a dose every day of a week).
 
 Search (``method``): ``sobol`` evaluates ``budget`` regimens spread over the space by a scrambled
 Sobol sequence (the label among them when it lies in the space); ``differential-evolution`` runs
@@ -59,16 +61,20 @@ from ..scenario import DRUG_ROUTES, GASES, INERT_DRUGS, MAX_AMOUNT, THERAPIES, S
 from ..units import parse_quantity, parse_time
 from .design import _known, _table, name_and_seed
 from .discharge import NOT_READY_KEY, OBSERVATION_H
+from .ketamine_use import USE_FLAGS
 from .rules import SESSION_WINDOW_H
 
 ENDPOINTS = ("response", "remission", "madrs_change")
 METHODS = ("sobol", "differential-evolution")
 NOT_READY_CAP = f"{NOT_READY_KEY}_fraction"  # not_ready_at_2_h_fraction
-CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "cumulative_amount", "clinic_visits")
+#: the exposure flags of trial/ketamine_use.py, capped as the share of patients flagged
+FLAG_CAPS = tuple(f"{flag}_fraction" for flag in USE_FLAGS)
+CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "cumulative_amount", "clinic_visits", *FLAG_CAPS)
 #: each cap's metric column in the candidates table
 CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
                NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]",
-               "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]"}
+               "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]",
+               **{cap: f"{cap[:-len('_fraction')]} [fraction]" for cap in FLAG_CAPS}}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
 _AMOUNT_UNITS = {"per_weight": "mg/kg", "absolute": "mg"}
@@ -346,8 +352,7 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
         if key == "cumulative_amount":
             caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
             continue
-        high = {"cadss_peak": 92.0, "sbp_rise_fraction": 1.0, NOT_READY_CAP: 1.0,
-                "clinic_visits": 10_000.0}[key]
+        high = {"cadss_peak": 92.0, "clinic_visits": 10_000.0}.get(key, 1.0)  # the rest are fractions
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
         caps[key] = float(value)
@@ -413,7 +418,8 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     madrs, baseline = at["madrs_model [points]"].to_numpy(float), at["baseline_madrs_true [points]"].to_numpy(float)
     per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
                                              discharge=("discharge_ready_after [h]", "max"),
-                                             weight=("weight [kg]", "first"))
+                                             weight=("weight [kg]", "first"),
+                                             **{flag: (flag, "first") for flag in USE_FLAGS})
     total = total_amount_mg(scenario.doses, per_patient["weight"].to_numpy(dtype=float))
     visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
     visits |= {t for th in scenario.therapies for t in th.times_h}
@@ -426,6 +432,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
             CAP_COLUMNS[NOT_READY_CAP]: float((per_patient["discharge"] > OBSERVATION_H).mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
+            **{CAP_COLUMNS[f"{flag}_fraction"]: float(per_patient[flag].astype(bool).mean()) for flag in USE_FLAGS},
             "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}
 
 

@@ -17,6 +17,7 @@ from ..plots import png_base64  # noqa: E402
 from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
 from .discharge import DISCHARGE_CRITERIA, NOT_READY_KEY, READY_BY_H, ready_by_key  # noqa: E402
+from .ketamine_use import FLAG_MEANINGS, USE_COLUMNS, USE_FLAGS  # noqa: E402
 from .tally import ASSESSMENT, TrialTally  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
@@ -153,6 +154,8 @@ def _endpoint_table(summary: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+#: the values the ketamine-use table shows (the flags follow)
+USE_VALUES = tuple(c for c in USE_COLUMNS if c not in USE_FLAGS)
 #: the discharge readings the side-effect table shows (trial/discharge.py)
 DISCHARGE_KEYS = (ready_by_key(READY_BY_H[0]), NOT_READY_KEY)
 
@@ -175,6 +178,23 @@ def _side_effect_table(summary: dict[str, Any]) -> str:
             f"<p>Model discharge criteria, each patient's slowest session among those the assessments report: "
             f"{html.escape(DISCHARGE_CRITERIA)}. Sedation, dizziness and nausea are not model outputs; they could "
             "only lengthen these times.</p>")
+
+
+def _ketamine_use_table(summary: dict[str, Any]) -> str:
+    """Ketamine given per patient in each arm's period and the exposure flags (trial/ketamine_use.py)."""
+    rows = []
+    for arm, s in summary["arms"].items():
+        e = s["ketamine_use"]
+        rows.append(f"<tr><td>{html.escape(arm)}</td>"
+                    + "".join(f"<td>{_fmt(e[c]['mean'])} ({_fmt(e[c]['max'])})</td>" for c in USE_VALUES)
+                    + "".join(f"<td>{_interval(e[f'{f}_fraction'], 100)}</td>" for f in USE_FLAGS) + "</tr>")
+    heads = ("".join(f"<th>{html.escape(c.replace('_', ' '))}, mean (max)</th>" for c in USE_VALUES)
+             + "".join(f"<th>{f.replace('_', ' ')} [%] (95 % CI)</th>" for f in USE_FLAGS))
+    flags = " ".join(f"<i>{f.replace('_', ' ')}</i>: {html.escape(m)}." for f, m in FLAG_MEANINGS.items())
+    return (f"<table><tr><th>arm</th>{heads}</tr>{''.join(rows)}</table><p>Ketamine drugs (racemic ketamine, "
+            f"esketamine, arketamine) per patient and period; days with a dose, most in any 7 and any 180 consecutive "
+            f"days (the exposure measure of the largest survey of urinary symptoms in ketamine users). {flags} "
+            "These flag dosing patterns; the model does not predict bladder or cognitive injury.</p>")
 
 
 def _comparison_table(summary: dict[str, Any]) -> str:
@@ -278,6 +298,8 @@ def write_trial_report(result, folder) -> None:
 {_comparison_table(summary)}
 <h2>Side effects and relapse (Kaplan-Meier median among responders)</h2>
 {_side_effect_table(summary)}
+<h2>Ketamine use over the course</h2>
+{_ketamine_use_table(summary)}
 {_dosing_table(summary)}
 {_uncertainty_table(summary.get("parameter_uncertainty"))}
 <h2>Figures</h2>

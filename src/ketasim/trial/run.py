@@ -26,7 +26,7 @@ from ..population import Cohort, PopulationSampler
 from ..population.sample import BLOCK
 from ..scenario import PatientColumns
 from ..simulate import observe_batch
-from . import adaptive
+from . import adaptive, ketamine_use
 from .design import Sequence, TrialSpec, session_starts
 from .discharge import ready_after
 from .rules import SESSION_OFFSETS_H, session_window
@@ -210,11 +210,32 @@ def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataF
     if decisions is not None:
         sessions = adaptive.GivenSessions(spec, seq, tl, chunk.plan, decisions.given, sessions)
     rows = _rows(spec, seq, tl, chunk.cohort, outputs, rated, status, sessions, columns)
-    if spec.adaptive:
-        for column, values in adaptive.decision_columns(spec, seq, chunk.plan, decisions,
-                                                        chunk.cohort.patients).items():
-            rows.insert(rows.columns.get_loc("status"), column, values)
+    extra = dict(adaptive.decision_columns(spec, seq, chunk.plan, decisions, chunk.cohort.patients)
+                 if spec.adaptive else {})
+    extra.update(_ketamine_use_columns(chunk, decisions))
+    for column, values in extra.items():
+        rows.insert(rows.columns.get_loc("status"), column, values)
     return rows
+
+
+def _ketamine_use_columns(chunk: PreparedChunk, decisions) -> dict[str, np.ndarray]:
+    """``ketamine_use.USE_COLUMNS`` for a chunk's rows (its periods one after another): the ketamine
+    its schedule gave, or, where dosing rules decided, what they gave."""
+    seq, patients = chunk.seq, chunk.cohort.patients
+    given = ketamine_use.KetamineUse(len(patients), tuple(p.start_h for p in seq.periods), seq.scenario.duration_h)
+    if decisions is None:
+        given.add_written(seq.scenario.doses, patients.weight_kg)
+    else:
+        plan = chunk.plan
+        given.add_written(plan.base.doses, patients.weight_kg)
+        for s, slot in enumerate(plan.slots):
+            who = decisions.given[:, s]
+            if who.any():
+                mg = decisions.amount_mg[slot.period][:, slot.session]
+                given.add(plan.scenario.doses[slot.line].drug, slot.time_h, mg[who], who)
+    n_assess = len(chunk.spec.assessments_h)
+    per_period = [given.columns(p) for p in range(len(seq.periods))]
+    return {c: np.concatenate([np.repeat(cols[c], n_assess) for cols in per_period]) for c in ketamine_use.USE_COLUMNS}
 
 
 def rating_errors(chunk: PreparedChunk, tl: Timeline) -> np.ndarray:

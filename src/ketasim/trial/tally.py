@@ -28,6 +28,7 @@ from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
 from .discharge import DISCHARGE_CRITERIA, NOT_READY_KEY, OBSERVATION_H, READY_BY_H, ready_by_key
+from .ketamine_use import FLAG_MEANINGS, USE_COLUMNS, USE_FLAGS
 from .success import patient_numbers, patient_outcomes, primary_from_outcomes
 
 ASSESSMENT, MADRS, CHANGE = "assessment [h]", "madrs [points]", "madrs_change [points]"
@@ -51,7 +52,8 @@ def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
         arm=("arm", "first"), at_risk=("at_risk_of_relapse", "first"),
         relapse_time=("time_to_relapse [h]", "first"), response=("response_time [h]", "first"), last=(ASSESSMENT, "max"),
         cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max"),
-        discharge=("discharge_ready_after [h]", "max")).reset_index()
+        discharge=("discharge_ready_after [h]", "max"), **{
+            _USE_KEYS[c]: (c, "first") for c in USE_COLUMNS}).reset_index()
 
 
 def relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +229,7 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "cadss_at_least": int((np.nan_to_num(cadss) >= ep.cadss_at_least).sum()),
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
         "cadss": _Values.of(cadss), "sbp": _Values.of(sbp), "discharge": _discharge(pp["discharge"]),
-        "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
+        "ketamine_use": _ketamine_use(pp), "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
     for t, at in g.groupby(ASSESSMENT, sort=False):
         change = at[CHANGE].to_numpy(dtype=float)
@@ -249,6 +251,17 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         decisions["dose_total"] = first["dose_total [mg]"].to_numpy(dtype=float)
         out["decisions"] = decisions
     return out
+
+
+#: per-patient keys of the ketamine-use columns (``trial/ketamine_use.py``)
+_USE_KEYS = {c: c.split(" [")[0] for c in USE_COLUMNS}
+
+
+def _ketamine_use(pp: pd.DataFrame) -> dict[str, Any]:
+    """The ketamine each patient was given in the period (``trial/ketamine_use.py``): amounts and
+    day counts as values, the flags counted."""
+    return {key: int(pp[key].astype(bool).sum()) if column in USE_FLAGS else _Values.of(pp[key].to_numpy(float))
+            for column, key in _USE_KEYS.items()}
 
 
 def _discharge(slowest: pd.Series) -> dict[str, Any]:
@@ -348,6 +361,7 @@ class TrialTally:
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
                                                "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
                                                "discharge": _discharge(pd.Series(dtype=float)),
+                                               "ketamine_use": _ketamine_use(pd.DataFrame(columns=[*_USE_KEYS.values()])),
                                                "baseline_hist": Histogram.of([]), "at": {}}
 
     def _arm_summary(self, arm: str) -> dict[str, Any]:
@@ -378,6 +392,7 @@ class TrialTally:
                 "sbp_peak_rise [mmHg]": {"mean": _num(a["sbp"].mean), "max": _num(a["sbp"].max)},
                 "discharge": self._discharge_summary(a["discharge"]),
             },
+            "ketamine_use": self._ketamine_use_summary(a["ketamine_use"], a["patients"]),
         }
         if "decisions" in a:
             out["adaptive_dosing"] = self._decisions(a["decisions"], a["patients"])
@@ -395,6 +410,18 @@ class TrialTally:
         # the times of the patients ready within the window; the others are counted
         out["ready_after [h]"] = {"mean_when_ready": _num(v.mean), "max_when_ready": _num(v.max),
                                   "not_ready_within_window": int(v.missing)}
+        return out
+
+    @staticmethod
+    def _ketamine_use_summary(e: Mapping[str, Any], n: int) -> dict[str, Any]:
+        """The ketamine given per patient in the arm's period and the share each exposure flag marks
+        (``trial/ketamine_use.py``: flags of a dosing pattern, not predictions of injury)."""
+        out: dict[str, Any] = {"flags": FLAG_MEANINGS}
+        for column, key in _USE_KEYS.items():
+            if column in USE_FLAGS:
+                out[f"{column}_fraction"] = _rate(e[key], n)
+            else:
+                out[column] = {"mean": _num(e[key].mean), "max": _num(e[key].max)}
         return out
 
     @staticmethod
