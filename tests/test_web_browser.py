@@ -168,6 +168,9 @@ def test_small_trial_runs_to_its_report(page):
     for chart in ("chart-trajectories", "chart-rates", "chart-relapse"):
         assert page.evaluate(f"() => document.getElementById('{chart}').data.length") > 0
     assert "ketamine vs midazolam" in page.inner_text("#trial-report")
+    # ketamine use over the course (trial/ketamine_use.py): one infusion is neither flag
+    use = page.inner_text("#trial-report")
+    assert "Ketamine use over the course" in use and "daily use [% (95 % CI)]" in use and "0 % (0–" in use
     assert_disclaimer_visible(page)
     screenshot(page, "trial_report")
 

@@ -376,6 +376,7 @@ function showTrialReport(run) {
     el("div", { id: "chart-rates", class: "chart" }),
     el("div", { id: "chart-relapse", class: "chart" }),
     el("h3", { text: "Side effects" }), sideEffectTable(summary),
+    el("h3", { text: "Ketamine use over the course" }), ketamineUseTable(summary),
     el("h3", { text: "Between arms" }), comparisonTable(summary),
   );
   drawTrajectories(run.figures.trajectories);
@@ -475,6 +476,25 @@ function sideEffectTable(summary) {
   return table(["arm", ...names.map((n) => `${n.replaceAll("_", " ")} [% (95 % CI)]`), "CADSS peak, mean [points]",
     "SBP peak rise, mean [mmHg]", ...DISCHARGE_KEYS.map((k) => `discharge: ${k.replaceAll("_", " ")} [% (95 % CI)]`),
     "median time to relapse [d] (95 % CI)"], rows);
+}
+
+// trial/ketamine_use.py: amounts and dosing days per patient and period, and the frequent-use flags
+// (dosing patterns from published reports, not predictions of injury)
+const USE_VALUES = ["ketamine_amount [mg]", "ketamine_dosing_days [days]", "ketamine_dosing_days_max_7d [days]",
+  "ketamine_dosing_days_max_180d [days]"];
+const USE_FLAGS = ["beyond_label_frequency", "daily_use"];
+
+function ketamineUseTable(summary) {
+  const rows = Object.entries(summary.arms).map(([arm, s]) => {
+    const u = s.ketamine_use || {};
+    return [arm, ...USE_VALUES.map((k) => (u[k] ? `${fmt(u[k].mean)} (max ${fmt(u[k].max)})` : "–")),
+      ...USE_FLAGS.map((f) => interval(u[`${f}_fraction`], 100, " %"))];
+  });
+  const flags = Object.values(summary.arms)[0]?.ketamine_use?.flags || {};
+  return el("div", {},
+    table(["arm", ...USE_VALUES.map((k) => `${k.replaceAll("_", " ")}, mean`),
+      ...USE_FLAGS.map((f) => `${f.replaceAll("_", " ")} [% (95 % CI)]`)], rows),
+    el("p", { class: "tagline", text: USE_FLAGS.map((f) => `${f.replaceAll("_", " ")}: ${flags[f] || ""}.`).join(" ") }));
 }
 
 function comparisonTable(summary) {
