@@ -1,5 +1,5 @@
-"""Ketamine use over a course (amounts and dosing days), and flags for the frequent use that published series link to
-urological and cognitive harm.
+"""Ketamine use over a course (amounts and dosing days), and flags for the frequent use that
+published series link to urological and cognitive harm.
 
 These are exposure flags, not predictions of injury: the model has no bladder and no memory, and the
 harm was described in people who used ketamine recreationally, most of them daily and for months to
