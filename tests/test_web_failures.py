@@ -110,7 +110,7 @@ def test_a_full_disk_is_a_507_and_a_failed_run_not_a_500(tmp_path, monkeypatch):
 def test_a_trial_on_a_real_dask_scheduler_gives_the_same_patients(tmp_path):
     import distributed
 
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with TestClient(create_app(tmp_path / "dask", warm=False, scheduler=cluster.scheduler_address)) as client:
             run_id = client.post("/api/trials", json=SMALL_TRIAL).json()["id"]
             view = wait_for(client, run_id, lambda v: v["status"] not in ("queued", "running"))

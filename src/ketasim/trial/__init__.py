@@ -266,7 +266,9 @@ def _dask_client(workers: int | None, scheduler: str | None):
     if not 1 <= workers <= 256:
         raise ValueError(f"workers={workers!r} must be in 1..256")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    # the scheduler's HTTP server on a free port: with None it still takes 8787, and a second cluster
+    # on the machine (another run, another test process) then fails to start
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, Client(cluster) as client:
         yield client
 
