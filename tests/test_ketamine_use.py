@@ -1,6 +1,7 @@
 """Ketamine use over a course (trial/ketamine_use.py): the day counts and flags against an
-independent count of the schedule, the amounts, the patients table, the summary, adaptive dosing
-and the optimiser's caps."""
+independent count of the schedule, infusions and days counted from the first dose, the amounts, the
+patients table, the summary, every design (crossover, run-in), adaptive dosing (held and delayed
+doses) and the optimiser's caps."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 import ketasim
 from ketasim import run_trial
-from ketasim.trial.ketamine_use import LABEL_DAYS_PER_WEEK, USE_COLUMNS, most_days_in_window, use_columns
+from ketasim.trial import adaptive
+from ketasim.trial.ketamine_use import LABEL_DAYS_PER_WEEK, USE_COLUMNS, KetamineUse, most_days_in_window, use_columns
 from ketasim.trial.optimise import CAP_COLUMNS
 
 NASAL = {"drug": "esketamine", "route": "intranasal"}
@@ -46,6 +48,21 @@ def test_the_label_schedule_is_not_flagged_and_daily_use_is():
     assert LABEL_DAYS_PER_WEEK == 2  # a pin: SPRAVATO US prescribing information, section 2
     assert flags(list(range(6))) == (True, False)
     assert flags(list(range(7))) == (True, True)
+
+
+def test_an_infusion_counts_every_day_it_runs_and_days_start_at_the_first_dose():
+    use = KetamineUse(3)
+    # patient 0: a 7-day infusion from hour 10; patient 1: twice daily for 7 days from hour 60 (a
+    # lead-in's offset), which spans 7 days from its first dose, not 8 of the simulation's; patient 2:
+    # a midazolam infusion, not a ketamine drug
+    use.add("racemic-ketamine", 10.0, 7 * 24.0, 700.0, np.array([True, False, False]))
+    for k in range(14):
+        use.add("esketamine", 60.0 + 12.0 * k, None, 28.0, np.array([False, True, False]))
+    use.add("midazolam", 0.0, 7 * 24.0, 5.0, np.array([False, False, True]))
+    cols = use.columns()
+    assert cols["ketamine_dosing_days [days]"].tolist() == [7, 7, 0]
+    assert cols["daily_use"].tolist() == [True, True, False]
+    assert cols["ketamine_amount [mg]"].tolist() == [700.0, 14 * 28.0, 0.0]
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +119,61 @@ def test_doses_held_by_a_rule_are_not_counted():
     assert (first["doses_held [count]"] > 0).any()  # the rule acted
     np.testing.assert_allclose(first["ketamine_amount [mg]"], first["dose_total [mg]"], rtol=1e-12)
     assert (first["ketamine_dosing_days [days]"] == first["doses_given [count]"]).all()
+
+
+def test_a_delayed_dose_counts_on_its_own_day():
+    """Under a delay rule the dosing days are those of the doses as given, read back independently
+    from the patients table's decisions (``adaptive.given_doses``, which the data-set export uses)."""
+    trial = {"trial": {"name": "delay", "seed": 12, "assessments": ["1 d", "4 w"]},
+             "population": {"n": 30, "preset": "treatment-resistant"},
+             "arm": [{"name": "esketamine 84 mg, delay on SBP", "dose": [{**NASAL, "amount": "84 mg", "start": "0 d",
+                                                                           "every": "3.5 d", "count": 8}],
+                      "rule": [{"type": "hold", "if_sbp_rise_at_least": 10, "action": "delay", "delay": "2 d"}]}]}
+    result = run_trial(trial)
+    first = result.patients.drop_duplicates("patient")
+    assert (first["doses_delayed [count]"] > 0).any()
+    plan = adaptive.plan(result.spec, result.spec.sequences[0])
+    given = adaptive.given_doses(plan, first["dose_decisions"].to_numpy(), first["patient"].to_numpy(),
+                                 first["period"].to_numpy())
+    for _, row in first.iterrows():
+        times = sorted(t for who, t, _, _ in given if who == row["patient"])
+        days = sorted({int((t - times[0]) // 24.0) for t in times})
+        assert row["ketamine_dosing_days [days]"] == len(days)
+        assert row["ketamine_dosing_days_max_7d [days]"] == _by_hand(days, 7)
+        assert row["ketamine_amount [mg]"] == pytest.approx(row["dose_total [mg]"], rel=1e-12)
+
+
+def test_use_is_counted_over_the_whole_course_in_every_design():
+    """A crossover's patients carry their whole course in both periods; a randomised withdrawal's
+    placebo arm carries the open-label run-in that preceded randomisation."""
+    crossover = {"trial": {"name": "x", "seed": 1, "design": "crossover", "assessments": ["1 d", "3 d"],
+                           "washout": "4 d", "control": "placebo"},
+                 "population": {"n": 6, "preset": "treatment-resistant"},
+                 "arm": [{"name": "esketamine", "dose": [{**NASAL, "amount": "56 mg", "start": "0 d", "every": "2 d",
+                                                          "count": 2}]},
+                         {"name": "placebo", "dose": [{"drug": "placebo", "route": "intranasal", "start": "0 d"}]}]}
+    df = run_trial(crossover).patients
+    assert (df["ketamine_amount [mg]"] == 112.0).all() and (df["ketamine_dosing_days [days]"] == 2).all()
+    withdrawal = {"trial": {"name": "w", "seed": 2, "design": "randomised-withdrawal", "assessments": ["1 w", "2 w"],
+                            "control": "placebo"},
+                  "population": {"n": 12, "preset": "treatment-resistant"},
+                  "run_in": {"duration": "2 w", "select": "responders",
+                             "dose": [{**NASAL, "amount": "84 mg", "start": "0 d", "every": "3.5 d", "count": 4}]},
+                  "arm": [{"name": "esketamine", "dose": [{**NASAL, "amount": "84 mg", "start": "0 d", "every": "1 w",
+                                                           "count": 2}]},
+                          {"name": "placebo", "dose": [{"drug": "placebo", "route": "intranasal", "start": "0 d",
+                                                        "every": "1 w", "count": 2}]}]}
+    first = run_trial(withdrawal).patients.drop_duplicates("patient").set_index("arm")
+    assert (first.loc["placebo", "ketamine_amount [mg]"] == 4 * 84.0).all()
+    assert (first.loc["esketamine", "ketamine_amount [mg]"] == 6 * 84.0).all()
+
+
+def test_a_patients_table_without_the_columns_is_still_summarised(three_arms):
+    from ketasim.trial.summary import trial_summary
+
+    old = three_arms.patients.drop(columns=list(USE_COLUMNS))
+    summary = trial_summary(three_arms.spec, old)
+    assert all("ketamine_use" not in arm for arm in summary["arms"].values())
 
 
 def _beyond_label(every_h: float, count: int) -> bool:

@@ -6,8 +6,12 @@ harm was described in people who used ketamine recreationally, most of them dail
 years, at doses far above a clinic's. What a trial can say is how its regimens compare with the
 patterns in those reports and with the most frequent schedule the esketamine label uses.
 
-Per patient and treatment period, counting the days on which a ketamine drug (racemic ketamine,
-esketamine, arketamine) was given, whatever the route:
+Per patient over the whole simulated course (every period, a randomised withdrawal's run-in and a
+background lead-in included: it is the patient's use that the reports describe, so a crossover's
+rows carry the same values in both periods), counting the days on which a ketamine drug (racemic
+ketamine, esketamine, arketamine) was given, whatever the route. A day is 24 h from the patient's
+first dose, so a regimen counts the same days whenever in the simulation it starts, and an infusion
+counts every day it runs on.
 
 * ``ketamine_amount [mg]``: the amount given in all (cumulative exposure).
 * ``ketamine_dosing_days [days]``: the days with a dose.
@@ -20,7 +24,9 @@ esketamine, arketamine) was given, whatever the route:
   measured in recreational users.
 * ``beyond_label_frequency``: more than ``LABEL_DAYS_PER_WEEK`` days with a dose in some 7 consecutive
   days, more often than the esketamine label's most frequent schedule (twice a week in weeks 1-4,
-  then weekly or every other week; SPRAVATO US prescribing information, section 2).
+  then weekly or every other week; SPRAVATO US prescribing information, section 2). Counted over any
+  7 consecutive days, not calendar weeks: sessions that keep to two a calendar week but bunch up
+  (Friday, Monday, Thursday) are flagged.
 * ``daily_use``: a dose on each of some 7 consecutive days, the pattern of the people in whom
   ketamine cystitis was first described (all nine of Shahani R et al. Urology 2007;69:810 used
   ketamine daily) and with whom cognitive impairment goes ("frequent, daily use is also associated
@@ -32,8 +38,6 @@ is no flag for either; the amount and the day counts are there to compare regime
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -48,8 +52,8 @@ WEEK_D = 7
 USE_FLAGS = ("beyond_label_frequency", "daily_use")
 FLAG_MEANINGS = {
     "beyond_label_frequency": f"more than {LABEL_DAYS_PER_WEEK} days with a dose of a ketamine drug in some {WEEK_D} "
-                              "consecutive days, more often than the esketamine label's most frequent schedule "
-                              "(SPRAVATO US prescribing information, section 2)",
+                              "consecutive days (not calendar weeks), more often than the esketamine label's most "
+                              "frequent schedule (SPRAVATO US prescribing information, section 2)",
     "daily_use": f"a dose on each of some {WEEK_D} consecutive days: the pattern of the users in whom ketamine cystitis "
                  "was described (Shahani 2007) and with whom cognitive impairment goes (Morgan & Curran 2012); an "
                  "exposure flag, not a prediction of injury"}
@@ -83,25 +87,24 @@ def use_columns(dosing_days: np.ndarray, amount_mg: np.ndarray) -> dict[str, np.
 
 
 class KetamineUse:
-    """The ketamine given to a chunk's patients, period by period: (n, days) dosing days and (n,)
-    amounts, filled from a schedule as written and, where rules decide, from what they gave."""
+    """The ketamine given to a chunk's patients over the whole course: doses are added as they are
+    known (a schedule as written, or what dosing rules gave), then ``columns`` lays them on days
+    counted from each patient's first dose."""
 
-    def __init__(self, n: int, period_starts_h: tuple[float, ...], duration_h: float):
-        self.starts = np.asarray(period_starts_h, dtype=float)
-        days = int(np.ceil(duration_h / 24.0)) + 1
-        self.days = np.zeros((len(period_starts_h), n, days), dtype=bool)
-        self.amount = np.zeros((len(period_starts_h), n))
+    def __init__(self, n: int):
+        self.n = n
+        self._doses: list[tuple[float, float, np.ndarray, np.ndarray]] = []  # (t h, duration h, mg (n,), who (n,))
 
-    def _period(self, t_h: float) -> int:
-        return max(0, int(np.searchsorted(self.starts, t_h, side="right")) - 1)
-
-    def add(self, drug: str, t_h: float, amount_mg: np.ndarray | float, who: np.ndarray | slice = slice(None)) -> None:
-        """A dose of ``drug`` at ``t_h`` to the patients ``who`` (default: all)."""
+    def add(self, drug: str, t_h: float, duration_h: float | None, amount_mg: np.ndarray | float,
+            who: np.ndarray | None = None) -> None:
+        """A dose of ``drug`` at ``t_h`` (over ``duration_h`` for an infusion, None for a bolus or an
+        absorbed dose) to the patients ``who`` (default: all; ``amount_mg`` per patient or one for all)."""
         if drug not in KETAMINE_DRUGS:
             return
-        p, day = self._period(t_h), min(int(t_h // 24.0), self.days.shape[2] - 1)
-        self.days[p, who, day] = True
-        self.amount[p, who] += np.broadcast_to(amount_mg, self.amount[p, who].shape)
+        who = np.ones(self.n, dtype=bool) if who is None else np.asarray(who, dtype=bool)
+        mg = np.zeros(self.n)
+        mg[who] = np.broadcast_to(np.asarray(amount_mg, dtype=float), (self.n,))[who]
+        self._doses.append((float(t_h), float(duration_h or 0.0), mg, who))
 
     def add_written(self, doses, weight_kg: np.ndarray) -> None:
         """Every administration of ``doses`` (a scenario's dose lines), to every patient."""
@@ -109,7 +112,26 @@ class KetamineUse:
             if d.drug in KETAMINE_DRUGS:
                 mg = np.asarray(d.amount_mg(weight_kg), dtype=float)
                 for t in d.times_h:
-                    self.add(d.drug, t, mg)
+                    self.add(d.drug, t, d.duration_h, mg)
 
-    def columns(self, p: int) -> Mapping[str, np.ndarray]:
-        return use_columns(self.days[p], self.amount[p])
+    def columns(self) -> dict[str, np.ndarray]:
+        """``USE_COLUMNS`` per patient."""
+        if not self._doses:
+            return use_columns(np.zeros((self.n, 1), dtype=bool), np.zeros(self.n))
+        first = np.full(self.n, np.inf)
+        for t, _, _, who in self._doses:
+            first[who] = np.minimum(first[who], t)
+        first[~np.isfinite(first)] = 0.0
+        last = max(t + dur for t, dur, _, _ in self._doses)
+        days = np.zeros((self.n, int((last - first.min()) // 24.0) + 2), dtype=bool)
+        amount = np.zeros(self.n)
+        rows = np.arange(self.n)
+        for t, dur, mg, who in self._doses:
+            # an infusion counts every day it runs on: from its start to just before its end
+            start = np.floor((t - first) / 24.0).astype(int)
+            end = np.floor((t + max(dur - 1e-9, 0.0) - first) / 24.0).astype(int)
+            for k in range(int((end - start)[who].max()) + 1 if who.any() else 0):
+                on = who & (start + k <= end)
+                days[rows[on], (start + k)[on]] = True
+            amount += mg
+        return use_columns(days, amount)

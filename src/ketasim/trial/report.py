@@ -181,7 +181,9 @@ def _side_effect_table(summary: dict[str, Any]) -> str:
 
 
 def _ketamine_use_table(summary: dict[str, Any]) -> str:
-    """Ketamine given per patient in each arm's period and the exposure flags (trial/ketamine_use.py)."""
+    """Ketamine given per patient over the course and the exposure flags (trial/ketamine_use.py)."""
+    if not all("ketamine_use" in s for s in summary["arms"].values()):
+        return "<p>Not in this patients table (written before ketamine use was recorded).</p>"
     rows = []
     for arm, s in summary["arms"].items():
         e = s["ketamine_use"]
@@ -192,8 +194,10 @@ def _ketamine_use_table(summary: dict[str, Any]) -> str:
              + "".join(f"<th>{f.replace('_', ' ')} [%] (95 % CI)</th>" for f in USE_FLAGS))
     flags = " ".join(f"<i>{f.replace('_', ' ')}</i>: {html.escape(m)}." for f, m in FLAG_MEANINGS.items())
     return (f"<table><tr><th>arm</th>{heads}</tr>{''.join(rows)}</table><p>Ketamine drugs (racemic ketamine, "
-            f"esketamine, arketamine) per patient and period; days with a dose, most in any 7 and any 180 consecutive "
-            f"days (the exposure measure of the largest survey of urinary symptoms in ketamine users). {flags} "
+            f"esketamine, arketamine) per patient over the whole course (run-in and lead-in included; a crossover's "
+            f"patients count in both arms); days with a dose, from the first, and the most in any 7 and any 180 "
+            f"consecutive days (the exposure measure of the largest survey of urinary symptoms in ketamine users). "
+            f"{flags} "
             "These flag dosing patterns; the model does not predict bladder or cognitive injury.</p>")
 
 

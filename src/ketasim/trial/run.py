@@ -219,23 +219,21 @@ def finish_chunk(chunk: PreparedChunk, solved, params: ParameterSet) -> pd.DataF
 
 
 def _ketamine_use_columns(chunk: PreparedChunk, decisions) -> dict[str, np.ndarray]:
-    """``ketamine_use.USE_COLUMNS`` for a chunk's rows (its periods one after another): the ketamine
-    its schedule gave, or, where dosing rules decided, what they gave."""
+    """``ketamine_use.USE_COLUMNS`` for a chunk's rows (every row of a patient the same: use over the
+    whole course): the ketamine its schedule gave or, where dosing rules decided, what they gave."""
     seq, patients = chunk.seq, chunk.cohort.patients
-    given = ketamine_use.KetamineUse(len(patients), tuple(p.start_h for p in seq.periods), seq.scenario.duration_h)
+    given = ketamine_use.KetamineUse(len(patients))
     if decisions is None:
         given.add_written(seq.scenario.doses, patients.weight_kg)
     else:
         plan = chunk.plan
         given.add_written(plan.base.doses, patients.weight_kg)
         for s, slot in enumerate(plan.slots):
-            who = decisions.given[:, s]
-            if who.any():
-                mg = decisions.amount_mg[slot.period][:, slot.session]
-                given.add(plan.scenario.doses[slot.line].drug, slot.time_h, mg[who], who)
-    n_assess = len(chunk.spec.assessments_h)
-    per_period = [given.columns(p) for p in range(len(seq.periods))]
-    return {c: np.concatenate([np.repeat(cols[c], n_assess) for cols in per_period]) for c in ketamine_use.USE_COLUMNS}
+            line = plan.scenario.doses[slot.line]
+            given.add(line.drug, slot.time_h, line.duration_h, decisions.amount_mg[slot.period][:, slot.session],
+                      decisions.given[:, s])
+    rows_per_patient = len(chunk.spec.assessments_h) * len(seq.periods)
+    return {c: np.repeat(v, rows_per_patient) for c, v in given.columns().items()}
 
 
 def rating_errors(chunk: PreparedChunk, tl: Timeline) -> np.ndarray:

@@ -52,8 +52,9 @@ def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
         arm=("arm", "first"), at_risk=("at_risk_of_relapse", "first"),
         relapse_time=("time_to_relapse [h]", "first"), response=("response_time [h]", "first"), last=(ASSESSMENT, "max"),
         cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max"),
-        discharge=("discharge_ready_after [h]", "max"), **{
-            _USE_KEYS[c]: (c, "first") for c in USE_COLUMNS}).reset_index()
+        discharge=("discharge_ready_after [h]", "max"),
+        # a patients table written before these columns existed is still summarised, without them
+        **{_USE_KEYS[c]: (c, "first") for c in USE_COLUMNS if c in rows}).reset_index()
 
 
 def relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +230,9 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "cadss_at_least": int((np.nan_to_num(cadss) >= ep.cadss_at_least).sum()),
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
         "cadss": _Values.of(cadss), "sbp": _Values.of(sbp), "discharge": _discharge(pp["discharge"]),
-        "ketamine_use": _ketamine_use(pp), "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
+        "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
+    if all(key in pp for key in _USE_KEYS.values()):
+        out["ketamine_use"] = _ketamine_use(pp)
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
     for t, at in g.groupby(ASSESSMENT, sort=False):
         change = at[CHANGE].to_numpy(dtype=float)
@@ -258,7 +261,7 @@ _USE_KEYS = {c: c.split(" [")[0] for c in USE_COLUMNS}
 
 
 def _ketamine_use(pp: pd.DataFrame) -> dict[str, Any]:
-    """The ketamine each patient was given in the period (``trial/ketamine_use.py``): amounts and
+    """The ketamine each patient was given over the course (``trial/ketamine_use.py``): amounts and
     day counts as values, the flags counted."""
     return {key: int(pp[key].astype(bool).sum()) if column in USE_FLAGS else _Values.of(pp[key].to_numpy(float))
             for column, key in _USE_KEYS.items()}
@@ -392,8 +395,9 @@ class TrialTally:
                 "sbp_peak_rise [mmHg]": {"mean": _num(a["sbp"].mean), "max": _num(a["sbp"].max)},
                 "discharge": self._discharge_summary(a["discharge"]),
             },
-            "ketamine_use": self._ketamine_use_summary(a["ketamine_use"], a["patients"]),
         }
+        if "ketamine_use" in a:
+            out["ketamine_use"] = self._ketamine_use_summary(a["ketamine_use"], a["patients"])
         if "decisions" in a:
             out["adaptive_dosing"] = self._decisions(a["decisions"], a["patients"])
         return out
@@ -414,7 +418,7 @@ class TrialTally:
 
     @staticmethod
     def _ketamine_use_summary(e: Mapping[str, Any], n: int) -> dict[str, Any]:
-        """The ketamine given per patient in the arm's period and the share each exposure flag marks
+        """The ketamine its patients were given over the course and the share each exposure flag marks
         (``trial/ketamine_use.py``: flags of a dosing pattern, not predictions of injury)."""
         out: dict[str, Any] = {"flags": FLAG_MEANINGS}
         for column, key in _USE_KEYS.items():

@@ -478,7 +478,7 @@ function sideEffectTable(summary) {
     "median time to relapse [d] (95 % CI)"], rows);
 }
 
-// trial/ketamine_use.py: amounts and dosing days per patient and period, and the frequent-use flags
+// trial/ketamine_use.py: amounts and dosing days per patient over the course, and the frequent-use flags
 // (dosing patterns from published reports, not predictions of injury)
 const USE_VALUES = ["ketamine_amount [mg]", "ketamine_dosing_days [days]", "ketamine_dosing_days_max_7d [days]",
   "ketamine_dosing_days_max_180d [days]"];
@@ -491,7 +491,7 @@ function ketamineUseTable(summary) {
       ...USE_FLAGS.map((f) => interval(u[`${f}_fraction`], 100, " %"))];
   });
   const flags = Object.values(summary.arms)[0]?.ketamine_use?.flags || {};
-  return el("div", {},
+  return el("div", { id: "ketamine-use" },
     table(["arm", ...USE_VALUES.map((k) => `${k.replaceAll("_", " ")}, mean`),
       ...USE_FLAGS.map((f) => `${f.replaceAll("_", " ")} [% (95 % CI)]`)], rows),
     el("p", { class: "tagline", text: USE_FLAGS.map((f) => `${f.replaceAll("_", " ")}: ${flags[f] || ""}.`).join(" ") }));
