@@ -68,13 +68,13 @@ ENDPOINTS = ("response", "remission", "madrs_change")
 METHODS = ("sobol", "differential-evolution")
 NOT_READY_CAP = f"{NOT_READY_KEY}_fraction"  # not_ready_at_2_h_fraction
 #: the exposure flags of trial/ketamine_use.py, capped as the share of patients flagged
-FLAG_CAPS = tuple(f"{flag}_fraction" for flag in USE_FLAGS)
+FLAG_CAPS = {f"{flag}_fraction": flag for flag in USE_FLAGS}
 CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "cumulative_amount", "clinic_visits", *FLAG_CAPS)
 #: each cap's metric column in the candidates table
 CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
                NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]",
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]",
-               **{cap: f"{cap[:-len('_fraction')]} [fraction]" for cap in FLAG_CAPS}}
+               **{cap: f"{flag} [fraction]" for cap, flag in FLAG_CAPS.items()}}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
 _AMOUNT_UNITS = {"per_weight": "mg/kg", "absolute": "mg"}
@@ -432,7 +432,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
             CAP_COLUMNS[NOT_READY_CAP]: float((per_patient["discharge"] > OBSERVATION_H).mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
-            **{CAP_COLUMNS[f"{flag}_fraction"]: float(per_patient[flag].astype(bool).mean()) for flag in USE_FLAGS},
+            **{CAP_COLUMNS[cap]: float(per_patient[flag].astype(bool).mean()) for cap, flag in FLAG_CAPS.items()},
             "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}
 
 

@@ -54,7 +54,7 @@ def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
         cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max"),
         discharge=("discharge_ready_after [h]", "max"),
         # a patients table written before these columns existed is still summarised, without them
-        **{_USE_KEYS[c]: (c, "first") for c in USE_COLUMNS if c in rows}).reset_index()
+        **{c: (c, "first") for c in USE_COLUMNS if c in rows}).reset_index()
 
 
 def relapse_data(per_patient: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +231,7 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
         "cadss": _Values.of(cadss), "sbp": _Values.of(sbp), "discharge": _discharge(pp["discharge"]),
         "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
-    if all(key in pp for key in _USE_KEYS.values()):
+    if all(c in pp for c in USE_COLUMNS):
         out["ketamine_use"] = _ketamine_use(pp)
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
     for t, at in g.groupby(ASSESSMENT, sort=False):
@@ -256,15 +256,11 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
     return out
 
 
-#: per-patient keys of the ketamine-use columns (``trial/ketamine_use.py``)
-_USE_KEYS = {c: c.split(" [")[0] for c in USE_COLUMNS}
-
-
 def _ketamine_use(pp: pd.DataFrame) -> dict[str, Any]:
     """The ketamine each patient was given over the course (``trial/ketamine_use.py``): amounts and
     day counts as values, the flags counted."""
-    return {key: int(pp[key].astype(bool).sum()) if column in USE_FLAGS else _Values.of(pp[key].to_numpy(float))
-            for column, key in _USE_KEYS.items()}
+    return {c: int(pp[c].astype(bool).sum()) if c in USE_FLAGS else _Values.of(pp[c].to_numpy(float))
+            for c in USE_COLUMNS}
 
 
 def _discharge(slowest: pd.Series) -> dict[str, Any]:
@@ -364,7 +360,7 @@ class TrialTally:
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
                                                "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
                                                "discharge": _discharge(pd.Series(dtype=float)),
-                                               "ketamine_use": _ketamine_use(pd.DataFrame(columns=[*_USE_KEYS.values()])),
+                                               "ketamine_use": _ketamine_use(pd.DataFrame(columns=[*USE_COLUMNS])),
                                                "baseline_hist": Histogram.of([]), "at": {}}
 
     def _arm_summary(self, arm: str) -> dict[str, Any]:
@@ -421,11 +417,11 @@ class TrialTally:
         """The ketamine its patients were given over the course and the share each exposure flag marks
         (``trial/ketamine_use.py``: flags of a dosing pattern, not predictions of injury)."""
         out: dict[str, Any] = {"flags": FLAG_MEANINGS}
-        for column, key in _USE_KEYS.items():
-            if column in USE_FLAGS:
-                out[f"{column}_fraction"] = _rate(e[key], n)
+        for c in USE_COLUMNS:
+            if c in USE_FLAGS:
+                out[f"{c}_fraction"] = _rate(e[c], n)
             else:
-                out[column] = {"mean": _num(e[key].mean), "max": _num(e[key].max)}
+                out[c] = {"mean": _num(e[c].mean), "max": _num(e[c].max)}
         return out
 
     @staticmethod
