@@ -43,10 +43,10 @@ def test_shipped_targets_are_a_cited_observation_table():
 KNOWN_MISSES: dict[tuple[str, str, str], str] = {
     ("murrough2013b_repeated_infusions", "mean_change", "ketamine@2 h"):
         "open-label fall 2 h after the first infusion: the model has no open-label or perceptible-effect expectancy",
-    ("murrough2013b_repeated_infusions", "median_relapse_after", "ketamine@11 d"):
-        "27 d against an upper bound of 26.8 d since HNK was calibrated to human exposure (issue 12: HNK up about "
-        "sixfold, so its AMPA route adds to the effect); only clinical.strength_symptom_gain was refitted, not the "
-        "joint clinical fit",
+    ("trivedi2006_stard_level1", "response_rate", "citalopram@12 w"):
+        "49.1 % responders against the upper bound 48.8 % of the Wilson interval for 2,876 patients: about half "
+        "a Monte Carlo SE above it with 10,000 virtual patients per arm (response on the QIDS-SR there, the MADRS "
+        "here)",
     ("han2016_response_decay", "remission_rate", "ketamine@7 d"):
         "pooled remission rising from 24 h to day 7 while response falls: the pooled trials differ by time point",
 }
@@ -109,7 +109,7 @@ def test_validate_command_prints_every_case_and_the_count(tmp_path):
 
 
 #: `ketasim validate` today: a regression (or an improvement) must be seen and the README updated
-VALIDATION_PINNED = (11, 16)
+VALIDATION_PINNED = (12, 16)
 
 
 def test_a_check_of_some_targets_equals_those_rows_of_the_whole_table(calibration):

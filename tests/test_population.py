@@ -159,3 +159,78 @@ def test_batch_problem_equals_one_problem_per_patient(params):
     assert batch.parameter_names == one_by_one.parameter_names
     shared = build_batch_problem(scenario, PatientColumns.of([Patient()]), params, model)
     assert np.array_equal(shared.theta, build_problem(scenario, params, model).theta)
+
+
+def test_philox_matches_random123_known_answers():
+    """A pin of the generator, not a statistical result: Random123's ``tests/kat_vectors``, the three
+    ``philox4x32 10`` lines (counter, key, expected output)."""
+    from ketasim.population.counter_rng import philox4x32
+
+    vectors = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+               ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+               ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+                (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))]
+    for counter, key, expected in vectors:
+        out = philox4x32(tuple(np.uint64(c) for c in counter), tuple(np.uint64(k) for k in key))
+        assert tuple(int(x) for x in out) == expected
+    # vectorised over broadcast counters, each entry equals its own scalar computation
+    rows = np.arange(5, dtype=np.uint64)
+    batch = philox4x32((rows, np.uint64(1), np.uint64(2), np.uint64(3)), (np.uint64(7), np.uint64(9)))
+    for r in range(5):
+        single = philox4x32(tuple(np.uint64(c) for c in (r, 1, 2, 3)), (np.uint64(7), np.uint64(9)))
+        assert [int(b[r]) for b in batch] == [int(s) for s in single]
+
+
+def test_counter_normals_are_standard_normal():
+    """200,000 deviates of one key: mean, SD and the Kolmogorov-Smirnov distance within their
+    99.9 % sampling bounds for that many draws."""
+    from ketasim.population.counter_rng import standard_normal
+
+    n = 200_000
+    z = standard_normal((np.arange(n, dtype=np.uint64), np.uint64(0), np.uint64(3), np.uint64(0)),
+                        (np.uint64(12345), np.uint64(678)))
+    assert abs(z.mean()) < 3.29 / np.sqrt(n)
+    assert abs(z.std() - 1.0) < 3.29 * np.sqrt(0.5 / n)
+    ks = np.max(np.abs(np.arange(1, n + 1) / n - __import__("scipy").stats.norm.cdf(np.sort(z))))
+    assert ks < 1.95 / np.sqrt(n)  # Kolmogorov 99.9 % critical value
+
+
+@pytest.mark.parametrize("removed", ["clinical.k_expectancy_acute", "pk.ka_oral"])
+def test_one_parameter_more_or_less_leaves_the_others_draws_alone(params, removed):
+    """Deviations are keyed by parameter name, not position: excluding one parameter (neither
+    constrained nor linked) from variability changes no other parameter of any patient."""
+    with_it = sampler(params).draw_cohort(11, 1, range(300)).parameters
+    without = sampler(params, variability={"exclude": [removed]}).draw_cohort(11, 1, range(300)).parameters
+    assert removed in sampler(params).varied
+    for k, name in enumerate(with_it.names):
+        if name == removed:
+            assert np.all(without.values[:, k] == params.value(name))
+            assert np.any(with_it.values[:, k] != params.value(name))
+        else:
+            assert np.array_equal(with_it.values[:, k], without.values[:, k]), name
+
+
+def test_a_parameters_cv_changes_only_its_own_draws(params):
+    """Halving one parameter's CV halves its own log-deviations (where neither is truncated by the
+    range) and leaves every other parameter of every patient as it was."""
+    import dataclasses
+
+    name = "clinical.k_expectancy_acute"
+    changed = dict(params.items())
+    changed[name] = dataclasses.replace(params[name], cv=params[name].cv / 2)
+    a = sampler(params).draw_cohort(3, 0, range(256)).parameters
+    b = sampler(type(params)(changed)).draw_cohort(3, 0, range(256)).parameters
+    k = a.names.index(name)
+    for j, other in enumerate(a.names):
+        if j != k:
+            assert np.array_equal(a.values[:, j], b.values[:, j]), other
+    eta_a, eta_b = np.log(a.values[:, k] / params.value(name)), np.log(b.values[:, k] / params.value(name))
+    omega_a = np.sqrt(np.log1p(params[name].cv ** 2))
+    omega_b = np.sqrt(np.log1p((params[name].cv / 2) ** 2))
+    # the rows whose value is the first draw in both (a narrower spread keeps a value inside the range)
+    ratio_a, ratio_b = eta_a / omega_a, eta_b / omega_b
+    first = np.isclose(ratio_a, ratio_b, rtol=1e-9, atol=0)
+    assert first.mean() > 0.8
+    # where they differ, a's first draw fell outside the range and was redrawn
+    low, high = (np.log(r / params[name].value) for r in params[name].range)
+    assert np.all((ratio_b[~first] * omega_a < low) | (ratio_b[~first] * omega_a > high))

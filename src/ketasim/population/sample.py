@@ -5,7 +5,11 @@ derived from the trial seed, a stream number (the arm or sequence) and the block
 ``SeedSequence`` spawn keys), so the draws are vectorised and patient 417 of arm 1 is still the same
 person whatever the chunk size, the number of workers or the machine. Covariates, parameter
 deviations and rating noise use separate streams: changing a covariate distribution leaves each
-patient's parameter deviations as they were.
+patient's parameter deviations as they were. A parameter deviation is not taken from a stream at
+all but computed from its own coordinates (``counter_rng``): the parameter's name under the seed and
+stream, the patient's row and block, and the attempt. Adding, removing or re-ranging one parameter
+therefore leaves every other parameter's draws exactly as they were, so a change to one part of the
+model is judged on its own rather than through a reshuffled population.
 
 Each patient's illness either responds to the plasticity route or does not (a Bernoulli draw with
 ``population.plasticity_nonresponder_fraction``). Enrolment follows a screening rating: the true
@@ -42,6 +46,7 @@ from ..errors import ScenarioError
 from ..model.constraints import CONSTRAINED_PARAMETERS, satisfied
 from ..params import ParameterColumns, ParameterSet
 from ..scenario import Patient, PatientColumns
+from .counter_rng import name_key, standard_normal
 from .spec import PopulationSpec
 
 #: parameters that are copies of another's value in a second layer: they vary together
@@ -56,6 +61,9 @@ _MAX_SCREENS = 1000
 #: chunk boundary inside a block costs little (the block is drawn by both chunks, identically)
 BLOCK = 128
 _MAX_REDRAWS = 200
+#: redraws of a parameter value computed together (values outside the range are redrawn in order;
+#: several at once make the loop short, and the kept value is the same as one at a time)
+_CANDIDATES = 8
 
 
 class PatientParameters(dict):
@@ -143,6 +151,10 @@ class PopulationSampler:
         self._linked_index = [(position[c], position[o]) for c, o in LINKED_PARAMETERS.items()
                               if c in position and o in position and o in self.varied]
         self._constraint_columns = {n: position[n] for n in CONSTRAINED_PARAMETERS if n in position}
+        self._key_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._single = np.ones(len(self.varied), dtype=bool)  # not in a correlated group
+        for group in self.groups:
+            self._single[group] = False
 
     def _correlation_structure(self, correlations):
         n = len(self.varied)
@@ -172,9 +184,6 @@ class PopulationSampler:
         for i in range(n):
             groups.setdefault(root(i), []).append(i)
         correlated = [np.array(g) for g in groups.values() if len(g) > 1]
-        self.uncorrelated = np.ones(n, dtype=bool)
-        for g in correlated:
-            self.uncorrelated[g] = False
         # the Cholesky factor is block diagonal over the groups, so each group's block draws it alone
         return chol, correlated
 
@@ -220,7 +229,7 @@ class PopulationSampler:
 
     def _block(self, seed: int, stream: int, block: int) -> Cohort:
         patients, fluctuation, rating = self._covariates(_rng(seed, stream, block, _COVARIATE_STREAM), BLOCK)
-        parameters = self._parameters(_rng(seed, stream, block, _VARIABILITY_STREAM), BLOCK)
+        parameters = self._parameters(seed, stream, block, BLOCK)
         return Cohort(block * BLOCK + np.arange(BLOCK), patients, ParameterColumns(self._names, parameters),
                       fluctuation, rating)
 
@@ -267,41 +276,73 @@ class PopulationSampler:
                             f"{threshold:g} points: too few of the population's patients reach it at screening; "
                             "lower it or raise the baseline_madrs distribution")
 
-    def _log_deviations(self, rng, n: int) -> np.ndarray:
-        """(n, n_varied) log-deviations within the ranges (outside values redrawn; a correlated
-        group redrawn together, so its correlation holds)."""
-        m = len(self.varied)
-        z = rng.standard_normal((n, m))
-        eta = self.omega * (z @ self.cholesky.T if self.groups else z)  # the factor is the identity without correlations
-        flat = eta.reshape(-1)  # a view: redraws write into eta
+    def _log_deviations(self, keys: tuple[np.ndarray, np.ndarray], block: int, rows: np.ndarray,
+                        attempts: np.ndarray) -> np.ndarray:
+        """(len(rows), n_varied) log-deviations within the ranges for patient ``rows`` of ``block`` at
+        their constraint ``attempts``. Entry (row, parameter) is a function of the parameter's key
+        and (row, attempt, block, redraw) alone: the first redraw number whose value lies in the
+        range (a correlated group redrawn together, so its correlation holds)."""
+        rows, attempts = rows.astype(np.uint64)[:, None], attempts.astype(np.uint64)[:, None]
+        block = np.uint64(block)
+        eta = self.omega * standard_normal((rows, attempts, block, np.uint64(0)), keys)
         outside = (eta < self.log_low) | (eta > self.log_high)
-        todo = np.flatnonzero((outside & self.uncorrelated).reshape(-1))
-        for _ in range(_MAX_REDRAWS):  # only the entries still outside are drawn again and checked
-            if todo.size == 0:
+        r, c = np.nonzero(outside & self._single)
+        for redraw in range(1, _MAX_REDRAWS + 1, _CANDIDATES):
+            if r.size == 0:
                 break
-            cols = todo % m
-            flat[todo] = self.omega[cols] * rng.standard_normal(todo.size)
-            todo = todo[(flat[todo] < self.log_low[cols]) | (flat[todo] > self.log_high[cols])]
+            # the next few redraws of every entry still outside at once; the first inside is kept
+            numbers = np.arange(redraw, redraw + _CANDIDATES, dtype=np.uint64)
+            z = standard_normal((rows[r], attempts[r], block, numbers), (keys[0][0, c, None], keys[1][0, c, None]))
+            value = self.omega[c, None] * z
+            inside = (value >= self.log_low[c, None]) & (value <= self.log_high[c, None])
+            found = inside.any(axis=1)
+            eta[r[found], c[found]] = value[found, inside[found].argmax(axis=1)]
+            r, c = r[~found], c[~found]
         for group in self.groups:
-            for _ in range(_MAX_REDRAWS):
-                rows = np.flatnonzero(((eta[:, group] < self.log_low[group]) | (eta[:, group] > self.log_high[group]))
-                                      .any(axis=1))
-                if rows.size == 0:
-                    break
-                z = rng.standard_normal((rows.size, len(group)))
-                eta[np.ix_(rows, group)] = self.omega[group] * (z @ self.cholesky[np.ix_(group, group)].T)
+            eta[:, group] = self._group_deviations(keys, block, rows, attempts, group)
         return np.clip(eta, self.log_low, self.log_high)
 
-    def _parameters(self, rng, n: int) -> np.ndarray:
-        """(n, n_parameters) values; a row whose combination the equations cannot take is drawn again."""
+    def _group_deviations(self, keys, block, rows, attempts, group: np.ndarray) -> np.ndarray:
+        """(len(rows), len(group)) correlated log-deviations; a row with any member outside its range
+        takes the group's next redraw number, for every member."""
+        factor = self.cholesky[np.ix_(group, group)].T
+        group_keys = (keys[0][:, group], keys[1][:, group])
+        redraw = np.zeros((rows.shape[0], 1), dtype=np.uint64)
+        eta = self.omega[group] * (standard_normal((rows, attempts, block, redraw), group_keys) @ factor)
+        for _ in range(_MAX_REDRAWS):
+            r = np.flatnonzero(((eta < self.log_low[group]) | (eta > self.log_high[group])).any(axis=1))
+            if r.size == 0:
+                break
+            redraw[r] += np.uint64(1)
+            z = standard_normal((rows[r], attempts[r], block, redraw[r]), group_keys)
+            eta[r] = self.omega[group] * (z @ factor)
+        return eta
+
+    def _keys(self, seed: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """The varied parameters' key words under (seed, stream), each (1, n_varied), from their names."""
+        cached = self._key_cache.get((seed, stream))
+        if cached is None:
+            words = np.array([name_key(name, seed, stream, _VARIABILITY_STREAM) for name in self.varied],
+                             dtype=np.uint64).reshape(-1, 2)
+            cached = (words[None, :, 0], words[None, :, 1])
+            if len(self._key_cache) >= 64:
+                self._key_cache.clear()
+            self._key_cache[(seed, stream)] = cached
+        return cached
+
+    def _parameters(self, seed: int, stream: int, block: int, n: int) -> np.ndarray:
+        """(n, n_parameters) values of rows 0..n-1 of ``block``; a row whose combination the equations
+        cannot take is drawn again at its next attempt."""
         if not self.varied:
             return np.tile(self._typical_array, (n, 1))
-        drawn = self._parameter_rows(rng, n)
+        keys = self._keys(int(seed), int(stream))
+        rows = np.arange(n)
+        drawn = self._parameter_rows(keys, block, rows, np.zeros(n, dtype=np.uint64))
         bad = np.flatnonzero(~self._admissible(drawn))
-        for _ in range(_MAX_REDRAWS):
+        for attempt in range(1, _MAX_REDRAWS + 1):
             if bad.size == 0:
                 return drawn
-            drawn[bad] = self._parameter_rows(rng, bad.size)
+            drawn[bad] = self._parameter_rows(keys, block, rows[bad], np.full(bad.size, attempt, dtype=np.uint64))
             bad = bad[~self._admissible(drawn[bad])]
         raise RuntimeError("could not draw parameters satisfying the model's constraints; "
                            "lower population.variability.scale")
@@ -309,15 +350,15 @@ class PopulationSampler:
     def parameter_columns(self, rng: np.random.Generator, n: int) -> ParameterColumns:
         """``n`` patients' parameter values (internal units) with the population's between-patient
         variability, drawn from ``rng`` (a visual predictive check's virtual patients)."""
-        return ParameterColumns(self._names, self._parameters(rng, n))
+        return ParameterColumns(self._names, self._parameters(int(rng.integers(2 ** 63)), 0, 0, n))
 
     def _admissible(self, values: np.ndarray) -> np.ndarray:
         """(n,) whether each row satisfies every condition of ``model/constraints.py``."""
         return satisfied({name: values[:, i] for name, i in self._constraint_columns.items()}, values.shape[0])
 
-    def _parameter_rows(self, rng, n: int) -> np.ndarray:
-        values = np.tile(self._typical_array, (n, 1))
-        values[:, self._varied_index] *= np.exp(self._log_deviations(rng, n))
+    def _parameter_rows(self, keys, block: int, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
+        values = np.tile(self._typical_array, (rows.size, 1))
+        values[:, self._varied_index] *= np.exp(self._log_deviations(keys, block, rows, attempts))
         for copy, original in self._linked_index:
             values[:, copy] *= values[:, original] / self._typical_array[original]
         return values
