@@ -10,9 +10,9 @@ and R, Yanagihara 2003, Chong 2006), each weighted by its n and SD, with a betwe
     ketasim fit src/ketasim/data/pk_availability.csv --params pk.q_hepatic \
         --between-study --out results/pk_availability
 
-Then closed-form parameters (the nasal mucosal fraction from the mean of the label's 48 % and
-Perez-Ruixo's 54 % at 56 mg, norketamine clearance from Fanta's AUC ratio at the fitted oral
-availability);
+Then closed-form parameters (norketamine clearance from Fanta's AUC ratio at the fitted oral
+availability; the nasal fractions are Perez-Ruixo 2021's own, not fitted, so the label's 48 %
+nasal bioavailability is predicted);
 disposition (V1, V2, Q2, Q3; V3 = 709 L - V1 - V2) is a least-squares fit to the shape of the
 Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V, Grant's oral Cmax and a 7.5 h terminal
 half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume gives an
@@ -54,8 +54,6 @@ def terminal_half_life_h(params) -> float:
 
 
 AVAILABILITY = Path(__file__).resolve().parents[1] / "src" / "ketasim" / "data" / "pk_availability.csv"
-#: nasal esketamine 56 mg: the label's 48 % and Perez-Ruixo 2021's 54 % (neither gives an interval: their mean)
-NASAL_AVAILABILITY = (0.48 + 0.54) / 2
 
 
 def oral_availability(params):
@@ -95,8 +93,6 @@ def closed_form(params):
     f_gut = q_gut / (q_gut + clint_gut)
     f_oral_s = oral_s_availability(params)
     f_hep = f_oral_s / f_gut
-    f_dep = params.value("pk.f_nasal_deposited")
-    f_muc = (NASAL_AVAILABILITY - (1 - f_dep) * f_oral_s) / f_dep
     fm = params.value("pk.fm_cyp2b6") + params.value("pk.fm_cyp3a4")
     formed = (1 - f_gut) + f_gut * (1 - f_hep) * fm + f_oral_s * fm * (1 - fe)
     ratio_molar = 16.5 * params.value("pk.mw_ketamine") / params.value("pk.mw_norketamine")
@@ -104,7 +100,7 @@ def closed_form(params):
     # noresketamine terminal half-life 8 h, taken as norketamine's own elimination half-life; the
     # apparent one after a dose is a little longer because formation follows the parent's terminal phase
     v_nk = cl_nk * 8.0 / math.log(2)
-    return params.replace(pk__f_nasal_mucosal=f_muc, pk__cl_norketamine=cl_nk, pk__v_norketamine=v_nk)
+    return params.replace(pk__cl_norketamine=cl_nk, pk__v_norketamine=v_nk)
 
 
 def clements_profile(t_min: float) -> float:
@@ -201,7 +197,6 @@ if __name__ == "__main__":
     p = hnk_clearances(fit(closed_form(oral_availability(load_parameters()))))
     print(f"oral S-ketamine availability {oral_s_availability(p):.3f}")
     for name in ("v_central", "v_peripheral", "q_peripheral", "v_deep", "q_deep", "q_hepatic", "clint_gut_cyp3a4",
-                 "f_nasal_mucosal",
                  "cl_norketamine", "v_norketamine", "ka_oral", "ka_nasal", "cl_s_hnk", "cl_r_hnk"):
         print(f"pk.{name} = {p[f'pk.{name}'].value:.4g} {p[f'pk.{name}'].unit}")
     print(f"terminal half-life {terminal_half_life_h(p):.2f} h; V1+V2 = "

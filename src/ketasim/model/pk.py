@@ -37,6 +37,9 @@ _SPECIES = ("ketamine_central", "ketamine_peripheral", "ketamine_deep",
             "norketamine", "dhnk", "hnk")
 _EFFECT = ("ketamine_effect", "norketamine_effect", "hnk_effect")
 
+#: mg of esketamine one nasal spray device delivers (two sprays; SPRAVATO label), the unit in which
+#: Perez-Ruixo 2021 counts the fall of nasal absorption with dose
+NASAL_DEVICE_MG = 28.0
 #: where each route puts a dose (state suffix per enantiomer), see ``dose_fractions``
 ROUTES = ("iv", "im", "intranasal", "oral", "sublingual")
 
@@ -206,21 +209,26 @@ class PK(Layer):
         return result
 
 
-def dose_fractions(route: str, p: Mapping[str, float]) -> dict[str, float]:
+def dose_fractions(route: str, p: Mapping[str, float], nasal_devices=1.0) -> dict[str, float]:
     """Where a bolus of ``route`` goes: state suffix -> fraction of the dose (sums to 1).
 
-    IV infusions are not boluses; they enter as the ``dosing.<e>_ketamine_iv_rate`` input.
+    IV infusions are not boluses; they enter as the ``dosing.<e>_ketamine_iv_rate`` input. A nasal
+    dose's absorbed share falls with its size in devices (``nasal_devices``, at least 1: the dose
+    over ``NASAL_DEVICE_MG``, per patient where weight-based).
     """
     if route == "iv":
         return {"ketamine_central": 1.0}
     if route == "im":
         return {"ketamine_im": p["f_im"], "eliminated": 1.0 - p["f_im"]}
     if route == "intranasal":
-        # Perez-Ruixo 2021: part deposited where the nasal mucosa absorbs it, the rest swallowed
-        deposited = p["f_nasal_deposited"]
-        return {"ketamine_nasal": deposited * p["f_nasal_mucosal"],
-                "ketamine_gut": 1.0 - deposited,
-                "eliminated": deposited * (1.0 - p["f_nasal_mucosal"])}
+        # Perez-Ruixo 2021 (Table 3 and its footnote): the nasal mucosa absorbs a fraction FRn of the
+        # first 28-mg device and 0.62 x FRn of each later one, all of it completely; the rest is
+        # swallowed. Counted per 28 mg delivered, so a racemic nasal dose is treated alike.
+        nasal = (p["f_nasal_deposited"] * (1.0 + (nasal_devices - 1.0) * p["nasal_later_device_ratio"])
+                 / nasal_devices)
+        return {"ketamine_nasal": nasal * p["f_nasal_mucosal"],
+                "ketamine_gut": 1.0 - nasal,
+                "eliminated": nasal * (1.0 - p["f_nasal_mucosal"])}
     if route == "oral":
         return {"ketamine_gut": 1.0}
     if route == "sublingual":
