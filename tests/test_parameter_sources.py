@@ -26,6 +26,8 @@ PINS = [
     ("pk.kp_brain_ketamine", 6.5, 0.0, "Cohen 1973 (brain:plasma 6.5)"),
     ("pk.f_im", 0.93, 0.0, "Clements 1982 (IM availability 93 %)"),
     ("pk.f_nasal_deposited", 0.54, 0.0, "Perez-Ruixo 2021 (54 % absorbed nasally)"),
+    ("pk.nasal_later_device_ratio", 0.62, 0.0, "Perez-Ruixo 2021 Table 3 (0.62 x FRn for each later 28-mg device)"),
+    ("pk.f_nasal_mucosal", 1.0, 0.0, "Perez-Ruixo 2021 (the nasally absorbed fraction is absorbed completely)"),
     ("pk.cl_s_ketamine", 89.0, 0.0, "SPRAVATO label (IV clearance 89 L/h)"),
     ("pk.v_hnk", 4.4 + 87.5, 0.001, "Simons 2022 Table 4 (S-HNK volumes 4.4 + 87.5 L at 70 kg)"),
     ("pk.f_norketamine_to_hnk", 0.7, 0.0, "Simons 2022 (70 % of metabolised S-norketamine forms S-HNK, fixed there)"),

@@ -74,10 +74,10 @@ def test_swallowed_part_of_a_nasal_dose_is_oral_esketamine(dose_mg, absorbed_nas
 
     p = load_parameters()
     devices = dose_mg / 28.0
-    nasal = (p.value("pk.f_nasal_deposited") * (1 + (devices - 1) * p.value("pk.nasal_later_device_ratio")) / devices
-             * p.value("pk.f_nasal_mucosal"))
+    deposited = p.value("pk.f_nasal_deposited") * (1 + (devices - 1) * p.value("pk.nasal_later_device_ratio")) / devices
+    nasal = deposited * p.value("pk.f_nasal_mucosal")
     assert nasal == pytest.approx(absorbed_nasally, abs=5e-4)
-    expected = nasal + (1 - nasal) * availability("oral")
+    expected = nasal + (1 - deposited) * availability("oral")
     assert availability("intranasal") == pytest.approx(expected, rel=0.01)
 
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import ScenarioError
-from .model.pk import NASAL_DEVICE_MG, dose_fractions
+from .model.pk import dose_fractions
 from .model.system import Model
 from .params import ParameterColumns
 from .scenario import DRUG_ENANTIOMERS, Patient, PatientColumns, Scenario
@@ -297,14 +297,13 @@ def build_schedules(scenario: Scenario, model: Model, params, weight_kg: np.ndar
                 boluses.append((t, contact, 1.0 if dose.route in SUPERVISED_ROUTES else self_administered))
             if dose.drug in DRUG_ENANTIOMERS:
                 total_umol = mg * 1000.0 / mw
-                devices = np.maximum(mg / NASAL_DEVICE_MG, 1.0)  # 28-mg nasal devices (pk.dose_fractions)
                 for e, share in DRUG_ENANTIOMERS[dose.drug].items():
                     umol = total_umol * share
                     if dose.route == "iv" and dose.duration_h is not None:
                         dosed = dosed + infuse(t, f"dosing.{e}_ketamine_iv_rate", umol, dose.duration_h)
                         continue
                     dosed = dosed + umol
-                    for suffix, fraction in dose_fractions(dose.route, pk_values, devices).items():
+                    for suffix, fraction in dose_fractions(dose.route, pk_values, mg).items():
                         state = "pk.eliminated" if suffix == "eliminated" else f"pk.{e}_{suffix}"
                         boluses.append((t, state_index[state], umol * fraction))
             elif dose.drug in GAS_INPUTS:  # breathed at a constant inspired fraction

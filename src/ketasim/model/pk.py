@@ -209,12 +209,13 @@ class PK(Layer):
         return result
 
 
-def dose_fractions(route: str, p: Mapping[str, float], nasal_devices=1.0) -> dict[str, float]:
-    """Where a bolus of ``route`` goes: state suffix -> fraction of the dose (sums to 1).
+def dose_fractions(route: str, p: Mapping[str, Any], dose_mg) -> dict[str, Any]:
+    """Where a bolus of ``route`` goes: state suffix -> fraction of the dose (sums to 1); arrays
+    where ``p`` or ``dose_mg`` (the dose entry's amount, per patient where weight-based) are.
 
     IV infusions are not boluses; they enter as the ``dosing.<e>_ketamine_iv_rate`` input. A nasal
-    dose's absorbed share falls with its size in devices (``nasal_devices``, at least 1: the dose
-    over ``NASAL_DEVICE_MG``, per patient where weight-based).
+    dose counts its 28-mg devices from its own amount: a session written as separate entries (one
+    per device) is read as that many first devices.
     """
     if route == "iv":
         return {"ketamine_central": 1.0}
@@ -224,8 +225,9 @@ def dose_fractions(route: str, p: Mapping[str, float], nasal_devices=1.0) -> dic
         # Perez-Ruixo 2021 (Table 3 and its footnote): the nasal mucosa absorbs a fraction FRn of the
         # first 28-mg device and 0.62 x FRn of each later one, all of it completely; the rest is
         # swallowed. Counted per 28 mg delivered, so a racemic nasal dose is treated alike.
-        nasal = (p["f_nasal_deposited"] * (1.0 + (nasal_devices - 1.0) * p["nasal_later_device_ratio"])
-                 / nasal_devices)
+        devices = dose_mg / NASAL_DEVICE_MG
+        devices = devices + (1.0 - devices) * (devices < 1.0)  # at least one device (floats and arrays)
+        nasal = p["f_nasal_deposited"] * (1.0 + (devices - 1.0) * p["nasal_later_device_ratio"]) / devices
         return {"ketamine_nasal": nasal * p["f_nasal_mucosal"],
                 "ketamine_gut": 1.0 - nasal,
                 "eliminated": nasal * (1.0 - p["f_nasal_mucosal"])}

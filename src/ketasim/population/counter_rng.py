@@ -44,11 +44,12 @@ def philox4x32(counter, key) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 
 def standard_normal(counter, key) -> np.ndarray:
-    """One standard normal deviate per counter: 53 of Philox's bits as a uniform in (0, 1), through
-    the normal quantile function (exact inversion, no rejection, so one counter is one deviate)."""
+    """One standard normal deviate per counter: 52 of Philox's bits as a uniform strictly inside
+    (0, 1) (the midpoints of 2**52 equal cells, each exact in a double, so never 0 or 1), through the
+    normal quantile function (exact inversion, no rejection, so one counter is one deviate)."""
     x0, x1, _, _ = philox4x32(counter, key)
-    bits = (x0 << np.uint64(21)) | (x1 >> np.uint64(11))  # 53 bits
-    return ndtri((bits.astype(np.float64) + 0.5) * 2.0 ** -53)
+    bits = (x0 << np.uint64(20)) | (x1 >> np.uint64(12))  # 52 bits
+    return ndtri((bits.astype(np.float64) + 0.5) * 2.0 ** -52)
 
 
 def name_key(name: str, seed: int, *scope: int) -> tuple[int, int]:

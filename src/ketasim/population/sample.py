@@ -8,8 +8,9 @@ deviations and rating noise use separate streams: changing a covariate distribut
 patient's parameter deviations as they were. A parameter deviation is not taken from a stream at
 all but computed from its own coordinates (``counter_rng``): the parameter's name under the seed and
 stream, the patient's row and block, and the attempt. Adding, removing or re-ranging one parameter
-therefore leaves every other parameter's draws exactly as they were, so a change to one part of the
-model is judged on its own rather than through a reshuffled population.
+therefore leaves every other parameter's draws exactly as they were (the members of a correlated
+group move together), so a change to one part of the model is judged on its own rather than through
+a reshuffled population.
 
 Each patient's illness either responds to the plasticity route or does not (a Bernoulli draw with
 ``population.plasticity_nonresponder_fraction``). Enrolment follows a screening rating: the true
@@ -152,9 +153,10 @@ class PopulationSampler:
                               if c in position and o in position and o in self.varied]
         self._constraint_columns = {n: position[n] for n in CONSTRAINED_PARAMETERS if n in position}
         self._key_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        self._single = np.ones(len(self.varied), dtype=bool)  # not in a correlated group
+        self._uncorrelated = np.ones(len(self.varied), dtype=bool)
         for group in self.groups:
-            self._single[group] = False
+            self._uncorrelated[group] = False
+        self._constraint_redrawn = self._columns_a_constraint_moves()
 
     def _correlation_structure(self, correlations):
         n = len(self.varied)
@@ -286,7 +288,7 @@ class PopulationSampler:
         block = np.uint64(block)
         eta = self.omega * standard_normal((rows, attempts, block, np.uint64(0)), keys)
         outside = (eta < self.log_low) | (eta > self.log_high)
-        r, c = np.nonzero(outside & self._single)
+        r, c = np.nonzero(outside & self._uncorrelated)
         for redraw in range(1, _MAX_REDRAWS + 1, _CANDIDATES):
             if r.size == 0:
                 break
@@ -331,21 +333,39 @@ class PopulationSampler:
         return cached
 
     def _parameters(self, seed: int, stream: int, block: int, n: int) -> np.ndarray:
-        """(n, n_parameters) values of rows 0..n-1 of ``block``; a row whose combination the equations
-        cannot take is drawn again at its next attempt."""
+        """(n, n_parameters) values of rows 0..n-1 of ``block``. A row whose combination the equations
+        cannot take draws its constrained parameters again at the next attempt; the rest keep their
+        first draw (they do not enter the constraints, so the distribution is the same), and so a
+        change to a constrained parameter leaves every other parameter's draws alone too."""
         if not self.varied:
             return np.tile(self._typical_array, (n, 1))
         keys = self._keys(int(seed), int(stream))
         rows = np.arange(n)
         drawn = self._parameter_rows(keys, block, rows, np.zeros(n, dtype=np.uint64))
         bad = np.flatnonzero(~self._admissible(drawn))
+        moved = self._constraint_redrawn
         for attempt in range(1, _MAX_REDRAWS + 1):
             if bad.size == 0:
-                return drawn
-            drawn[bad] = self._parameter_rows(keys, block, rows[bad], np.full(bad.size, attempt, dtype=np.uint64))
+                break
+            again = self._parameter_rows(keys, block, rows[bad], np.full(bad.size, attempt, dtype=np.uint64))
+            drawn[np.ix_(bad, moved)] = again[:, moved]
             bad = bad[~self._admissible(drawn[bad])]
-        raise RuntimeError("could not draw parameters satisfying the model's constraints; "
-                           "lower population.variability.scale")
+        if bad.size:
+            raise RuntimeError("could not draw parameters satisfying the model's constraints; "
+                               "lower population.variability.scale")
+        return drawn
+
+    def _columns_a_constraint_moves(self) -> np.ndarray:
+        """Positions (in the parameter array) redrawn when a row fails a constraint: the varied
+        constrained parameters, the members of their correlated groups, and the linked copies of any
+        of these."""
+        constrained = {i for i, name in enumerate(self.varied) if name in self._constraint_columns}
+        for group in self.groups:
+            if constrained & set(group.tolist()):
+                constrained |= set(group.tolist())
+        positions = {int(self._varied_index[i]) for i in constrained}
+        positions |= {copy for copy, original in self._linked_index if original in positions}
+        return np.array(sorted(positions), dtype=int)
 
     def parameter_columns(self, rng: np.random.Generator, n: int) -> ParameterColumns:
         """``n`` patients' parameter values (internal units) with the population's between-patient
