@@ -18,6 +18,7 @@ Checked against Random123's known-answer vectors (``tests/kat_vectors``, ``philo
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 
 import numpy as np
 from scipy.special import ndtri
@@ -26,29 +27,48 @@ from scipy.special import ndtri
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
 _LOW32 = np.uint64(0xFFFFFFFF)
-_32 = np.uint64(32)
+_12, _20, _32 = np.uint64(12), np.uint64(20), np.uint64(32)
 _ROUNDS = 10
+
+
+def _philox_loop(c0, c1, c2, c3, k0, k1, out):
+    """Philox4x32-10 of each entry of six flat uint64 arrays (32-bit words; a product of two fits
+    in 64 bits, so it is exact) into ``out`` (4, n). Compiled by numba on first use."""
+    for i in range(c0.size):
+        x0, x1, x2, x3, y0, y1 = c0[i], c1[i], c2[i], c3[i], k0[i], k1[i]
+        for _ in range(_ROUNDS):
+            p0 = _M0 * x0
+            p1 = _M1 * x2
+            x0, x1, x2, x3 = (p1 >> _32) ^ x1 ^ y0, p1 & _LOW32, (p0 >> _32) ^ x3 ^ y1, p0 & _LOW32
+            y0 = (y0 + _W0) & _LOW32
+            y1 = (y1 + _W1) & _LOW32
+        out[0, i], out[1, i], out[2, i], out[3, i] = x0, x1, x2, x3
+
+
+@cache
+def _compiled_philox():
+    import numba  # on first draw, not at import: the command line starts without it
+
+    return numba.njit(cache=True, nogil=True)(_philox_loop)
 
 
 def philox4x32(counter, key) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Philox4x32-10 of ``counter`` (four 32-bit words) under ``key`` (two 32-bit words), each word a
     uint64 array (or scalar) holding a value below 2**32; the arrays broadcast. Returns four uint64
-    arrays of 32-bit words. Products of two 32-bit words fit in uint64, so numpy computes them exactly."""
-    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in counter)
-    k0, k1 = (np.asarray(k, dtype=np.uint64) for k in key)
-    for _ in range(_ROUNDS):
-        p0, p1 = _M0 * c0, _M1 * c2
-        c0, c1, c2, c3 = (p1 >> _32) ^ c1 ^ k0, p1 & _LOW32, (p0 >> _32) ^ c3 ^ k1, p0 & _LOW32
-        k0, k1 = (k0 + _W0) & _LOW32, (k1 + _W1) & _LOW32
-    return c0, c1, c2, c3
+    arrays of 32-bit words."""
+    words = np.broadcast_arrays(*(np.asarray(w, dtype=np.uint64) for w in (*counter, *key)))
+    flat = [np.ascontiguousarray(w).reshape(-1) for w in words]
+    out = np.empty((4, flat[0].size), dtype=np.uint64)
+    _compiled_philox()(*flat, out)
+    return tuple(out[k].reshape(words[0].shape) for k in range(4))
 
 
 def standard_normal(counter, key) -> np.ndarray:
-    """One standard normal deviate per counter: 52 of Philox's bits as a uniform strictly inside
-    (0, 1) (the midpoints of 2**52 equal cells, each exact in a double, so never 0 or 1), through the
-    normal quantile function (exact inversion, no rejection, so one counter is one deviate)."""
+    """One standard normal deviate per counter: 52 of Philox's bits as the midpoint of one of 2**52
+    equal cells of (0, 1) (exact in a double, never 0 or 1), through the normal quantile function
+    (exact inversion, no rejection, so one counter is one deviate)."""
     x0, x1, _, _ = philox4x32(counter, key)
-    bits = (x0 << np.uint64(20)) | (x1 >> np.uint64(12))  # 52 bits
+    bits = (x0 << _20) | (x1 >> _12)  # 52 bits
     return ndtri((bits.astype(np.float64) + 0.5) * 2.0 ** -52)
 
 
