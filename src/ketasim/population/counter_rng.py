@@ -5,8 +5,9 @@ numbers were drawn before it: add a varied parameter and every later one is resh
 number is computed from its own coordinates instead (Salmon JK et al. "Parallel random numbers: as
 easy as 1, 2, 3", SC11, 2011): the key names what is drawn (a parameter under a trial seed and
 stream), the counter says where (patient row, attempt, block, redraw), and Philox4x32-10 turns the
-pair into 128 random bits. The computation is vectorised over numpy arrays, so a whole block of
-patients times parameters is one call.
+pair into 128 random bits. Counters and keys broadcast like numpy arrays, so a whole block of
+patients times parameters is one call; the rounds run in a loop compiled by numba on the first draw
+(the numpy version took twice as long per block, ``benchmarks/population_draws.py``).
 
 Checked against Random123's known-answer vectors (``tests/kat_vectors``, ``philox4x32 10``):
 
