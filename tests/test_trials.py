@@ -136,6 +136,40 @@ def test_same_seed_identical_whatever_the_chunk_size():
     assert not np.allclose(whole["weight [kg]"], other["weight [kg]"])
 
 
+def _daily_pills_and_close_sessions(n: int) -> dict:
+    """Eight weeks of daily escitalopram against daily placebo pills, weekly ratings; a third arm's
+    nasal doses under 4 h apart and off each other's 5-min points, so that sessions no assessment
+    reports put points inside the window of the one that does (before the 170-h assessment and,
+    in the whole window the discharge time reads, after it)."""
+    daily = {"route": "oral", "start": "0 d", "every": "1 d", "count": 56}
+    return {"trial": {"name": "grid", "seed": 11, "assessments": ["1 w", "170 h", "2 w", "4 w", "8 w"]},
+            "population": {"n": n, "preset": "mdd-rct"},
+            "arm": [{"name": "escitalopram", "dose": [{"drug": "escitalopram", "amount": "10 mg", **daily}]},
+                    {"name": "placebo", "dose": [{"drug": "placebo", **daily}]},
+                    {"name": "nasal", "dose": [{"drug": "esketamine", "route": "intranasal", "amount": "28 mg",
+                                                "at": ["10087 min", "169 h", "10268 min"]}]}]}
+
+
+def test_the_grid_holds_only_the_sessions_assessments_report_and_reads_them_alike(monkeypatch):
+    """Doses as written: post-dose points only for the sessions the assessments report (and any
+    whose window overlaps one of those); the patients table is that of a grid with every session's
+    points, value for value (output times do not steer the solver)."""
+    from ketasim.trial import run
+
+    trial = _daily_pills_and_close_sessions(3)
+    spec = TrialSpec.from_dict(copy.deepcopy(trial))
+    trimmed = run.timeline(spec, spec.sequences[0]).times.size
+    lean = run_trial(copy.deepcopy(trial)).patients
+    monkeypatch.setattr(run, "_read_session_starts",
+                        lambda spec, seq, starts: sorted({t for ts in starts for t in ts}))
+    run._trial_context.cache_clear()
+    full = run.timeline(spec, spec.sequences[0]).times.size
+    everything = run_trial(copy.deepcopy(trial)).patients
+    run._trial_context.cache_clear()
+    assert trimmed < full / 4  # 56 pills: 6 windows read, not 56
+    pd.testing.assert_frame_equal(lean, everything, check_exact=True)
+
+
 def test_dask_local_cluster_gives_the_single_process_result():
     local = run_trial(small_parallel(5), chunk_size=2)
     distributed = run_trial(small_parallel(5), chunk_size=2, workers=2)

@@ -29,7 +29,7 @@ from ..simulate import observe_batch
 from . import adaptive, ketamine_use
 from .design import Sequence, TrialSpec, session_starts
 from .discharge import ready_after
-from .rules import SESSION_OFFSETS_H, session_window
+from .rules import SESSION_OFFSETS_H, SESSION_WINDOW_H, session_window
 
 #: tolerances for trials: the loosest found that keeps every virtual patient's MADRS within 0.01
 #: points of a tight reference with the population's full parameter variability. Measured when it
@@ -93,16 +93,18 @@ class Timeline:
 
 
 def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
-    """Grid: baselines, assessments, and the session offsets after each of the arm's administrations (peaks)."""
+    """Grid: baselines, assessments, and the session offsets (peaks) after the administrations read:
+    every one where dosing rules decide, else those the assessments report (``_read_session_starts``)."""
     period_starts = [session_starts(spec, p) for p in seq.periods]
-    starts = sorted({t for ts in period_starts for t in ts})
     ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
     end = seq.scenario.duration_h
     points = {0.0, *(p.start_h for p in seq.periods), *ends}
     governed = adaptive.plan(spec, seq)
-    if governed is not None:  # delayed doses' windows and the concentrations target rules read
-        starts += governed.delayed_times
+    if governed is not None:  # rules read every session; delayed doses' windows, target concentrations
+        starts = sorted({t for ts in period_starts for t in ts}) + governed.delayed_times
         points |= governed.extra_grid_times()
+    else:  # as written, only the sessions assessments report are read (56 daily pills: 8 windows, not 56)
+        starts = _read_session_starts(spec, seq, period_starts)
     if seq.baseline_h is not None:
         points.add(seq.baseline_h)
     if seq.selection:
@@ -123,18 +125,33 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
         row = []
         for j, a in enumerate(spec.assessments_h):
             t_assess = p.start_h + a
-            # an assessment at the time of a dose is taken before it (a pre-dose visit): the session it
-            # reports is the previous one
-            before = [t for t in period_starts[i] if t < t_assess - 1e-9]
-            if not before:
+            t_d = _reported_start(period_starts[i], t_assess)
+            if t_d is None:
                 row.append(np.zeros(0, dtype=int))
                 continue
-            t_d = before[-1]
             session_start[i, j] = at(t_d)
             row.append(session_window(times, t_d, t_assess))
         sessions.append(row)
     return Timeline(times=times, baseline=baseline, assessments=assessments, sessions=sessions,
                     session_start=session_start, selection=at(seq.selection[0]) if seq.selection else None)
+
+
+def _read_session_starts(spec: TrialSpec, seq: Sequence, period_starts: list[list[float]]) -> list[float]:
+    """The administrations whose post-dose points the grid needs when doses are given as written: each
+    session an assessment reports, and any other whose window overlaps that one's (its points lie
+    in the reported window, so the reported session is read on the same points as with every
+    session on the grid)."""
+    reported = {_reported_start(ts, p.start_h + a) for ts, p in zip(period_starts, seq.periods)
+                for a in spec.assessments_h} - {None}
+    every = sorted({t for ts in period_starts for t in ts})
+    return [t for t in every if any(abs(t - r) < SESSION_WINDOW_H + 1e-9 for r in reported)]
+
+
+def _reported_start(starts: list[float], t_assess: float) -> float | None:
+    """The session an assessment at ``t_assess`` reports: the last of ``starts`` (ascending, h) before
+    it; an assessment at the time of a dose is taken before it (a pre-dose visit). None: no session."""
+    before = [t for t in starts if t < t_assess - 1e-9]
+    return before[-1] if before else None
 
 
 # ---------------------------------------------------------------------- one chunk
