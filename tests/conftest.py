@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 import ketasim
+from ketasim.engine import prefer_one_xla_thread
 from ketasim.params import load_parameters
+
+prefer_one_xla_thread()  # as the command line does; before any test starts JAX's backend
 
 
 def under_ci() -> bool:

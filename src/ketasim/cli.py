@@ -1129,6 +1129,9 @@ def schema():
 
 
 def main() -> None:  # console-script entry point
+    from .engine import prefer_one_xla_thread
+
+    prefer_one_xla_thread()
     try:
         app()
     except KeyboardInterrupt:
