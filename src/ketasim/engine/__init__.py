@@ -17,7 +17,7 @@ STATUS_MESSAGES = {0: "ok", 1: "too many steps", 2: "step size underflow", 3: "n
 
 
 #: XLA's CPU settings for ketasim's own processes: one intra-op thread. A patient's ODE is far too
-#: small to share among threads, and on a busy machine XLA's waiting threads spin against the
+#: small to share among threads, and on a busy machine XLA's thread pool competes with the
 #: solver's (a one-iteration hierarchical fit took 53 s beside a running `ketasim calibrate` with
 #: the default thread pool, 30 s with one thread; 13 s either way on an idle machine)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
