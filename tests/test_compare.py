@@ -247,7 +247,7 @@ def test_cli_compare_bad_input_exits_2_and_writes_nothing(tmp_path, args, text):
 
 @pytest.mark.slow
 def test_shipped_comparison_tells_the_opioid_hypothesis_apart():
-    """The whole shipped table under two variants (about a minute): Williams 2018 is explained with
+    """The whole shipped table under two variants (about 75 s on 2 cores): Williams 2018 is explained with
     the opioid modulator and not without it; Yoon 2019's contrary finding the other way round."""
     result = compare(parse_variants("calibrated,calibrated+opioid"))
     table = result.experiments().set_index("experiment")
