@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import ketasim
-from ketasim.engine import prefer_one_xla_thread
+from ketasim.engine import limit_xla_threads
 from ketasim.params import load_parameters
 
-prefer_one_xla_thread()  # as the command line does; before any test starts JAX's backend
+limit_xla_threads()  # as the command line does; before any test starts JAX's backend
 
 
 def under_ci() -> bool:

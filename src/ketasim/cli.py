@@ -1129,9 +1129,9 @@ def schema():
 
 
 def main() -> None:  # console-script entry point
-    from .engine import prefer_one_xla_thread
+    from .engine import limit_xla_threads
 
-    prefer_one_xla_thread()
+    limit_xla_threads()
     try:
         app()
     except KeyboardInterrupt:

@@ -16,17 +16,17 @@ BACKENDS = ("cpu", "jax")
 STATUS_MESSAGES = {0: "ok", 1: "too many steps", 2: "step size underflow", 3: "non-finite values"}
 
 
-#: XLA's CPU settings for ketasim's own processes: one intra-op thread. A patient's ODE is far too
-#: small to share among threads, and on a busy machine XLA's thread pool competes with the
-#: solver's (a one-iteration hierarchical fit took 53 s beside a running `ketasim calibrate` with
-#: the default thread pool, 30 s with one thread; 13 s either way on an idle machine)
-XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: XLA's CPU setting for ketasim's own processes: Eigen's operations not split across threads. A
+#: patient's ODE is far too small to share, and on a busy machine those threads compete with the
+#: solver's (a one-iteration hierarchical fit took 53 s beside a running `ketasim calibrate` with the
+#: default, 30 s with this flag; 13 s either way on an idle machine)
+XLA_CPU_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 
-def prefer_one_xla_thread() -> None:
-    """Run XLA on the CPU with one intra-op thread (``XLA_ONE_THREAD``) unless ``XLA_FLAGS`` is set:
-    for processes ketasim owns (the command line, the tests), before JAX starts its backend."""
-    os.environ.setdefault("XLA_FLAGS", XLA_ONE_THREAD)
+def limit_xla_threads() -> None:
+    """Set ``XLA_FLAGS`` to ``XLA_CPU_FLAGS`` unless the user set it: for processes ketasim owns (the
+    command line, the tests), before JAX starts its backend."""
+    os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
 
 
 def solve(problem: Problem, settings: SolverSettings = SolverSettings(), backend: str = "cpu"):
