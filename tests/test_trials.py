@@ -160,8 +160,7 @@ def test_the_grid_holds_only_the_sessions_assessments_report_and_reads_them_alik
     spec = TrialSpec.from_dict(copy.deepcopy(trial))
     trimmed = run.timeline(spec, spec.sequences[0]).times.size
     lean = run_trial(copy.deepcopy(trial)).patients
-    monkeypatch.setattr(run, "_read_session_starts",
-                        lambda spec, seq, starts: sorted({t for ts in starts for t in ts}))
+    monkeypatch.setattr(run, "_starts_near", lambda every, reported: every)
     run._trial_context.cache_clear()
     full = run.timeline(spec, spec.sequences[0]).times.size
     everything = run_trial(copy.deepcopy(trial)).patients

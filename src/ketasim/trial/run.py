@@ -94,17 +94,21 @@ class Timeline:
 
 def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
     """Grid: baselines, assessments, and the session offsets (peaks) after the administrations read:
-    every one where dosing rules decide, else those the assessments report (``_read_session_starts``)."""
+    every one where dosing rules decide, else those the assessments report (``_starts_near``)."""
     period_starts = [session_starts(spec, p) for p in seq.periods]
+    every = sorted({t for ts in period_starts for t in ts})
+    # per period and assessment, the administration whose session the assessment reports (None: none)
+    reported = [[_reported_start(ts, p.start_h + a) for a in spec.assessments_h]
+                for ts, p in zip(period_starts, seq.periods)]
     ends = [t + d.duration_h for d in seq.scenario.doses if d.duration_h for t in d.times_h]
     end = seq.scenario.duration_h
     points = {0.0, *(p.start_h for p in seq.periods), *ends}
     governed = adaptive.plan(spec, seq)
     if governed is not None:  # rules read every session; delayed doses' windows, target concentrations
-        starts = sorted({t for ts in period_starts for t in ts}) + governed.delayed_times
+        starts = every + governed.delayed_times
         points |= governed.extra_grid_times()
     else:  # as written, only the sessions assessments report are read (56 daily pills: 8 windows, not 56)
-        starts = _read_session_starts(spec, seq, period_starts)
+        starts = _starts_near(every, {t for row in reported for t in row} - {None})
     if seq.baseline_h is not None:
         points.add(seq.baseline_h)
     if seq.selection:
@@ -124,26 +128,22 @@ def timeline(spec: TrialSpec, seq: Sequence) -> Timeline:
     for i, p in enumerate(seq.periods):
         row = []
         for j, a in enumerate(spec.assessments_h):
-            t_assess = p.start_h + a
-            t_d = _reported_start(period_starts[i], t_assess)
+            t_d = reported[i][j]
             if t_d is None:
                 row.append(np.zeros(0, dtype=int))
                 continue
             session_start[i, j] = at(t_d)
-            row.append(session_window(times, t_d, t_assess))
+            row.append(session_window(times, t_d, p.start_h + a))
         sessions.append(row)
     return Timeline(times=times, baseline=baseline, assessments=assessments, sessions=sessions,
                     session_start=session_start, selection=at(seq.selection[0]) if seq.selection else None)
 
 
-def _read_session_starts(spec: TrialSpec, seq: Sequence, period_starts: list[list[float]]) -> list[float]:
-    """The administrations whose post-dose points the grid needs when doses are given as written: each
-    session an assessment reports, and any other whose window overlaps that one's (its points lie
-    in the reported window, so the reported session is read on the same points as with every
-    session on the grid)."""
-    reported = {_reported_start(ts, p.start_h + a) for ts, p in zip(period_starts, seq.periods)
-                for a in spec.assessments_h} - {None}
-    every = sorted({t for ts in period_starts for t in ts})
+def _starts_near(every: list[float], reported: set[float]) -> list[float]:
+    """Of ``every`` administration (h), those whose post-dose points the grid needs when doses are
+    given as written: each ``reported`` session, and any other whose window overlaps one of those
+    (its points lie in the reported window, so the reported session is read on the same points as
+    with every session on the grid)."""
     return [t for t in every if any(abs(t - r) < SESSION_WINDOW_H + 1e-9 for r in reported)]
 
 
