@@ -114,6 +114,14 @@ row(target="cadss_typical_session", scenario="scenarios/murrough2013_trial.toml"
     metric="cadss_peak_mean", value=7.7, unit="points", sd=9.2, n=110, tolerance=round(tci(9.2, 110), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the mean: SD 9.2, n = 110 (the session mean over virtual patients)",
     source="J Affect Disord 2018;227:11 (PMID 29045915)")
+# drug liking (issue 14): the model's liking is placebo-free (50 without drug), so the target is the
+# placebo-corrected mean Emax put back on the scale, 50 + (90.0 - 50.9)
+row(target="shram2023_ketamine_drug_liking", scenario="scenarios/racemic_iv_infusion.toml", quantity="clinical.drug_liking",
+    metric="peak", value=89.1, unit="points", low=77.0, high=100.0,
+    tolerance_basis="50 + the published 95 % CI of the ketamine - placebo difference in Emax (27.0-50.0; a nonparametric "
+                    "estimate: the means carry no SD or n in our source)",
+    source="Shram MJ et al. Transl Psychiatry 2023;13:192 Table 6; means 90.0 (ketamine) and 50.9 (placebo) from the "
+           "sponsor's topline release of the same study (Relmada, SEC 8-K Exhibit 99.1, 23 Feb 2022)")
 M = "Murrough JW et al. Am J Psychiatry 2013;170:1134"
 row(target="murrough2013_madrs_24h", scenario="scenarios/murrough2013_trial.toml", quantity="ketamine", metric="mean_change",
     time="24 h", value=-16.5, unit="MADRS points", sd=11.0, n=47, tolerance=round(tci(11.0, 47), 2), tolerance_kind="absolute",

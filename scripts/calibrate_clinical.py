@@ -16,7 +16,9 @@ width of the target's accepted interval (its published uncertainty), so a residu
 edge of that interval; beyond 0.85 it grows four times faster (being outside a source's own
 uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
 least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
-mean session peak matches cadss_typical_session (the mean is proportional to it). Validation cases
+mean session peak matches cadss_typical_session (the mean is proportional to it), and drug liking's
+EC50 solved in closed form so that the typical patient's peak matches shram2023_ketamine_drug_liking
+(``--scales-only`` does these two alone). Validation cases
 (src/ketasim/data/validation.csv) are never used.
 """
 
@@ -34,6 +36,7 @@ from scipy.optimize import least_squares
 from ketasim.calibrate import targets as targets_module
 from ketasim.calibrate.data import load_observations, shipped_targets
 from ketasim.calibrate.targets import accepted_interval, model_value
+from ketasim.model.clinical import DRUG_LIKING_NEUTRAL
 from ketasim.params import load_parameters
 
 #: (parameter, field): what the fit moves
@@ -126,10 +129,26 @@ def scale_cadss(params):
     return params.replace(clinical__cadss_slope=slope)
 
 
+def scale_drug_liking(params):
+    """Drug liking's EC50 in closed form: liking = 50 + 50 F / (F + EC50) on the typical patient, so
+    the felt level at the peak is F = EC50 x a / (50 - a) for the current rise a above neutral, and
+    the EC50 that gives the target's rise t is F x (50 / t - 1)."""
+    row = next(r for _, r in load_observations(shipped_targets()).iterrows()
+               if r["target"] == "shram2023_ketamine_drug_liking")
+    targets_module._RUNS.clear()
+    neutral = DRUG_LIKING_NEUTRAL
+    ec50 = params["clinical.drug_liking_ec50"].value
+    rise = model_value(row, params) - neutral
+    felt = ec50 * rise / (neutral - rise)
+    return params.replace(clinical__drug_liking_ec50=felt * (neutral / (float(row["value"]) - neutral) - 1.0))
+
+
 def main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--max-evals", type=int, default=400)
+    ap.add_argument("--scales-only", action="store_true",
+                    help="no joint fit: only rescale the CADSS slope and drug liking's EC50 (closed form)")
     ap.add_argument("--free", help="comma-separated subset of the free parameters (default: all of FREE)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="start value of a parameter (repeatable)")
@@ -147,6 +166,14 @@ def main(argv) -> int:
         if name not in base:
             ap.error(f"--set: unknown parameter {name!r}")
         base = base.replace(**{name.replace(".", "__"): float(value)})
+    if args.scales_only:
+        fitted = scale_drug_liking(scale_cadss(base))
+        values = {name: fitted[name].value for name in ("clinical.cadss_slope", "clinical.drug_liking_ec50")}
+        for name, v in values.items():
+            print(f"{name} = {v:.4g} {fitted[name].unit}")
+        if args.write:
+            _write(values)
+        return 0
     table = load_observations(shipped_targets())
     rows = table[table["target"].isin(TARGETS)]
     log: list[float] = []
@@ -157,25 +184,31 @@ def main(argv) -> int:
     fit = least_squares(residuals, x0, bounds=(lo, hi), args=(base, rows, log, best, free), diff_step=0.05,
                         x_scale=1.0, max_nfev=args.max_evals, verbose=0)
     print(f"fit: {fit.message} ({len(log)} evaluations, {time.time() - t0:.0f} s), best SSR {best['ssr']:.3f}")
-    fitted = scale_cadss(apply(base, best["x"], free))
+    fitted = scale_drug_liking(scale_cadss(apply(base, best["x"], free)))
     for (_, row), r in zip(rows.iterrows(), best["residuals"]):
         print(f"  {row['target']:<34} {row['metric']:<20} {str(row['time']):<6} {row['quantity']:<13} residual {r:+6.2f}")
     values = {name: fitted[name].value for name, field in free if field == "value"}
     values |= {item.partition("=")[0]: fitted[item.partition("=")[0]].value for item in args.set}
     values["clinical.cadss_slope"] = fitted["clinical.cadss_slope"].value
+    values["clinical.drug_liking_ec50"] = fitted["clinical.drug_liking_ec50"].value
     cvs = {name: fitted[name].cv for name, field in free if field == "cv"}
     for name, v in values.items():
         print(f"{name} = {v:.4g} {fitted[name].unit}")
     for name, v in cvs.items():
         print(f"{name}: cv = {v:.4g}")
     if args.write:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from toml_values import write_values
-
-        write_values(values)
-        write_values(cvs, field="cv")
-        print("wrote the parameter files")
+        _write(values, cvs)
     return 0
+
+
+def _write(values: dict, cvs: dict | None = None) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from toml_values import write_values
+
+    write_values(values)
+    if cvs:
+        write_values(cvs, field="cv")
+    print("wrote the parameter files")
 
 
 if __name__ == "__main__":

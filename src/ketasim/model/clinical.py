@@ -1,5 +1,5 @@
 """Clinical: depression severity (MADRS, HAM-D), expectancy, the natural course, SSRI adaptation,
-psychotherapy, dissociation, blood pressure, heart rate and sedation.
+psychotherapy, dissociation, drug liking, blood pressure, heart rate and sedation.
 
 Latent severity ``D`` (MADRS points) relaxes towards a target that equals the patient's true
 baseline before treatment and moves with the layers below (multiplicatively, so it stays positive
@@ -35,8 +35,16 @@ less later), about 1.65 times the plasma level for esketamine and 0.35 times for
 (R-ketamine at equimolar doses produces no psychotomimetic state, Vollenweider FX et al. Eur
 Neuropsychopharmacol 1997;7:25). Norketamine, a weaker blocker, is left out: in volunteers
 S-norketamine antagonised S-ketamine's perceptual effects rather than adding to them (Olofsen E et
-al. Anesthesiology 2022;136:792). Blood pressure and heart rate follow total ketamine at their own
-effect site through a sigmoid Emax model; sedation follows midazolam.
+al. Anesthesiology 2022;136:792). Drug liking, the primary endpoint of human abuse-potential studies
+(a bipolar visual analogue scale: 0 strongest disliking, 50 neutral, 100 strongest liking), follows
+the same effect site: every subjective item Bowdle rated rose with the ketamine level, so liking
+rises above neutral with the level that dissociates, saturating at the scale's end (an Emax model,
+``50 + 50 F / (F + EC50)``, ``F`` the level that dissociation reads). Its EC50 is calibrated to IV
+ketamine's mean Emax in recreational drug users (Shram 2023); a faster rise of the same dose gives
+a higher effect-site peak and so more liking. It describes such users, not patients, and leaves
+out tolerance across sessions (no per-session numbers were found; README, "Abuse liability").
+Blood pressure and heart rate follow total ketamine at their own effect site through a sigmoid Emax
+model; sedation follows midazolam.
 What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
 population layer's observation model, not part of the vector field.
 """
@@ -46,6 +54,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .base import Layer, Variable
+
+#: the neutral point of the bipolar drug-liking scale, and its range above it (0-100: 50 neutral)
+DRUG_LIKING_NEUTRAL = 50.0
 
 
 class Clinical(Layer):
@@ -79,6 +90,8 @@ class Clinical(Layer):
             Variable("expectancy", "fraction", "expectancy (placebo) reduction of severity"),
             *(v for v in self.states() if v.name in self.REPORTED_STATES),
             Variable("cadss", "points", "CADSS dissociation score"),
+            Variable("drug_liking", "points",
+                     "drug liking at the moment, bipolar visual analogue scale (0-100, 50 neutral)"),
             Variable("sbp", "mmHg", "systolic blood pressure"),
             Variable("dbp", "mmHg", "diastolic blood pressure"),
             Variable("heart_rate", "1/min", "heart rate"),
@@ -154,6 +167,7 @@ class Clinical(Layer):
             "expectancy": 1.0 - m.exp(-self.expectancy_log_reduction(x, p)),
             **{name: x[name] for name in self.REPORTED_STATES},
             "cadss": self.cadss(p, x["dissociation_site"]),
+            "drug_liking": self.drug_liking(p, x["dissociation_site"]),
             "sbp": p["sbp_baseline"] + p["sbp_emax"] * pressor,
             "dbp": p["dbp_baseline"] + p["dbp_emax"] * pressor,
             # rates are per hour inside the model; the heart rate is reported per minute
@@ -170,10 +184,21 @@ class Clinical(Layer):
         return 2.0 * (inp["pk.s_ketamine_plasma"] + w * inp["pk.r_ketamine_plasma"]) / (1.0 + w)
 
     @staticmethod
-    def cadss(p, conc):
-        """Linear in ketamine over 50-200 ng/mL (Bowdle 1998), fading below a low threshold."""
+    def felt_ketamine(p, conc):
+        """The effect-site level that is felt (ng/mL): ``conc`` fading below a low threshold."""
         h = p["dissociation_threshold_hill"]
-        return p["cadss_slope"] * conc * conc ** h / (conc ** h + p["dissociation_threshold"] ** h)
+        return conc * conc ** h / (conc ** h + p["dissociation_threshold"] ** h)
+
+    @staticmethod
+    def cadss(p, conc):
+        """Linear in the felt level over 50-200 ng/mL (Bowdle 1998)."""
+        return p["cadss_slope"] * Clinical.felt_ketamine(p, conc)
+
+    @staticmethod
+    def drug_liking(p, conc):
+        """Bipolar drug-liking VAS: 50 (neutral) plus up to 50 points, Emax in the felt level."""
+        felt = Clinical.felt_ketamine(p, conc)
+        return DRUG_LIKING_NEUTRAL + DRUG_LIKING_NEUTRAL * felt / (felt + p["drug_liking_ec50"])
 
     def initial_state(self, p, c) -> dict[str, Any]:
         out = {v.name: 0.0 for v in self.states()}
