@@ -13,7 +13,9 @@ which differ between regimens, and would make two regimens differ by noise.
 Caps (``[caps]``, each optional): ``cadss_peak`` (the patients' mean highest session CADSS peak,
 points), ``sbp_rise_fraction`` (the share of patients with a session SBP rise >= 40 mmHg),
 ``not_ready_at_2_h_fraction`` (the share of patients not meeting the discharge criteria of
-``trial/discharge.py`` 2 h after a session, the label's observation time), ``cumulative_amount``
+``trial/discharge.py`` 2 h after a session, the label's observation time), ``drug_liking_peak`` (the
+patients' mean highest session peak of drug liking, points on the bipolar 0-100 scale of abuse-potential
+studies with 50 neutral: a cap on abuse liability, ``model/clinical.py``), ``cumulative_amount``
 (the mean total amount per patient, e.g. "700 mg"), ``clinic_visits``
 (dosing sessions by a supervised route plus therapy sessions), ``beyond_label_frequency_fraction``
 and ``daily_use_fraction`` (the share of patients each exposure flag of ``trial/ketamine_use.py`` marks:
@@ -63,16 +65,18 @@ from .design import _known, _table, name_and_seed
 from .discharge import NOT_READY_KEY, OBSERVATION_H
 from .ketamine_use import USE_FLAGS
 from .rules import SESSION_WINDOW_H
+from .tally import LIKING
 
 ENDPOINTS = ("response", "remission", "madrs_change")
 METHODS = ("sobol", "differential-evolution")
 NOT_READY_CAP = f"{NOT_READY_KEY}_fraction"  # not_ready_at_2_h_fraction
 #: the exposure flags of trial/ketamine_use.py, capped as the share of patients flagged
 FLAG_CAPS = {f"{flag}_fraction": flag for flag in USE_FLAGS}
-CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "cumulative_amount", "clinic_visits", *FLAG_CAPS)
+CAPS = ("cadss_peak", "sbp_rise_fraction", NOT_READY_CAP, "drug_liking_peak", "cumulative_amount", "clinic_visits",
+        *FLAG_CAPS)
 #: each cap's metric column in the candidates table
 CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_rise_at_least_40_mmHg [fraction]",
-               NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]",
+               NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]", "drug_liking_peak": LIKING,
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]",
                **{cap: f"{flag} [fraction]" for cap, flag in FLAG_CAPS.items()}}
 MAX_BUDGET = 2000
@@ -352,7 +356,8 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
         if key == "cumulative_amount":
             caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
             continue
-        high = {"cadss_peak": 92.0, "clinic_visits": 10_000.0}.get(key, 1.0)  # the rest are fractions
+        # the rest are fractions
+        high = {"cadss_peak": 92.0, "drug_liking_peak": 100.0, "clinic_visits": 10_000.0}.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
         caps[key] = float(value)
@@ -418,7 +423,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
     madrs, baseline = at["madrs_model [points]"].to_numpy(float), at["baseline_madrs_true [points]"].to_numpy(float)
     per_patient = rows.groupby("patient").agg(cadss=("cadss_peak [points]", "max"), sbp=("sbp_peak_rise [mmHg]", "max"),
                                              discharge=("discharge_ready_after [h]", "max"),
-                                             weight=("weight [kg]", "first"),
+                                             liking=(LIKING, "max"), weight=("weight [kg]", "first"),
                                              **{flag: (flag, "first") for flag in USE_FLAGS})
     total = total_amount_mg(scenario.doses, per_patient["weight"].to_numpy(dtype=float))
     visits = {t for d in scenario.doses if d.route in SUPERVISED_ROUTES for t in d.times_h}
@@ -431,6 +436,7 @@ def evaluate(spec: OptimiseSpec, doses: list, therapies: list, params: Parameter
             "cadss_peak [points]": float(per_patient["cadss"].mean()),
             "sbp_rise_at_least_40_mmHg [fraction]": float((per_patient["sbp"] >= SBP_RISE_MMHG).mean()),
             CAP_COLUMNS[NOT_READY_CAP]: float((per_patient["discharge"] > OBSERVATION_H).mean()),
+            LIKING: float(per_patient["liking"].mean()),
             "cumulative_amount [mg]": float(np.mean(total)), "clinic_visits [count]": float(len(visits)),
             **{CAP_COLUMNS[cap]: float(per_patient[flag].astype(bool).mean()) for cap, flag in FLAG_CAPS.items()},
             "patients": int(len(per_patient)), "failed": int(result.summary["patients"]["failed"])}

@@ -18,7 +18,7 @@ from ..result import DISCLAIMER  # noqa: E402
 from . import statistics as st  # noqa: E402
 from .discharge import DISCHARGE_CRITERIA, NOT_READY_KEY, READY_BY_H, ready_by_key  # noqa: E402
 from .ketamine_use import FLAG_MEANINGS, USE_COLUMNS, USE_FLAGS  # noqa: E402
-from .tally import ASSESSMENT, TrialTally  # noqa: E402
+from .tally import ASSESSMENT, LIKING, LIKING_MEANING, TrialTally  # noqa: E402
 
 MECHANISM = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
 
@@ -162,22 +162,27 @@ DISCHARGE_KEYS = (ready_by_key(READY_BY_H[0]), NOT_READY_KEY)
 
 def _side_effect_table(summary: dict[str, Any]) -> str:
     rows = []
+    # a patients table written before drug liking was recorded is reported without it
+    liking = all(LIKING in s["side_effects"] for s in summary["arms"].values())
     for arm, s in summary["arms"].items():
         se = s["side_effects"]
         rates = [(k, v) for k, v in se.items() if "estimate" in v]
         rows.append(f"<tr><td>{html.escape(arm)}</td>"
                     + "".join(f"<td>{_interval(v, 100)} [{v['k']}/{v['n']}]</td>" for _, v in rates)
                     + f"<td>{_fmt(se['cadss_peak [points]']['mean'])}</td><td>{_fmt(se['sbp_peak_rise [mmHg]']['mean'])}</td>"
+                    + (f"<td>{_fmt(se[LIKING]['mean'])}</td>" if liking else "")
                     + "".join(f"<td>{_interval(se['discharge'][k], 100)}</td>" for k in DISCHARGE_KEYS)
                     + f"<td>{_interval(s['relapse']['median_time_to_relapse [h]'])}</td></tr>")
     first = next(iter(summary["arms"].values()))["side_effects"]
     heads = "".join(f"<th>{html.escape(k)} [%] (95 % CI)</th>" for k, v in first.items() if "estimate" in v)
     discharge = "".join(f"<th>{k.replace('_', ' ')} [%] (95 % CI)</th>" for k in DISCHARGE_KEYS)
+    liking_head = "<th>mean peak drug liking [points, 50 neutral]</th>" if liking else ""
     return (f"<table><tr><th>arm</th>{heads}<th>mean peak CADSS [points]</th><th>mean peak SBP rise [mmHg]</th>"
-            f"{discharge}<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>"
+            f"{liking_head}{discharge}<th>median time to relapse [h] (95 % CI)</th></tr>{''.join(rows)}</table>"
             f"<p>Model discharge criteria, each patient's slowest session among those the assessments report: "
             f"{html.escape(DISCHARGE_CRITERIA)}. Sedation, dizziness and nausea are not model outputs; they could "
-            "only lengthen these times.</p>")
+            "only lengthen these times.</p>"
+            + (f"<p>{html.escape(LIKING_MEANING)}</p>" if liking else ""))
 
 
 def _ketamine_use_table(summary: dict[str, Any]) -> str:

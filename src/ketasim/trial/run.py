@@ -48,6 +48,8 @@ IN_FLIGHT_PER_WORKER = 4  # chunks submitted ahead per Dask worker
 #: columns of the patients table that hold model outputs: (column, output name, how it is read)
 READOUTS = (
     ("nmda_block_interneuron_peak [fraction]", "receptor.nmda_block_interneuron", "session peak"),
+    # abuse liability: the bipolar drug-liking scale's session peak (50 neutral; model/clinical.py)
+    ("drug_liking_peak [points]", "clinical.drug_liking", "session peak"),
     # non-compartmental exposure of the session (ketasim.nca's conventions): from the dose to 4 h after
     # it or to the assessment, whichever comes first, on the trial's grid (5-min points for 2 h)
     ("ketamine_cmax [ng/mL]", "pk.ketamine_plasma", "session peak"),

@@ -32,6 +32,13 @@ from .ketamine_use import FLAG_MEANINGS, USE_COLUMNS, USE_FLAGS
 from .success import patient_numbers, patient_outcomes, primary_from_outcomes
 
 ASSESSMENT, MADRS, CHANGE = "assessment [h]", "madrs [points]", "madrs_change [points]"
+LIKING = "drug_liking_peak [points]"
+#: how the drug-liking numbers are to be read (model/clinical.py)
+LIKING_MEANING = ("Drug liking: each patient's highest session peak of 'drug liking at the moment' on the bipolar "
+                  "visual analogue scale of abuse-potential studies (0 strongest disliking, 50 neutral, 100 strongest "
+                  "liking), as recreational drug users rate it: calibrated to IV ketamine's mean peak in such users "
+                  "(Shram 2023); patients in treatment may rate it otherwise. A measure of abuse liability, not a "
+                  "prediction of misuse.")
 MECHANISM_COLUMNS = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]",
                      "il6 [pg/mL]")
 ASSESSMENT_COLUMNS = ("madrs_model [points]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
@@ -54,6 +61,7 @@ def per_patient(rows: pd.DataFrame) -> pd.DataFrame:
         cadss_peak=("cadss_peak [points]", "max"), sbp_rise=("sbp_peak_rise [mmHg]", "max"),
         discharge=("discharge_ready_after [h]", "max"),
         # a patients table written before these columns existed is still summarised, without them
+        **({"liking": (LIKING, "max")} if LIKING in rows else {}),
         **{c: (c, "first") for c in USE_COLUMNS if c in rows}).reset_index()
 
 
@@ -231,6 +239,8 @@ def _arm(g: pd.DataFrame, ep, draw_block: int | None) -> dict[str, Any]:
         "sbp_at_least": int((np.nan_to_num(sbp) >= ep.sbp_rise_at_least).sum()),
         "cadss": _Values.of(cadss), "sbp": _Values.of(sbp), "discharge": _discharge(pp["discharge"]),
         "baseline": Moments.of(base), "baseline_hist": Histogram.of(base), "at": {}}
+    if "liking" in pp:
+        out["liking"] = _Values.of(pp["liking"].to_numpy(dtype=float))
     if all(c in pp for c in USE_COLUMNS):
         out["ketamine_use"] = _ketamine_use(pp)
     block = patient_numbers(g["patient"])["index"].to_numpy() // draw_block if draw_block else None
@@ -358,7 +368,8 @@ class TrialTally:
     def _arm(self, arm: str) -> dict[str, Any]:
         return self.parts["arms"].get(arm) or {"patients": 0, "relapse_time": np.zeros(0), "relapse_event":
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
-                                               "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
+                                               "cadss": _Values(), "sbp": _Values(), "liking": _Values(),
+                                               "baseline": Moments(),
                                                "discharge": _discharge(pd.Series(dtype=float)),
                                                "ketamine_use": _ketamine_use(pd.DataFrame(columns=[*USE_COLUMNS])),
                                                "baseline_hist": Histogram.of([]), "at": {}}
@@ -392,6 +403,8 @@ class TrialTally:
                 "discharge": self._discharge_summary(a["discharge"]),
             },
         }
+        if "liking" in a:
+            out["side_effects"][LIKING] = {"mean": _num(a["liking"].mean), "max": _num(a["liking"].max)}
         if "ketamine_use" in a:
             out["ketamine_use"] = self._ketamine_use_summary(a["ketamine_use"], a["patients"])
         if "decisions" in a:

@@ -457,6 +457,9 @@ function table(headers, rows) {
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: c })))))));
 }
 
+// abuse liability: each patient's highest session peak on the bipolar drug-liking scale (model/clinical.py)
+const LIKING = "drug_liking_peak [points]";
+
 // the discharge readings shown (trial/discharge.py: each patient's slowest session)
 const DISCHARGE_KEYS = ["ready_by_1.5_h", "not_ready_at_2_h"];
 
@@ -468,13 +471,15 @@ function sideEffectTable(summary) {
     return [arm, ...incidence.map(([, v]) => interval(v, 100, " %")),
       `${fmt(se["cadss_peak [points]"].mean)} (max ${fmt(se["cadss_peak [points]"].max)})`,
       `${fmt(se["sbp_peak_rise [mmHg]"].mean)} (max ${fmt(se["sbp_peak_rise [mmHg]"].max)})`,
+      se[LIKING] ? `${fmt(se[LIKING].mean)} (max ${fmt(se[LIKING].max)})` : "–",
       ...DISCHARGE_KEYS.map((k) => interval((se.discharge || {})[k], 100, " %")),
       interval(s.relapse["median_time_to_relapse [h]"], 1 / 24, " d")];
   });
   const first = Object.values(summary.arms)[0];
   const names = first ? Object.entries(first.side_effects).filter(isRate).map(([k]) => k) : [];
   return table(["arm", ...names.map((n) => `${n.replaceAll("_", " ")} [% (95 % CI)]`), "CADSS peak, mean [points]",
-    "SBP peak rise, mean [mmHg]", ...DISCHARGE_KEYS.map((k) => `discharge: ${k.replaceAll("_", " ")} [% (95 % CI)]`),
+    "SBP peak rise, mean [mmHg]", "drug liking peak, mean [points; 50 neutral, 100 strongest liking]",
+    ...DISCHARGE_KEYS.map((k) => `discharge: ${k.replaceAll("_", " ")} [% (95 % CI)]`),
     "median time to relapse [d] (95 % CI)"], rows);
 }
 
