@@ -118,8 +118,9 @@ row(target="cadss_typical_session", scenario="scenarios/murrough2013_trial.toml"
 # placebo-corrected mean Emax put back on the scale, 50 + (90.0 - 50.9)
 row(target="shram2023_ketamine_drug_liking", scenario="scenarios/racemic_iv_infusion.toml", quantity="clinical.drug_liking",
     metric="peak", value=89.1, unit="points", low=77.0, high=100.0,
-    tolerance_basis="50 + the published 95 % CI of the ketamine - placebo difference in Emax (27.0-50.0; a nonparametric "
-                    "estimate: the means carry no SD or n in our source)",
+    tolerance_basis="50 + the published 95 % CI of the ketamine - placebo difference in Emax (27.0-50.0), a nonparametric "
+                    "estimate centred at 49.0, not at the means' 39.1, which carry no SD or n in our source; it reaches the "
+                    "scale's end, so the row catches too little liking only",
     source="Shram MJ et al. Transl Psychiatry 2023;13:192 Table 6; means 90.0 (ketamine) and 50.9 (placebo) from the "
            "sponsor's topline release of the same study (Relmada, SEC 8-K Exhibit 99.1, 23 Feb 2022)")
 M = "Murrough JW et al. Am J Psychiatry 2013;170:1134"

@@ -36,7 +36,7 @@ from scipy.optimize import least_squares
 from ketasim.calibrate import targets as targets_module
 from ketasim.calibrate.data import load_observations, shipped_targets
 from ketasim.calibrate.targets import accepted_interval, model_value
-from ketasim.model.clinical import DRUG_LIKING_NEUTRAL
+from ketasim.model.clinical import DRUG_LIKING_NEUTRAL, DRUG_LIKING_SPAN
 from ketasim.params import load_parameters
 
 #: (parameter, field): what the fit moves
@@ -130,17 +130,21 @@ def scale_cadss(params):
 
 
 def scale_drug_liking(params):
-    """Drug liking's EC50 in closed form: liking = 50 + 50 F / (F + EC50) on the typical patient, so
-    the felt level at the peak is F = EC50 x a / (50 - a) for the current rise a above neutral, and
-    the EC50 that gives the target's rise t is F x (50 / t - 1)."""
+    """Drug liking's EC50 in closed form: liking = 50 + S F / (F + EC50) (S = 50, the scale's span)
+    on the typical patient, and the EC50 does not move the felt level F, so F = EC50 x a / (S - a)
+    for the current rise a above neutral, and the EC50 that gives the target's rise t is
+    F x (S / t - 1)."""
     row = next(r for _, r in load_observations(shipped_targets()).iterrows()
                if r["target"] == "shram2023_ketamine_drug_liking")
     targets_module._RUNS.clear()
-    neutral = DRUG_LIKING_NEUTRAL
     ec50 = params["clinical.drug_liking_ec50"].value
-    rise = model_value(row, params) - neutral
-    felt = ec50 * rise / (neutral - rise)
-    return params.replace(clinical__drug_liking_ec50=felt * (neutral / (float(row["value"]) - neutral) - 1.0))
+    rise, target = model_value(row, params) - DRUG_LIKING_NEUTRAL, float(row["value"]) - DRUG_LIKING_NEUTRAL
+    for name, value in (("the model's peak", rise), ("the target", target)):
+        if not 0.0 < value < DRUG_LIKING_SPAN:
+            raise SystemExit(f"scale_drug_liking: {name} lies {value:g} points above neutral; "
+                             f"the closed form needs 0 < rise < {DRUG_LIKING_SPAN:g}")
+    felt = ec50 * rise / (DRUG_LIKING_SPAN - rise)
+    return params.replace(clinical__drug_liking_ec50=felt * (DRUG_LIKING_SPAN / target - 1.0))
 
 
 def main(argv) -> int:

@@ -12,7 +12,7 @@ from test_optimise import small
 
 import ketasim
 from ketasim.errors import ScenarioError
-from ketasim.trial import run_trial
+from ketasim.trial import run_trial, stream_trial
 from ketasim.trial.optimise import CAP_COLUMNS, OptimiseSpec
 from ketasim.trial.report import _side_effect_table, write_trial_report
 from ketasim.trial.summary import trial_summary
@@ -71,9 +71,22 @@ def test_a_drug_liking_cap_binds():
     assert table["feasible"].any()
 
 
-@pytest.mark.parametrize("value", [-1, 101, "high", True])
+@pytest.mark.parametrize("value", [-1, 49.9, 101, "high", True])
 def test_a_bad_liking_cap_names_the_field(value):
+    """Below the scale's neutral 50 no regimen could meet the cap, so it is refused, not left to fail."""
     data = small()
     data["caps"]["drug_liking_peak"] = value
-    with pytest.raises(ScenarioError, match=r"caps\.drug_liking_peak"):
+    with pytest.raises(ScenarioError, match=r"caps\.drug_liking_peak.*50\.\.100"):
         OptimiseSpec.from_dict(data)
+    data["caps"]["drug_liking_peak"] = 50
+    assert OptimiseSpec.from_dict(data).caps["drug_liking_peak"] == 50.0
+
+
+def test_the_streamed_summary_has_the_in_memory_liking(trial, tmp_path):
+    """``ketasim trial`` reduces chunk by chunk (here one or two patients each): the per-arm liking
+    merges to the in-memory value."""
+    streamed = stream_trial(trial.spec, tmp_path / "streamed", chunk_size=2)
+    for arm, s in trial.summary["arms"].items():
+        got = streamed.summary["arms"][arm]["side_effects"][LIKING]
+        assert got["mean"] == pytest.approx(s["side_effects"][LIKING]["mean"], rel=1e-12)
+        assert got["max"] == s["side_effects"][LIKING]["max"]

@@ -182,21 +182,30 @@ def _liking_peak(dose, duration="6 h", every="1 min"):
     return float(np.max(run(scenario([dose], duration, every))["clinical.drug_liking"]))
 
 
-def test_drug_liking_is_neutral_without_a_felt_drug_and_stays_on_its_scale():
-    """Invariants of the bipolar scale (50 neutral, 100 strongest liking): saline and midazolam leave
-    it at 50 (midazolam's own liking is not modelled), and no ketamine dose passes 100."""
-    for inert in ({"drug": "saline", "route": "iv", "duration": "40 min"}, MIDAZOLAM):
-        liking = run(scenario([inert], "6 h", "5 min"))["clinical.drug_liking"]
-        np.testing.assert_array_equal(liking, 50.0)
+def test_drug_liking_is_neutral_without_ketamine_and_saturates_below_the_scales_end():
+    """The bipolar scale (50 neutral, 100 strongest liking): saline leaves it at 50, and a dose four
+    times the antidepressant one comes close to the scale's end without passing it."""
+    liking = run(scenario([{"drug": "saline", "route": "iv", "duration": "40 min"}], "6 h", "5 min"))[
+        "clinical.drug_liking"]
+    np.testing.assert_array_equal(liking, 50.0)
     liking = run(scenario([{"drug": "racemic-ketamine", "route": "iv", "amount": "2 mg/kg"}], "6 h", "1 min"))[
         "clinical.drug_liking"]
-    assert liking.min() >= 50.0 and 95.0 < liking.max() < 100.0
+    assert 95.0 < liking.max() < 100.0
 
 
-def test_drug_liking_rises_with_the_dose_and_with_the_rate_of_rise():
+def test_the_shipped_drug_liking_ec50_still_solves_its_calibration():
+    """A calibration check, not a reproduced result: the typical patient's peak after 0.5 mg/kg over
+    40 min equals the target (50 + 90.0 - 50.9 = 89.1) to the EC50's four digits, so a change to the
+    pharmacokinetics or the effect site that moves it fails here until scripts/calibrate_clinical.py
+    --scales-only is rerun. (The target's accepted interval, 77-100, reaches the scale's end and so
+    can only catch too little liking.)"""
+    assert _liking_peak(KETAMINE) == pytest.approx(89.1, abs=0.01)
+
+
+def test_drug_liking_rises_with_the_dose_and_with_a_faster_infusion():
     """Monotone in dose at a fixed infusion time; at a fixed dose, a faster infusion gives a higher
-    effect-site peak and so more liking (the rate-of-rise dependence abuse-potential studies look for),
-    a slower one less."""
+    effect-site peak and so more liking, a slower one less: the only way the rate of rise acts (there
+    is no term of its own)."""
     doses = [_liking_peak({**KETAMINE, "amount": f"{a} mg/kg"}) for a in (0.1, 0.25, 0.5, 1.0)]
     assert np.all(np.diff(doses) > 0)
     by_duration = [_liking_peak({**KETAMINE, "duration": d}) for d in ("5 min", "40 min", "100 min")]

@@ -55,8 +55,9 @@ from typing import Any, ClassVar
 
 from .base import Layer, Variable
 
-#: the neutral point of the bipolar drug-liking scale, and its range above it (0-100: 50 neutral)
+#: the bipolar drug-liking scale (0-100): its neutral point and the span from there to strongest liking
 DRUG_LIKING_NEUTRAL = 50.0
+DRUG_LIKING_SPAN = 50.0
 
 
 class Clinical(Layer):
@@ -196,9 +197,10 @@ class Clinical(Layer):
 
     @staticmethod
     def drug_liking(p, conc):
-        """Bipolar drug-liking VAS: 50 (neutral) plus up to 50 points, Emax in the felt level."""
+        """Bipolar drug-liking VAS: neutral plus up to the scale's span, an Emax (Hill 1) in the felt
+        level: one calibration point identifies one parameter, so the slope and the maximum are fixed."""
         felt = Clinical.felt_ketamine(p, conc)
-        return DRUG_LIKING_NEUTRAL + DRUG_LIKING_NEUTRAL * felt / (felt + p["drug_liking_ec50"])
+        return DRUG_LIKING_NEUTRAL + DRUG_LIKING_SPAN * felt / (felt + p["drug_liking_ec50"])
 
     def initial_state(self, p, c) -> dict[str, Any]:
         out = {v.name: 0.0 for v in self.states()}

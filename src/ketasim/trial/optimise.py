@@ -55,6 +55,7 @@ import pandas as pd
 
 from ..dosing import SUPERVISED_ROUTES, total_amount_mg
 from ..errors import ScenarioError
+from ..model.clinical import DRUG_LIKING_NEUTRAL
 from ..model.mechanisms import active
 from ..params import ParameterSet, load_parameters
 from ..population import PopulationSpec
@@ -79,6 +80,8 @@ CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_ri
                NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]", "drug_liking_peak": LIKING,
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]",
                **{cap: f"{flag} [fraction]" for cap, flag in FLAG_CAPS.items()}}
+#: each cap's value without any drug effect, where it is not 0: drug liking's neutral point
+CAP_FLOORS = {"drug_liking_peak": DRUG_LIKING_NEUTRAL}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
 _AMOUNT_UNITS = {"per_weight": "mg/kg", "absolute": "mg"}
@@ -358,8 +361,10 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
             continue
         # the rest are fractions
         high = {"cadss_peak": 92.0, "drug_liking_peak": 100.0, "clinic_visits": 10_000.0}.get(key, 1.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-            raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in 0..{high:g}")
+        low = CAP_FLOORS.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            why = " (the drug-liking scale's neutral point; no drug goes below it)" if key == "drug_liking_peak" else ""
+            raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in {low:g}..{high:g}{why}")
         caps[key] = float(value)
     return caps
 
@@ -449,11 +454,12 @@ def objective(spec: OptimiseSpec, metrics: Mapping[str, float]) -> float:
 
 
 def violations(spec: OptimiseSpec, metrics: Mapping[str, float]) -> dict[str, float]:
-    """Each cap's excess over its limit, relative to the limit (0: met)."""
+    """Each cap's excess over its limit, relative to the limit's distance from no effect (0: met)."""
     out = {}
     for cap, limit in spec.caps.items():
         value = float(metrics[CAP_COLUMNS[cap]])
-        out[cap] = max(0.0, value - limit) / max(limit, 1e-9) if math.isfinite(value) else math.inf
+        room = max(limit - CAP_FLOORS.get(cap, 0.0), 1e-9)
+        out[cap] = max(0.0, value - limit) / room if math.isfinite(value) else math.inf
     return out
 
 

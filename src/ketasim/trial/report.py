@@ -162,15 +162,15 @@ DISCHARGE_KEYS = (ready_by_key(READY_BY_H[0]), NOT_READY_KEY)
 
 def _side_effect_table(summary: dict[str, Any]) -> str:
     rows = []
-    # a patients table written before drug liking was recorded is reported without it
-    liking = all(LIKING in s["side_effects"] for s in summary["arms"].values())
+    # a patients table written before drug liking was recorded is reported without it ("-" in an arm without patients)
+    liking = any(LIKING in s["side_effects"] for s in summary["arms"].values())
     for arm, s in summary["arms"].items():
         se = s["side_effects"]
         rates = [(k, v) for k, v in se.items() if "estimate" in v]
         rows.append(f"<tr><td>{html.escape(arm)}</td>"
                     + "".join(f"<td>{_interval(v, 100)} [{v['k']}/{v['n']}]</td>" for _, v in rates)
                     + f"<td>{_fmt(se['cadss_peak [points]']['mean'])}</td><td>{_fmt(se['sbp_peak_rise [mmHg]']['mean'])}</td>"
-                    + (f"<td>{_fmt(se[LIKING]['mean'])}</td>" if liking else "")
+                    + (f"<td>{_fmt(se[LIKING]['mean']) if LIKING in se else '-'}</td>" if liking else "")
                     + "".join(f"<td>{_interval(se['discharge'][k], 100)}</td>" for k in DISCHARGE_KEYS)
                     + f"<td>{_interval(s['relapse']['median_time_to_relapse [h]'])}</td></tr>")
     first = next(iter(summary["arms"].values()))["side_effects"]

@@ -37,8 +37,9 @@ LIKING = "drug_liking_peak [points]"
 LIKING_MEANING = ("Drug liking: each patient's highest session peak of 'drug liking at the moment' on the bipolar "
                   "visual analogue scale of abuse-potential studies (0 strongest disliking, 50 neutral, 100 strongest "
                   "liking), as recreational drug users rate it: calibrated to IV ketamine's mean peak in such users "
-                  "(Shram 2023); patients in treatment may rate it otherwise. A measure of abuse liability, not a "
-                  "prediction of misuse.")
+                  "(Shram 2023); patients in treatment may rate it otherwise. Only ketamine's liking is modelled: "
+                  "other drugs (midazolam, memantine, placebo) stay at 50, which says the model has no liking for "
+                  "them, not that they are neutral. A measure of abuse liability, not a prediction of misuse.")
 MECHANISM_COLUMNS = ("nmda_block_interneuron_peak [fraction]", "spine_density [fold baseline]", "pfc_gbc [z]",
                      "il6 [pg/mL]")
 ASSESSMENT_COLUMNS = ("madrs_model [points]", "spine_density [fold baseline]", "pfc_gbc [z]", "il6 [pg/mL]")
@@ -368,8 +369,7 @@ class TrialTally:
     def _arm(self, arm: str) -> dict[str, Any]:
         return self.parts["arms"].get(arm) or {"patients": 0, "relapse_time": np.zeros(0), "relapse_event":
                                                np.zeros(0, dtype=bool), "cadss_at_least": 0, "sbp_at_least": 0,
-                                               "cadss": _Values(), "sbp": _Values(), "liking": _Values(),
-                                               "baseline": Moments(),
+                                               "cadss": _Values(), "sbp": _Values(), "baseline": Moments(),
                                                "discharge": _discharge(pd.Series(dtype=float)),
                                                "ketamine_use": _ketamine_use(pd.DataFrame(columns=[*USE_COLUMNS])),
                                                "baseline_hist": Histogram.of([]), "at": {}}

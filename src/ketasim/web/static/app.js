@@ -465,20 +465,22 @@ const DISCHARGE_KEYS = ["ready_by_1.5_h", "not_ready_at_2_h"];
 
 function sideEffectTable(summary) {
   const isRate = ([, v]) => v && typeof v === "object" && "estimate" in v;
+  // a patients table written before drug liking was recorded has no such column, as in the report
+  const liking = Object.values(summary.arms).some((s) => LIKING in s.side_effects);
   const rows = Object.entries(summary.arms).map(([arm, s]) => {
     const se = s.side_effects;
     const incidence = Object.entries(se).filter(isRate);
     return [arm, ...incidence.map(([, v]) => interval(v, 100, " %")),
       `${fmt(se["cadss_peak [points]"].mean)} (max ${fmt(se["cadss_peak [points]"].max)})`,
       `${fmt(se["sbp_peak_rise [mmHg]"].mean)} (max ${fmt(se["sbp_peak_rise [mmHg]"].max)})`,
-      se[LIKING] ? `${fmt(se[LIKING].mean)} (max ${fmt(se[LIKING].max)})` : "–",
+      ...(liking ? [se[LIKING] ? `${fmt(se[LIKING].mean)} (max ${fmt(se[LIKING].max)})` : "–"] : []),
       ...DISCHARGE_KEYS.map((k) => interval((se.discharge || {})[k], 100, " %")),
       interval(s.relapse["median_time_to_relapse [h]"], 1 / 24, " d")];
   });
   const first = Object.values(summary.arms)[0];
   const names = first ? Object.entries(first.side_effects).filter(isRate).map(([k]) => k) : [];
   return table(["arm", ...names.map((n) => `${n.replaceAll("_", " ")} [% (95 % CI)]`), "CADSS peak, mean [points]",
-    "SBP peak rise, mean [mmHg]", "drug liking peak, mean [points; 50 neutral, 100 strongest liking]",
+    "SBP peak rise, mean [mmHg]", ...(liking ? ["drug liking peak, mean [points; 50 neutral, 100 strongest liking]"] : []),
     ...DISCHARGE_KEYS.map((k) => `discharge: ${k.replaceAll("_", " ")} [% (95 % CI)]`),
     "median time to relapse [d] (95 % CI)"], rows);
 }
