@@ -17,8 +17,9 @@ edge of that interval; beyond 0.85 it grows four times faster (being outside a s
 uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
 least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
 mean session peak matches cadss_typical_session (the mean is proportional to it), and drug liking's
-EC50 solved in closed form so that the typical patient's peak matches shram2023_ketamine_drug_liking
-(``--scales-only`` does these two alone). Validation cases
+steepness and EC50 solved in closed form so that the typical patient's peak matches
+shram2023_ketamine_drug_liking and the curve is nearest to proportional over Bowdle 1998's levels
+(``--scales-only`` does these alone). Validation cases
 (src/ketasim/data/validation.csv) are never used.
 """
 
@@ -129,22 +130,51 @@ def scale_cadss(params):
     return params.replace(clinical__cadss_slope=slope)
 
 
+#: Bowdle 1998's steady-state steps (ng/mL), over which every subjective item rose linearly
+BOWDLE_LEVELS = np.array([50.0, 100.0, 150.0, 200.0])
+#: the Hill coefficients tried for drug liking
+LIKING_HILLS = np.arange(1.0, 4.01, 0.5)
+
+
+def _liking_ec50(felt_peak: float, rise: float, hill: float) -> float:
+    """The EC50 that puts ``felt_peak`` at ``rise`` points above neutral: S F^n / (F^n + EC50^n) = a."""
+    return felt_peak * (DRUG_LIKING_SPAN / rise - 1.0) ** (1.0 / hill)
+
+
 def scale_drug_liking(params):
-    """Drug liking's EC50 in closed form: liking = 50 + S F / (F + EC50) (S = 50, the scale's span)
-    on the typical patient, and the EC50 does not move the felt level F, so F = EC50 x a / (S - a)
-    for the current rise a above neutral, and the EC50 that gives the target's rise t is
-    F x (S / t - 1)."""
+    """Drug liking's steepness and EC50 on the typical patient (liking = 50 + S F^n / (F^n + EC50^n),
+    S = 50, the scale's span). The EC50 and n do not move the felt level F, so the peak's F follows
+    from the current rise a above neutral, F = EC50 (a / (S - a))^(1/n); for each n of LIKING_HILLS the
+    EC50 that gives the target's rise t is F (S / t - 1)^(1/n), and the n kept is the one whose curve
+    is nearest to proportional to the felt level over Bowdle's steps (least squares through the
+    origin: Bowdle's items rose linearly, read as proportional)."""
+    from ketasim.model.clinical import Clinical
+
     row = next(r for _, r in load_observations(shipped_targets()).iterrows()
                if r["target"] == "shram2023_ketamine_drug_liking")
     targets_module._RUNS.clear()
-    ec50 = params["clinical.drug_liking_ec50"].value
+    ec50, hill = params["clinical.drug_liking_ec50"].value, params["clinical.drug_liking_hill"].value
     rise, target = model_value(row, params) - DRUG_LIKING_NEUTRAL, float(row["value"]) - DRUG_LIKING_NEUTRAL
     for name, value in (("the model's peak", rise), ("the target", target)):
         if not 0.0 < value < DRUG_LIKING_SPAN:
             raise SystemExit(f"scale_drug_liking: {name} lies {value:g} points above neutral; "
                              f"the closed form needs 0 < rise < {DRUG_LIKING_SPAN:g}")
-    felt = ec50 * rise / (DRUG_LIKING_SPAN - rise)
-    return params.replace(clinical__drug_liking_ec50=felt * (DRUG_LIKING_SPAN / target - 1.0))
+    felt_peak = ec50 * (rise / (DRUG_LIKING_SPAN - rise)) ** (1.0 / hill)
+    felt = Clinical.felt_ketamine({k.split(".", 1)[1]: params[k].value for k in params if k.startswith("clinical.")},
+                                  BOWDLE_LEVELS)
+
+    def distance_from_proportional(n: float) -> float:
+        f = felt ** n
+        liking = DRUG_LIKING_SPAN * f / (f + _liking_ec50(felt_peak, target, n) ** n)
+        slope = liking @ BOWDLE_LEVELS / (BOWDLE_LEVELS @ BOWDLE_LEVELS)
+        return float(np.sqrt(np.mean((liking - slope * BOWDLE_LEVELS) ** 2)))
+
+    distances = {float(n): distance_from_proportional(n) for n in LIKING_HILLS}
+    print("drug liking, rms distance from proportional over Bowdle's steps [points] by Hill coefficient: "
+          + ", ".join(f"{n:g}: {d:.2f}" for n, d in distances.items()))
+    best = min(distances, key=distances.get)
+    return params.replace(clinical__drug_liking_hill=best,
+                          clinical__drug_liking_ec50=_liking_ec50(felt_peak, target, best))
 
 
 def main(argv) -> int:
@@ -172,7 +202,8 @@ def main(argv) -> int:
         base = base.replace(**{name.replace(".", "__"): float(value)})
     if args.scales_only:
         fitted = scale_drug_liking(scale_cadss(base))
-        values = {name: fitted[name].value for name in ("clinical.cadss_slope", "clinical.drug_liking_ec50")}
+        values = {name: fitted[name].value
+                  for name in ("clinical.cadss_slope", "clinical.drug_liking_ec50", "clinical.drug_liking_hill")}
         for name, v in values.items():
             print(f"{name} = {v:.4g} {fitted[name].unit}")
         if args.write:
@@ -195,6 +226,7 @@ def main(argv) -> int:
     values |= {item.partition("=")[0]: fitted[item.partition("=")[0]].value for item in args.set}
     values["clinical.cadss_slope"] = fitted["clinical.cadss_slope"].value
     values["clinical.drug_liking_ec50"] = fitted["clinical.drug_liking_ec50"].value
+    values["clinical.drug_liking_hill"] = fitted["clinical.drug_liking_hill"].value
     cvs = {name: fitted[name].cv for name, field in free if field == "cv"}
     for name, v in values.items():
         print(f"{name} = {v:.4g} {fitted[name].unit}")

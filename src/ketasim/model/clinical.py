@@ -37,11 +37,13 @@ Neuropsychopharmacol 1997;7:25). Norketamine, a weaker blocker, is left out: in 
 S-norketamine antagonised S-ketamine's perceptual effects rather than adding to them (Olofsen E et
 al. Anesthesiology 2022;136:792). Drug liking, the primary endpoint of human abuse-potential studies
 (a bipolar visual analogue scale: 0 strongest disliking, 50 neutral, 100 strongest liking), follows
-the same effect site: every subjective item Bowdle rated rose with the ketamine level, so liking
-rises above neutral with the level that dissociates, saturating at the scale's end (an Emax model,
-``50 + 50 F / (F + EC50)``, ``F`` the level that dissociation reads). Its EC50 is calibrated to IV
-ketamine's mean Emax in recreational drug users (Shram 2023); a faster rise of the same dose gives
-a higher effect-site peak and so more liking. It describes such users, not patients, and leaves
+the same effect site: every subjective item Bowdle rated, euphoria among them, rose linearly with
+the ketamine level over 50-200 ng/mL, so liking rises above neutral with the level that dissociates,
+saturating at the scale's end (a sigmoid Emax model, ``50 + 50 F^n / (F^n + EC50^n)``, ``F`` the
+level that dissociation reads). Its EC50 is calibrated to IV ketamine's mean Emax in recreational
+drug users (Shram 2023), its steepness ``n`` so that the curve through that point is as near
+proportional to the level over Bowdle's range as it can be; a faster rise of the same dose gives a
+higher effect-site peak and so more liking. It describes such users, not patients, and leaves
 out tolerance across sessions (no per-session numbers were found; README, "Abuse liability").
 Blood pressure and heart rate follow total ketamine at their own effect site through a sigmoid Emax
 model; sedation follows midazolam.
@@ -197,10 +199,10 @@ class Clinical(Layer):
 
     @staticmethod
     def drug_liking(p, conc):
-        """Bipolar drug-liking VAS: neutral plus up to the scale's span, an Emax (Hill 1) in the felt
-        level: one calibration point identifies one parameter, so the slope and the maximum are fixed."""
-        felt = Clinical.felt_ketamine(p, conc)
-        return DRUG_LIKING_NEUTRAL + DRUG_LIKING_SPAN * felt / (felt + p["drug_liking_ec50"])
+        """Bipolar drug-liking VAS: neutral plus up to the scale's span, a sigmoid Emax in the felt
+        level whose steepness makes it about proportional to the level over Bowdle's 50-200 ng/mL."""
+        felt = Clinical.felt_ketamine(p, conc) ** p["drug_liking_hill"]
+        return DRUG_LIKING_NEUTRAL + DRUG_LIKING_SPAN * felt / (felt + p["drug_liking_ec50"] ** p["drug_liking_hill"])
 
     def initial_state(self, p, c) -> dict[str, Any]:
         out = {v.name: 0.0 for v in self.states()}
