@@ -18,7 +18,7 @@ uncertainty costs more than being off-centre inside it); the sum of squares is m
 least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
 mean session peak matches cadss_typical_session (the mean is proportional to it), and drug liking's
 steepness and EC50 solved in closed form so that the typical patient's peak matches
-shram2023_ketamine_drug_liking and the curve is nearest to proportional over Bowdle 1998's levels
+shram2023_ketamine_drug_liking and the curve is nearest to a straight line over Bowdle 1998's levels
 (``--scales-only`` does these alone). Validation cases
 (src/ketasim/data/validation.csv) are never used.
 """
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
+from ketasim.calibrate import liking
 from ketasim.calibrate import targets as targets_module
 from ketasim.calibrate.data import load_observations, shipped_targets
 from ketasim.calibrate.targets import accepted_interval, model_value
@@ -130,51 +131,28 @@ def scale_cadss(params):
     return params.replace(clinical__cadss_slope=slope)
 
 
-#: Bowdle 1998's steady-state steps (ng/mL), over which every subjective item rose linearly
-BOWDLE_LEVELS = np.array([50.0, 100.0, 150.0, 200.0])
-#: the Hill coefficients tried for drug liking
-LIKING_HILLS = np.arange(1.0, 4.01, 0.5)
-
-
-def _liking_ec50(felt_peak: float, rise: float, hill: float) -> float:
-    """The EC50 that puts ``felt_peak`` at ``rise`` points above neutral: S F^n / (F^n + EC50^n) = a."""
-    return felt_peak * (DRUG_LIKING_SPAN / rise - 1.0) ** (1.0 / hill)
-
-
 def scale_drug_liking(params):
     """Drug liking's steepness and EC50 on the typical patient (liking = 50 + S F^n / (F^n + EC50^n),
-    S = 50, the scale's span). The EC50 and n do not move the felt level F, so the peak's F follows
-    from the current rise a above neutral, F = EC50 (a / (S - a))^(1/n); for each n of LIKING_HILLS the
-    EC50 that gives the target's rise t is F (S / t - 1)^(1/n), and the n kept is the one whose curve
-    is nearest to proportional to the felt level over Bowdle's steps (least squares through the
-    origin: Bowdle's items rose linearly, read as proportional)."""
-    from ketasim.model.clinical import Clinical
-
+    S = 50, the scale's span; ketasim.calibrate.liking). Neither moves the felt level F, so the peak's
+    F follows from the current rise a above neutral, F = EC50 (a / (S - a))^(1/n); for each candidate
+    n the EC50 that gives the target's rise t is F (S / t - 1)^(1/n), and the n kept is the one whose
+    curve is nearest to a straight line over Bowdle 1998's steady-state steps."""
     row = next(r for _, r in load_observations(shipped_targets()).iterrows()
                if r["target"] == "shram2023_ketamine_drug_liking")
     targets_module._RUNS.clear()
-    ec50, hill = params["clinical.drug_liking_ec50"].value, params["clinical.drug_liking_hill"].value
     rise, target = model_value(row, params) - DRUG_LIKING_NEUTRAL, float(row["value"]) - DRUG_LIKING_NEUTRAL
     for name, value in (("the model's peak", rise), ("the target", target)):
         if not 0.0 < value < DRUG_LIKING_SPAN:
             raise SystemExit(f"scale_drug_liking: {name} lies {value:g} points above neutral; "
                              f"the closed form needs 0 < rise < {DRUG_LIKING_SPAN:g}")
-    felt_peak = ec50 * (rise / (DRUG_LIKING_SPAN - rise)) ** (1.0 / hill)
-    felt = Clinical.felt_ketamine({k.split(".", 1)[1]: params[k].value for k in params if k.startswith("clinical.")},
-                                  BOWDLE_LEVELS)
-
-    def distance_from_proportional(n: float) -> float:
-        f = felt ** n
-        liking = DRUG_LIKING_SPAN * f / (f + _liking_ec50(felt_peak, target, n) ** n)
-        slope = liking @ BOWDLE_LEVELS / (BOWDLE_LEVELS @ BOWDLE_LEVELS)
-        return float(np.sqrt(np.mean((liking - slope * BOWDLE_LEVELS) ** 2)))
-
-    distances = {float(n): distance_from_proportional(n) for n in LIKING_HILLS}
-    print("drug liking, rms distance from proportional over Bowdle's steps [points] by Hill coefficient: "
+    p = liking.clinical_parameters(params)
+    felt_peak, _ = liking.calibration_point(p, DRUG_LIKING_NEUTRAL + rise)
+    distances = {float(n): liking.distance_from_linear(p, n, felt_peak, target) for n in liking.HILLS}
+    print("drug liking, rms distance from a straight line over Bowdle's steps [points] by Hill coefficient: "
           + ", ".join(f"{n:g}: {d:.2f}" for n, d in distances.items()))
     best = min(distances, key=distances.get)
     return params.replace(clinical__drug_liking_hill=best,
-                          clinical__drug_liking_ec50=_liking_ec50(felt_peak, target, best))
+                          clinical__drug_liking_ec50=liking.ec50_through(felt_peak, target, best))
 
 
 def main(argv) -> int:
@@ -182,7 +160,7 @@ def main(argv) -> int:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--max-evals", type=int, default=400)
     ap.add_argument("--scales-only", action="store_true",
-                    help="no joint fit: only rescale the CADSS slope and drug liking's EC50 (closed form)")
+                    help="no joint fit: only rescale the CADSS slope and solve drug liking's Hill and EC50 (closed form)")
     ap.add_argument("--free", help="comma-separated subset of the free parameters (default: all of FREE)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="start value of a parameter (repeatable)")

@@ -27,7 +27,7 @@ def test_public_api_is_pinned():
                                     "ketasim.trial.success", "ketasim.trial.power", "ketasim.params.draws",
                                     "ketasim.result", "ketasim.dataset", "ketasim.vpc", "ketasim.trial.rules",
                                     "ketasim.trial.optimise", "ketasim.trial.discharge", "ketasim.trial.ketamine_use",
-                                    "ketasim.calibrate.hierarchical",
+                                    "ketasim.calibrate.hierarchical", "ketasim.calibrate.liking",
                                     "ketasim.calibrate.targets"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))

@@ -202,26 +202,18 @@ def test_the_shipped_drug_liking_ec50_still_solves_its_calibration():
     assert _liking_peak(KETAMINE) == pytest.approx(89.1, abs=0.01)
 
 
-def test_the_drug_liking_hill_is_the_one_nearest_to_bowdles_proportionality(params):
-    """A calibration check: through the same calibration point (89.1 at the typical patient's peak),
-    the shipped Hill coefficient's curve is nearer to proportional to the steady-state level over
-    Bowdle 1998's steps (50-200 ng/mL) than those half a unit either side, so a change to the
-    threshold or the calibration that moves the optimum fails here."""
-    from ketasim.model.clinical import DRUG_LIKING_SPAN, Clinical
+def test_the_drug_liking_hill_is_the_one_nearest_to_bowdles_straight_line(params):
+    """A calibration check: through the same calibration point, the shipped Hill coefficient's curve,
+    evaluated by the model's own function, is nearer to a straight line over Bowdle 1998's five
+    steady-state steps than those half a unit either side (ketasim.calibrate.liking), so a change to
+    the threshold or the calibration that moves the optimum fails here."""
+    from ketasim.calibrate import liking
 
-    p = {k.split(".", 1)[1]: params[k].value for k in params if k.startswith("clinical.")}
-    levels = np.array([50.0, 100.0, 150.0, 200.0])
-    felt = Clinical.felt_ketamine(p, levels)
-    hill, ec50, rise = p["drug_liking_hill"], p["drug_liking_ec50"], 89.1 - 50.0
-    felt_peak = ec50 * (rise / (DRUG_LIKING_SPAN - rise)) ** (1.0 / hill)
-
-    def distance(n):
-        ec = felt_peak * (DRUG_LIKING_SPAN / rise - 1.0) ** (1.0 / n)
-        liking = DRUG_LIKING_SPAN * felt ** n / (felt ** n + ec ** n)
-        slope = liking @ levels / (levels @ levels)
-        return np.sqrt(np.mean((liking - slope * levels) ** 2))
-
-    assert distance(hill) < min(distance(hill - 0.5), distance(hill + 0.5))
+    p = liking.clinical_parameters(params)
+    point = liking.calibration_point(p)
+    n = p["drug_liking_hill"]
+    assert liking.distance_from_linear(p, n, *point) < min(liking.distance_from_linear(p, n - 0.5, *point),
+                                                            liking.distance_from_linear(p, n + 0.5, *point))
 
 
 def test_drug_liking_rises_with_the_dose_and_with_a_faster_infusion():

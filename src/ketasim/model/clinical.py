@@ -41,8 +41,8 @@ the same effect site: every subjective item Bowdle rated, euphoria among them, r
 the ketamine level over 50-200 ng/mL, so liking rises above neutral with the level that dissociates,
 saturating at the scale's end (a sigmoid Emax model, ``50 + 50 F^n / (F^n + EC50^n)``, ``F`` the
 level that dissociation reads). Its EC50 is calibrated to IV ketamine's mean Emax in recreational
-drug users (Shram 2023), its steepness ``n`` so that the curve through that point is as near
-proportional to the level over Bowdle's range as it can be; a faster rise of the same dose gives a
+drug users (Shram 2023), its steepness ``n`` so that the curve through that point is as near a
+straight line over Bowdle's steps as it can be (``calibrate/liking.py``); a faster rise of the same dose gives a
 higher effect-site peak and so more liking. It describes such users, not patients, and leaves
 out tolerance across sessions (no per-session numbers were found; README, "Abuse liability").
 Blood pressure and heart rate follow total ketamine at their own effect site through a sigmoid Emax
@@ -200,7 +200,7 @@ class Clinical(Layer):
     @staticmethod
     def drug_liking(p, conc):
         """Bipolar drug-liking VAS: neutral plus up to the scale's span, a sigmoid Emax in the felt
-        level whose steepness makes it about proportional to the level over Bowdle's 50-200 ng/mL."""
+        level whose steepness makes it nearly linear in the level over Bowdle's 0-200 ng/mL."""
         felt = Clinical.felt_ketamine(p, conc) ** p["drug_liking_hill"]
         return DRUG_LIKING_NEUTRAL + DRUG_LIKING_SPAN * felt / (felt + p["drug_liking_ec50"] ** p["drug_liking_hill"])
 
