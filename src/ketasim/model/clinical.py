@@ -42,9 +42,9 @@ the ketamine level over 50-200 ng/mL, so liking rises above neutral with the lev
 saturating at the scale's end (a sigmoid Emax model, ``50 + 50 F^n / (F^n + EC50^n)``, ``F`` the
 level that dissociation reads). Its EC50 is calibrated to IV ketamine's mean Emax in recreational
 drug users (Shram 2023), its steepness ``n`` so that the curve through that point is as near a
-straight line over Bowdle's steps as it can be (``calibrate/liking.py``); a faster rise of the same dose gives a
-higher effect-site peak and so more liking. It describes such users, not patients, and leaves
-out tolerance across sessions (no per-session numbers were found; README, "Abuse liability").
+straight line over Bowdle's steps as it can be (``calibrate/liking.py``); a faster rise of the same
+dose gives a higher effect-site peak and so more liking. It describes such users, not patients, and
+leaves out tolerance across sessions (no per-session numbers were found; README, "Abuse liability").
 Blood pressure and heart rate follow total ketamine at their own effect site through a sigmoid Emax
 model; sedation follows midazolam.
 What a rater records around ``D`` (rating error, day-to-day fluctuation, screening) is the
