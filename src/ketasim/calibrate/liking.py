@@ -22,14 +22,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.clinical import DRUG_LIKING_NEUTRAL, DRUG_LIKING_SPAN, Clinical
+from .data import load_observations, shipped_targets
 
 #: Bowdle 1998's steady-state steps of plasma ketamine (ng/mL; racemic, S and R equal, so the level
 #: dissociation reads is the plasma level at steady state)
 BOWDLE_LEVELS = np.array([0.0, 50.0, 100.0, 150.0, 200.0])
 #: the Hill coefficients tried
 HILLS = tuple(np.arange(1.0, 4.01, 0.5))
-#: the calibration target's peak (points on the scale): 50 + 90.0 - 50.9
-CALIBRATION_PEAK = 89.1
+
+
+def calibration_peak() -> float:
+    """The calibration target's peak (points on the scale: 50 + 90.0 - 50.9), from the shipped table."""
+    targets = load_observations(shipped_targets())
+    return float(targets.loc[targets["target"] == "shram2023_ketamine_drug_liking", "value"].iloc[0])
 
 
 def clinical_parameters(params) -> dict[str, float]:
@@ -37,10 +42,10 @@ def clinical_parameters(params) -> dict[str, float]:
     return {k.split(".", 1)[1]: params[k].value for k in params if k.startswith("clinical.")}
 
 
-def calibration_point(p: dict[str, float], peak: float = CALIBRATION_PEAK) -> tuple[float, float]:
+def calibration_point(p: dict[str, float], peak: float | None = None) -> tuple[float, float]:
     """(felt level at the typical patient's peak, rise above neutral there) for parameters whose curve
-    passes through ``peak``: the felt level from inverting the shipped curve."""
-    rise = peak - DRUG_LIKING_NEUTRAL
+    passes through ``peak`` (default: the calibration target's): the felt level from inverting the curve."""
+    rise = (calibration_peak() if peak is None else peak) - DRUG_LIKING_NEUTRAL
     n, ec50 = p["drug_liking_hill"], p["drug_liking_ec50"]
     return ec50 * (rise / (DRUG_LIKING_SPAN - rise)) ** (1.0 / n), rise
 

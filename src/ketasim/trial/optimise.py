@@ -80,8 +80,10 @@ CAP_COLUMNS = {"cadss_peak": "cadss_peak [points]", "sbp_rise_fraction": "sbp_ri
                NOT_READY_CAP: f"{NOT_READY_KEY} [fraction]", "drug_liking_peak": LIKING,
                "cumulative_amount": "cumulative_amount [mg]", "clinic_visits": "clinic_visits [count]",
                **{cap: f"{flag} [fraction]" for cap, flag in FLAG_CAPS.items()}}
-#: each cap's value without any drug effect, where it is not 0: drug liking's neutral point
-CAP_FLOORS = {"drug_liking_peak": DRUG_LIKING_NEUTRAL}
+#: each number cap's allowed values (low, high); the rest are fractions, 0..1. The low end is the
+#: value without any drug effect, from which a cap's excess is measured (drug liking: its neutral point)
+CAP_RANGES = {"cadss_peak": (0.0, 92.0), "drug_liking_peak": (DRUG_LIKING_NEUTRAL, 100.0),
+              "clinic_visits": (0.0, 10_000.0)}
 MAX_BUDGET = 2000
 SBP_RISE_MMHG = 40.0  # the label's rise of note (the trials' default)
 _AMOUNT_UNITS = {"per_weight": "mg/kg", "absolute": "mg"}
@@ -359,11 +361,9 @@ def _caps(table: Any, space: RegimenSpace) -> dict[str, float]:
         if key == "cumulative_amount":
             caps[key] = _amount(value, "caps.cumulative_amount", "mg")[1]
             continue
-        # the rest are fractions
-        high = {"cadss_peak": 92.0, "drug_liking_peak": 100.0, "clinic_visits": 10_000.0}.get(key, 1.0)
-        low = CAP_FLOORS.get(key, 0.0)
+        low, high = CAP_RANGES.get(key, (0.0, 1.0))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            why = " (the drug-liking scale's neutral point; no drug goes below it)" if key == "drug_liking_peak" else ""
+            why = f" ({low:g} is its value without any drug; no regimen goes below it)" if low > 0 else ""
             raise ScenarioError(f"caps.{key}", f"{value!r} must be a number in {low:g}..{high:g}{why}")
         caps[key] = float(value)
     return caps
@@ -458,7 +458,7 @@ def violations(spec: OptimiseSpec, metrics: Mapping[str, float]) -> dict[str, fl
     out = {}
     for cap, limit in spec.caps.items():
         value = float(metrics[CAP_COLUMNS[cap]])
-        room = max(limit - CAP_FLOORS.get(cap, 0.0), 1e-9)
+        room = max(limit - CAP_RANGES.get(cap, (0.0, 1.0))[0], 1e-9)
         out[cap] = max(0.0, value - limit) / room if math.isfinite(value) else math.inf
     return out
 
