@@ -3,6 +3,7 @@ independent integrator (scipy's Radau) on the same vector field."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -184,6 +185,24 @@ def test_compiled_kernel_is_cached_on_disk(params, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
     assert path.stat().st_mtime_ns == mtime  # a second process reuses the generated source
     assert list((path.parent / "__pycache__").glob(f"{path.stem}*.nbi"))  # and numba's machine code
+    assert path.with_suffix(".compiled").exists()  # compiled up front, under the cache's lock
+
+
+def test_processes_starting_together_on_an_empty_cache_share_one_kernel(tmp_path):
+    """Two processes on an empty cache folder at once (as Dask workers or pytest-xdist start): the
+    second waits on the lock for the first's compilation; both simulate, with the same result."""
+    code = ("import sys, ketasim; from ketasim.model.pk import PK; from ketasim.model.system import Model; "
+            "r = ketasim.simulate({'dose': [{'drug': 'esketamine', 'route': 'iv', 'amount': '10 mg'}], "
+            "'simulation': {'duration': '2 h', 'output_every': '30 min'}}, model=Model([PK()])); "
+            "print(repr(float(r.at('pk.ketamine_plasma', 1.0))))")
+    env = {**os.environ, "KETASIM_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outputs[0] == outputs[1] and float(outputs[0]) > 0
+    kernels = list((tmp_path / "kernels").glob("ketasim_kernel_*.py"))
+    assert len(kernels) == 1 and kernels[0].with_suffix(".compiled").exists()
+    assert not list((tmp_path / "kernels").glob("*.tmp*"))  # no half-written source left behind
 
 
 def test_a_reduced_model_runs_without_the_clinical_layer(params):

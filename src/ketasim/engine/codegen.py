@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -201,13 +202,54 @@ def _load(path_str: str, module_name: str) -> ModuleType:
 
 
 def compiled_kernel(model: Model, parameter_names: tuple[str, ...]) -> ModuleType:
-    """The numba module for ``model`` (generated on first use, then loaded from the disk cache)."""
+    """The numba module for ``model`` (generated and compiled on first use, then loaded from the disk cache).
+
+    The first use anywhere generates the source and compiles the solver under a lock on the cache
+    folder: processes starting together on an empty cache (Dask workers, pytest-xdist, a command
+    line beside a notebook) wait for one compilation instead of each compiling the same kernel,
+    which took a core for about 40 s each on a 2-core machine.
+    """
     key = model_key(model, parameter_names)
     module_name = f"ketasim_kernel_{key}"
     path = cache_dir() / f"{module_name}.py"
-    if not path.exists():
-        source = kernel_source(symbolic_model(model, parameter_names))
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(source)
-        os.replace(tmp, path)  # atomic: a concurrent process sees the whole file or none
+    compiled = path.with_suffix(".compiled")  # written once numba's cache holds the solver
+    if not compiled.exists():
+        with _exclusive(path.with_suffix(".lock")):
+            if not compiled.exists():  # another process may have finished while this one waited
+                if not path.exists():
+                    source = kernel_source(symbolic_model(model, parameter_names))
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    tmp.write_text(source)
+                    os.replace(tmp, path)  # atomic: a process without the lock sees the whole file or none
+                _compile_solver(_load(str(path), module_name), len(model.state_names), len(parameter_names),
+                                len(model.input_names))
+                compiled.touch()
     return _load(str(path), module_name)
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive advisory lock on ``lock_path`` across processes (POSIX); elsewhere no lock, so
+    concurrent processes may each compile, as numba's cache allows."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compile_solver(module: ModuleType, n_states: int, n_params: int, n_inputs: int) -> None:
+    """Compile ``solve_batch`` for the argument types ``engine.cpu.solve_cpu`` passes (C-contiguous
+    float64 arrays, float tolerances, an int step budget) by calling it on one patient whose only
+    segment is empty, so numba writes its cache now; nothing is integrated."""
+    import numpy as np
+
+    module.solve_batch(np.ones((1, n_states)), np.ones((1, n_params)), np.zeros((1, 2)), np.zeros((1, 1, n_inputs)),
+                       np.zeros((1, 1, n_states)), np.zeros(1), 1e-6, 1e-9, 1.0, 1, np.zeros((1, 1, n_states)),
+                       np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
