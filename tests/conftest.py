@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import ketasim
-from ketasim.engine import limit_xla_threads
+from ketasim.engine import limit_library_threads
 from ketasim.params import load_parameters
 
-limit_xla_threads()  # as the command line does; before any test starts JAX's backend
+limit_library_threads()  # as the command line does; before any test starts JAX's backend
 
 
 def under_ci() -> bool:

@@ -1129,9 +1129,9 @@ def schema():
 
 
 def main() -> None:  # console-script entry point
-    from .engine import limit_xla_threads
+    from .engine import limit_library_threads
 
-    limit_xla_threads()
+    limit_library_threads()
     try:
         app()
     except KeyboardInterrupt:
