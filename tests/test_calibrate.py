@@ -60,9 +60,10 @@ def _key(row) -> tuple[str, str, str]:
 ROW_IDS = [":".join(_key(r)) for _, r in TABLE.iterrows()]
 
 
-def _run_command(command: str, folder, count_text: str) -> tuple[int, int]:
-    """Run `ketasim <command> --out <folder>`; (K, N) from its last line, 'K/N <count_text>'."""
-    proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--out", str(folder)], capture_output=True, text=True)
+def _run_command(command: str, folder, count_text: str, *args: str) -> tuple[int, int]:
+    """Run `ketasim <command> --out <folder> [args]`; (K, N) from its last line, 'K/N <count_text>'."""
+    proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--out", str(folder), *args], capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     return tuple(map(int, re.fullmatch(rf"(\d+)/(\d+) {count_text}", last).groups()))
@@ -97,6 +98,25 @@ def test_calibrate_command_prints_the_table_the_count_and_the_report(calibration
     assert "research and teaching" in page and "<img" in page and "Posternak" in page
 
 
+def test_validate_command_predicts_the_cases_named_with_only(tmp_path):
+    """`ketasim validate --only`: the default tier's representative subset of the validation results,
+    each case's rows and their count pinned so a regression fails (the slow tier adds the rest)."""
+    k, n = _run_command("validate", tmp_path / "val", "validation results within range", "--only", ",".join(QUICK_CASES))
+    table = pd.read_csv(tmp_path / "val" / "validation.csv")
+    shipped = load_observations(shipped_validation())
+    assert list(table["case"]) == [c for c in shipped["case"] if c in QUICK_CASES]
+    assert (k, n) == QUICK_PINNED and n == len(table)
+
+
+@pytest.mark.parametrize("command", ["calibrate", "validate"])
+def test_only_an_unknown_id_exits_2_naming_the_ids_and_writes_nothing(tmp_path, command):
+    proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--only", "kamp2020_racemic_cl_v,nope", "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--only: unknown" in proc.stderr and "nope" in proc.stderr, proc.stderr
+    assert "allowed: " in proc.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # Singh 2016 and Wade 2002 simulate weeks of daily pills: about 85 of the command's 105 s
 def test_validate_command_prints_every_case_and_the_count(tmp_path):
     """`ketasim validate`: the published results never fitted; the count is pinned so a regression fails."""
     k, n = _run_command("validate", tmp_path / "val", "validation results within range")
@@ -110,6 +130,11 @@ def test_validate_command_prints_every_case_and_the_count(tmp_path):
 
 #: `ketasim validate` today: a regression (or an improvement) must be seen and the README updated
 VALIDATION_PINNED = (12, 16)
+#: the default tier's validation cases: every one but the two trials of weeks of daily pills (Singh
+#: 2016 with its six-week antidepressant lead-in, Wade 2002), three of the four misses among them
+QUICK_CASES = ("lapidus2014_intranasal_racemic", "zarate2006_single_infusion_vs_saline",
+               "abdallah2020_rapamycin_pretreatment", "zheng2018_six_infusions", "phillips2019_repeated_infusions")
+QUICK_PINNED = (8, 11)
 
 
 def test_a_check_of_some_targets_equals_those_rows_of_the_whole_table(calibration):

@@ -830,6 +830,11 @@ def _check_table(table, id_column: str, basis_column: str) -> None:
                    f"accepted {r['low']:>7.4g} .. {r['high']:<7.4g} within: {mark:<3}  ({r[basis_column]})")
 
 
+def _ids_option(text: Optional[str]) -> Optional[list[str]]:
+    """``--only``'s comma-separated ids (None: every row); the table refuses an unknown one by name."""
+    return None if text is None else [i.strip() for i in text.split(",") if i.strip()]
+
+
 def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
                basis_column: str, count_text: str, write_report=None, mechanisms: Optional[str] = None) -> None:
     """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table (or the
@@ -861,6 +866,8 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
                 if write_report is not None:
                     write_report(tmp / "report.html", table, parameter_set)
     except KetasimError as exc:
+        if getattr(exc, "field", None) == "only":  # the Python argument is the flag --only here
+            _fail(f"--only{str(exc)[len('only'):]}")
         _fail(str(exc))
     typer.echo(f"{int(table['within'].sum())}/{len(table)} {count_text}")
 
@@ -871,7 +878,9 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
               mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses "
                                                        "(ketasim mechanisms); default: the calibrated set"),
               fit_gains: bool = typer.Option(False, "--fit-gains", help="with --mechanisms: first scale the "
-                                             "variant's own gains by one factor to Murrough 2013's 24-h change")):
+                                             "variant's own gains by one factor to Murrough 2013's 24-h change"),
+              only: Optional[str] = typer.Option(None, "--only", help="comma-separated target ids: check these "
+                                                 "alone (default: every target)")):
     """Check the model against every shipped calibration target; ends with 'K/N targets within tolerance'.
 
     With --mechanisms the same targets are checked for that variant, with the parameters as they are;
@@ -882,10 +891,11 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
 
     if fit_gains and mechanisms is None:
         _fail("--fit-gains: give the variant with --mechanisms")
+    targets = _ids_option(only)
 
     def compute(p):
         if not fit_gains:
-            return check(params=p)
+            return check(params=p, only=targets)
         from .compare.variants import Variant, fit_variant
         from .model.mechanisms import active
 
@@ -893,7 +903,7 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
         gains = ", ".join(f"{k} = {v:.4g}" for k, v in fit.gains.items()) or "none"
         typer.echo(f"fitted factor {fit.factor:.4g} on the variant's own gains ({gains}): Murrough 2013 24-h change "
                    f"{fit.model:.2f} vs {fit.target:.2f} MADRS points{'; ' + fit.note if fit.note else ''}")
-        return check(params=fit.params), fit.params, {"fitted_gains": fit.as_dict()}
+        return check(params=fit.params, only=targets), fit.params, {"fitted_gains": fit.as_dict()}
 
     _run_check(out, params, compute, name="calibration", command="ketasim calibrate",
                id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
@@ -904,11 +914,14 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
 def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write validation.csv and .json here"),
              params: Optional[Path] = typer.Option(None, help="parameter override file (TOML)"),
              mechanisms: Optional[str] = typer.Option(None, "--mechanisms", help="comma-separated hypotheses "
-                                                      "(ketasim mechanisms); default: the calibrated set")):
+                                                      "(ketasim mechanisms); default: the calibrated set"),
+             only: Optional[str] = typer.Option(None, "--only", help="comma-separated case ids: predict these "
+                                                "alone (default: every case)")):
     """Predict every shipped validation result (never fitted); ends with 'K/N validation results within range'."""
     from .calibrate import validate as run_validation
 
-    _run_check(out, params, lambda p: run_validation(params=p), name="validation", command="ketasim validate",
+    cases = _ids_option(only)
+    _run_check(out, params, lambda p: run_validation(params=p, only=cases), name="validation", command="ketasim validate",
                id_column="case", basis_column="accept", count_text="validation results within range",
                mechanisms=mechanisms)
 

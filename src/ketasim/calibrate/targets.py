@@ -224,15 +224,16 @@ def _only(df: pd.DataFrame, ids: Collection[str]) -> pd.DataFrame:
         raise DataError("only", f"no target named; allowed: {allowed}")
     unknown = sorted(set(ids) - set(known))
     if unknown:
-        raise DataError("only", f"unknown target(s) {', '.join(unknown)}; allowed: {allowed}")
+        raise DataError("only", f"unknown {column}(s) {', '.join(unknown)}; allowed: {allowed}")
     return df[known.isin(ids)]
 
 
-def validate(params: ParameterSet | None = None) -> pd.DataFrame:
+def validate(params: ParameterSet | None = None, *, only: Collection[str] | None = None) -> pd.DataFrame:
     """Every shipped validation case (``ketasim/data/validation.csv``: published results the model
-    predicts and was never fitted to) against the model; columns as ``check``, with ``case`` for
-    ``target``."""
-    return check(shipped_validation(), params).rename(columns={"target": "case", "tolerance_basis": "accept"})
+    predicts and was never fitted to) against the model, or with ``only`` the rows of those cases;
+    columns as ``check``, with ``case`` for ``target``."""
+    return (check(shipped_validation(), params, only=only)
+            .rename(columns={"target": "case", "tolerance_basis": "accept"}))
 
 
 def accepted_interval(row: pd.Series) -> tuple[float, float]:
