@@ -32,8 +32,8 @@ def limit_library_threads() -> None:
 
     Every matrix ketasim factors is small (at most the model's states), so BLAS threads buy nothing,
     and OpenBLAS's waiting threads spin: beside other busy processes on a 2-core machine, the
-    likelihood profile of a two-parameter fit took 93 s instead of 4.8 s idle; with one thread,
-    5.1 s.
+    likelihood profile of a two-parameter fit took 72-93 s instead of 4.8 s idle; with one thread,
+    3.9-5.8 s (one run each, beside two busy processes).
     """
     os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
     for variable in BLAS_THREAD_VARIABLES:  # the libraries loaded from now on (scipy's own OpenBLAS among them)

@@ -223,20 +223,25 @@ def compiled_kernel(model: Model, parameter_names: tuple[str, ...]) -> ModuleTyp
                     os.replace(tmp, path)  # atomic: a process without the lock sees the whole file or none
                 _compile_solver(_load(str(path), module_name), len(model.state_names), len(parameter_names),
                                 len(model.input_names))
-                compiled.touch()
+                try:
+                    compiled.touch()
+                except OSError:  # a read-only cache: the next process compiles again, as before the lock
+                    pass
     return _load(str(path), module_name)
 
 
 @contextmanager
 def _exclusive(lock_path: Path):
-    """An exclusive advisory lock on ``lock_path`` across processes (POSIX); elsewhere no lock, so
-    concurrent processes may each compile, as numba's cache allows."""
+    """An exclusive advisory lock on ``lock_path`` across processes (POSIX); where there is none (no
+    fcntl, a read-only cache folder) concurrent processes may each compile, as numba's cache allows."""
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - Windows
+
+        handle = open(lock_path, "a")
+    except (ImportError, OSError):  # Windows, or a cache folder this process may only read
         yield
         return
-    with open(lock_path, "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
