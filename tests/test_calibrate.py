@@ -108,6 +108,17 @@ def test_validate_command_predicts_the_cases_named_with_only(tmp_path):
     assert (k, n) == QUICK_PINNED and n == len(table)
 
 
+def test_calibrate_command_checks_the_targets_named_with_only(tmp_path, calibration):
+    """`ketasim calibrate --only`: those targets' rows, the same as in the whole check, and their report."""
+    some = ["kamp2020_racemic_cl_v", "hasan2021_iv_hnk"]
+    k, n = _run_command("calibrate", tmp_path / "cal", "targets within tolerance", "--only", ",".join(some))
+    table = pd.read_csv(tmp_path / "cal" / "calibration.csv")
+    whole = calibration["table"][calibration["table"]["target"].isin(some)]
+    assert (k, n) == (int(whole["within"].sum()), len(whole)) == (3, 3)
+    np.testing.assert_allclose(table["model"], whole["model"], rtol=1e-9)
+    assert (tmp_path / "cal" / "report.html").exists()
+
+
 @pytest.mark.parametrize("command", ["calibrate", "validate"])
 def test_only_an_unknown_id_exits_2_naming_the_ids_and_writes_nothing(tmp_path, command):
     proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--only", "kamp2020_racemic_cl_v,nope", "--out",
