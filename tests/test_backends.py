@@ -188,21 +188,38 @@ def test_compiled_kernel_is_cached_on_disk(params, tmp_path):
     assert path.with_suffix(".compiled").exists()  # compiled up front, under the cache's lock
 
 
-def test_processes_starting_together_on_an_empty_cache_share_one_kernel(tmp_path):
-    """Two processes on an empty cache folder at once (as Dask workers or pytest-xdist start): the
-    second waits on the lock for the first's compilation; both simulate, with the same result."""
-    code = ("import sys, ketasim; from ketasim.model.pk import PK; from ketasim.model.system import Model; "
-            "r = ketasim.simulate({'dose': [{'drug': 'esketamine', 'route': 'iv', 'amount': '10 mg'}], "
-            "'simulation': {'duration': '2 h', 'output_every': '30 min'}}, model=Model([PK()])); "
-            "print(repr(float(r.at('pk.ketamine_plasma', 1.0))))")
+def test_a_process_waits_for_the_one_compiling_a_kernel_then_loads_it(tmp_path, params):
+    """While one process holds a kernel's lock (compiling it), another that needs the same kernel on
+    the same cache folder says it is waiting and blocks; released, it finishes and marks the kernel
+    compiled. A deleted source is regenerated even where the marker stays."""
+    import fcntl
+
+    from ketasim.model.pk import PK
+    from ketasim.model.system import Model
+
+    model = Model([PK()])
+    names = model.parameter_names(tuple(params)) + model.covariate_names
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    path = kernels / f"ketasim_kernel_{model_key(model, names)}.py"
+    code = ("import ketasim; from ketasim.model.pk import PK; from ketasim.model.system import Model; "
+            "from ketasim.engine.codegen import compiled_kernel; m = Model([PK()]); "
+            "compiled_kernel(m, m.parameter_names(tuple(ketasim.load_parameters())) + m.covariate_names)")
     env = {**os.environ, "KETASIM_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outputs = [p.communicate(timeout=600)[0].strip() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0] and outputs[0] == outputs[1] and float(outputs[0]) > 0
-    kernels = list((tmp_path / "kernels").glob("ketasim_kernel_*.py"))
-    assert len(kernels) == 1 and kernels[0].with_suffix(".compiled").exists()
-    assert not list((tmp_path / "kernels").glob("*.tmp*"))  # no half-written source left behind
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a process compiling this kernel holds it
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()  # blocks until the child reaches the lock
+        assert "waiting for another process compiling the model kernel" in line, line
+        assert proc.poll() is None and not path.exists()  # it waits: nothing generated yet
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    _, rest = proc.communicate(timeout=600)  # reads and closes the child's stderr
+    assert proc.returncode == 0, rest
+    assert path.exists() and path.with_suffix(".compiled").exists()
+    assert not list(kernels.glob("*.tmp*"))  # no half-written source left behind
+    path.unlink()  # a cache cleaner took the source but not the marker
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert path.exists()
 
 
 def test_a_reduced_model_runs_without_the_clinical_layer(params):

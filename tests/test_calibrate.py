@@ -106,6 +106,7 @@ def test_validate_command_predicts_the_cases_named_with_only(tmp_path):
     shipped = load_observations(shipped_validation())
     assert list(table["case"]) == [c for c in shipped["case"] if c in QUICK_CASES]
     assert (k, n) == QUICK_PINNED and n == len(table)
+    assert json.loads((tmp_path / "val" / "manifest.json").read_text())["only"] == list(QUICK_CASES)
 
 
 def test_calibrate_command_checks_the_targets_named_with_only(tmp_path, calibration):
@@ -117,6 +118,7 @@ def test_calibrate_command_checks_the_targets_named_with_only(tmp_path, calibrat
     assert (k, n) == (int(whole["within"].sum()), len(whole)) == (3, 3)
     np.testing.assert_allclose(table["model"], whole["model"], rtol=1e-9)
     assert (tmp_path / "cal" / "report.html").exists()
+    assert json.loads((tmp_path / "cal" / "manifest.json").read_text())["only"] == some  # a partial check says so
 
 
 @pytest.mark.parametrize("command", ["calibrate", "validate"])

@@ -836,11 +836,13 @@ def _ids_option(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
-               basis_column: str, count_text: str, write_report=None, mechanisms: Optional[str] = None) -> None:
+               basis_column: str, count_text: str, write_report=None, mechanisms: Optional[str] = None,
+               only: Optional[list[str]] = None) -> None:
     """The body of ``calibrate`` and ``validate``: ``compute(parameter_set)`` gives the table (or the
     table, the parameter set it used and manifest entries), printed a
     row per line and written (CSV, JSON, manifest and, with ``write_report(path, table, params)``, a
-    report) atomically into ``out``; the last line is 'K/N <count_text>'."""
+    report) atomically into ``out``; the last line is 'K/N <count_text>'. ``only``: the ids checked
+    (None: every row), recorded in the manifest so that a partial table is known as one."""
     import json as _json
 
     from .model.mechanisms import active, with_mechanisms
@@ -861,7 +863,7 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
             with atomic_folder(out) as tmp:
                 table.to_csv(tmp / f"{name}.csv", index=False)
                 (tmp / "manifest.json").write_text(_json.dumps({"command": command, "mechanisms": list(active(parameter_set)),
-                                                                 **extra, "disclaimer": DISCLAIMER}))
+                                                                 "only": only, **extra, "disclaimer": DISCLAIMER}))
                 (tmp / f"{name}.json").write_text(table.to_json(orient="records", indent=2))
                 if write_report is not None:
                     write_report(tmp / "report.html", table, parameter_set)
@@ -907,7 +909,7 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
 
     _run_check(out, params, compute, name="calibration", command="ketasim calibrate",
                id_column="target", basis_column="tolerance_basis", count_text="targets within tolerance",
-               write_report=write_calibration_report, mechanisms=mechanisms)
+               write_report=write_calibration_report, mechanisms=mechanisms, only=targets)
 
 
 @app.command()
@@ -923,7 +925,7 @@ def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write 
     cases = _ids_option(only)
     _run_check(out, params, lambda p: run_validation(params=p, only=cases), name="validation", command="ketasim validate",
                id_column="case", basis_column="accept", count_text="validation results within range",
-               mechanisms=mechanisms)
+               mechanisms=mechanisms, only=cases)
 
 
 @app.command("compare")

@@ -221,7 +221,7 @@ def _only(df: pd.DataFrame, ids: Collection[str]) -> pd.DataFrame:
     known = df[column].astype(str) if column in df.columns else pd.Series([""] * len(df), index=df.index)
     allowed = ", ".join(dict.fromkeys(known))
     if not ids:
-        raise DataError("only", f"no target named; allowed: {allowed}")
+        raise DataError("only", f"no {column} named; allowed: {allowed}")
     unknown = sorted(set(ids) - set(known))
     if unknown:
         raise DataError("only", f"unknown {column}(s) {', '.join(unknown)}; allowed: {allowed}")

@@ -28,7 +28,7 @@ BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
 def limit_library_threads() -> None:
     """For processes ketasim owns (the command line, the tests): XLA's CPU flags (``XLA_CPU_FLAGS``,
     unless the user set ``XLA_FLAGS``; before JAX starts its backend) and one thread for BLAS/LAPACK
-    (OpenBLAS, as numpy, scipy and jaxlib load it).
+    (as numpy, scipy and jaxlib load it), unless the user set ``OPENBLAS_NUM_THREADS``.
 
     Every matrix ketasim factors is small (at most the model's states), so BLAS threads buy nothing,
     and OpenBLAS's waiting threads spin: beside other busy processes on a 2-core machine, the
@@ -36,11 +36,13 @@ def limit_library_threads() -> None:
     3.9-5.8 s (one run each, beside two busy processes).
     """
     os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
+    if any(variable in os.environ for variable in BLAS_THREAD_VARIABLES):
+        return  # the user chose BLAS's threads
     for variable in BLAS_THREAD_VARIABLES:  # the libraries loaded from now on (scipy's own OpenBLAS among them)
-        os.environ.setdefault(variable, "1")
+        os.environ[variable] = "1"
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")  # those already loaded (numpy's)
+    threadpool_limits(limits=1, user_api="blas")  # those already loaded (numpy's; MKL or BLIS alike)
 
 
 def solve(problem: Problem, settings: SolverSettings = SolverSettings(), backend: str = "cpu"):

@@ -213,9 +213,13 @@ def compiled_kernel(model: Model, parameter_names: tuple[str, ...]) -> ModuleTyp
     module_name = f"ketasim_kernel_{key}"
     path = cache_dir() / f"{module_name}.py"
     compiled = path.with_suffix(".compiled")  # written once numba's cache holds the solver
-    if not compiled.exists():
+
+    def ready() -> bool:  # the marker and the source it was written for (a cleaner may delete either)
+        return compiled.exists() and path.exists()
+
+    if not ready():
         with _exclusive(path.with_suffix(".lock")):
-            if not compiled.exists():  # another process may have finished while this one waited
+            if not ready():  # another process may have finished while this one waited
                 if not path.exists():
                     source = kernel_source(symbolic_model(model, parameter_names))
                     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -232,17 +236,28 @@ def compiled_kernel(model: Model, parameter_names: tuple[str, ...]) -> ModuleTyp
 
 @contextmanager
 def _exclusive(lock_path: Path):
-    """An exclusive advisory lock on ``lock_path`` across processes (POSIX); where there is none (no
-    fcntl, a read-only cache folder) concurrent processes may each compile, as numba's cache allows."""
+    """An exclusive advisory lock on ``lock_path`` across processes (POSIX), saying on stderr when it
+    waits for another process; where there is none (no fcntl, a read-only cache folder, a file system
+    without flock) concurrent processes may each compile, as numba's cache allows."""
+    handle = None
     try:
         import fcntl
 
         handle = open(lock_path, "a")
-    except (ImportError, OSError):  # Windows, or a cache folder this process may only read
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"ketasim: waiting for another process compiling the model kernel ({lock_path.stem})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    except (ImportError, OSError):  # no lock to be had here: go on without one
+        if handle is not None:
+            handle.close()
+        handle = None
+    if handle is None:
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -48,6 +48,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _pools[threads]
 
 
+def _plain(array) -> np.ndarray:
+    return np.require(array, np.float64, ["C", "W"])
+
+
 def solve_cpu(problem: Problem, settings: SolverSettings = SolverSettings(), threads: int | None = None):
     """States at ``problem.t_out`` for every patient: (states (n, n_out, n_states), status, steps).
 
@@ -60,9 +64,10 @@ def solve_cpu(problem: Problem, settings: SolverSettings = SolverSettings(), thr
     out = np.empty((n, problem.t_out.shape[0], problem.y0.shape[1]))
     status = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
-    y0, theta = np.ascontiguousarray(problem.y0), np.ascontiguousarray(problem.theta)
-    seg_t, seg_u = np.ascontiguousarray(problem.seg_t), np.ascontiguousarray(problem.seg_u)
-    seg_jump, t_out = np.ascontiguousarray(problem.seg_jump), np.ascontiguousarray(problem.t_out)
+    # writeable C-contiguous float64, the one signature the kernel was compiled for (engine.codegen):
+    # a broadcast one-patient array is read-only, which numba would compile again
+    y0, theta = _plain(problem.y0), _plain(problem.theta)
+    seg_t, seg_u, seg_jump, t_out = _plain(problem.seg_t), _plain(problem.seg_u), _plain(problem.seg_jump), _plain(problem.t_out)
     tol = (float(settings.rtol), float(settings.atol), float(settings.h_max), int(settings.max_steps))
 
     def integrate(a: int, b: int) -> None:
