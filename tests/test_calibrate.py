@@ -121,10 +121,12 @@ def test_calibrate_command_checks_the_targets_named_with_only(tmp_path, calibrat
     assert json.loads((tmp_path / "cal" / "manifest.json").read_text())["only"] == some  # a partial check says so
 
 
-@pytest.mark.parametrize("command", ["calibrate", "validate"])
+@pytest.mark.parametrize("command", [["calibrate"], ["validate"],
+                                     ["calibrate", "--mechanisms", "glun2b_eef2", "--fit-gains"]])
 def test_only_an_unknown_id_exits_2_naming_the_ids_and_writes_nothing(tmp_path, command):
-    proc = subprocess.run([sys.executable, "-m", "ketasim", command, "--only", "kamp2020_racemic_cl_v,nope", "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+    """Refused by name before anything runs (with --fit-gains, before the variant's fit)."""
+    proc = subprocess.run([sys.executable, "-m", "ketasim", *command, "--only", "kamp2020_racemic_cl_v,nope", "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--only: unknown" in proc.stderr and "nope" in proc.stderr, proc.stderr
     assert "allowed: " in proc.stderr and not (tmp_path / "o").exists()
 

@@ -894,6 +894,14 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
     if fit_gains and mechanisms is None:
         _fail("--fit-gains: give the variant with --mechanisms")
     targets = _ids_option(only)
+    if targets is not None and fit_gains:  # refused before the variant's fit, not after it
+        from .calibrate import load_observations, shipped_targets
+        from .calibrate.targets import _only
+
+        try:
+            _only(load_observations(shipped_targets()), targets)
+        except KetasimError as exc:
+            _fail(f"--only{str(exc)[len('only'):]}")
 
     def compute(p):
         if not fit_gains:
