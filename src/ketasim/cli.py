@@ -830,9 +830,20 @@ def _check_table(table, id_column: str, basis_column: str) -> None:
                    f"accepted {r['low']:>7.4g} .. {r['high']:<7.4g} within: {mark:<3}  ({r[basis_column]})")
 
 
-def _ids_option(text: Optional[str]) -> Optional[list[str]]:
-    """``--only``'s comma-separated ids (None: every row); the table refuses an unknown one by name."""
-    return None if text is None else [i.strip() for i in text.split(",") if i.strip()]
+def _ids_option(text: Optional[str], table: Path) -> Optional[list[str]]:
+    """``--only``'s comma-separated ids (None: every row), each checked against ``table`` before
+    anything runs: an unknown one exits 2 naming the flag and the ids the table has."""
+    if text is None:
+        return None
+    from .calibrate import load_observations
+    from .calibrate.targets import _only
+
+    ids = [i.strip() for i in text.split(",") if i.strip()]
+    try:
+        _only(load_observations(table), ids)
+    except KetasimError as exc:  # raised for the Python argument ``only``, which is --only here
+        _fail(f"--only{str(exc)[len('only'):]}")
+    return ids
 
 
 def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: str, command: str, id_column: str,
@@ -868,8 +879,6 @@ def _run_check(out: Optional[Path], params: Optional[Path], compute, *, name: st
                 if write_report is not None:
                     write_report(tmp / "report.html", table, parameter_set)
     except KetasimError as exc:
-        if getattr(exc, "field", None) == "only":  # the Python argument is the flag --only here
-            _fail(f"--only{str(exc)[len('only'):]}")
         _fail(str(exc))
     typer.echo(f"{int(table['within'].sum())}/{len(table)} {count_text}")
 
@@ -888,20 +897,12 @@ def calibrate(out: Optional[Path] = typer.Option(None, "--out", help="also write
     With --mechanisms the same targets are checked for that variant, with the parameters as they are;
     add --fit-gains to calibrate the variant first the way ``ketasim compare`` does (only its own
     mechanisms' gains move, by one common factor; a variant that cannot reach the target says so)."""
-    from .calibrate import check
+    from .calibrate import check, shipped_targets
     from .calibrate.report import write_calibration_report
 
     if fit_gains and mechanisms is None:
         _fail("--fit-gains: give the variant with --mechanisms")
-    targets = _ids_option(only)
-    if targets is not None and fit_gains:  # refused before the variant's fit, not after it
-        from .calibrate import load_observations, shipped_targets
-        from .calibrate.targets import _only
-
-        try:
-            _only(load_observations(shipped_targets()), targets)
-        except KetasimError as exc:
-            _fail(f"--only{str(exc)[len('only'):]}")
+    targets = _ids_option(only, shipped_targets())  # refused before anything runs (a variant's fit too)
 
     def compute(p):
         if not fit_gains:
@@ -928,9 +929,10 @@ def validate(out: Optional[Path] = typer.Option(None, "--out", help="also write 
              only: Optional[str] = typer.Option(None, "--only", help="comma-separated case ids: predict these "
                                                 "alone (default: every case)")):
     """Predict every shipped validation result (never fitted); ends with 'K/N validation results within range'."""
+    from .calibrate import shipped_validation
     from .calibrate import validate as run_validation
 
-    cases = _ids_option(only)
+    cases = _ids_option(only, shipped_validation())
     _run_check(out, params, lambda p: run_validation(params=p, only=cases), name="validation", command="ketasim validate",
                id_column="case", basis_column="accept", count_text="validation results within range",
                mechanisms=mechanisms, only=cases)
