@@ -22,7 +22,7 @@ STATUS_MESSAGES = {0: "ok", 1: "too many steps", 2: "step size underflow", 3: "n
 #: default, 30 s with this flag; 13 s either way on an idle machine)
 XLA_CPU_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 #: read by OpenBLAS when a library loads it (numba reads NUMBA_NUM_THREADS, so the solver keeps its threads)
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
+BLAS_THREAD_VARIABLE = "OPENBLAS_NUM_THREADS"
 
 
 def limit_library_threads() -> None:
@@ -36,10 +36,9 @@ def limit_library_threads() -> None:
     3.9-5.8 s (one run each, beside two busy processes).
     """
     os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
-    if any(variable in os.environ for variable in BLAS_THREAD_VARIABLES):
+    if BLAS_THREAD_VARIABLE in os.environ:
         return  # the user chose BLAS's threads
-    for variable in BLAS_THREAD_VARIABLES:  # the libraries loaded from now on (scipy's own OpenBLAS among them)
-        os.environ[variable] = "1"
+    os.environ[BLAS_THREAD_VARIABLE] = "1"  # the libraries loaded from now on (scipy's own OpenBLAS among them)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")  # those already loaded (numpy's; MKL or BLIS alike)
