@@ -13,11 +13,14 @@ and R, Yanagihara 2003, Chong 2006), each weighted by its n and SD, with a betwe
 Then closed-form parameters (norketamine clearance from Fanta's AUC ratio at the fitted oral
 availability; the nasal fractions are Perez-Ruixo 2021's own, not fitted, so the label's 48 %
 nasal bioavailability is predicted);
-disposition (V1, V2, Q2, Q3; V3 = 709 L - V1 - V2) is a least-squares fit to the shape of the
-Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V, Grant's oral Cmax and a 7.5 h terminal
-half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume gives an
-elimination half-life of 8 h;
-absorption rates are 1-D fits.
+disposition (V1, V2, Q2, Q3; V3 = 709 L - V1 - V2) is a least-squares fit to intravenous data
+only: the shape of the Clements & Nimmo profile, Zarate's 185 ng/mL at 40 min, Kamp's V and a 7.5 h
+terminal half-life (label 7-12 h; norketamine's apparent 8 h bounds it from above); norketamine's volume
+gives an elimination half-life of 8 h;
+the oral absorption rate is fitted to every oral peak in ``ketasim/data/pk_absorption.csv`` at once
+(Grant 1981's Cmax, Chong 2006's Cmax and Tmax), each residual in units of its standard error (SD over
+root n), behind gastric emptying taken from Perez-Ruixo 2021; the nasal rate is a 1-D fit to the
+label's Tmax midpoint.
 Last, the hydroxynorketamine clearance of each enantiomer from Hasan 2021's HNK : ketamine AUC
 ratios after IV racemic ketamine (closed form: HNK's AUC is the amount formed over its clearance,
 and the amount formed does not depend on that clearance).
@@ -131,15 +134,40 @@ def disposition_residuals(x, params):
     # spravato_label_pk: 7-12 h; norketamine's apparent 8 h cannot be shorter than its parent's, so 7.5 h
     half_life = 3.0 * math.log(terminal_half_life_h(p) / 7.5)
     kamp_v = math.log((v1 + v2) / 252.0)  # kamp2020: V of mostly two-compartment analyses
-    oral = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "oral", "amount": "0.5 mg/kg"}],
-                             "simulation": {"duration": "8 h", "output_every": "2 min"}}, params=p)
-    grant = 3.0 * math.log(oral["pk.ketamine_plasma"].max() / 45.0)  # grant1981 (at the current ka_oral)
-    return np.array(shape + [cmax, half_life, kamp_v, grant])
+    return np.array(shape + [cmax, half_life, kamp_v])
+
+
+ABSORPTION = Path(__file__).resolve().parents[1] / "src" / "ketasim" / "data" / "pk_absorption.csv"
+
+
+def oral_peak_residuals(ka, params, rows):
+    """Each oral peak (Cmax or Tmax) off its published mean, in standard errors (SD / sqrt(n))."""
+    p = params.replace(pk__ka_oral=ka)
+    out = []
+    for row in rows:
+        r = ketasim.simulate({"dose": [{"drug": row["drug"], "route": "oral", "amount": row["amount"]}],
+                              "simulation": {"duration": "8 h", "output_every": "0.5 min"}}, params=p)
+        y = r[row["quantity"]]
+        model = y.max() if row["metric"] == "peak" else r.times_h[np.argmax(y)]
+        out.append((model - float(row["value"])) / (float(row["sd"]) / math.sqrt(float(row["n"]))))
+    return np.array(out)
+
+
+def oral_absorption(params):
+    import csv
+
+    rows = list(csv.DictReader(ABSORPTION.open()))
+    lo, hi = params["pk.ka_oral"].range
+    best = minimize_scalar(lambda k: float(np.sum(oral_peak_residuals(k, params, rows) ** 2)), bounds=(lo, hi),
+                           method="bounded", options={"xatol": 1e-3})
+    for row, z in zip(rows, oral_peak_residuals(best.x, params, rows)):
+        print(f"  {row['target']:<22} {row['metric']:<10} published {row['value']} {row['unit']}: {z:+.2f} SE")
+    print(f"  oral absorption rate {best.x:.3f} 1/h")
+    return params.replace(pk__ka_oral=float(best.x))
 
 
 def fit(params):
     names = ("v_central", "v_peripheral", "q_peripheral", "q_deep")
-    params = params.replace(pk__ka_oral=10.0)
     x0 = [params[f"pk.{n}"].value for n in names]
     bounds = ([params[f"pk.{n}"].range[0] for n in names], [params[f"pk.{n}"].range[1] for n in names])
     sol = least_squares(disposition_residuals, x0, bounds=bounds, args=(params,), x_scale="jac")
@@ -147,18 +175,7 @@ def fit(params):
     params = params.replace(pk__v_central=v1, pk__v_peripheral=v2, pk__q_peripheral=q2, pk__q_deep=q3,
                             pk__v_deep=709.0 - v1 - v2)
     print("  disposition residuals (log ratios):", np.round(sol.fun, 3))
-
-    def oral_cmax(ka):
-        r = ketasim.simulate({"dose": [{"drug": "racemic-ketamine", "route": "oral", "amount": "0.5 mg/kg"}],
-                              "simulation": {"duration": "12 h", "output_every": "2 min"}},
-                             params=params.replace(pk__ka_oral=ka))
-        return r["pk.ketamine_plasma"].max()
-
-    # least squares within the range: the racemic oral availability caps Cmax below 45 ng/mL
-    best = minimize_scalar(lambda k: (oral_cmax(k) - 45.0) ** 2, bounds=(0.3, 10.0), method="bounded",
-                           options={"xatol": 1e-3})
-    params = params.replace(pk__ka_oral=float(best.x))
-    print(f"  oral Cmax {oral_cmax(best.x):.1f} ng/mL at ka {best.x:.3f} 1/h (target 45 +- 10)")
+    params = oral_absorption(params)
 
     def nasal_tmax(ka):
         r = ketasim.simulate({"dose": [{"drug": "esketamine", "route": "intranasal", "amount": "56 mg"}],

@@ -2,7 +2,8 @@
 
 Per enantiomer (``s``, ``r``; racemic = 50/50 by moles) the layer tracks, in umol:
 
-* depots: ``gut`` (oral and swallowed drug), ``nasal``, ``buccal`` (sublingual), ``im``;
+* depots: ``stomach`` and ``gut`` (oral and swallowed drug: gastric emptying, then absorption),
+  ``nasal``, ``buccal`` (sublingual), ``im``;
 * parent disposition: ``ketamine_central`` (plasma), ``ketamine_peripheral`` and ``ketamine_deep``
   (three-compartment mammillary model, Clements & Nimmo 1981 for the first two, a slow deep
   compartment for the 7-12 h terminal phase of the SPRAVATO label);
@@ -32,7 +33,7 @@ ENANTIOMERS = ("s", "r")
 REFERENCE_WEIGHT_KG = 70.0
 REFERENCE_AGE_H = 40.0 * 8766.0  # 40 years; internal time unit is the hour (1 y = 8766 h)
 
-_DEPOTS = ("ketamine_gut", "ketamine_nasal", "ketamine_buccal", "ketamine_im")
+_DEPOTS = ("ketamine_stomach", "ketamine_gut", "ketamine_nasal", "ketamine_buccal", "ketamine_im")
 _SPECIES = ("ketamine_central", "ketamine_peripheral", "ketamine_deep",
             "norketamine", "dhnk", "hnk")
 _EFFECT = ("ketamine_effect", "norketamine_effect", "hnk_effect")
@@ -137,6 +138,9 @@ class PK(Layer):
             c_dhnk = x[f"{e}_dhnk"] / d["v_dhnk"]
             c_hnk = x[f"{e}_hnk"] / d["v_hnk"]
 
+            # swallowed drug reaches the absorbing gut after gastric emptying (Perez-Ruixo 2021's
+            # delayed input into the gut), so an oral dose cannot peak within minutes
+            emptied = p["k_gastric_emptying"] * x[f"{e}_ketamine_stomach"]
             absorbed_gut = p["ka_oral"] * x[f"{e}_ketamine_gut"]
             absorbed_nasal = p["ka_nasal"] * x[f"{e}_ketamine_nasal"]
             absorbed_buccal = p["ka_buccal"] * x[f"{e}_ketamine_buccal"]
@@ -151,7 +155,8 @@ class PK(Layer):
             to_norketamine = hepatic * d["fm_norketamine"]
             nk_out = d["cl_norketamine"] * c_nk
 
-            dx[f"{e}_ketamine_gut"] = -absorbed_gut
+            dx[f"{e}_ketamine_stomach"] = -emptied
+            dx[f"{e}_ketamine_gut"] = emptied - absorbed_gut
             dx[f"{e}_ketamine_nasal"] = -absorbed_nasal
             dx[f"{e}_ketamine_buccal"] = -absorbed_buccal
             dx[f"{e}_ketamine_im"] = -absorbed_im
@@ -229,10 +234,10 @@ def dose_fractions(route: str, p: Mapping[str, Any], dose_mg) -> dict[str, Any]:
         devices = devices + (1.0 - devices) * (devices < 1.0)  # at least one device (floats and arrays)
         nasal = p["f_nasal_deposited"] * (1.0 + (devices - 1.0) * p["nasal_later_device_ratio"]) / devices
         return {"ketamine_nasal": nasal * p["f_nasal_mucosal"],
-                "ketamine_gut": 1.0 - nasal,
+                "ketamine_stomach": 1.0 - nasal,
                 "eliminated": nasal * (1.0 - p["f_nasal_mucosal"])}
     if route == "oral":
-        return {"ketamine_gut": 1.0}
+        return {"ketamine_stomach": 1.0}
     if route == "sublingual":
-        return {"ketamine_buccal": p["f_sublingual_buccal"], "ketamine_gut": 1.0 - p["f_sublingual_buccal"]}
+        return {"ketamine_buccal": p["f_sublingual_buccal"], "ketamine_stomach": 1.0 - p["f_sublingual_buccal"]}
     raise ValueError(f"unknown route '{route}'; allowed: {', '.join(ROUTES)}")
