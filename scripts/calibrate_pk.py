@@ -156,7 +156,7 @@ def oral_peak_residuals(ka, params, rows):
 def oral_absorption(params):
     import csv
 
-    rows = list(csv.DictReader(ABSORPTION.open()))
+    rows = list(csv.DictReader(ABSORPTION.read_text().splitlines()))
     lo, hi = params["pk.ka_oral"].range
     best = minimize_scalar(lambda k: float(np.sum(oral_peak_residuals(k, params, rows) ** 2)), bounds=(lo, hi),
                            method="bounded", options={"xatol": 1e-3})
