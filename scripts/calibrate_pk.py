@@ -137,31 +137,18 @@ def disposition_residuals(x, params):
     return np.array(shape + [cmax, half_life, kamp_v])
 
 
-ABSORPTION = Path(__file__).resolve().parents[1] / "src" / "ketasim" / "data" / "pk_absorption.csv"
-
-
-def oral_peak_residuals(ka, params, rows):
-    """Each oral peak (Cmax or Tmax) off its published mean, in standard errors (SD / sqrt(n))."""
-    p = params.replace(pk__ka_oral=ka)
-    out = []
-    for row in rows:
-        r = ketasim.simulate({"dose": [{"drug": row["drug"], "route": "oral", "amount": row["amount"]}],
-                              "simulation": {"duration": "8 h", "output_every": "0.5 min"}}, params=p)
-        y = r[row["quantity"]]
-        model = y.max() if row["metric"] == "peak" else r.times_h[np.argmax(y)]
-        out.append((model - float(row["value"])) / (float(row["sd"]) / math.sqrt(float(row["n"]))))
-    return np.array(out)
-
-
 def oral_absorption(params):
-    import csv
+    """Least squares over the oral peaks of data/pk_absorption.csv, each in its standard error."""
+    from ketasim.calibrate.targets import oral_peak_errors
 
-    rows = list(csv.DictReader(ABSORPTION.read_text().splitlines()))
+    def errors(ka):
+        return oral_peak_errors(params.replace(pk__ka_oral=ka))
+
     lo, hi = params["pk.ka_oral"].range
-    best = minimize_scalar(lambda k: float(np.sum(oral_peak_residuals(k, params, rows) ** 2)), bounds=(lo, hi),
+    best = minimize_scalar(lambda k: float((errors(k)["error_se"] ** 2).sum()), bounds=(lo, hi),
                            method="bounded", options={"xatol": 1e-3})
-    for row, z in zip(rows, oral_peak_residuals(best.x, params, rows)):
-        print(f"  {row['target']:<22} {row['metric']:<10} published {row['value']} {row['unit']}: {z:+.2f} SE")
+    for row in errors(best.x).itertuples():
+        print(f"  {row.target:<22} {row.metric:<10} published {row.value} {row.unit}: {row.error_se:+.2f} SE")
     print(f"  oral absorption rate {best.x:.3f} 1/h")
     return params.replace(pk__ka_oral=float(best.x))
 

@@ -98,22 +98,9 @@ def test_oral_availability_reconciles_the_studies():
 
 
 def _oral_peak_errors(params, ka):
-    """Each oral peak of data/pk_absorption.csv off its published mean, in standard errors."""
-    import csv
-    from importlib.resources import files
+    from ketasim.calibrate.targets import oral_peak_errors
 
-    import ketasim
-
-    rows = list(csv.DictReader(files("ketasim").joinpath("data/pk_absorption.csv").read_text().splitlines()))
-    errors = []
-    for row in rows:
-        res = ketasim.simulate({"dose": [{"drug": row["drug"], "route": "oral", "amount": row["amount"]}],
-                                "simulation": {"duration": "8 h", "output_every": "0.5 min"}},
-                               params=params.replace(pk__ka_oral=ka))
-        y = res[row["quantity"]]
-        model = y.max() if row["metric"] == "peak" else res.times_h[np.argmax(y)]
-        errors.append((model - float(row["value"])) / (float(row["sd"]) / math.sqrt(float(row["n"]))))
-    return np.array(errors)
+    return oral_peak_errors(params.replace(pk__ka_oral=ka))["error_se"].to_numpy()
 
 
 def test_oral_peaks_within_their_sources_and_the_rate_at_their_joint_optimum(params):

@@ -84,6 +84,23 @@ def simulation_metric(metric: str, quantity: str, time_h: float, scenario: Scena
 _RUNS: dict[tuple, object] = {}
 
 
+def oral_peak_errors(params: ParameterSet) -> pd.DataFrame:
+    """Each oral peak of ``data/pk_absorption.csv`` (Cmax or Tmax after an oral dose) against the
+    model, in standard errors of its published mean (SD / sqrt(n)): the residuals to which
+    scripts/calibrate_pk.py fits the oral absorption rate."""
+    from importlib import resources
+
+    rows = pd.read_csv(resources.files("ketasim").joinpath("data/pk_absorption.csv"))
+    errors = []
+    for row in rows.itertuples():
+        result = simulate({"dose": [{"drug": row.drug, "route": "oral", "amount": row.amount}],
+                           "simulation": {"duration": "8 h", "output_every": "0.5 min"}}, params=params)
+        series = result[row.quantity]
+        model = series.max() if row.metric == "peak" else result.times_h[np.argmax(series)]
+        errors.append((model - row.value) / (row.sd / math.sqrt(row.n)))
+    return rows.assign(error_se=errors)
+
+
 def _simulate(scenario: Scenario, params: ParameterSet) -> SimulationResult:
     key = (scenario, params.digest())
     if key not in _RUNS:
