@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.linalg import expm
-from scipy.optimize import least_squares, minimize_scalar
+from scipy.optimize import least_squares
 
 import ketasim
 from ketasim.params import load_parameters
@@ -139,18 +139,13 @@ def disposition_residuals(x, params):
 
 def oral_absorption(params):
     """Least squares over the oral peaks of data/pk_absorption.csv, each in its standard error."""
-    from ketasim.calibrate.targets import oral_peak_errors
+    from ketasim.calibrate.targets import fit_oral_absorption_rate, oral_peak_errors
 
-    def errors(ka):
-        return oral_peak_errors(params.replace(pk__ka_oral=ka))
-
-    lo, hi = params["pk.ka_oral"].range
-    best = minimize_scalar(lambda k: float((errors(k)["error_se"] ** 2).sum()), bounds=(lo, hi),
-                           method="bounded", options={"xatol": 1e-3})
-    for row in errors(best.x).itertuples():
+    params = params.replace(pk__ka_oral=fit_oral_absorption_rate(params))
+    for row in oral_peak_errors(params).itertuples():
         print(f"  {row.target:<22} {row.metric:<10} published {row.value} {row.unit}: {row.error_se:+.2f} SE")
-    print(f"  oral absorption rate {best.x:.3f} 1/h")
-    return params.replace(pk__ka_oral=float(best.x))
+    print(f"  oral absorption rate {params['pk.ka_oral'].value:.3f} 1/h")
+    return params
 
 
 def fit(params):

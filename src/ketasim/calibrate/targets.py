@@ -84,21 +84,57 @@ def simulation_metric(metric: str, quantity: str, time_h: float, scenario: Scena
 _RUNS: dict[tuple, object] = {}
 
 
+#: what an oral-peak row may give, in the unit its value must be in
+_ORAL_PEAK_UNITS = {"peak": "ng/mL", "peak_time": "h"}
+
+
+def _interpolated_peak(times: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """Peak time and height of the parabola through the largest sample and its neighbours, so that
+    a fit on the peak does not move in steps of the output grid."""
+    i = int(np.argmax(values))
+    if i == 0 or i == len(values) - 1:
+        return float(times[i]), float(values[i])
+    (t0, t1, t2), (y0, y1, y2) = times[i - 1:i + 2], values[i - 1:i + 2]
+    curvature = (y2 - y1) / (t2 - t1) - (y1 - y0) / (t1 - t0)
+    if curvature >= 0.0:
+        return float(t1), float(y1)
+    # vertex of the parabola through the three points (equal spacing)
+    h = t1 - t0
+    shift = 0.5 * h * (y0 - y2) / (y0 - 2.0 * y1 + y2)
+    height = y1 - 0.25 * (y0 - y2) * shift / h
+    return float(t1 + shift), float(height)
+
+
 def oral_peak_errors(params: ParameterSet) -> pd.DataFrame:
-    """Each oral peak of ``data/pk_absorption.csv`` (Cmax or Tmax after an oral dose) against the
-    model, in standard errors of its published mean (SD / sqrt(n)): the residuals to which
-    scripts/calibrate_pk.py fits the oral absorption rate."""
+    """Each oral peak of ``data/pk_absorption.csv`` (Cmax in ng/mL or Tmax in h after an oral dose)
+    against the model, in standard errors of its published mean (SD / sqrt(n)): the residuals to
+    which ``fit_oral_absorption_rate`` fits ``pk.ka_oral``."""
     from importlib import resources
 
     rows = pd.read_csv(resources.files("ketasim").joinpath("data/pk_absorption.csv"))
     errors = []
     for row in rows.itertuples():
+        if _ORAL_PEAK_UNITS.get(row.metric) != row.unit:
+            raise DataError(f"pk_absorption.csv row {row.Index + 2}: metric, unit",
+                            f"'{row.metric}' in '{row.unit}'; allowed: "
+                            + ", ".join(f"{m} in {u}" for m, u in _ORAL_PEAK_UNITS.items()))
         result = simulate({"dose": [{"drug": row.drug, "route": "oral", "amount": row.amount}],
                            "simulation": {"duration": "8 h", "output_every": "0.5 min"}}, params=params)
-        series = result[row.quantity]
-        model = series.max() if row.metric == "peak" else result.times_h[np.argmax(series)]
+        peak_time, peak = _interpolated_peak(result.times_h, result[row.quantity])
+        model = peak if row.metric == "peak" else peak_time
         errors.append((model - row.value) / (row.sd / math.sqrt(row.n)))
     return rows.assign(error_se=errors)
+
+
+def fit_oral_absorption_rate(params: ParameterSet) -> float:
+    """``pk.ka_oral`` (1/h) minimising the squared oral-peak errors within its declared range."""
+    from scipy.optimize import minimize_scalar
+
+    def cost(ka: float) -> float:
+        return float((oral_peak_errors(params.replace(pk__ka_oral=ka))["error_se"] ** 2).sum())
+
+    low, high = params["pk.ka_oral"].range
+    return float(minimize_scalar(cost, bounds=(low, high), method="bounded", options={"xatol": 1e-3}).x)
 
 
 def _simulate(scenario: Scenario, params: ParameterSet) -> SimulationResult:
