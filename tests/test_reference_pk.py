@@ -109,15 +109,30 @@ def test_oral_peaks_within_their_sources_and_the_shipped_rate_their_fit(params):
     assert fit_oral_absorption_rate(params) == pytest.approx(params["pk.ka_oral"].value, rel=0.01)
 
 
-def test_an_oral_peak_row_in_another_unit_is_refused(params, monkeypatch):
-    from ketasim.calibrate import targets
-    from ketasim.calibrate.data import DataError
+def test_oral_peak_rows_are_read_as_observations_in_any_unit_and_bad_ones_refused(params, tmp_path):
+    """The oral peaks are an observation table like the calibration targets: a Tmax written in
+    minutes is converted, a unit that is no time is refused naming the row's unit, and a metric
+    other than a peak is refused naming the metric."""
+    from ketasim.calibrate.data import DataError, shipped_oral_peaks
+    from ketasim.calibrate.targets import oral_peak_errors
 
-    rows = pd.DataFrame([{"target": "x", "drug": "racemic-ketamine", "amount": "25 mg", "quantity": "pk.ketamine_plasma",
-                          "metric": "peak_time", "value": 58.0, "unit": "min", "sd": 48.0, "n": 6, "source": "s"}])
-    monkeypatch.setattr(targets.pd, "read_csv", lambda *a, **k: rows)
-    with pytest.raises(DataError, match="peak_time in h"):
-        targets.oral_peak_errors(params)
+    shipped = pd.read_csv(shipped_oral_peaks())
+    shipped["scenario"] = [str(shipped_oral_peaks().parent / s) for s in shipped["scenario"]]
+    minutes = shipped.copy()
+    tmax = minutes["metric"] == "peak_time"
+    minutes.loc[tmax, ["value", "sd"]] *= 60.0
+    minutes.loc[tmax, "unit"] = "min"
+
+    def errors(table):
+        path = tmp_path / "peaks.csv"
+        table.to_csv(path, index=False)
+        return oral_peak_errors(params, path)["error_se"].to_numpy()
+
+    assert errors(minutes) == pytest.approx(errors(shipped), rel=1e-9)
+    with pytest.raises(DataError, match=r"row 4: unit"):
+        errors(shipped.assign(unit=np.where(tmax, "kg", shipped["unit"])))
+    with pytest.raises(DataError, match=r"row 2: metric.*allowed: peak, peak_time"):
+        errors(shipped.assign(metric=["bioavailability"] + list(shipped["metric"][1:])))
 
 
 def test_gastric_emptying_delays_an_oral_peak_without_changing_its_exposure(params):

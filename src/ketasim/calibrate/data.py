@@ -74,6 +74,11 @@ def shipped_targets() -> Path:
     return Path(str(resources.files("ketasim").joinpath("data/targets.csv")))
 
 
+def shipped_oral_peaks() -> Path:
+    """The human oral peaks (Cmax, Tmax) to which ``pk.ka_oral`` is fitted, as an observation table."""
+    return Path(str(resources.files("ketasim").joinpath("data/pk_absorption.csv")))
+
+
 def shipped_validation() -> Path:
     """The package's validation cases (predicted, never fitted) as an observation table."""
     return Path(str(resources.files("ketasim").joinpath("data/validation.csv")))

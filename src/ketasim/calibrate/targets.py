@@ -20,7 +20,16 @@ from ..params import ParameterSet, load_parameters
 from ..result import SimulationResult
 from ..scenario import Dose, Scenario
 from ..simulate import simulate
-from .data import METRIC_UNITS, TRIAL_METRICS, DataError, convert, load_observations, shipped_targets, shipped_validation
+from .data import (
+    METRIC_UNITS,
+    TRIAL_METRICS,
+    DataError,
+    convert,
+    load_observations,
+    shipped_oral_peaks,
+    shipped_targets,
+    shipped_validation,
+)
 
 
 def auc_to_infinity(times: np.ndarray, values: np.ndarray, tail_points: int = 60) -> float:
@@ -84,13 +93,14 @@ def simulation_metric(metric: str, quantity: str, time_h: float, scenario: Scena
 _RUNS: dict[tuple, object] = {}
 
 
-#: what an oral-peak row may give, in the unit its value must be in
-_ORAL_PEAK_UNITS = {"peak": "ng/mL", "peak_time": "h"}
+#: output step at which an oral peak is read, whatever the scenario's own (h)
+_PEAK_GRID_H = 0.5 / 60.0
 
 
 def _interpolated_peak(times: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Peak time and height of the parabola through the largest sample and its neighbours, so that
-    a fit on the peak does not move in steps of the output grid."""
+    a fit on the peak does not move in steps of the output grid (``simulation_metric`` reads the
+    grid's own maximum)."""
     i = int(np.argmax(values))
     if i == 0 or i == len(values) - 1:
         return float(times[i]), float(values[i])
@@ -105,33 +115,33 @@ def _interpolated_peak(times: np.ndarray, values: np.ndarray) -> tuple[float, fl
     return float(t1 + shift), float(height)
 
 
-def oral_peak_errors(params: ParameterSet) -> pd.DataFrame:
-    """Each oral peak of ``data/pk_absorption.csv`` (Cmax in ng/mL or Tmax in h after an oral dose)
+def oral_peak_errors(params: ParameterSet, table: str | Path | None = None) -> pd.DataFrame:
+    """Each ``peak`` or ``peak_time`` row of an observation table (default: the shipped oral peaks)
     against the model, in standard errors of its published mean (SD / sqrt(n)): the residuals to
     which ``fit_oral_absorption_rate`` fits ``pk.ka_oral``."""
-    from importlib import resources
-
-    rows = pd.read_csv(resources.files("ketasim").joinpath("data/pk_absorption.csv"))
+    path = Path(table or shipped_oral_peaks())
+    rows = load_observations(path)
     errors = []
-    for row in rows.itertuples():
-        if _ORAL_PEAK_UNITS.get(row.metric) != row.unit:
-            raise DataError(f"pk_absorption.csv row {row.Index + 2}: metric, unit",
-                            f"'{row.metric}' in '{row.unit}'; allowed: "
-                            + ", ".join(f"{m} in {u}" for m, u in _ORAL_PEAK_UNITS.items()))
-        result = simulate({"dose": [{"drug": row.drug, "route": "oral", "amount": row.amount}],
-                           "simulation": {"duration": "8 h", "output_every": "0.5 min"}}, params=params)
-        peak_time, peak = _interpolated_peak(result.times_h, result[row.quantity])
-        model = peak if row.metric == "peak" else peak_time
-        errors.append((model - row.value) / (row.sd / math.sqrt(row.n)))
+    for i, row in rows.iterrows():
+        if row["metric"] not in ("peak", "peak_time"):
+            raise DataError(f"{path.name} row {i + 2}: metric", f"{row['metric']!r}; allowed: peak, peak_time")
+        scenario = _scenario(row["scenario_path"])
+        # not through the run cache: a fit asks once for each of many parameter sets
+        result = simulate(replace(scenario, output_every_h=min(scenario.output_every_h, _PEAK_GRID_H)), params=params)
+        series, unit = _series(result, row["quantity"])
+        peak_time, peak = _interpolated_peak(result.times_h, series)
+        model, unit = (peak, unit) if row["metric"] == "peak" else (peak_time, METRIC_UNITS["peak_time"])
+        model = convert(model, unit, str(row["unit"]), f"{path.name} row {i + 2}: unit")
+        errors.append((model - row["value"]) / (row["sd"] / math.sqrt(row["n"])))
     return rows.assign(error_se=errors)
 
 
-def fit_oral_absorption_rate(params: ParameterSet) -> float:
+def fit_oral_absorption_rate(params: ParameterSet, table: str | Path | None = None) -> float:
     """``pk.ka_oral`` (1/h) minimising the squared oral-peak errors within its declared range."""
     from scipy.optimize import minimize_scalar
 
     def cost(ka: float) -> float:
-        return float((oral_peak_errors(params.replace(pk__ka_oral=ka))["error_se"] ** 2).sum())
+        return float((oral_peak_errors(params.replace(pk__ka_oral=ka), table)["error_se"] ** 2).sum())
 
     low, high = params["pk.ka_oral"].range
     return float(minimize_scalar(cost, bounds=(low, high), method="bounded", options={"xatol": 1e-3}).x)
