@@ -50,18 +50,18 @@ import pandas as pd
 from ..errors import ScenarioError
 from ..units import parse_time, registry
 
-TRIAL_METRICS = ("response_rate", "remission_rate", "mean_change", "fraction_of_change", "difference_in_change",
-                 "cadss_peak_mean", "median_relapse_after")
+TRIAL_METRICS = ("response_rate", "remission_rate", "mean_change", "sd_change", "fraction_of_change",
+                 "difference_in_change", "cadss_peak_mean", "median_relapse_after")
 METRICS = ("at", "change", "relative_change", "peak", "peak_time", "bioavailability", "clearance", "half_life",
            "auc_ratio", *TRIAL_METRICS)
 TIMED_METRICS = ("at", "change", "relative_change", "response_rate", "remission_rate", "half_life", "mean_change",
-                 "fraction_of_change", "difference_in_change", "median_relapse_after")
+                 "sd_change", "fraction_of_change", "difference_in_change", "median_relapse_after")
 REQUIRED = ("scenario", "quantity", "value", "unit")
 #: unit of each metric that does not carry the output's unit
 METRIC_UNITS = {"peak_time": "h", "bioavailability": "dimensionless", "clearance": "L/h", "half_life": "h",
                 "auc_ratio": "dimensionless",
                 "relative_change": "dimensionless", "response_rate": "dimensionless", "remission_rate": "dimensionless",
-                "mean_change": "MADRS points", "fraction_of_change": "dimensionless",
+                "mean_change": "MADRS points", "sd_change": "MADRS points", "fraction_of_change": "dimensionless",
                 "difference_in_change": "MADRS points", "cadss_peak_mean": "points", "median_relapse_after": "h"}
 
 

@@ -172,8 +172,9 @@ def _assessment(summary: dict, arm: str, time_h: float, where: str) -> dict:
     return rows[0]
 
 
-def _mean_change(summary: dict, arm: str, time_h: float, where: str) -> float:
-    value = _assessment(summary, arm, time_h, where)["madrs_change [points]"]["mean"]
+def _change(summary: dict, arm: str, time_h: float, where: str, moment: str = "mean") -> float:
+    """The arm's mean (or between-patient SD, ``moment="sd"``) of the MADRS change at ``time_h``."""
+    value = _assessment(summary, arm, time_h, where)["madrs_change [points]"][moment]
     if value is None:
         raise DataError(where, f"no patient of {arm!r} was analysed at {time_h:g} h")
     return float(value)
@@ -217,11 +218,13 @@ def trial_metric(row: pd.Series, params: ParameterSet) -> tuple[float, str]:
             raise DataError(where, f"no patient of {arm!r} was analysed at {time_h:g} h")
         return float(estimate), unit
     if metric == "mean_change":
-        return _mean_change(summary, arm, time_h, where), unit
+        return _change(summary, arm, time_h, where), unit
+    if metric == "sd_change":
+        return _change(summary, arm, time_h, where, "sd"), unit
     if metric == "fraction_of_change":
-        return _mean_change(summary, arm, time_h, where) / _mean_change(summary, arm, row["reference_time [h]"], where), unit
+        return _change(summary, arm, time_h, where) / _change(summary, arm, row["reference_time [h]"], where), unit
     if metric == "difference_in_change":
-        return _mean_change(summary, arm, time_h, where) - _mean_change(summary, str(row["control"]), time_h, where), unit
+        return _change(summary, arm, time_h, where) - _change(summary, str(row["control"]), time_h, where), unit
     if arm not in summary["arms"]:
         raise DataError(where, f"{arm!r} is not an arm of the trial; arms: {', '.join(summary['arms'])}")
     if metric == "cadss_peak_mean":
