@@ -28,6 +28,21 @@ def tci(sd: float, n: int) -> float:
     return stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
 
 
+def sd_ci(sd: float, n: int) -> tuple[float, float]:
+    """95 % interval of a between-patient SD estimated from n patients (chi-square, n - 1 df)."""
+    return (round(sd * math.sqrt((n - 1) / stats.chi2.ppf(0.975, n - 1)), 2),
+            round(sd * math.sqrt((n - 1) / stats.chi2.ppf(0.025, n - 1)), 2))
+
+
+def sd_row(target: str, scenario: str, arm: str, time: str, sd: float, n: int, unit: str, derived: str, source: str) -> None:
+    """The between-patient SD of an arm's change: how widely patients respond, which sets response
+    and remission rates and a trial's power as much as the mean does."""
+    lo, hi = sd_ci(sd, n)
+    row(target=target, scenario=scenario, quantity=arm, metric="sd_change", time=time, value=sd, unit=unit, n=n,
+        low=lo, high=hi, tolerance_basis=f"95 % chi-square interval of an SD of {n} patients: SD {sd}{derived}",
+        source=source)
+
+
 def wilson_ci(k: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson 95 % interval of k events in n."""
     p = k / n
@@ -132,6 +147,10 @@ row(target="murrough2013_madrs_24h", scenario="scenarios/murrough2013_trial.toml
     time="24 h", value=-8.8, unit="MADRS points", sd=9.5, n=25, tolerance=round(tci(9.5, 25), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the arm mean: SD 9.5 derived from the reported paired t = -4.63 with 24 df",
     source=M)
+sd_row("murrough2013_madrs_24h", "scenarios/murrough2013_trial.toml", "ketamine", "24 h", 11.0, 47, "MADRS points",
+       " derived from the reported paired t = -10.31 with 46 df", M)
+sd_row("murrough2013_madrs_24h", "scenarios/murrough2013_trial.toml", "midazolam", "24 h", 9.5, 25, "MADRS points",
+       " derived from the reported paired t = -4.63 with 24 df", M)
 MB = "Murrough JW et al. Biol Psychiatry 2013;74:250"
 lo, hi = wilson_ci(17, 24)
 row(target="murrough2013b_repeated_infusions", scenario="scenarios/murrough2013b_trial.toml", quantity="ketamine",
@@ -144,6 +163,8 @@ row(target="murrough2013b_repeated_infusions", scenario="scenarios/murrough2013b
 row(target="murrough2013b_repeated_infusions", scenario="scenarios/murrough2013b_trial.toml", quantity="ketamine",
     metric="mean_change", time="2 h", value=-18.9, unit="MADRS points", sd=6.6, n=24, tolerance=round(tci(6.6, 24), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the mean: SD 6.6, n = 24", source=MB)
+sd_row("murrough2013b_repeated_infusions", "scenarios/murrough2013b_trial.toml", "ketamine", "2 h", 6.6, 24,
+       "MADRS points", ", the reported SD of the fall", MB)
 H = "Han Y et al. Neuropsychiatr Dis Treat 2016;12:2859 (9 RCTs, 368 patients)"
 for metric, t, v in (("response_rate", "24 h", 0.522), ("response_rate", "3 d", 0.479), ("response_rate", "7 d", 0.398),
                      ("remission_rate", "24 h", 0.206), ("remission_rate", "3 d", 0.238), ("remission_rate", "7 d", 0.262)):
@@ -159,6 +180,9 @@ row(target="berman2000_hdrs", scenario="scenarios/berman2000_trial.toml", quanti
 row(target="berman2000_hdrs", scenario="scenarios/berman2000_trial.toml", quantity="saline", metric="mean_change",
     time="72 h", value=0.0, unit="HAM-D points", sd=12, n=7, tolerance=round(tci(12, 7), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the mean: SD 12, n = 7", source=B)
+for arm, sd in (("ketamine", 10), ("saline", 12)):
+    sd_row("berman2000_hdrs", "scenarios/berman2000_trial.toml", arm, "72 h", sd, 7, "HAM-D points",
+           ", the reported SD of the change", B)
 T = "Trivedi MH et al. Am J Psychiatry 2006;163:28 (N = 2876)"
 lo, hi = wilson_ci(round(0.47 * 2876), 2876)
 row(target="trivedi2006_stard_level1", scenario="scenarios/stard_trial.toml", quantity="citalopram", metric="response_rate",

@@ -8,12 +8,14 @@ model to the population-level targets of the shipped table (src/ketasim/data/tar
 
 The targets are trial metrics (virtual trials in src/ketasim/data/scenarios/*_trial.toml, each with
 its own seed, so every evaluation sees the same patients: common random numbers): Murrough 2013's
-ketamine and midazolam arms at 24 h, Murrough 2013b's six infusions (2-h fall, response at the
-end, median relapse), Han 2016's six pooled rates, Berman 2000's HAM-D changes, STAR*D level 1,
-Furukawa 2016's placebo response, Posternak 2005's time course of placebo and drug arms and
-Jakobsen 2017's SSRI-placebo difference. Each residual is the model's error divided by half the
-width of the target's accepted interval (its published uncertainty), so a residual of 1 is at the
-edge of that interval; beyond 0.85 it grows four times faster (being outside a source's own
+ketamine and midazolam arms at 24 h (mean and between-patient SD of the change), Murrough 2013b's
+six infusions (2-h fall and its SD, response at the end, median relapse), Han 2016's six pooled
+rates, Berman 2000's HAM-D changes (mean and SD), STAR*D level 1, Furukawa 2016's placebo response,
+Posternak 2005's time course of placebo and drug arms and
+Jakobsen 2017's SSRI-placebo difference. Each residual is the model's error divided by the
+distance from the published value to the edge of the target's accepted interval (its published
+uncertainty) on the error's side, so a residual of 1 is at that edge also where the interval is not
+symmetric; beyond 0.85 it grows four times faster (being outside a source's own
 uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
 least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
 mean session peak matches cadss_typical_session (the mean is proportional to it), and drug liking's
@@ -60,9 +62,10 @@ FREE = (
     ("plasticity.k_spine_loss", "value"),
     ("population.plasticity_nonresponder_fraction", "value"),
     ("population.madrs_fluctuation_sd", "value"),
+    ("population.madrs_occasion_sd", "value"),
 )
 CV_BOUNDS = (0.05, 2.0)
-#: residuals (in half-widths of the accepted interval) beyond EDGE grow OUTSIDE times faster
+#: residuals (in distances from the published value to the interval's edge) beyond EDGE grow OUTSIDE times faster
 EDGE, OUTSIDE = 0.85, 4.0
 #: rows this model's structure cannot reach (docs/model.md, "What the model does not reproduce"): they
 #: stay in the fit with plain residuals, so they pull as much as their data say but no more
@@ -112,14 +115,18 @@ def residuals(x, base, rows, log, best, free=FREE):
         model = model_value(row, p)
         if not math.isfinite(model):  # e.g. a median relapse not reached: as far out as the follow-up allows
             model = 10 * float(row["value"])
-        out.append((model - float(row["value"])) / ((high - low) / 2))
+        # in units of the distance from the published value to the bound on the error's side, so a
+        # residual of 1 is that bound also where the interval is not symmetric (an SD's, a median's)
+        value = float(row["value"])
+        out.append((model - value) / ((high - value) if model > value else (value - low)))
     out = np.array(out)
     amplified = np.where(np.abs(out) <= EDGE, out, np.sign(out) * (EDGE + OUTSIDE * (np.abs(out) - EDGE)))
     out = np.where(structural(rows), out, amplified)
     log.append(float(np.sum(out ** 2)))
     if log[-1] < best.get("ssr", math.inf):  # keep the best point seen (the objective is noisy)
         best.update(ssr=log[-1], x=np.array(x, dtype=float), residuals=out)
-    print(f"  eval {len(log):4d}  SSR {log[-1]:9.3f}  max |r| {np.max(np.abs(out)):6.2f}", flush=True)
+    point = " ".join(f"{name}{'' if field == 'value' else ' cv'}={v:.4g}" for (name, field), v in zip(free, np.exp(x)))
+    print(f"  eval {len(log):4d}  SSR {log[-1]:9.3f}  max |r| {np.max(np.abs(out)):6.2f}  {point}", flush=True)
     return out
 
 

@@ -36,7 +36,8 @@ def test_repeated_infusions_never_exceed_the_healthy_spine_density(infusions):
 
 def test_the_effect_plateaus_with_more_infusions():
     """The MADRS 24 h after the 6th, 12th and 24th infusion (three a week): each doubling of the
-    course adds less, and doubling 12 -> 24 changes little (bounded, saturating plasticity)."""
+    course adds less, and doubling 12 -> 24 adds under 5 % of the fall that 12 gave (bounded,
+    saturating plasticity; what still grows is the sustained expectancy of the added sessions)."""
     falls = []
     for n in (6, 12, 24):
         days = [7 * (k // 3) + (0, 2, 4)[k % 3] for k in range(n)]
@@ -44,7 +45,7 @@ def test_the_effect_plateaus_with_more_infusions():
         falls.append(32 - res.at("clinical.madrs", 24 * days[-1] + 24))
     assert falls[0] < falls[1] + 1e-9 and falls[1] <= falls[2] + 1e-9
     assert falls[2] - falls[1] < 0.5 * (falls[1] - falls[0]) + 0.2
-    assert falls[2] - falls[1] < 1.0
+    assert falls[2] - falls[1] < 0.05 * falls[1]
 
 
 def test_healthy_reference_gains_no_spines():
@@ -106,7 +107,7 @@ def test_regression_to_the_mean(untreated):
 
 def test_ratings_fluctuate_with_a_memory(untreated, params):
     """Rating residuals a day apart correlate more than residuals weeks apart (Ornstein-Uhlenbeck
-    fluctuation plus independent rater error)."""
+    fluctuation plus the rater's error and the rating day's own deviation, both independent)."""
     wide = untreated.pivot(index="patient", columns="assessment [h]", values="madrs [points]")
     model = untreated.pivot(index="patient", columns="assessment [h]", values="madrs_model [points]")
     resid = wide - model
@@ -115,7 +116,8 @@ def test_ratings_fluctuate_with_a_memory(untreated, params):
     assert near > far + 0.2
     sd = params.value("population.madrs_fluctuation_sd")
     rater = params.value("population.madrs_rater_sd")
-    assert resid[12 * 168.0].std() == pytest.approx(np.hypot(sd, rater), rel=0.1)
+    occasion = params.value("population.madrs_occasion_sd")
+    assert resid[12 * 168.0].std() == pytest.approx(np.sqrt(sd ** 2 + rater ** 2 + occasion ** 2), rel=0.1)
 
 
 def test_share_of_patients_whose_illness_does_not_respond(params):

@@ -14,11 +14,12 @@ a reshuffled population.
 
 Each patient's illness either responds to the plasticity route or does not (a Bernoulli draw with
 ``population.plasticity_nonresponder_fraction``). Enrolment follows a screening rating: the true
-severity (the ``baseline_madrs`` covariate, which starts the model) plus the day's fluctuation and
-the rater's error (``population.madrs_fluctuation_sd``, ``population.madrs_rater_sd``) must reach
-the population's ``inclusion_madrs_at_least``; patients below it are replaced by new draws. Later
-ratings (``ratings``) continue the same fluctuation as an Ornstein-Uhlenbeck process with
-correlation time ``population.madrs_fluctuation_time`` and add a fresh rater error, so those
+severity (the ``baseline_madrs`` covariate, which starts the model) plus the patient's fluctuation,
+the rating day's own deviation and the rater's error (``population.madrs_fluctuation_sd``,
+``population.madrs_occasion_sd``, ``population.madrs_rater_sd``) must reach the population's
+``inclusion_madrs_at_least``; patients below it are replaced by new draws. Later ratings
+(``ratings``) continue the same fluctuation as an Ornstein-Uhlenbeck process with correlation time
+``population.madrs_fluctuation_time`` and add a fresh day's deviation and rater error, so those
 enrolled on a high day regress towards their true severity.
 
 Parameter variability is lognormal around the file's value (its median), with
@@ -129,6 +130,9 @@ class PopulationSampler:
         self.typical = params.internal_values()
         self.nonresponder_fraction = params.value("population.plasticity_nonresponder_fraction")
         self.rater_sd = params.value("population.madrs_rater_sd")
+        # what is independent between two ratings a day or more apart: the rater's error and the
+        # rating day's own state (a 24-h recall reads that day), so an observation term, not a layer
+        self.rating_sd = math.hypot(self.rater_sd, params.value("population.madrs_occasion_sd"))
         self.fluctuation_sd = params.value("population.madrs_fluctuation_sd")
         self.fluctuation_time_h = params.value("population.madrs_fluctuation_time")
         var = spec.variability
@@ -212,8 +216,9 @@ class PopulationSampler:
                 screening_fluctuation: np.ndarray) -> np.ndarray:
         """(len(indices), len(times_h)) what a rater adds to the latent MADRS at each of ``times_h``
         (h, ascending, all after the screening at 0): the patient's fluctuation, an
-        Ornstein-Uhlenbeck process continuing from ``screening_fluctuation``, plus an independent
-        rater error. From the block's own stream, so it does not depend on chunking."""
+        Ornstein-Uhlenbeck process continuing from ``screening_fluctuation``, plus the rating day's
+        own deviation and the rater's error, independent between ratings. From the block's own
+        stream, so it does not depend on chunking."""
         times_h = np.asarray(times_h, dtype=float)
         needed, rows = _blocks_and_rows(indices)
         k = times_h.size
@@ -226,7 +231,7 @@ class PopulationSampler:
         out = np.empty((z.shape[0], k))
         for j in range(k):  # exact OU transition over each gap between ratings
             fluctuation = fluctuation * decay[j] + self.fluctuation_sd * np.sqrt(1.0 - decay[j] ** 2) * z[:, j]
-            out[:, j] = fluctuation + self.rater_sd * z[:, k + j]
+            out[:, j] = fluctuation + self.rating_sd * z[:, k + j]
         return out
 
     def _block(self, seed: int, stream: int, block: int) -> Cohort:
@@ -264,7 +269,7 @@ class PopulationSampler:
         def screen(k):
             true = np.asarray(self.spec.baseline_madrs.draw_many(rng, k), dtype=float)
             fluctuation = self.fluctuation_sd * rng.standard_normal(k)
-            rating = np.clip(true + fluctuation + self.rater_sd * rng.standard_normal(k), 0.0, 60.0)
+            rating = np.clip(true + fluctuation + self.rating_sd * rng.standard_normal(k), 0.0, 60.0)
             return true, fluctuation, rating
 
         true, fluctuation, rating = screen(n)
