@@ -11,12 +11,11 @@ its own seed, so every evaluation sees the same patients: common random numbers)
 ketamine and midazolam arms at 24 h (mean and between-patient SD of the change), Murrough 2013b's
 six infusions (2-h fall and its SD, response at the end, median relapse), Han 2016's six pooled
 rates, Berman 2000's HAM-D changes (mean and SD), STAR*D level 1, Furukawa 2016's placebo response,
-Posternak 2005's time course of placebo and drug arms and
-Jakobsen 2017's SSRI-placebo difference. Each residual is the model's error divided by the
-distance from the published value to the edge of the target's accepted interval (its published
-uncertainty) on the error's side, so a residual of 1 is at that edge also where the interval is not
-symmetric; beyond 0.85 it grows four times faster (being outside a source's own
-uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
+Posternak 2005's time course of placebo and drug arms and Jakobsen 2017's SSRI-placebo difference.
+Each residual is the model's error divided by the distance from the published value to the edge of
+the target's accepted interval (its published uncertainty) on the error's side, so a residual of 1
+is at that edge also where the interval is not symmetric; beyond 0.85 it grows four times faster
+(being outside a source's own uncertainty costs more than being off-centre inside it); the sum of squares is minimised (scipy
 least_squares, trust region, in the log of every free parameter, within its declared range). The CADSS slope is then scaled so the
 mean session peak matches cadss_typical_session (the mean is proportional to it), and drug liking's
 steepness and EC50 solved in closed form so that the typical patient's peak matches

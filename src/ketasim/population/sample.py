@@ -129,10 +129,10 @@ class PopulationSampler:
         self.spec = spec
         self.typical = params.internal_values()
         self.nonresponder_fraction = params.value("population.plasticity_nonresponder_fraction")
-        self.rater_sd = params.value("population.madrs_rater_sd")
         # what is independent between two ratings a day or more apart: the rater's error and the
         # rating day's own state (a 24-h recall reads that day), so an observation term, not a layer
-        self.rating_sd = math.hypot(self.rater_sd, params.value("population.madrs_occasion_sd"))
+        self.rating_sd = math.hypot(params.value("population.madrs_rater_sd"),
+                                    params.value("population.madrs_occasion_sd"))
         self.fluctuation_sd = params.value("population.madrs_fluctuation_sd")
         self.fluctuation_time_h = params.value("population.madrs_fluctuation_time")
         var = spec.variability
