@@ -64,6 +64,33 @@ def test_sustained_effect_takes_over_from_the_fast_one_without_a_second_peak():
     assert res.times_h[np.argmax(spines)] > 24  # spines peak after the fast effect
 
 
+def test_capture_turns_potentiation_into_spines_at_constant_strength(params):
+    """With every other drive and loss at zero, consolidation moves strength from the potentiated
+    pool into spines without changing it (circuit layer: c0 s (1 + a P)), at any state."""
+    from ketasim.model.plasticity import Plasticity
+
+    values = params.internal_values()
+    p = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("plasticity.")}
+    p.update({k: v for k, v in values.items() if k.startswith(("mechanism.", "synapse.", "inflammation."))})
+    p.update(k_potentiation_decay=0.0, k_spine_loss=0.0)
+    healthy_il6 = p["inflammation.il6_healthy"]
+    inp = {"synapse.ampa_activation": p["synapse.ampa_activation_baseline"], "synapse.eef2_desuppression": 0.0,
+           "inflammation.il6": 1000.0 * healthy_il6, "comparators.mtorc1_inhibition": 0.0,
+           "probes.opioid_permission": 1.0}
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        c0 = rng.uniform(0.5, 0.95)
+        c = {"bdnf_release": 1.0, "il6_baseline": healthy_il6, "synaptic_density_baseline": c0}
+        p["potentiation_strength_max"] = a = rng.uniform(0.02, 0.5)
+        x = {"bdnf": 1.0, "mtorc1": 1.0, "synaptic_proteins": rng.uniform(1.0, 3.0),
+             "spine_density": rng.uniform(1.0, 1.0 / c0), "synaptic_potentiation": rng.uniform(0.0, 1.0)}
+        d = Plasticity().derivatives(x, p, c, inp, np)
+        assert d["spine_density"] >= 0.0 and d["synaptic_potentiation"] <= 0.0
+        strength_rate = c0 * (d["spine_density"] * (1 + a * x["synaptic_potentiation"])
+                              + x["spine_density"] * a * d["synaptic_potentiation"])
+        assert abs(strength_rate) < 1e-12
+
+
 # ---------------------------------------------------------------------- circuit stable by construction
 def test_circuit_stable_for_any_weights_in_range_and_any_strength(params):
     rng = np.random.default_rng(7)

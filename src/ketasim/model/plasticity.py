@@ -11,9 +11,11 @@ leave TrkB:
 * mTORC1 signalling (peaks within the first hour and is back by ~2 h, Li 2010) drives synaptic
   protein synthesis (hours, lasting days). Potentiated synapses that find these proteins are
   stabilised as new spines (synaptic tagging and capture, Frey & Morris 1997; new spines sustain
-  rather than start the remission, Moda-Sava 2019): spine formation needs both, so the sustained
-  effect takes over from the fast one instead of adding a second peak. An mTORC1 inhibitor in the
-  brain (rapamycin, from the comparators layer) lowers mTORC1 and with it this consolidation.
+  rather than start the remission, Moda-Sava 2019): spine formation needs both. A captured synapse
+  leaves the potentiated pool, taking with it as much potentiation as keeps prefrontal strength
+  unchanged at that moment, so the sustained effect takes over from the fast one (outlasting its
+  decay) instead of adding a second one on top. An mTORC1 inhibitor in the brain (rapamycin, from
+  the comparators layer) lowers mTORC1 and with it this consolidation.
 
 Spines are restored towards the healthy density and never beyond it: formation is proportional to
 the patient's deficit (the ceiling is ``1 / c0`` in folds of the patient's own baseline, where
@@ -120,6 +122,11 @@ class Plasticity(Layer):
         # tagged (potentiated) synapses capture new proteins and become spines, up to the healthy density
         consolidation = (p["k_spine_formation"] * potentiation * smooth_positive(x["synaptic_proteins"], m)
                          * (self.spine_ceiling(c) - x["spine_density"]))
+        # capture converts potentiation into structure: the synapse that becomes a spine leaves the
+        # potentiated pool, by as much potentiation as keeps prefrontal strength (circuit layer,
+        # c0 s (1 + a P)) unchanged at the moment of conversion, so new spines take over the fast
+        # effect rather than add a second one (Moda-Sava 2019: spines sustain, not start, it)
+        taken_over = self.potentiation_taken_over(p, x, consolidation)
         return {
             "bdnf": p["k_bdnf"] * (bdnf_target - x["bdnf"]),
             "mtorc1": p["k_mtorc1"] * (mtor_target - x["mtorc1"]),
@@ -128,8 +135,18 @@ class Plasticity(Layer):
             # the illness process returns spines to the patient's depressed set point (1 = own baseline)
             "spine_density": consolidation - p["k_spine_loss"] * (x["spine_density"] - 1.0),
             "synaptic_potentiation": p["potentiation_gain"] * smooth_positive(trkb_rise, m) * (1.0 - potentiation)
-            - p["k_potentiation_decay"] * potentiation,
+            - p["k_potentiation_decay"] * potentiation - taken_over,
         }
+
+    @staticmethod
+    def potentiation_taken_over(p, x, consolidation):
+        """Rate at which consolidation removes potentiation (fraction of the ceiling per hour).
+
+        With strength c0 s (1 + a P), a spine gain ds at constant strength costs
+        dP = -(1 + a P) ds / (a s); proportional to P through ``consolidation``, so P stays >= 0.
+        """
+        a = p["potentiation_strength_max"]
+        return (1.0 + a * x["synaptic_potentiation"]) * consolidation / (a * x["spine_density"])
 
     def observe(self, x, p, c, inp, m) -> dict[str, Any]:
         return {**{v.name: x[v.name] for v in self.states()}, "trkb_activation": self._trkb(p, x["bdnf"])}
