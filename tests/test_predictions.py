@@ -77,18 +77,26 @@ def test_capture_turns_potentiation_into_spines_at_constant_strength(params):
     inp = {"synapse.ampa_activation": p["synapse.ampa_activation_baseline"], "synapse.eef2_desuppression": 0.0,
            "inflammation.il6": 1000.0 * healthy_il6, "comparators.mtorc1_inhibition": 0.0,
            "probes.opioid_permission": 1.0}
+    def strength(x, p, c):
+        inp = {f"plasticity.{k}": v for k, v in x.items()}
+        return Circuit.strength({f"plasticity.{k}": v for k, v in p.items()}, c, inp)
+
     rng = np.random.default_rng(3)
     for _ in range(50):
-        c0 = rng.uniform(0.5, 0.95)
+        c0 = rng.uniform(0.2, 1.0)  # the range of the baseline density (dosing.synaptic_density_baseline)
         c = {"bdnf_release": 1.0, "il6_baseline": healthy_il6, "synaptic_density_baseline": c0}
-        p["potentiation_strength_max"] = a = rng.uniform(0.02, 0.5)
+        p["potentiation_strength_max"] = rng.uniform(0.02, 0.5)
         x = {"bdnf": 1.0, "mtorc1": 1.0, "synaptic_proteins": rng.uniform(1.0, 3.0),
              "spine_density": rng.uniform(1.0, 1.0 / c0), "synaptic_potentiation": rng.uniform(0.0, 1.0)}
         d = Plasticity().derivatives(x, p, c, inp, np)
         assert d["spine_density"] >= 0.0 and d["synaptic_potentiation"] <= 0.0
-        strength_rate = c0 * (d["spine_density"] * (1 + a * x["synaptic_potentiation"])
-                              + x["spine_density"] * a * d["synaptic_potentiation"])
-        assert abs(strength_rate) < 1e-12
+        # the circuit layer's strength along the rates, by central differences (it is bilinear in
+        # s and P, so the difference is exact up to rounding)
+        h = 1e-6
+        ahead = {**x, **{k: x[k] + h * d[k] for k in ("spine_density", "synaptic_potentiation")}}
+        behind = {**x, **{k: x[k] - h * d[k] for k in ("spine_density", "synaptic_potentiation")}}
+        strength_rate = (strength(ahead, p, c) - strength(behind, p, c)) / (2 * h)
+        assert abs(strength_rate) < 1e-9 * max(1.0, abs(d["spine_density"]))
 
 
 # ---------------------------------------------------------------------- circuit stable by construction
