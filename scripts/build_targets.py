@@ -147,6 +147,10 @@ row(target="murrough2013_madrs_24h", scenario="scenarios/murrough2013_trial.toml
     time="24 h", value=-8.8, unit="MADRS points", sd=9.5, n=25, tolerance=round(tci(9.5, 25), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the arm mean: SD 9.5 derived from the reported paired t = -4.63 with 24 df",
     source=M)
+row(target="murrough2013_madrs_24h", scenario="scenarios/murrough2013_trial.toml", quantity="ketamine",
+    metric="difference_in_change", control="midazolam", time="24 h", value=-7.95, unit="MADRS points", low=-12.71,
+    high=-3.20, tolerance_basis="the published 95 % CI of the ketamine - midazolam difference at 24 h, adjusted for "
+    "baseline score and site (the model's is the plain difference of the arms' mean changes)", source=M)
 sd_row("murrough2013_madrs_24h", "scenarios/murrough2013_trial.toml", "ketamine", "24 h", 11.0, 47, "MADRS points",
        " derived from the reported paired t = -10.31 with 46 df", M)
 sd_row("murrough2013_madrs_24h", "scenarios/murrough2013_trial.toml", "midazolam", "24 h", 9.5, 25, "MADRS points",

@@ -8,7 +8,8 @@ model to the population-level targets of the shipped table (src/ketasim/data/tar
 
 The targets are trial metrics (virtual trials in src/ketasim/data/scenarios/*_trial.toml, each with
 its own seed, so every evaluation sees the same patients: common random numbers): Murrough 2013's
-ketamine and midazolam arms at 24 h (mean and between-patient SD of the change), Murrough 2013b's
+ketamine and midazolam arms at 24 h (mean and between-patient SD of the change, and the
+published difference between the arms), Murrough 2013b's
 six infusions (2-h fall and its SD, response at the end, median relapse), Han 2016's six pooled
 rates, Berman 2000's HAM-D changes (mean and SD), STAR*D level 1, Furukawa 2016's placebo response,
 Posternak 2005's time course of placebo and drug arms and Jakobsen 2017's SSRI-placebo difference.
