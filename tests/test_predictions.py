@@ -77,9 +77,11 @@ def test_capture_turns_potentiation_into_spines_at_constant_strength(params):
     inp = {"synapse.ampa_activation": p["synapse.ampa_activation_baseline"], "synapse.eef2_desuppression": 0.0,
            "inflammation.il6": 1000.0 * healthy_il6, "comparators.mtorc1_inhibition": 0.0,
            "probes.opioid_permission": 1.0}
-    def strength(x, p, c):
-        inp = {f"plasticity.{k}": v for k, v in x.items()}
-        return Circuit.strength({f"plasticity.{k}": v for k, v in p.items()}, c, inp)
+
+    def strength(state, c):
+        """The circuit layer's prefrontal strength at this plasticity state."""
+        return Circuit.strength({f"plasticity.{k}": v for k, v in p.items()}, c,
+                                {f"plasticity.{k}": v for k, v in state.items()})
 
     rng = np.random.default_rng(3)
     for _ in range(50):
@@ -95,7 +97,7 @@ def test_capture_turns_potentiation_into_spines_at_constant_strength(params):
         h = 1e-6
         ahead = {**x, **{k: x[k] + h * d[k] for k in ("spine_density", "synaptic_potentiation")}}
         behind = {**x, **{k: x[k] - h * d[k] for k in ("spine_density", "synaptic_potentiation")}}
-        strength_rate = (strength(ahead, p, c) - strength(behind, p, c)) / (2 * h)
+        strength_rate = (strength(ahead, c) - strength(behind, c)) / (2 * h)
         assert abs(strength_rate) < 1e-9 * max(1.0, abs(d["spine_density"]))
 
 
