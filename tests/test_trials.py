@@ -236,6 +236,25 @@ def test_relapse_needs_response_then_consecutive_high_scores():
     assert not relapsed[1].any() and not relapsed[2].any()
 
 
+def test_thresholds_on_the_hamd_scale_are_their_madrs_equivalents_in_every_row():
+    """HAM-D-17 <= 7 (remission as many trials define it) is MADRS <= 7 x 1.3 = 9.1 under the
+    model's proportional linking (Leucht 2018), and a fractional fall is the same on both scales."""
+    k = ketasim.load_parameters().value("clinical.madrs_per_hamd")
+    data = small_parallel(30)
+    data["trial"].update(remission={"hamd_at_most": 7}, relapse={"hamd_at_least": 16}, response={"hamd_fall": 0.5})
+    spec = TrialSpec.from_dict(data)
+    assert spec.endpoints.remission_at_most == pytest.approx(7 * k)
+    assert spec.endpoints.relapse_at_least == pytest.approx(16 * k)
+    assert spec.endpoints.response_fall == 0.5
+    described = spec.describe()["endpoints"]
+    assert described["remission"].startswith("HAM-D-17 <= 7 (MADRS <= 9.1")
+    assert described["relapse"].startswith("HAM-D-17 >= 16 (MADRS >= 20.8")
+    rows = run_trial(data).patients
+    np.testing.assert_array_equal(rows["remitter"], rows["madrs [points]"] <= 7 * k)
+    # some rating lies between the two definitions, so the check can tell them apart
+    assert ((rows["madrs [points]"] > 7 * k) & (rows["madrs [points]"] <= 10)).any()
+
+
 def test_summary_statistics_match_hand_computation():
     result = run_trial(small_parallel(30))
     rows = result.patients
@@ -297,6 +316,10 @@ BAD = [
     (lambda d: d["trial"].update(control="nobody"), "trial.control"),
     (lambda d: d["trial"].update(relapse={"madrs_at_least": 22, "consecutive": 0}), "trial.relapse.consecutive"),
     (lambda d: d["trial"].update(colour="blue"), "trial"),
+    (lambda d: d["trial"].update(remission={"madrs_at_most": 10, "hamd_at_most": 7}), "trial.remission.hamd_at_most"),
+    (lambda d: d["trial"].update(remission={"hamd_at_most": 60}), "trial.remission.hamd_at_most"),
+    (lambda d: d["trial"].update(remission={"hdrs_at_most": 7}), "trial.remission"),
+    (lambda d: d["trial"].update(response={"madrs_fall": 0.5, "hamd_fall": 0.5}), "trial.response.hamd_fall"),
     (lambda d: d["arm"][1].update(name="ketamine"), "arm[1].name"),
     (lambda d: d["arm"][0]["dose"][0].update(amount="-1 mg/kg"), "arm[0].dose[0].amount"),
     (lambda d: d["arm"][0]["dose"][0].update(route="rectal"), "arm[0].dose[0].route"),

@@ -27,6 +27,7 @@ Designs
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError
+from ..params import load_parameters
 from ..population import PopulationSpec
 from ..scenario import MAX_DURATION_H, Scenario, parse_mechanisms, parse_times, read_toml
 from ..units import parse_time
@@ -61,6 +63,24 @@ class Endpoints:
     relapse_consecutive: int = 2  # ... at two consecutive assessments after response
     cadss_at_least: float = 4.0  # dissociation of note: CADSS >= 4 (assumption: a common cut-off)
     sbp_rise_at_least: float = 40.0  # the label's SBP rise >= 40 mmHg
+    #: the HAM-D-17 thresholds as written, where the file gave remission or relapse on that scale
+    #: (the two fields above are then their MADRS equivalents, used everywhere)
+    remission_hamd_at_most: float | None = None
+    relapse_hamd_at_least: float | None = None
+
+    def describe(self) -> dict[str, str]:
+        """The definitions in words, with the HAM-D threshold beside its MADRS equivalent."""
+        def on_scale(madrs: float, hamd: float | None, sign: str) -> str:
+            if hamd is None:
+                return f"MADRS {sign} {madrs:g}"
+            return f"HAM-D-17 {sign} {hamd:g} (MADRS {sign} {madrs:.3g} by the Leucht 2018 linking)"
+        return {
+            "response": f"MADRS fall >= {self.response_fall:.0%} from baseline",
+            "remission": on_scale(self.remission_at_most, self.remission_hamd_at_most, "<="),
+            "relapse": (f"{on_scale(self.relapse_at_least, self.relapse_hamd_at_least, '>=')} at "
+                        f"{self.relapse_consecutive} consecutive assessments after response"),
+            "dissociation": f"CADSS >= {self.cadss_at_least:g} points",
+            "blood pressure": f"SBP rise >= {self.sbp_rise_at_least:g} mmHg"}
 
 
 @dataclass(frozen=True)
@@ -178,13 +198,7 @@ class TrialSpec:
         out = {
             "name": self.name, "seed": self.seed, "design": self.design,
             "assessments [h]": list(self.assessments_h), "control": self.control,
-            "endpoints": {
-                "response": f"MADRS fall >= {self.endpoints.response_fall:.0%} from baseline",
-                "remission": f"MADRS <= {self.endpoints.remission_at_most:g}",
-                "relapse": (f"MADRS >= {self.endpoints.relapse_at_least:g} at {self.endpoints.relapse_consecutive} "
-                            "consecutive assessments after response"),
-                "dissociation": f"CADSS >= {self.endpoints.cadss_at_least:g} points",
-                "blood pressure": f"SBP rise >= {self.endpoints.sbp_rise_at_least:g} mmHg"},
+            "endpoints": self.endpoints.describe(),
             "sequences": [{"name": s.name, "n": s.n, "periods": [{"arm": p.arm, "start [h]": p.start_h} for p in s.periods]}
                           for s in self.sequences],
             "duration [h]": self.duration_h,
@@ -247,6 +261,20 @@ def _table(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+@functools.cache
+def madrs_per_hamd() -> float:
+    """MADRS points per HAM-D-17 point of the shipped parameter set (Leucht 2018's linking), which
+    converts thresholds written on the HAM-D scale."""
+    return load_parameters().value("clinical.madrs_per_hamd")
+
+
+def _one_scale(table: Mapping[str, Any], madrs_key: str, hamd_key: str, where: str) -> str:
+    """The key a threshold is given under: on the MADRS or on the HAM-D-17 scale, not both."""
+    if madrs_key in table and hamd_key in table:
+        raise ScenarioError(f"{where}.{hamd_key}", f"give either {madrs_key} or {hamd_key}, not both")
+    return hamd_key if hamd_key in table else madrs_key
+
+
 def _known(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
@@ -281,18 +309,30 @@ def _endpoints(trial: Mapping[str, Any]) -> Endpoints:
     remission = _table(trial.get("remission", {}), "trial.remission")
     relapse = _table(trial.get("relapse", {}), "trial.relapse")
     side = _table(trial.get("side_effects", {}), "trial.side_effects")
-    _known(response, ("madrs_fall",), "trial.response")
-    _known(remission, ("madrs_at_most",), "trial.remission")
-    _known(relapse, ("madrs_at_least", "consecutive"), "trial.relapse")
+    _known(response, ("madrs_fall", "hamd_fall"), "trial.response")
+    _known(remission, ("madrs_at_most", "hamd_at_most"), "trial.remission")
+    _known(relapse, ("madrs_at_least", "hamd_at_least", "consecutive"), "trial.relapse")
     _known(side, ("cadss_at_least", "sbp_rise_at_least"), "trial.side_effects")
     consecutive = relapse.get("consecutive", d.relapse_consecutive)
     if isinstance(consecutive, bool) or not isinstance(consecutive, int) or not 1 <= consecutive <= 10:
         raise ScenarioError("trial.relapse.consecutive", f"{consecutive!r} must be a whole number in 1..10")
+    # the linking is proportional (MADRS = k x HAM-D), so a fractional fall is the same on both scales
+    fall_key = _one_scale(response, "madrs_fall", "hamd_fall", "trial.response")
+    remission_key = _one_scale(remission, "madrs_at_most", "hamd_at_most", "trial.remission")
+    relapse_key = _one_scale(relapse, "madrs_at_least", "hamd_at_least", "trial.relapse")
+    remission_hamd = (_number(remission, "hamd_at_most", "trial.remission", 0.0, 0.0, 52.0)
+                      if remission_key == "hamd_at_most" else None)
+    relapse_hamd = (_number(relapse, "hamd_at_least", "trial.relapse", 0.0, 0.0, 52.0)
+                    if relapse_key == "hamd_at_least" else None)
     return Endpoints(
-        response_fall=_number(response, "madrs_fall", "trial.response", d.response_fall, 0.01, 1.0),
-        remission_at_most=_number(remission, "madrs_at_most", "trial.remission", d.remission_at_most, 0.0, 60.0),
-        relapse_at_least=_number(relapse, "madrs_at_least", "trial.relapse", d.relapse_at_least, 0.0, 60.0),
+        response_fall=_number(response, fall_key, "trial.response", d.response_fall, 0.01, 1.0),
+        remission_at_most=(_number(remission, "madrs_at_most", "trial.remission", d.remission_at_most, 0.0, 60.0)
+                           if remission_hamd is None else remission_hamd * madrs_per_hamd()),
+        relapse_at_least=(_number(relapse, "madrs_at_least", "trial.relapse", d.relapse_at_least, 0.0, 60.0)
+                          if relapse_hamd is None else relapse_hamd * madrs_per_hamd()),
         relapse_consecutive=consecutive,
+        remission_hamd_at_most=remission_hamd,
+        relapse_hamd_at_least=relapse_hamd,
         cadss_at_least=_number(side, "cadss_at_least", "trial.side_effects", d.cadss_at_least, 0.0, 92.0),
         sbp_rise_at_least=_number(side, "sbp_rise_at_least", "trial.side_effects", d.sbp_rise_at_least, 0.0, 200.0),
     )

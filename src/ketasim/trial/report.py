@@ -43,7 +43,8 @@ def trajectories_figure(tally: TrialTally):
         ax.fill_between(x, tr["p10 [points]"], tr["p90 [points]"], color=line.get_color(), alpha=0.12,
                         label=f"{arm}: 10-90 % of patients")
         ax.fill_between(x, tr["lower [points]"], tr["upper [points]"], color=line.get_color(), alpha=0.35)
-    ax.axhline(10.0, ls=":", c="grey", lw=1, label="remission threshold (MADRS 10) [points]")
+    threshold = tally.spec.endpoints.remission_at_most
+    ax.axhline(threshold, ls=":", c="grey", lw=1, label=f"remission threshold (MADRS {threshold:.3g}) [points]")
     ax.set_xlabel("time from the start of the period [d]")
     ax.set_ylabel("MADRS [points]")
     ax.set_title("MADRS trajectories (mean, 95 % CI band, 10-90 % range)")
