@@ -177,15 +177,17 @@ for metric, t, v in (("response_rate", "24 h", 0.522), ("response_rate", "3 d", 
         time=t, value=v, unit="fraction", n=368, low=lo, high=hi,
         tolerance_basis="Wilson 95 % interval for the 368 pooled patients (fewer contributed at 72 h and day 7, so these intervals are if anything too narrow)",
         source=H)
-B = "Berman RM et al. Biol Psychiatry 2000;47:351 (mean +- SD, n = 7 completers, crossover)"
+B = ("Berman RM et al. Biol Psychiatry 2000;47:351 (mean +- SD, n = 7 completers, crossover; the 25-item HDRS, "
+     "compared as the 24-item version, the longest with a published correspondence to the HAM-D-17, 1.45 "
+     "points per point of change: an approximation, the 25th item being unaccounted)")
 row(target="berman2000_hdrs", scenario="scenarios/berman2000_trial.toml", quantity="ketamine", metric="mean_change",
-    time="72 h", value=-14.0, unit="HAM-D points", sd=10, n=7, tolerance=round(tci(10, 7), 2), tolerance_kind="absolute",
+    time="72 h", value=-14.0, unit="HAM-D-24 points", sd=10, n=7, tolerance=round(tci(10, 7), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the mean: SD 10, n = 7", source=B)
 row(target="berman2000_hdrs", scenario="scenarios/berman2000_trial.toml", quantity="saline", metric="mean_change",
-    time="72 h", value=0.0, unit="HAM-D points", sd=12, n=7, tolerance=round(tci(12, 7), 2), tolerance_kind="absolute",
+    time="72 h", value=0.0, unit="HAM-D-24 points", sd=12, n=7, tolerance=round(tci(12, 7), 2), tolerance_kind="absolute",
     tolerance_basis="95 % t interval of the mean: SD 12, n = 7", source=B)
 for arm, sd in (("ketamine", 10), ("saline", 12)):
-    sd_row("berman2000_hdrs", "scenarios/berman2000_trial.toml", arm, "72 h", sd, 7, "HAM-D points",
+    sd_row("berman2000_hdrs", "scenarios/berman2000_trial.toml", arm, "72 h", sd, 7, "HAM-D-24 points",
            ", the reported SD of the change", B)
 T = "Trivedi MH et al. Am J Psychiatry 2006;163:28 (N = 2876)"
 lo, hi = wilson_ci(round(0.47 * 2876), 2876)

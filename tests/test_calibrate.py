@@ -46,9 +46,6 @@ KNOWN_MISSES: dict[tuple[str, str, str], str] = {
     ("murrough2013_madrs_24h", "sd_change", "midazolam@24 h"):
         "SD of the midazolam arm's change 7.39 points against the lower bound 7.42 (n = 25): the joint fit's "
         "compromise with Han 2016's remission at 24 h, which a wider spread raises",
-    ("berman2000_hdrs", "sd_change", "saline@72 h"):
-        "SD of the saline arm's HAM-D change 6.5 against the lower bound 7.7 (SD 12 in 7 patients of a crossover): "
-        "the same compromise",
     ("han2016_response_decay", "remission_rate", "ketamine@7 d"):
         "pooled remission rising from 24 h to day 7 while response falls: the pooled trials differ by time point",
 }

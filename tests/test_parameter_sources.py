@@ -8,10 +8,11 @@ The model's predictions are tested elsewhere (test_calibrate.py, test_prediction
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import dose_scenario, run
 
-from ketasim.calibrate.data import convert
+from ketasim.calibrate.data import HAMD24_PER_HAMD17, convert
 from ketasim.dosing import HEALTHY_MADRS, il6_baseline
 from ketasim.scenario import Patient, PatientColumns
 
@@ -71,3 +72,22 @@ def test_cohen1973_brain_plasma_ratio_at_equilibrium():
 
 def test_hamd_unit_of_the_observation_tables_uses_the_models_linking(params):
     assert convert(1.3, "MADRS points", "HAM-D points") == pytest.approx(1.3 / params["clinical.madrs_per_hamd"].value)
+
+
+#: HRSD-17 total -> HRSD-24 total (midpoint of the range given) in the IRT score correspondence of
+#: Rush 2003 and Trivedi 2004 as tabulated at ids-qids.org ("Interpretation", Table 3), HRSD-17 7-30
+HRSD17_TO_HRSD24 = ((7, 8.5), (8, 10.5), (9.5, 12), (11, 13.5), (12, 15.5), (13, 17.5), (14.5, 19), (16, 20.5),
+                    (17, 22.5), (18.5, 24.5), (18.5, 26), (20, 27.5), (21.5, 29.5), (23, 31.5), (24, 33), (25, 34),
+                    (26.5, 36.5), (28, 39), (29, 40.5))
+
+
+def test_hamd24_unit_of_a_change_follows_the_published_correspondence_slope(params):
+    """A change of one HAM-D-17 point is the least-squares slope of the published correspondence in
+    HAM-D-24 points (1.45 to its two digits), and the unit goes through the model's MADRS linking."""
+    hrsd17, hrsd24 = np.array(HRSD17_TO_HRSD24).T
+    slope = np.polyfit(hrsd17, hrsd24, 1)[0]
+    assert slope == pytest.approx(HAMD24_PER_HAMD17, abs=0.005)
+    madrs_change = -13.0
+    hamd17 = convert(madrs_change, "MADRS points", "HAM-D points")
+    assert convert(madrs_change, "MADRS points", "HAM-D-24 points") == pytest.approx(hamd17 * slope, rel=0.005)
+    assert hamd17 == pytest.approx(madrs_change / params["clinical.madrs_per_hamd"].value)

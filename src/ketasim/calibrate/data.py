@@ -196,14 +196,24 @@ def _check_interval(row, where: str) -> None:
         raise DataError(f"{where}: low", f"the interval {low:g}..{high:g} must contain the value {row['value']:g}")
 
 
+#: MADRS points per HAM-D-17 point (Leucht S et al. J Affect Disord 2018;226:326)
+MADRS_PER_HAMD17 = 1.3
+#: HAM-D-24 points per HAM-D-17 point in a change: the slope of the IRT score correspondence between
+#: the two versions (Rush AJ et al. Biol Psychiatry 2003;54:573 and Trivedi MH et al. Psychol Med
+#: 2004;34:73, as tabulated at ids-qids.org, "Interpretation", Table 3) over HAM-D-17 totals 7-30
+#: (least squares through the table's midpoints: 1.45, intercept -1.8)
+HAMD24_PER_HAMD17 = 1.45
+
 #: units pint does not know, in families of mutually convertible units (factor to the family's base)
 UNIT_FAMILIES = (
     {"fraction": 1.0, "dimensionless": 1.0, "ratio": 1.0, "%": 0.01},
     {"fold baseline": 1.0, "% baseline": 0.01},
     {"fraction healthy": 1.0},
     # MADRS points; HAM-D-17 points by the equipercentile linking of Leucht 2018 (the model's
-    # clinical.madrs_per_hamd, which a test keeps equal to this factor)
-    {"points": 1.0, "MADRS points": 1.0, "HAM-D points": 1.3},
+    # clinical.madrs_per_hamd, which a test keeps equal to this factor); HAM-D-24 points for changes
+    # and spreads (the linking's slope, so for differences between two ratings, not for levels)
+    {"points": 1.0, "MADRS points": 1.0, "HAM-D points": MADRS_PER_HAMD17,
+     "HAM-D-24 points": MADRS_PER_HAMD17 / HAMD24_PER_HAMD17},
     {"r": 1.0},
     {"z": 1.0},
 )
