@@ -169,6 +169,11 @@ row(target="murrough2013b_repeated_infusions", scenario="scenarios/murrough2013b
     tolerance_basis="95 % t interval of the mean: SD 6.6, n = 24", source=MB)
 sd_row("murrough2013b_repeated_infusions", "scenarios/murrough2013b_trial.toml", "ketamine", "2 h", 6.6, 24,
        "MADRS points", ", the reported SD of the fall", MB)
+lo, hi = wilson_ci(18, 24)
+row(target="murrough2013b_repeated_infusions", scenario="scenarios/murrough2013b_trial.toml", quantity="ketamine",
+    metric="response_rate", time="4 h", value=0.75, unit="fraction", n=24, low=lo, high=hi,
+    tolerance_basis="Wilson 95 % interval of 18/24 (derived from the reported sensitivity, 94 % = 16/17, and "
+    "specificity, 71 % = 5/7, of response at 4 h for response at study end)", source=MB)
 H = "Han Y et al. Neuropsychiatr Dis Treat 2016;12:2859 (9 RCTs, 368 patients)"
 for metric, t, v in (("response_rate", "24 h", 0.522), ("response_rate", "3 d", 0.479), ("response_rate", "7 d", 0.398),
                      ("remission_rate", "24 h", 0.206), ("remission_rate", "3 d", 0.238), ("remission_rate", "7 d", 0.262)):
