@@ -75,7 +75,7 @@ def test_hamd_unit_of_the_observation_tables_uses_the_models_linking(params):
 
 
 #: HRSD-17 total -> HRSD-24 total (midpoint of the range given) in the IRT score correspondence of
-#: Rush 2003 and Trivedi 2004 as tabulated at ids-qids.org ("Interpretation", Table 3), HRSD-17 7-30
+#: Rush 2003 and Trivedi 2004 as tabulated at ids-qids.org ("Interpretation", Table 3), HRSD-17 7-29
 HRSD17_TO_HRSD24 = ((7, 8.5), (8, 10.5), (9.5, 12), (11, 13.5), (12, 15.5), (13, 17.5), (14.5, 19), (16, 20.5),
                     (17, 22.5), (18.5, 24.5), (18.5, 26), (20, 27.5), (21.5, 29.5), (23, 31.5), (24, 33), (25, 34),
                     (26.5, 36.5), (28, 39), (29, 40.5))

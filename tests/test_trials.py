@@ -241,11 +241,11 @@ def test_thresholds_on_the_hamd_scale_are_their_madrs_equivalents_in_every_row()
     model's proportional linking (Leucht 2018), and a fractional fall is the same on both scales."""
     k = ketasim.load_parameters().value("clinical.madrs_per_hamd")
     data = small_parallel(30)
-    data["trial"].update(remission={"hamd_at_most": 7}, relapse={"hamd_at_least": 16}, response={"hamd_fall": 0.5})
+    data["trial"].update(remission={"hamd_at_most": 7}, relapse={"hamd_at_least": 16}, response={"hamd_fall": 0.4})
     spec = TrialSpec.from_dict(data)
     assert spec.endpoints.remission_at_most == pytest.approx(7 * k)
     assert spec.endpoints.relapse_at_least == pytest.approx(16 * k)
-    assert spec.endpoints.response_fall == 0.5
+    assert spec.endpoints.response_fall == 0.4  # not the default 0.5
     described = spec.describe()["endpoints"]
     assert described["remission"].startswith("HAM-D-17 <= 7 (MADRS <= 9.1")
     assert described["relapse"].startswith("HAM-D-17 >= 16 (MADRS >= 20.8")

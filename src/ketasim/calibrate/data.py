@@ -158,6 +158,9 @@ def load_observations(path: str | Path) -> pd.DataFrame:
             raise DataError(f"{where}: scenario", f"{row['scenario']!r} not found next to the table")
         scenarios.append(str(scenario))
         _check_unit(str(row["unit"]), f"{where}: unit")
+        if row["unit"] in DIFFERENCE_ONLY_UNITS and row["metric"] not in DIFFERENCE_METRICS:
+            raise DataError(f"{where}: unit", f"{row['unit']!r} converts differences between two ratings only "
+                                              f"(metrics {', '.join(DIFFERENCE_METRICS)}), not {row['metric']!r}")
         for column, low in (("sd", 0.0), ("n", 1.0)):
             v = row.get(column)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -200,9 +203,13 @@ def _check_interval(row, where: str) -> None:
 MADRS_PER_HAMD17 = 1.3
 #: HAM-D-24 points per HAM-D-17 point in a change: the slope of the IRT score correspondence between
 #: the two versions (Rush AJ et al. Biol Psychiatry 2003;54:573 and Trivedi MH et al. Psychol Med
-#: 2004;34:73, as tabulated at ids-qids.org, "Interpretation", Table 3) over HAM-D-17 totals 7-30
+#: 2004;34:73, as tabulated at ids-qids.org, "Interpretation", Table 3) over HAM-D-17 totals 7-29
 #: (least squares through the table's midpoints: 1.45, intercept -1.8)
 HAMD24_PER_HAMD17 = 1.45
+
+#: units whose factor is a linking's slope: right for a change or its spread, wrong for a level
+DIFFERENCE_ONLY_UNITS = ("HAM-D-24 points",)
+DIFFERENCE_METRICS = ("mean_change", "sd_change", "difference_in_change")
 
 #: units pint does not know, in families of mutually convertible units (factor to the family's base)
 UNIT_FAMILIES = (

@@ -73,7 +73,7 @@ class Endpoints:
         def on_scale(madrs: float, hamd: float | None, sign: str) -> str:
             if hamd is None:
                 return f"MADRS {sign} {madrs:g}"
-            return f"HAM-D-17 {sign} {hamd:g} (MADRS {sign} {madrs:.3g} by the Leucht 2018 linking)"
+            return f"HAM-D-17 {sign} {hamd:g} (MADRS {sign} {madrs:.4g} by the shipped Leucht 2018 linking)"
         return {
             "response": f"MADRS fall >= {self.response_fall:.0%} from baseline",
             "remission": on_scale(self.remission_at_most, self.remission_hamd_at_most, "<="),
@@ -320,9 +320,10 @@ def _endpoints(trial: Mapping[str, Any]) -> Endpoints:
     fall_key = _one_scale(response, "madrs_fall", "hamd_fall", "trial.response")
     remission_key = _one_scale(remission, "madrs_at_most", "hamd_at_most", "trial.remission")
     relapse_key = _one_scale(relapse, "madrs_at_least", "hamd_at_least", "trial.relapse")
-    remission_hamd = (_number(remission, "hamd_at_most", "trial.remission", 0.0, 0.0, 52.0)
+    hamd_max = math.floor(60.0 / madrs_per_hamd())  # the MADRS thresholds' own upper bound, 60
+    remission_hamd = (_number(remission, "hamd_at_most", "trial.remission", 0.0, 0.0, hamd_max)
                       if remission_key == "hamd_at_most" else None)
-    relapse_hamd = (_number(relapse, "hamd_at_least", "trial.relapse", 0.0, 0.0, 52.0)
+    relapse_hamd = (_number(relapse, "hamd_at_least", "trial.relapse", 0.0, 0.0, hamd_max)
                     if relapse_key == "hamd_at_least" else None)
     return Endpoints(
         response_fall=_number(response, fall_key, "trial.response", d.response_fall, 0.01, 1.0),
