@@ -51,6 +51,8 @@ TRIAL_FIELDS = ("name", "seed", "design", "assessments", "control", "washout", "
 ALWAYS_EXPOSURE = "pk.ketamine_plasma"
 TOP_LEVEL = ("trial", "population", "arm", "run_in", "background", "model")
 MAX_ASSESSMENTS = 200
+#: the largest remission or relapse threshold a trial may set (MADRS points)
+MADRS_THRESHOLD_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,16 @@ def _one_scale(table: Mapping[str, Any], madrs_key: str, hamd_key: str, where: s
     return hamd_key if hamd_key in table else madrs_key
 
 
+def _points_threshold(table: Mapping[str, Any], suffix: str, where: str, default: float) -> tuple[float, float | None]:
+    """(MADRS threshold, the HAM-D-17 one as written or None) of ``madrs_<suffix>`` or
+    ``hamd_<suffix>``, both bounded by the MADRS bound 60; the linking is read only for HAM-D."""
+    key = _one_scale(table, f"madrs_{suffix}", f"hamd_{suffix}", where)
+    if key.startswith("madrs"):
+        return _number(table, key, where, default, 0.0, MADRS_THRESHOLD_MAX), None
+    hamd = _number(table, key, where, 0.0, 0.0, math.floor(MADRS_THRESHOLD_MAX / madrs_per_hamd()))
+    return hamd * madrs_per_hamd(), hamd
+
+
 def _known(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
@@ -318,19 +330,12 @@ def _endpoints(trial: Mapping[str, Any]) -> Endpoints:
         raise ScenarioError("trial.relapse.consecutive", f"{consecutive!r} must be a whole number in 1..10")
     # the linking is proportional (MADRS = k x HAM-D), so a fractional fall is the same on both scales
     fall_key = _one_scale(response, "madrs_fall", "hamd_fall", "trial.response")
-    remission_key = _one_scale(remission, "madrs_at_most", "hamd_at_most", "trial.remission")
-    relapse_key = _one_scale(relapse, "madrs_at_least", "hamd_at_least", "trial.relapse")
-    hamd_max = math.floor(60.0 / madrs_per_hamd())  # the MADRS thresholds' own upper bound, 60
-    remission_hamd = (_number(remission, "hamd_at_most", "trial.remission", 0.0, 0.0, hamd_max)
-                      if remission_key == "hamd_at_most" else None)
-    relapse_hamd = (_number(relapse, "hamd_at_least", "trial.relapse", 0.0, 0.0, hamd_max)
-                    if relapse_key == "hamd_at_least" else None)
+    remission_madrs, remission_hamd = _points_threshold(remission, "at_most", "trial.remission", d.remission_at_most)
+    relapse_madrs, relapse_hamd = _points_threshold(relapse, "at_least", "trial.relapse", d.relapse_at_least)
     return Endpoints(
         response_fall=_number(response, fall_key, "trial.response", d.response_fall, 0.01, 1.0),
-        remission_at_most=(_number(remission, "madrs_at_most", "trial.remission", d.remission_at_most, 0.0, 60.0)
-                           if remission_hamd is None else remission_hamd * madrs_per_hamd()),
-        relapse_at_least=(_number(relapse, "madrs_at_least", "trial.relapse", d.relapse_at_least, 0.0, 60.0)
-                          if relapse_hamd is None else relapse_hamd * madrs_per_hamd()),
+        remission_at_most=remission_madrs,
+        relapse_at_least=relapse_madrs,
         relapse_consecutive=consecutive,
         remission_hamd_at_most=remission_hamd,
         relapse_hamd_at_least=relapse_hamd,
