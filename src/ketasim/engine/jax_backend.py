@@ -137,7 +137,8 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 # derivative finite there (an unbounded one times the clip's zero would be NaN)
                 safe_err = jnp.where(finite & (err > ERR_FLOOR), err, ERR_FLOOR)
                 fac = jnp.clip(SAFETY * safe_err ** -0.25, FAC_MIN, FAC_MAX)
-                h_acc = jnp.minimum(h * fac, h_max)
+                # no growth right after a rejection, as the compiled kernel does
+                h_acc = jnp.minimum(h * jnp.where(rejected, jnp.minimum(fac, 1.0), fac), h_max)
                 h_acc = jnp.where(reach_end, jnp.minimum(jnp.maximum(h_acc, h_wanted), h_max), h_acc)
                 # a second rejection in a row cuts by FAC_MIN, as the compiled kernel does
                 h_rejected = h * jnp.where(rejected, FAC_MIN, jnp.maximum(FAC_MIN, fac))

@@ -242,8 +242,13 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
                 for i in range(n):
                     y[i] = ynew[i]
                     f0[i] = f1[i]
-                rejected = False
                 grow = FAC_MAX if err == 0.0 else min(FAC_MAX, max(FAC_MIN, SAFETY * err ** -0.25))
+                if rejected:
+                    # no growth right after a rejection (Hairer & Wanner's rodas.f): where the error
+                    # changes quickly with time (a receptor population's block collapsing once its
+                    # channels reopen), growing again at once was rejected again, step after step
+                    grow = min(grow, 1.0)
+                rejected = False
                 h = min(h * grow, h_max)
                 if reach_end:
                     h = min(max(h, h_wanted), h_max)
