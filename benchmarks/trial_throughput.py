@@ -17,7 +17,11 @@ says otherwise; the step cap is the trials' own for ketasim (CVODE has none).
 
 Two more measurements: the trials' own tolerance on virtual patients with the full parameter
 variability (the engine comparison varies covariates only, which libRoadRunner takes as values),
-and a whole ``run_trial`` end to end (sampling, schedules, solve, readouts, table, statistics).
+and a whole ``run_trial`` end to end (sampling, schedules, solve, readouts, table, statistics). The
+end-to-end rate is set against libRoadRunner twice: against the engine comparison's loop above (patients
+differing in covariates only), and against libRoadRunner solving the same trial's own patients, each
+with its varying parameters (set in one call per patient), at its loosest tolerance meeting the same
+accuracy on them, as the engine comparison does.
 
     python benchmarks/trial_throughput.py [--n 2000] [--n-rr 400] [--json PATH]
 
@@ -92,10 +96,11 @@ def cold_compile_seconds() -> float:
 
 
 _RR = None
+_RR_PARAMETERS = None  # indices, in libRoadRunner's global parameters, of the values set per patient
 
 
-def _rr_init(xml, rtol, atol):
-    global _RR
+def _rr_init(xml, rtol, atol, parameter_ids):
+    global _RR, _RR_PARAMETERS
     import roadrunner
 
     roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)  # failures are counted, not printed
@@ -105,10 +110,16 @@ def _rr_init(xml, rtol, atol):
     # not ketasim's error control: the same absolute tolerance on every state, as a vector
     _RR.integrator.absolute_tolerance = [atol] * len(_RR.integrator.getAbsoluteToleranceVector())
     _RR.timeCourseSelections = ["clinical_severity"]
+    ids = list(_RR.model.getGlobalParameterIds())
+    _RR_PARAMETERS = np.array([ids.index(i) for i in parameter_ids], dtype=np.int32)
 
 
-def _rr_patient(values):
+def _rr_patient(patient):
+    parameters, values = patient
     _RR.resetAll()
+    # the patient's parameters in one call: 0.5 ms a patient against 1.1 with a setValue each, for the
+    # 172 that vary in the treatment-resistant population
+    _RR.model.setGlobalParameterValues(_RR_PARAMETERS, parameters)
     for key, value in values.items():  # current values at t = 0 (setting init() would regenerate the model)
         _RR.setValue(key, value)
     try:
@@ -134,30 +145,31 @@ def _rr_peak_rss_mb(_):
     return peak_rss_mb()
 
 
-def rr_values(problem, model):
-    """Per patient: every covariate and every state value at t = 0 (after the doses given at 0)."""
+def rr_patients(problem, model, parameters):
+    """(SBML ids of ``parameters``, and per patient: their values, and every state and input value at
+    t = 0, after the doses given at 0)."""
     from ketasim.sbml import sbml_id
 
-    cov = [problem.parameter_names.index(n) for n in model.covariate_names]
+    cols = [problem.parameter_names.index(n) for n in parameters]
     start = problem.y0 + problem.seg_jump[:, 0, :]
     out = []
     for b in range(problem.n_patients):
-        values = {sbml_id(problem.parameter_names[k]): float(problem.theta[b, k]) for k in cov}
-        values.update({sbml_id(n): float(start[b, i]) for i, n in enumerate(model.state_names)
-                       if start[b, i] != 0.0 or n.startswith(("clinical.", "inflammation.", "plasticity."))})
+        values = {sbml_id(n): float(start[b, i]) for i, n in enumerate(model.state_names)
+                  if start[b, i] != 0.0 or n.startswith(("clinical.", "inflammation.", "plasticity."))}
         values.update({sbml_id(n): float(problem.seg_u[b, 0, k]) for k, n in enumerate(model.input_names)})
-        out.append(values)
-    return out
+        out.append((np.ascontiguousarray(problem.theta[b, cols], dtype=float), values))
+    return [sbml_id(n) for n in parameters], out
 
 
-def run_roadrunner(xml, values, rtol, atol, processes=2):
+def run_roadrunner(xml, patients, rtol, atol, processes=2):
     """(MADRS (n, 8), load seconds, solve seconds, peak RSS of each worker in MB).
 
     Workers are spawned (not forked), so their peak memory is libRoadRunner's own, not a copy of
     this process's pages.
     """
+    ids, values = patients
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(processes, initializer=_rr_init, initargs=(xml, rtol, atol)) as pool:
+    with mp.get_context("spawn").Pool(processes, initializer=_rr_init, initargs=(xml, rtol, atol, ids)) as pool:
         pool.map(_rr_patient, values[:processes], chunksize=1)  # load the model in every worker
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -236,6 +248,14 @@ def trial_tolerance_error(n: int) -> dict:
     return out
 
 
+def e2e_trial(n: int) -> dict:
+    """The end-to-end trial: the engine comparison's infusion, in the treatment-resistant population with
+    its full parameter variability, assessed at ``ASSESSMENTS_H``."""
+    return {"trial": {"name": "throughput", "seed": 1, "assessments": ["40 min", "4 h", "1 d", "3 d", "7 d", "14 d", "28 d"]},
+            "population": {"n": n, "preset": "treatment-resistant"},
+            "arm": [{"name": "ketamine", "dose": BASE["dose"]}]}
+
+
 def end_to_end(n: int, repeats: int = 3) -> dict:
     """Patients/s of a whole virtual trial in one process: what `ketasim trial` does, without writing
     files. The first run of this size is reported apart (it also pays one-off costs: memory first
@@ -243,9 +263,7 @@ def end_to_end(n: int, repeats: int = 3) -> dict:
     engines above are timed after their tolerance search has warmed them."""
     from ketasim.trial import run_trial
 
-    trial = {"trial": {"name": "throughput", "seed": 1, "assessments": ["40 min", "4 h", "1 d", "3 d", "7 d", "14 d", "28 d"]},
-             "population": {"n": n, "preset": "treatment-resistant"},
-             "arm": [{"name": "ketamine", "dose": BASE["dose"]}]}
+    trial = e2e_trial(n)
     run_trial({**trial, "population": {"n": 8, "preset": "treatment-resistant"}})  # kernel load, imports
     rates = []
     for _ in range(repeats + 1):
@@ -254,6 +272,48 @@ def end_to_end(n: int, repeats: int = 3) -> dict:
         rates.append(n / (time.perf_counter() - t0))
     return {"patients": n, "first_run_patients_per_s": rates[0], "runs_patients_per_s": rates[1:],
             "patients_per_s": float(np.median(rates[1:]))}
+
+
+def same_trial_roadrunner(n_trial: int, n_rr: int, xml: str, accuracy: float, atol: float) -> dict:
+    """libRoadRunner on the end-to-end trial's own first ``n_rr`` patients (``run_trial`` draws them the
+    same whatever its chunks), each with its values of every parameter that differs from the SBML export's
+(the treatment-resistant population varies 172): its loosest tolerance meeting
+    ``accuracy`` against the tight reference of those patients, and its rate there (the fastest of the
+    search's run and one more), to set a whole ``run_trial`` against the same trial's solves. Only the
+    solves are timed for libRoadRunner, at the assessments only: drawing the patients, the output grid,
+    the readouts and the table are ``run_trial``'s alone."""
+    from ketasim.engine import SolverSettings, solve
+    from ketasim.params import load_parameters
+    from ketasim.trial.design import TrialSpec
+    from ketasim.trial.run import TRIAL_SETTINGS, prepare_chunk
+
+    spec = TrialSpec.from_dict(e2e_trial(n_trial))
+    chunk = prepare_chunk(json.dumps(spec.raw, sort_keys=True), load_parameters(), 0, 0, n_rr)
+    problem, model = chunk.problem, chunk.model
+    at = [int(np.argmin(np.abs(problem.t_out - t))) for t in ASSESSMENTS_H]
+    assert np.allclose(problem.t_out[at], ASSESSMENTS_H), "the trial's grid lacks an assessment"
+    i_madrs = model.state_names.index("clinical.severity")
+    states, status, _ = solve(problem, SolverSettings(rtol=REFERENCE_TOL[0], atol=REFERENCE_TOL[1]))
+    assert np.all(status == 0), "the reference failed for some patients"
+    reference = states[:, at, i_madrs]
+    states, _, steps = solve(problem, TRIAL_SETTINGS)
+    ketasim_error = max_error(states[:, at, i_madrs], reference)
+    base = ketasim_problem(patients(1))[0].theta[0]  # the parameter values in the SBML export
+    differ = [n for k, n in enumerate(problem.parameter_names) if np.any(problem.theta[:, k] != base[k])]
+    inputs = rr_patients(problem, model, differ)
+
+    def ladder(rtol, atol):
+        madrs, _, seconds, _ = run_roadrunner(xml, inputs, rtol, atol)
+        return madrs, True, seconds
+
+    rtol, tried = loosest_tolerance(ladder, reference, accuracy, atol, "libRoadRunner")
+    madrs, _, seconds, _ = run_roadrunner(xml, inputs, rtol, atol)
+    rates = [n_rr / seconds, *(row["patients_per_s"] for row in tried if row["rtol"] == rtol)]
+    return {"patients": n_rr, "parameters_set_per_patient": len(differ), "rtol": rtol,
+            "max_madrs_error_points": max_error(madrs, reference), "patients_per_s": max(rates),
+            "runs_patients_per_s": rates, "ladder": tried,
+            "ketasim_trial_settings": {"rtol": TRIAL_SETTINGS.rtol, "mean_steps": float(steps.mean()),
+                                       "max_madrs_error_points": ketasim_error}}
 
 
 def main():
@@ -302,14 +362,15 @@ def main():
 
     timed = problem.subset(slice(0, args.n))
     xml = export_sbml(scen[0])
-    values = rr_values(problem, default_model())
+    ids, values = rr_patients(problem, default_model(), default_model().covariate_names)
+    loop_rr = (ids, values[:args.n_rr])
 
     def ketasim_ladder(rtol, atol):
         madrs, status, _, seconds = run_ketasim(timed, i_madrs, rtol, atol)
         return madrs, bool(np.all(status == 0)), seconds
 
     def rr_ladder(rtol, atol):
-        madrs, _, seconds, _ = run_roadrunner(xml, values[:args.n_rr], rtol, atol)
+        madrs, _, seconds, _ = run_roadrunner(xml, loop_rr, rtol, atol)
         return madrs, True, seconds
 
     print(f"tolerance search (atol {args.atol:g}, accuracy {args.accuracy} points):")
@@ -317,7 +378,7 @@ def main():
     rr_rtol, rr_tried = loosest_tolerance(rr_ladder, ref[:args.n_rr], args.accuracy, args.atol, "libRoadRunner")
 
     k_madrs, k_status, k_steps, t_k = run_ketasim(timed, i_madrs, k_rtol, args.atol)
-    rr_madrs, rr_load, t_rr, rr_rss = run_roadrunner(xml, values[:args.n_rr], rr_rtol, args.atol)
+    rr_madrs, rr_load, t_rr, rr_rss = run_roadrunner(xml, loop_rr, rr_rtol, args.atol)
     k_rate, rr_rate = args.n / t_k, args.n_rr / t_rr
     # libRoadRunner's fastest measurement at its tolerance (the search ran it there too): the ratio
     # against it is the conservative one, as its timings vary by 10-15 % from run to run
@@ -354,11 +415,23 @@ def main():
     print(f"end to end, `ketasim.run_trial` (population sampling, schedules, solve, readouts, patients table, "
           f"statistics), {e2e['patients']} patients: {e2e_rate:,.0f} patients/s (median of "
           f"{', '.join(f'{r:,.0f}' for r in e2e['runs_patients_per_s'])}; first run {e2e['first_run_patients_per_s']:,.0f}) "
-          f"= {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop ({e2e_rate / rr_best:.1f}x its fastest run at "
-          f"that tolerance, {rr_best:,.0f} patients/s)")
+          f"= {e2e_rate / rr_rate:.1f}x libRoadRunner's solve loop above ({e2e_rate / rr_best:.1f}x its fastest run at "
+          f"that tolerance, {rr_best:,.0f} patients/s), whose patients differ in covariates only")
+    print(f"libRoadRunner on the same trial's first {args.n_rr} patients (their full parameter variability):", flush=True)
+    same = same_trial_roadrunner(args.n_e2e, args.n_rr, xml, args.accuracy, args.atol)
+    print(f"  {same['parameters_set_per_patient']} parameters set per patient")
+    k_same = same["ketasim_trial_settings"]
+    print(f"  libRoadRunner rtol {same['rtol']:g}: {same['patients_per_s']:,.0f} patients/s (fastest of "
+          f"{', '.join(f'{r:,.0f}' for r in same['runs_patients_per_s'])}), max MADRS error "
+          f"{same['max_madrs_error_points']:.1e} points; ketasim at the trials' rtol {k_same['rtol']:g}: "
+          f"{k_same['mean_steps']:.1f} steps/patient, max MADRS error {k_same['max_madrs_error_points']:.1e} points")
+    print(f"  end to end, the same trial both ways: {e2e_rate / same['patients_per_s']:.1f}x libRoadRunner's fastest "
+          f"solve loop")
     report = {
         "end_to_end": {**e2e, "ratio_to_libroadrunner": e2e_rate / rr_rate,
-                       "ratio_to_libroadrunner_fastest": e2e_rate / rr_best},
+                       "ratio_to_libroadrunner_fastest": e2e_rate / rr_best,
+                       "same_trial_libroadrunner": same,
+                       "ratio_to_libroadrunner_same_trial": e2e_rate / same["patients_per_s"]},
         "trial_tolerance": tol,
         "model": "ketasim full chain", "days": 28, "assessments_h": ASSESSMENTS_H, "atol": args.atol,
         "accuracy_points": args.accuracy,
