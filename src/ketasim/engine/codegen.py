@@ -32,7 +32,7 @@ from .sparse_lu import FASTMATH, MAX_MULTIPLIER, NJIT, SparseLU, factor_source, 
 _TEMPLATE = Path(__file__).with_name("rodas4_template.py")
 _TABLEAU = Path(__file__).with_name("tableau.py")
 _SPARSE_LU = Path(__file__).with_name("sparse_lu.py")
-_GENERATOR_VERSION = "6"
+_GENERATOR_VERSION = "7"
 
 
 @dataclass(frozen=True)
@@ -266,10 +266,12 @@ def _exclusive(lock_path: Path):
 
 def _compile_solver(module: ModuleType, n_states: int, n_params: int, n_inputs: int) -> None:
     """Compile ``solve_batch`` for the argument types ``engine.cpu.solve_cpu`` passes (C-contiguous
-    float64 arrays, float tolerances, an int step budget) by calling it on one patient whose only
-    segment is empty, so numba writes its cache now; nothing is integrated."""
+    float64 arrays, the per-state tolerances among them, a float step cap, an int step budget) by
+    calling it on one patient whose only segment is empty, so numba writes its cache now; nothing is
+    integrated."""
     import numpy as np
 
+    tolerance = np.full(n_states, 1e-6), np.full(n_states, 1e-9)  # rtol, atol: one per state
     module.solve_batch(np.ones((1, n_states)), np.ones((1, n_params)), np.zeros((1, 2)), np.zeros((1, 1, n_inputs)),
-                       np.zeros((1, 1, n_states)), np.zeros(1), 1e-6, 1e-9, 1.0, 1, np.zeros((1, 1, n_states)),
+                       np.zeros((1, 1, n_states)), np.zeros(1), *tolerance, 1.0, 1, np.zeros((1, 1, n_states)),
                        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))

@@ -68,7 +68,8 @@ def solve_cpu(problem: Problem, settings: SolverSettings = SolverSettings(), thr
     # a broadcast one-patient array is read-only, which numba would compile again
     y0, theta = _plain(problem.y0), _plain(problem.theta)
     seg_t, seg_u, seg_jump, t_out = _plain(problem.seg_t), _plain(problem.seg_u), _plain(problem.seg_jump), _plain(problem.t_out)
-    tol = (float(settings.rtol), float(settings.atol), float(settings.h_max), int(settings.max_steps))
+    rtol, atol = settings.tolerances(problem.model.state_names)
+    tol = (_plain(rtol), _plain(atol), float(settings.h_max), int(settings.max_steps))
 
     def integrate(a: int, b: int) -> None:
         # each slice zeroes its own rows first, so the pages of a large output are first touched in

@@ -83,7 +83,8 @@ ERR_FLOOR = 0.5 * (SAFETY / FAC_MAX) ** 4
 
 
 def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
-    """solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps) for one patient."""
+    """solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps) for one patient;
+    ``rtol`` and ``atol`` are numbers or one per state."""
     rhs = vector_field(model, parameter_names)
     jac = jax.jacfwd(rhs, argnums=0)
 
@@ -176,7 +177,10 @@ def solve_jax(problem: Problem, settings: SolverSettings = SolverSettings()):
     """Same contract as ``solve_cpu``: (states (n, n_out, n_states), status (n,), steps (n,))."""
     with jax.enable_x64(True):
         fn = _batched_solver(problem.model, problem.parameter_names)
+        # one per state, always (one compilation whether or not some states are loose); a state that
+        # is not loose gets rtol and atol themselves, so its arithmetic is that of plain numbers
+        rtol, atol = (jnp.asarray(v) for v in settings.tolerances(problem.model.state_names))
         out, status, steps = fn(jnp.asarray(problem.y0), jnp.asarray(problem.theta), jnp.asarray(problem.seg_t),
                                 jnp.asarray(problem.seg_u), jnp.asarray(problem.seg_jump), jnp.asarray(problem.t_out),
-                                settings.rtol, settings.atol, settings.h_max, settings.max_steps)
+                                rtol, atol, settings.h_max, settings.max_steps)
         return np.asarray(out), np.asarray(status, dtype=np.int64), np.asarray(steps, dtype=np.int64)

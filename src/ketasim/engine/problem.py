@@ -23,16 +23,42 @@ from ..scenario import PatientColumns, Scenario
 
 @dataclass(frozen=True)
 class SolverSettings:
-    """Tolerances of the adaptive Rosenbrock integrator (internal units: h, umol, uM)."""
+    """Tolerances of the adaptive Rosenbrock integrator (internal units: h, umol, uM).
+
+    ``loose_states`` are solved at ``loose_factor`` times ``rtol`` and ``atol``: states whose accuracy
+    nothing asked of the solve needs (a trial passes the private states of its switched-off
+    mechanisms, ``model.mechanisms.idle_states``); every other state keeps ``rtol`` and ``atol``.
+
+    >>> import numpy as np
+    >>> s = SolverSettings(rtol=1e-4, atol=1e-7, loose_states=("b",))
+    >>> rtol, atol = s.tolerances(("a", "b"))
+    >>> rtol.tolist(), atol.tolist()
+    ([0.0001, 0.001], [1e-07, 1e-06])
+    """
 
     rtol: float = 1e-8
     atol: float = 1e-10
     h_max: float = 24.0
     max_steps: int = 500_000
+    loose_states: tuple[str, ...] = ()
+    loose_factor: float = 10.0
 
     def __post_init__(self):
         if not (0 < self.rtol < 1 and self.atol > 0 and self.h_max > 0 and self.max_steps > 0):
             raise ValueError(f"invalid solver settings {self}")
+        if not (1.0 <= self.loose_factor and self.loose_factor * self.rtol < 1):
+            raise ValueError(f"loose_factor must be at least 1 and keep loose_factor * rtol below 1, "
+                             f"got {self.loose_factor} (rtol {self.rtol})")
+        object.__setattr__(self, "loose_states", tuple(self.loose_states))
+
+    def tolerances(self, state_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rtol, atol) per state, in the order of ``state_names``."""
+        unknown = sorted(set(self.loose_states) - set(state_names))
+        if unknown:
+            raise ValueError(f"loose_states: not states of the model: {', '.join(unknown)}")
+        loose = set(self.loose_states)
+        scale = np.array([self.loose_factor if name in loose else 1.0 for name in state_names])
+        return self.rtol * scale, self.atol * scale
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@
 # solver as one unit. W = I/(h GAMMA) - J is built, factored and solved in the sparse storage of
 # ketasim.engine.sparse_lu (fixed pattern, no pivoting); if that factorisation reports an unfit
 # pivot, the step uses the dense LU with partial pivoting below instead. Each patient gets its own
-# adaptive step size; ketasim.engine.cpu runs slices of a batch in parallel threads. Outputs between
-# steps come from cubic Hermite interpolation with the derivatives at both step ends.
+# adaptive step size (rtol and atol are per state); ketasim.engine.cpu runs slices of a batch in
+# parallel threads. Outputs between steps come from cubic Hermite interpolation with the derivatives
+# at both step ends.
 # Status codes: 0 ok, 1 too many steps, 2 step size underflow, 3 non-finite values.
 # ---------------------------------------------------------------------------------------------
 from ketasim.engine.tableau import (  # noqa: E402  (the coefficients every backend shares)
@@ -216,7 +217,7 @@ def integrate_patient(y0, p, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, m
             err = 0.0
             for i in range(n):
                 ynew[i] = arg[i] + k6[i]
-                sc = atol + rtol * max(abs(y[i]), abs(ynew[i]))
+                sc = atol[i] + rtol[i] * max(abs(y[i]), abs(ynew[i]))
                 err += (k6[i] / sc) ** 2
             err = math.sqrt(err / n)
             steps += 1
