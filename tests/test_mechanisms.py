@@ -257,3 +257,94 @@ def test_naltrexone_withholds_the_plasticity_drive_only_under_the_opioid_mechani
 
 def test_switches_cover_every_mechanism():
     assert set(switches(["disinhibition"])) == {m.switch for m in MECHANISMS.values()}
+
+
+# ---------------------------------------------------------------------- private states: solved loosely in trials
+def test_private_states_feed_no_other_state_with_their_switch_off():
+    """The declaration that lets trials solve a switched-off mechanism's states at a looser tolerance
+    (``idle_states``), checked on the analytic Jacobian: every entry through which a state outside the
+    private set reads a private one vanishes when the switch is 0."""
+    from ketasim.engine.codegen import symbolic_model
+    from ketasim.params import load_parameters
+
+    model = default_model()
+    names = model.parameter_names(tuple(load_parameters())) + model.covariate_names
+    sm = symbolic_model(model, names)
+    declared = [m for m in MECHANISMS.values() if m.private_states]
+    assert {m.name for m in declared} == {"habenula_trapping", "expectancy_perceptible"}
+    for m in declared:
+        switch = sm.p[names.index(m.switch)]
+        private = {i for i, s in enumerate(sm.state_names) if m.owns(s)}
+        assert len(private) >= len(m.private_states), f"{m.name}: a private state names no state of the model"
+        reads = [(i, j) for i, j in sm.jacobian if j in private and i not in private]
+        assert reads, f"{m.name}: its states feed nothing even with the switch on"
+        ungated = [(sm.state_names[i], sm.state_names[j]) for i, j in reads if sm.jacobian[(i, j)].subs(switch, 0) != 0]
+        assert not ungated, f"{m.name}: with its switch off these states still read its private ones: {ungated}"
+
+
+def test_no_trial_output_reads_an_idle_state():
+    """Every output a trial reads (the patients table's session and assessment outputs, the dosing
+    rules' targets, every concentration ``[trial] exposure`` may name), the connectivity readouts
+    among them, is unchanged when the idle states are moved; the outputs that report them do change,
+    so the check can fail."""
+    from ketasim.engine import SolverSettings, build_problem, solve
+    from ketasim.model.mechanisms import idle_states
+    from ketasim.params import load_parameters
+    from ketasim.simulate import observe_batch
+    from ketasim.trial.design import concentration_outputs
+    from ketasim.trial.rules import TARGET_OUTPUTS
+    from ketasim.trial.run import READOUTS
+
+    model = default_model()
+    scenario = Scenario.from_dict({"dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg",
+                                             "duration": "40 min"}]})
+    problem = build_problem([scenario], load_parameters(), model, t_out=np.array([0.5, 2.0, 24.0]))
+    states, status, _ = solve(problem, SolverSettings(rtol=1e-8, atol=1e-10))
+    assert status[0] == 0
+    idle = idle_states(model.state_names, problem.parameter_names, problem.theta)
+    assert "clinical.perceived_drug_effect" in idle and "receptor.block_habenula_s_ketamine" in idle
+    moved = states.copy()
+    for name in idle:
+        i = model.state_names.index(name)
+        moved[..., i] = 0.5 * moved[..., i] + 0.25  # fractions, kept in (0, 1)
+    before = observe_batch(model, states, problem.parameter_names, problem.theta)
+    after = observe_batch(model, moved, problem.parameter_names, problem.theta)
+    read = {"clinical.madrs", "clinical.cadss", "clinical.sbp", *(name for _, name, _ in READOUTS),
+            *TARGET_OUTPUTS, *concentration_outputs()}
+    changed = {name for name in before if not np.array_equal(before[name], after[name])}
+    assert not read & changed, f"trial outputs reading idle states: {sorted(read & changed)}"
+    assert {"receptor.nmda_block_habenula", "receptor.habenula_burst_blockade"} <= changed
+
+
+def test_trials_solve_idle_states_loosely_and_only_those():
+    """A trial's chunks carry the idle states as loose; with a mechanism switched on, its states are
+    solved at the trials' tolerance again."""
+    from dataclasses import replace
+
+    from ketasim.engine import build_problem
+    from ketasim.params import load_parameters
+    from ketasim.trial.run import TRIAL_SETTINGS, chunk_settings
+
+    model = default_model()
+    scenario = Scenario.from_dict({"dose": []})
+    calibrated = chunk_settings(build_problem([scenario], load_parameters(), model), TRIAL_SETTINGS)
+    assert set(calibrated.loose_states) == {s for s in model.state_names
+                                            if s.startswith("receptor.block_habenula_")} | {"clinical.perceived_drug_effect"}
+    rtol, atol = calibrated.tolerances(model.state_names)
+    loose = np.array([s in calibrated.loose_states for s in model.state_names])
+    assert np.all(rtol[loose] == 10 * TRIAL_SETTINGS.rtol) and np.all(rtol[~loose] == TRIAL_SETTINGS.rtol)
+    assert np.all(atol[~loose] == TRIAL_SETTINGS.atol)
+    habenula_on = with_mechanisms(load_parameters(), [*DEFAULT_MECHANISMS, "habenula_trapping"])
+    on = chunk_settings(build_problem([scenario], habenula_on, model), TRIAL_SETTINGS)
+    assert on.loose_states == ("clinical.perceived_drug_effect",)
+    assert chunk_settings(build_problem([scenario], habenula_on, model), replace(TRIAL_SETTINGS, loose_factor=1.0)
+                          ).tolerances(model.state_names)[0].tolist() == [TRIAL_SETTINGS.rtol] * len(model.state_names)
+
+
+def test_solver_settings_refuse_unknown_loose_states_and_bad_factors():
+    from ketasim.engine import SolverSettings
+
+    with pytest.raises(ValueError, match="loose_states: not states of the model: clinical.nothing"):
+        SolverSettings(loose_states=("clinical.nothing",)).tolerances(default_model().state_names)
+    with pytest.raises(ValueError, match="loose_factor"):
+        SolverSettings(loose_factor=0.5)

@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 
 import ketasim
-from ketasim.engine import SolverSettings
+from ketasim.engine import SolverSettings, build_problem
 from ketasim.errors import ScenarioError
+from ketasim.model import default_model
 from ketasim.nca import auc_linear_up_log_down
+from ketasim.scenario import Scenario
 from ketasim.trial import TrialSpec, run_trial
 from ketasim.trial.discharge import ready_after
-from ketasim.trial.run import TRIAL_SETTINGS, relapse_course
+from ketasim.trial.run import TRIAL_SETTINGS, chunk_settings, relapse_course
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples" / "trials").glob("*.toml"))
@@ -195,7 +197,9 @@ def test_batched_patients_equal_single_patient_simulate(params):
                                 "comedications": list(p.comedications), "course": p.course,
                                 "plasticity_responsive": bool(p.plasticity_responsive)},
                     "dose": [spec.raw["arm"][0]["dose"][0]], "simulation": {"duration": "7 d", "output_every": "5 min"}}
-        single = ketasim.simulate(scenario, params=own, settings=TRIAL_SETTINGS)
+        # the trial's settings for this patient: its switched-off mechanisms' private states loose
+        settings = chunk_settings(build_problem([Scenario.from_dict(scenario)], own, default_model()), TRIAL_SETTINGS)
+        single = ketasim.simulate(scenario, params=own, settings=settings)
         rows = result.patients[result.patients["patient"] == f"0-{vp.index}"]
         for _, row in rows.iterrows():
             expected = single.at("clinical.madrs", row["assessment [h]"])

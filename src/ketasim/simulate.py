@@ -97,6 +97,8 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
         "mechanisms": list(active(params)),
         "solver": {"method": "Rodas4 (Hairer & Wanner), analytic Jacobian", "backend": backend,
                    "rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max,
+                   **({"loose_states": list(settings.loose_states), "loose_factor": settings.loose_factor}
+                      if settings.loose_states else {}),
                    "steps": int(steps[0])},
     }
     if decisions is not None:

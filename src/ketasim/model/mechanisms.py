@@ -5,7 +5,9 @@ its switch parameter ``mechanism.<name>`` (1 on, 0 off). The switch multiplies t
 hypothesis adds, so every combination is the same vector field with different switches: the
 compiled kernel, the JAX backend and the SBML export (where the switches are parameters) follow
 for all 2^7 combinations from one compilation. A left-out mechanism's states, if it has any, are
-still integrated but feed nothing.
+still integrated but feed no other state (``private_states``; ``tests/test_mechanisms.py`` checks
+that on the symbolic Jacobian), so a virtual trial, whose outputs do not read them, solves them at a
+looser tolerance (``idle_states``).
 
 >>> from ketasim.model.mechanisms import MECHANISMS, switches
 >>> sorted(MECHANISMS)[:3]
@@ -16,8 +18,10 @@ still integrated but feed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..errors import ScenarioError
 
@@ -32,7 +36,9 @@ class Mechanism:
     ``kind`` is ``route`` (a path from the drug to the symptoms) or ``modulator`` (it changes a
     route, so it needs one). ``gain`` is the hypothesis's own coupling strength, the one parameter
     ``ketasim calibrate --mechanisms`` may fit for a variant (never a gain shared by every route);
-    ``needs_layers`` are the layers that must be present for its term to exist.
+    ``needs_layers`` are the layers that must be present for its term to exist. ``private_states``
+    (state names, or prefixes ending in ``_``) are the states that exist for this hypothesis alone:
+    with its switch off, no other state depends on them.
     """
 
     name: str
@@ -44,10 +50,15 @@ class Mechanism:
     predicts: tuple[str, ...]
     gain: str | None = None
     needs_layers: tuple[str, ...] = ()
+    private_states: tuple[str, ...] = ()
 
     @property
     def switch(self) -> str:
         return f"{SWITCH_PREFIX}{self.name}"
+
+    def owns(self, state: str) -> bool:
+        """Whether ``state`` is one of ``private_states``."""
+        return any(state == p or (p.endswith("_") and state.startswith(p)) for p in self.private_states)
 
 
 MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
@@ -103,7 +114,8 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
          "Mealing GAR et al. J Pharmacol Exp Ther 1999;288:204 (trapping fractions)"),
         ("a trapped blocker's effect outlasts plasma exposure; a fast-off, low-trapping blocker's does not",
          "memantine and lanicemine fail where ketamine succeeds"),
-        gain="clinical.habenula_symptom_gain", needs_layers=("receptor", "clinical")),
+        gain="clinical.habenula_symptom_gain", needs_layers=("receptor", "clinical"),
+        private_states=("receptor.block_habenula_",)),
     Mechanism(
         "expectancy_perceptible", "Expectancy carried by perceptible effects", "route", "ketasim.model.clinical",
         "perceived drug effect rises with dissociation and sedation and fades like a contact; expectancy's "
@@ -112,7 +124,8 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
          "Muthukumaraswamy S et al. Neuropharmacology 2021;192:108595"),
         ("an active placebo (midazolam) narrows the difference from ketamine",
          "blinded drugs without perceptible effects separate from placebo less"),
-        gain="clinical.perceptible_expectancy_weight", needs_layers=("clinical",)),
+        gain="clinical.perceptible_expectancy_weight", needs_layers=("clinical",),
+        private_states=("clinical.perceived_drug_effect",)),
 )}
 
 #: the mechanisms of the calibrated model (their switches are 1 in ``params/mechanism.toml``)
@@ -144,6 +157,24 @@ def switches(names: Iterable[str]) -> dict[str, float]:
 def active(params) -> tuple[str, ...]:
     """The mechanisms switched on in a ParameterSet."""
     return tuple(m.name for m in MECHANISMS.values() if params.value(m.switch) > 0.5)
+
+
+def idle_states(state_names: Sequence[str], parameter_names: Sequence[str], theta: np.ndarray) -> tuple[str, ...]:
+    """The private states of every mechanism switched off in every row of ``theta`` (patients x
+    ``parameter_names``), in the order of ``state_names``: states no other state depends on, which
+    only outputs reading them directly would need accurately.
+
+    >>> from ketasim.engine import build_problem
+    >>> from ketasim.model import default_model
+    >>> from ketasim.params import load_parameters
+    >>> from ketasim.scenario import Scenario
+    >>> problem = build_problem([Scenario.from_dict({"dose": []})], load_parameters(), default_model())
+    >>> idle_states(default_model().state_names, problem.parameter_names, problem.theta)[-1]
+    'clinical.perceived_drug_effect'
+    """
+    off = [m for m in MECHANISMS.values() if m.private_states and m.switch in parameter_names
+           and not np.any(np.asarray(theta)[:, list(parameter_names).index(m.switch)] != 0.0)]
+    return tuple(s for s in state_names if any(m.owns(s) for m in off))
 
 
 def missing_layers(names: Iterable[str], layer_names: Iterable[str]) -> dict[str, tuple[str, ...]]:
