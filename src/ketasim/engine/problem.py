@@ -29,7 +29,6 @@ class SolverSettings:
     nothing asked of the solve needs (a trial passes the private states of its switched-off
     mechanisms, ``model.mechanisms.idle_states``); every other state keeps ``rtol`` and ``atol``.
 
-    >>> import numpy as np
     >>> s = SolverSettings(rtol=1e-4, atol=1e-7, loose_states=("b",))
     >>> rtol, atol = s.tolerances(("a", "b"))
     >>> rtol.tolist(), atol.tolist()
