@@ -285,7 +285,7 @@ def same_trial_roadrunner(n_trial: int, n_rr: int, xml: str, accuracy: float, at
     from ketasim.engine import SolverSettings, solve
     from ketasim.params import load_parameters
     from ketasim.trial.design import TrialSpec
-    from ketasim.trial.run import TRIAL_SETTINGS, prepare_chunk
+    from ketasim.trial.run import TRIAL_SETTINGS, chunk_settings, prepare_chunk
 
     spec = TrialSpec.from_dict(e2e_trial(n_trial))
     chunk = prepare_chunk(json.dumps(spec.raw, sort_keys=True), load_parameters(), 0, 0, n_rr)
@@ -296,7 +296,7 @@ def same_trial_roadrunner(n_trial: int, n_rr: int, xml: str, accuracy: float, at
     states, status, _ = solve(problem, SolverSettings(rtol=REFERENCE_TOL[0], atol=REFERENCE_TOL[1]))
     assert np.all(status == 0), "the reference failed for some patients"
     reference = states[:, at, i_madrs]
-    states, _, steps = solve(problem, TRIAL_SETTINGS)
+    states, _, steps = solve(problem, chunk_settings(problem, TRIAL_SETTINGS))  # as run_trial solves them
     ketasim_error = max_error(states[:, at, i_madrs], reference)
     base = ketasim_problem(patients(1))[0].theta[0]  # the parameter values in the SBML export
     differ = [n for k, n in enumerate(problem.parameter_names) if np.any(problem.theta[:, k] != base[k])]
