@@ -145,11 +145,12 @@ def _rr_peak_rss_mb(_):
     return peak_rss_mb()
 
 
-def rr_patients(problem, model, parameters):
+def rr_patients(problem, parameters):
     """(SBML ids of ``parameters``, and per patient: their values, and every state and input value at
     t = 0, after the doses given at 0)."""
     from ketasim.sbml import sbml_id
 
+    model = problem.model
     cols = [problem.parameter_names.index(n) for n in parameters]
     start = problem.y0 + problem.seg_jump[:, 0, :]
     out = []
@@ -300,7 +301,7 @@ def same_trial_roadrunner(n_trial: int, n_rr: int, xml: str, accuracy: float, at
     ketasim_error = max_error(states[:, at, i_madrs], reference)
     base = ketasim_problem(patients(1))[0].theta[0]  # the parameter values in the SBML export
     differ = [n for k, n in enumerate(problem.parameter_names) if np.any(problem.theta[:, k] != base[k])]
-    inputs = rr_patients(problem, model, differ)
+    inputs = rr_patients(problem, differ)
 
     def ladder(rtol, atol):
         madrs, _, seconds, _ = run_roadrunner(xml, inputs, rtol, atol)
@@ -337,7 +338,6 @@ def main():
     if args.atol is None:
         args.atol = TRIAL_SETTINGS.atol
 
-    from ketasim.model import default_model
     from ketasim.sbml import export_sbml
 
     n_all = max(args.n, args.n_rr)
@@ -362,7 +362,7 @@ def main():
 
     timed = problem.subset(slice(0, args.n))
     xml = export_sbml(scen[0])
-    ids, values = rr_patients(problem, default_model(), default_model().covariate_names)
+    ids, values = rr_patients(problem, problem.model.covariate_names)
     loop_rr = (ids, values[:args.n_rr])
 
     def ketasim_ladder(rtol, atol):
