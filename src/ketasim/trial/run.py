@@ -221,10 +221,8 @@ def _plans(raw_json: str) -> tuple[adaptive.Plan | None, ...]:
 def chunk_settings(problem, settings: SolverSettings) -> SolverSettings:
     """``settings`` with the private states of the chunk's switched-off mechanisms loose
     (``loose_factor`` times the tolerances): no column of the patients table and no dosing rule reads
-    them (``tests/test_mechanisms.py``), and no other state depends on them. With the habenula's block
-    and the perceived drug effect loose (the calibrated model's defaults) a patient of one infusion
-    takes 79.5 steps instead of 88.4 at rtol 3e-4, its MADRS 6.7e-3 points from the reference
-    (2,000 patients; benchmarks/README.md)."""
+    them (``tests/test_mechanisms.py``), and no other state depends on them. What it saves and costs in
+    accuracy: ``TRIAL_SETTINGS``' comment."""
     idle = idle_states(problem.model.state_names, problem.parameter_names, problem.theta)
     return replace(settings, loose_states=idle) if idle and not settings.loose_states else settings
 
