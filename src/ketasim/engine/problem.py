@@ -52,10 +52,10 @@ class SolverSettings:
 
     def tolerances(self, state_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(rtol, atol) per state, in the order of ``state_names``."""
-        unknown = sorted(set(self.loose_states) - set(state_names))
+        loose = set(self.loose_states)
+        unknown = sorted(loose - set(state_names))
         if unknown:
             raise ValueError(f"loose_states: not states of the model: {', '.join(unknown)}")
-        loose = set(self.loose_states)
         scale = np.array([self.loose_factor if name in loose else 1.0 for name in state_names])
         return self.rtol * scale, self.atol * scale
 
