@@ -77,6 +77,21 @@ def test_unfit_pivots_are_reported_not_used(w):
     assert not factor(pack(lu, w))
 
 
+def test_large_multipliers_between_blocks_are_used_not_reported():
+    # block triangular: state 1 depends on state 0, not back; the multiplier 1 / 1e-12 lies outside
+    # the diagonal blocks, so it feeds no pivot, and the solve is W's own (module docstring)
+    w = np.array([[1e-12, 0.0], [1.0, 1.0]])
+    lu, factor, solve = compile_lu(2, [(0, 0), (1, 0), (1, 1)])
+    assert lu.block[0] != lu.block[1]
+    flat = pack(lu, w)
+    assert factor(flat)
+    assert abs(flat[lu.slots[(lu.perm.index(1), lu.perm.index(0))]]) > MAX_MULTIPLIER
+    b = np.array([1e-12, 3.0])
+    x = b.copy()
+    solve(flat, x)
+    np.testing.assert_allclose(x, np.linalg.solve(w, b), rtol=1e-14)
+
+
 def test_model_w_matrix_is_fac_minus_jacobian_and_solves_like_numpy(params):
     from ketasim.engine import build_problem
     from ketasim.engine.codegen import compiled_kernel
