@@ -57,12 +57,13 @@ def test_jax_backend_equals_cpu_kernel(name):
 
 
 def test_loose_states_take_the_same_steps_on_both_backends():
-    """Per-state tolerances (a trial's idle states loose, ``SolverSettings.loose_states``): the same
-    step decisions and states in the JAX backend as in the compiled kernel, and fewer steps than with
-    every state at the tight tolerance (same scenario as the default tier's JAX check: one compile)."""
+    """Per-state tolerances (a trial's idle states loose, ``SolverSettings.loose_states``; the drug
+    amounts' absolute tolerance in a volume, ``amount_states``): the same step decisions and states in
+    the JAX backend as in the compiled kernel, and fewer steps than with every state at the tight
+    tolerance (same scenario as the default tier's JAX check: one compile)."""
     model = default_model()
     idle = ("clinical.perceived_drug_effect", *(s for s in model.state_names if s.startswith("receptor.block_habenula_")))
-    loose = SolverSettings(loose_states=idle, loose_factor=100.0)
+    loose = SolverSettings(loose_states=idle, loose_factor=100.0, amount_states=model.amount_states, amount_volume=100.0)
     cpu = ketasim.simulate(SCENARIOS["mixed_routes"], settings=loose)
     jx = ketasim.simulate(SCENARIOS["mixed_routes"], settings=loose, backend="jax")
     tight = ketasim.simulate(SCENARIOS["mixed_routes"])

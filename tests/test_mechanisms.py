@@ -332,8 +332,15 @@ def test_trials_solve_idle_states_loosely_and_only_those():
                                             if s.startswith("receptor.block_habenula_")} | {"clinical.perceived_drug_effect"}
     rtol, atol = calibrated.tolerances(model.state_names)
     loose = np.array([s in calibrated.loose_states for s in model.state_names])
+    amount = np.array([s in calibrated.amount_states for s in model.state_names])
     assert np.all(rtol[loose] == 10 * TRIAL_SETTINGS.rtol) and np.all(rtol[~loose] == TRIAL_SETTINGS.rtol)
-    assert np.all(atol[~loose] == TRIAL_SETTINGS.atol)
+    assert np.all(atol[~loose & ~amount] == TRIAL_SETTINGS.atol)
+    # the drug amounts (umol) are held to atol (uM) in the trials' volume, every other state to atol
+    assert not np.any(loose & amount)
+    assert np.all(atol[amount] == TRIAL_SETTINGS.atol * TRIAL_SETTINGS.amount_volume)
+    units = {v.name: v.unit for v in model.states}
+    assert {s for s in model.state_names if units[s] == "umol"} == set(calibrated.amount_states)
+    assert "pk.s_ketamine_central" in calibrated.amount_states and "pk.s_ketamine_effect" not in calibrated.amount_states
     habenula_on = with_mechanisms(load_parameters(), [*DEFAULT_MECHANISMS, "habenula_trapping"])
     on = chunk_settings(build_problem([scenario], habenula_on, model), TRIAL_SETTINGS)
     assert on.loose_states == ("clinical.perceived_drug_effect",)
@@ -348,3 +355,8 @@ def test_solver_settings_refuse_unknown_loose_states_and_bad_factors():
         SolverSettings(loose_states=("clinical.nothing",)).tolerances(default_model().state_names)
     with pytest.raises(ValueError, match="loose_factor"):
         SolverSettings(loose_factor=0.5)
+    with pytest.raises(ValueError, match="amount_states: not states of the model: pk.nothing"):
+        SolverSettings(amount_states=("pk.nothing",)).tolerances(default_model().state_names)
+    for volume in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="amount_volume"):
+            SolverSettings(amount_volume=volume)

@@ -99,6 +99,8 @@ def simulate(scenario: str | Path | Mapping[str, Any] | Scenario, *,
                    "rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max,
                    **({"loose_states": list(settings.loose_states), "loose_factor": settings.loose_factor}
                       if settings.loose_states else {}),
+                   **({"amount_states": list(settings.amount_states), "amount_volume_l": settings.amount_volume}
+                      if settings.amount_states else {}),
                    "steps": int(steps[0])},
     }
     if decisions is not None:

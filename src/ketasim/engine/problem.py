@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,10 +30,14 @@ class SolverSettings:
     nothing asked of the solve needs (a trial passes the private states of its switched-off
     mechanisms, ``model.mechanisms.idle_states``); every other state keeps ``rtol`` and ``atol``.
 
-    >>> s = SolverSettings(rtol=1e-4, atol=1e-7, loose_states=("b",))
-    >>> rtol, atol = s.tolerances(("a", "b"))
-    >>> rtol.tolist(), atol.tolist()
-    ([0.0001, 0.001], [1e-07, 1e-06])
+    ``amount_states`` (states in umol, where ``atol`` is read as a concentration in uM) get the
+    absolute tolerance ``atol * amount_volume`` (L): the amount whose concentration in that volume
+    is ``atol``. The default volume, 1 L, leaves them at ``atol``.
+
+    >>> s = SolverSettings(rtol=1e-4, atol=1e-7, loose_states=("b",), amount_states=("c",), amount_volume=100.0)
+    >>> rtol, atol = s.tolerances(("a", "b", "c"))
+    >>> rtol.tolist(), atol.round(12).tolist()
+    ([0.0001, 0.001, 0.0001], [1e-07, 1e-06, 1e-05])
     """
 
     rtol: float = 1e-8
@@ -41,6 +46,8 @@ class SolverSettings:
     max_steps: int = 500_000
     loose_states: tuple[str, ...] = ()
     loose_factor: float = 10.0
+    amount_states: tuple[str, ...] = ()
+    amount_volume: float = 1.0
 
     def __post_init__(self):
         if not (0 < self.rtol < 1 and self.atol > 0 and self.h_max > 0 and self.max_steps > 0):
@@ -48,16 +55,21 @@ class SolverSettings:
         if not (1.0 <= self.loose_factor and self.loose_factor * self.rtol < 1):
             raise ValueError(f"loose_factor must be at least 1 and keep loose_factor * rtol below 1, "
                              f"got {self.loose_factor} (rtol {self.rtol})")
+        if not (0 < self.amount_volume < math.inf):
+            raise ValueError(f"amount_volume must be a positive, finite volume in L, got {self.amount_volume}")
         object.__setattr__(self, "loose_states", tuple(self.loose_states))
+        object.__setattr__(self, "amount_states", tuple(self.amount_states))
 
     def tolerances(self, state_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(rtol, atol) per state, in the order of ``state_names``."""
-        loose = set(self.loose_states)
-        unknown = sorted(loose - set(state_names))
-        if unknown:
-            raise ValueError(f"loose_states: not states of the model: {', '.join(unknown)}")
+        loose, amounts = set(self.loose_states), set(self.amount_states)
+        for field_name, chosen in (("loose_states", loose), ("amount_states", amounts)):
+            unknown = sorted(chosen - set(state_names))
+            if unknown:
+                raise ValueError(f"{field_name}: not states of the model: {', '.join(unknown)}")
         scale = np.array([self.loose_factor if name in loose else 1.0 for name in state_names])
-        return self.rtol * scale, self.atol * scale
+        volume = np.array([self.amount_volume if name in amounts else 1.0 for name in state_names])
+        return self.rtol * scale, self.atol * scale * volume
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,16 @@ class Model:
         return tuple(v.name for v in self.states)
 
     @cached_property
+    def amount_states(self) -> tuple[str, ...]:
+        """The states that are amounts of a drug (umol), not concentrations: what
+        ``SolverSettings.amount_states`` takes.
+
+        >>> default_model().amount_states[:2]
+        ('pk.s_ketamine_stomach', 'pk.s_ketamine_gut')
+        """
+        return tuple(v.name for v in self.states if v.unit == "umol")
+
+    @cached_property
     def outputs(self) -> tuple[Variable, ...]:
         return tuple(Variable(f"{layer.name}.{v.name}", v.unit, v.description)
                      for layer in self.layers for v in layer.outputs() + layer.readout_variables())
