@@ -9,7 +9,7 @@ II: Rosenbrock solvers"; Damian et al. 2002, "The kinetic preprocessor KPP").
 Ordering: the states' dependency graph (i -> j when df_i/dy_j != 0) is split into strongly
 connected components (Tarjan 1972), which Tarjan's algorithm emits dependencies first. In that
 order W is block lower-triangular (Duff, Erisman & Reid, "Direct methods for sparse matrices",
-ch. 6): upper factors and fill stay inside the diagonal blocks (here at most 6 states: the PK
+ch. 6): upper factors and fill stay inside the diagonal blocks (here at most 8 states: the PK
 compartments of one drug, the channel blockers competing for one receptor), and the
 off-diagonal blocks only need multipliers. Without pivoting the factorisation can be unstable if
 a pivot is small; the factor reports that (a zero or non-finite pivot, or a multiplier inside a
