@@ -277,8 +277,8 @@ def end_to_end(n: int, repeats: int = 3) -> dict:
 
 def same_trial_roadrunner(n_trial: int, n_rr: int, xml: str, accuracy: float, atol: float) -> dict:
     """libRoadRunner on the end-to-end trial's own first ``n_rr`` patients (``run_trial`` draws them the
-    same whatever its chunks), each with its values of every parameter that differs from the SBML export's
-(the treatment-resistant population varies 172): its loosest tolerance meeting
+    same whatever its chunks), each with its values of every parameter that differs from the SBML
+    export's (the treatment-resistant population varies 172): its loosest tolerance meeting
     ``accuracy`` against the tight reference of those patients, and its rate there (the fastest of the
     search's run and one more), to set a whole ``run_trial`` against the same trial's solves. Only the
     solves are timed for libRoadRunner, at the assessments only: drawing the patients, the output grid,

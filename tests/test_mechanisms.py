@@ -318,7 +318,7 @@ def test_no_trial_output_reads_an_idle_state():
 
 def test_trials_solve_idle_states_loosely_and_only_those():
     """A trial's chunks carry the idle states as loose; with a mechanism switched on, its states are
-    solved at the trials' tolerance again."""
+    solved at the trials' tolerance again. The drug amounts get the trials' atol in their volume."""
     from dataclasses import replace
 
     from ketasim.engine import build_problem

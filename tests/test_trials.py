@@ -197,7 +197,8 @@ def test_batched_patients_equal_single_patient_simulate(params):
                                 "comedications": list(p.comedications), "course": p.course,
                                 "plasticity_responsive": bool(p.plasticity_responsive)},
                     "dose": [spec.raw["arm"][0]["dose"][0]], "simulation": {"duration": "7 d", "output_every": "5 min"}}
-        # the trial's settings for this patient: its switched-off mechanisms' private states loose
+        # the trial's settings for this patient: its switched-off mechanisms' private states loose, its
+        # drug amounts held to atol in the trials' volume
         settings = chunk_settings(build_problem([Scenario.from_dict(scenario)], own, default_model()), TRIAL_SETTINGS)
         single = ketasim.simulate(scenario, params=own, settings=settings)
         rows = result.patients[result.patients["patient"] == f"0-{vp.index}"]

@@ -177,8 +177,8 @@ def solve_jax(problem: Problem, settings: SolverSettings = SolverSettings()):
     """Same contract as ``solve_cpu``: (states (n, n_out, n_states), status (n,), steps (n,))."""
     with jax.enable_x64(True):
         fn = _batched_solver(problem.model, problem.parameter_names)
-        # one per state, always (one compilation whether or not some states are loose); a state that
-        # is not loose gets rtol and atol themselves, so its arithmetic is that of plain numbers
+        # one per state, always (one compilation whatever the per-state tolerances); a state with none
+        # of its own gets rtol and atol themselves, so its arithmetic is that of plain numbers
         rtol, atol = (jnp.asarray(v) for v in settings.tolerances(problem.model.state_names))
         out, status, steps = fn(jnp.asarray(problem.y0), jnp.asarray(problem.theta), jnp.asarray(problem.seg_t),
                                 jnp.asarray(problem.seg_u), jnp.asarray(problem.seg_jump), jnp.asarray(problem.t_out),

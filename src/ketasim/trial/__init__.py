@@ -33,7 +33,7 @@ from ..params.draws import ParameterDraws
 from ..population.spec import MAX_PATIENTS
 from ..result import DISCLAIMER
 from .design import DESIGNS, TrialSpec
-from .run import TRIAL_SETTINGS, ProgressCallback, blocks_needed, iter_chunks, loose_tolerance, run_chunks
+from .run import TRIAL_SETTINGS, ProgressCallback, blocks_needed, iter_chunks, per_state_tolerances, run_chunks
 from .tally import ChunkTally, TrialTally
 
 #: patients per parameter draw in a trial run with parameter uncertainty
@@ -205,7 +205,7 @@ class _Run:
             "trial_source": dict(self.spec.raw), "parameter_set_sha256": self.params.digest(),
             "mechanisms": list(active(self.params)),
             "solver": {"method": "Rodas4 (Hairer & Wanner), analytic Jacobian", "rtol": settings.rtol,
-                       "atol": settings.atol, "h_max_h": settings.h_max, **loose_tolerance(settings)},
+                       "atol": settings.atol, "h_max_h": settings.h_max, **per_state_tolerances(settings)},
             "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
             "disclaimer": DISCLAIMER,
         }

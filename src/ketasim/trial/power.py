@@ -48,7 +48,7 @@ from ..population.spec import MAX_PATIENTS
 from ..result import DISCLAIMER
 from . import statistics as st
 from .design import TrialSpec
-from .run import TRIAL_SETTINGS, ProgressCallback, _execute, chunks, loose_tolerance
+from .run import TRIAL_SETTINGS, ProgressCallback, _execute, chunks, per_state_tolerances
 from .success import SuccessRule, analyse, patient_outcomes
 from .summary import analysed
 
@@ -171,7 +171,7 @@ def power(trial: str | Path | Mapping[str, Any] | TrialSpec, *, n: Sequence[int]
         "wall_time [s]": (finished - started).total_seconds(),
         "trial_source": dict(spec.raw), "replicates": replicates, "sample_sizes": list(sizes),
         "patients_simulated": total, "parameter_set_sha256": params.digest(), "mechanisms": list(active(params)),
-        "solver": {"rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max, **loose_tolerance(settings)},
+        "solver": {"rtol": settings.rtol, "atol": settings.atol, "h_max_h": settings.h_max, **per_state_tolerances(settings)},
         "execution": {"chunk_size": chunk_size or "automatic", "workers": workers, "scheduler": scheduler},
         "parameter_draws": described,
         "disclaimer": DISCLAIMER,

@@ -241,7 +241,7 @@ def chunk_settings(problem, settings: SolverSettings) -> SolverSettings:
     return replace(settings, **changes) if changes else settings
 
 
-def loose_tolerance(settings: SolverSettings) -> dict[str, Any]:
+def per_state_tolerances(settings: SolverSettings) -> dict[str, Any]:
     """What a trial's manifest says of the states it solves at other tolerances (``chunk_settings``)."""
     return {"loose_states": "private states of the mechanisms switched off for every patient of a chunk "
                             "(ketasim.model.mechanisms.idle_states), which no column of the patients table reads",
