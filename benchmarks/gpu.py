@@ -1,15 +1,29 @@
-"""Virtual-trial throughput of the JAX backend on a GPU (or whatever device JAX finds).
+"""Virtual-trial throughput of the JAX backend on a GPU (or whatever device JAX finds), against the
+compiled CPU engine on the same patients.
 
 The full model, 28 days after one 0.5 mg/kg/40 min racemic infusion, MADRS at 8 assessment times,
-for 10^4 to 10^6 patients of the treatment-resistant population (parameter variability included).
-Problem building (Python: sampling, schedules) is done once for ``--distinct`` patients and the
-arrays are tiled up to N, so the table measures the device solve; the build time per patient is
-printed separately. A subset is checked against the compiled CPU kernel (max MADRS difference).
+for 10^4 to 10^6 patients of the treatment-resistant population (parameter variability included),
+solved at the trials' own tolerances (``ketasim.trial.run.TRIAL_SETTINGS`` with the per-state
+tolerances a trial's chunk gets, ``chunk_settings``) unless ``--rtol``/``--atol`` say otherwise.
+Problem building (Python: sampling, schedules) is done once for ``--distinct`` patients and the arrays
+are tiled up to N, so the table measures the device solve; the build time per patient is printed
+separately. Printed, and written to the JSON:
+
+- accuracy, on ``--check`` patients: the largest MADRS difference from a tight CPU reference (rtol
+  1e-11, atol 1e-14) of the JAX backend and of the CPU engine at the same settings (a trial promises
+  0.01 points), and between the two engines;
+- the compiled CPU engine on the ``--distinct`` patients at the same settings, on every core: the
+  rate the device's is set against;
+- per size: wall time, patients/s, the ratio to the CPU engine, failures, and the lanes' lockstep:
+  in a vmapped batch every patient waits for the batch's slowest (per segment), so the mean over
+  the maximum of the steps is at most the share of the lane-steps that do work;
+- transfers: the seconds to put one batch's inputs on the device and to fetch its states back.
 
     python benchmarks/gpu.py [--sizes 10000 100000 1000000] [--batch 100000] [--json results/benchmarks/gpu.json]
 
-Target (issue "Virtual populations and virtual clinical trials"): 10^6 patients x 28 days in < 60 s
-on one H200. Without a GPU the script still runs (on the CPU, slowly): use small --sizes there.
+Target (issue 17, part 4): 10^6 patients x 28 days in < 60 s on one H200. Without a GPU the script
+still runs (on the CPU, slowly): use small sizes there, e.g. ``--sizes 64 --batch 64 --distinct 64
+--check 16``.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ TRIAL = {"trial": {"name": "gpu benchmark", "seed": 1, "assessments": ["28 d"]},
          "population": {"n": 1, "preset": "treatment-resistant"},
          "arm": [{"name": "ketamine", "dose": [{"drug": "racemic-ketamine", "route": "iv", "amount": "0.5 mg/kg",
                                                 "duration": "40 min"}]}]}
+REFERENCE_TOL = (1e-11, 1e-14)  # the tight reference, as benchmarks/trial_throughput.py's
+TRIAL_ACCURACY_POINTS = 0.01  # what the trials' tolerance promises for the MADRS (TRIAL_SETTINGS' comment)
 
 
 def build(distinct: int):
@@ -56,37 +72,109 @@ def tiled(problem, n: int):
                    seg_u=tile(problem.seg_u), seg_jump=tile(problem.seg_jump), dosed_umol=tile(problem.dosed_umol))
 
 
+def solver_settings(problem, rtol: float | None, atol: float | None):
+    """The trials' settings for ``problem`` (per-state tolerances included), with ``rtol``/``atol`` if given."""
+    from ketasim.trial.run import TRIAL_SETTINGS, chunk_settings
+
+    settings = chunk_settings(problem, TRIAL_SETTINGS)
+    changes = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
+    return replace(settings, **changes) if changes else settings
+
+
+def accuracy(check, settings, madrs: int) -> dict:
+    """Largest MADRS differences [points] on ``check``: JAX and CPU (same settings) from the tight
+    reference, and JAX from CPU. Also compiles the JAX solver (its time is returned)."""
+    from ketasim.engine import SolverSettings, solve
+
+    reference, status, _ = solve(check, SolverSettings(rtol=REFERENCE_TOL[0], atol=REFERENCE_TOL[1]), backend="cpu")
+    assert np.all(status == 0), "the tight reference failed for some patients"
+    t0 = time.perf_counter()
+    jax_states, jax_status, _ = solve(check, settings, backend="jax")
+    compile_s = time.perf_counter() - t0
+    cpu_states, cpu_status, _ = solve(check, settings, backend="cpu")
+
+    def largest(a, b):
+        return float(np.max(np.abs(a[:, :, madrs] - b[:, :, madrs])))
+
+    return {"patients": check.n_patients, "compile [s]": compile_s,
+            "failed": {"jax": int(np.sum(jax_status != 0)), "cpu": int(np.sum(cpu_status != 0))},
+            "max_madrs_error_jax [points]": largest(jax_states, reference),
+            "max_madrs_error_cpu [points]": largest(cpu_states, reference),
+            "max_madrs_difference_jax_cpu [points]": largest(jax_states, cpu_states)}
+
+
+def cpu_engine(problem, settings) -> dict:
+    """The compiled CPU engine on ``problem`` at ``settings``, every core, after a warm-up call."""
+    import numba
+
+    from ketasim.engine import solve
+
+    solve(problem.subset(slice(0, 1)), settings, backend="cpu")  # kernel loaded
+    t0 = time.perf_counter()
+    _, status, steps = solve(problem, settings, backend="cpu")
+    wall = time.perf_counter() - t0
+    threads = numba.config.NUMBA_NUM_THREADS
+    return {"patients": problem.n_patients, "threads": threads, "wall [s]": wall,
+            "patients/s": problem.n_patients / wall, "mean_steps": float(steps.mean()),
+            "us_per_step": wall * threads / max(1, int(steps.sum())) * 1e6, "failed": int(np.sum(status != 0))}
+
+
+def transfers(problem) -> dict:
+    """Seconds to put a batch's inputs on the device and to fetch states of its shape back."""
+    import jax
+    import jax.numpy as jnp
+
+    with jax.enable_x64(True):
+        inputs = (problem.y0, problem.theta, problem.seg_t, problem.seg_u, problem.seg_jump)
+        t0 = time.perf_counter()
+        jax.block_until_ready([jax.device_put(a) for a in inputs])
+        put_s = time.perf_counter() - t0
+        states = jnp.zeros((problem.n_patients, problem.t_out.shape[0], problem.y0.shape[1]))
+        jax.block_until_ready(states)
+        t0 = time.perf_counter()
+        np.asarray(states)
+        get_s = time.perf_counter() - t0
+    return {"patients": problem.n_patients, "put_inputs [s]": put_s, "fetch_states [s]": get_s}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--batch", type=int, default=100_000, help="patients per device call")
-    ap.add_argument("--distinct", type=int, default=4096, help="distinct patients built, then tiled")
-    ap.add_argument("--rtol", type=float, default=1e-6)
-    ap.add_argument("--atol", type=float, default=1e-8)
+    ap.add_argument("--distinct", type=int, default=4096, help="distinct patients built, then tiled; the CPU engine "
+                                                                 "is timed on them")
+    ap.add_argument("--check", type=int, default=64, help="patients checked against the tight reference")
+    ap.add_argument("--rtol", type=float, default=None, help="default: the trials' (TRIAL_SETTINGS)")
+    ap.add_argument("--atol", type=float, default=None, help="default: the trials' (TRIAL_SETTINGS)")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/gpu.json"))
     args = ap.parse_args()
 
     import jax
 
-    from ketasim.engine import SolverSettings, solve
+    from ketasim.engine import solve
 
     device = jax.devices()[0]
-    settings = SolverSettings(rtol=args.rtol, atol=args.atol)
     problem, build_s = build(args.distinct)
+    settings = solver_settings(problem, args.rtol, args.atol)
     madrs = problem.model.state_names.index("clinical.severity")
+    print(f"device: {device.platform} ({device.device_kind}); settings: rtol {settings.rtol:g}, atol {settings.atol:g}, "
+          f"steps up to {settings.h_max:g} h, {len(settings.loose_states)} idle states at {settings.loose_factor:g}x, "
+          f"drug amounts in {settings.amount_volume:g} L", flush=True)
 
-    check = problem.subset(slice(0, min(64, problem.n_patients)))
-    t0 = time.perf_counter()
-    gpu_states, _, _ = solve(check, settings, backend="jax")  # compiles
-    compile_s = time.perf_counter() - t0
-    cpu_states, _, _ = solve(check, settings, backend="cpu")
-    max_diff = float(np.max(np.abs(gpu_states[:, :, madrs] - cpu_states[:, :, madrs])))
+    check = accuracy(problem.subset(slice(0, min(args.check, problem.n_patients))), settings, madrs)
+    print(f"accuracy on {check['patients']} patients (MADRS, from the tight reference): jax "
+          f"{check['max_madrs_error_jax [points]']:.2e}, cpu {check['max_madrs_error_cpu [points]']:.2e} points "
+          f"(the trials' promise: {TRIAL_ACCURACY_POINTS}); |jax - cpu| {check['max_madrs_difference_jax_cpu [points]']:.2e}; "
+          f"compile {check['compile [s]']:.1f} s", flush=True)
+    cpu = cpu_engine(problem, settings)
+    print(f"CPU engine: {cpu['patients']:,d} patients, {cpu['threads']} threads: {cpu['patients/s']:,.0f} patients/s "
+          f"({cpu['mean_steps']:.1f} steps/patient, {cpu['us_per_step']:.2f} us/step)", flush=True)
 
     rows = []
     for n in args.sizes:
         batch = min(args.batch, n)
         full = tiled(problem, batch)
-        solve(full.subset(slice(0, batch)), settings, backend="jax")  # compile for this batch shape
+        _, _, steps = solve(full, settings, backend="jax")  # compile for this batch shape; the lanes' steps
         t0 = time.perf_counter()
         failed, done = 0, 0
         while done < n:
@@ -96,16 +184,26 @@ def main() -> int:
             failed += int(np.sum(status != 0))
             done += size
         wall = time.perf_counter() - t0
-        rows.append({"patients": n, "batch": batch, "wall [s]": wall, "patients/s": n / wall, "failed": failed})
-        print(f"{n:>10,d} patients  {wall:9.2f} s  {n / wall:12,.0f} patients/s  failed {failed}", flush=True)
+        row = {"patients": n, "batch": batch, "wall [s]": wall, "patients/s": n / wall,
+               "ratio_to_cpu_engine": n / wall / cpu["patients/s"], "failed": failed,
+               "mean_steps": float(steps.mean()), "max_steps": int(steps.max()),
+               "lockstep_share_at_most": float(steps.mean() / max(1, steps.max()))}
+        rows.append(row)
+        print(f"{n:>10,d} patients  {wall:9.2f} s  {n / wall:12,.0f} patients/s  {row['ratio_to_cpu_engine']:6.2f}x "
+              f"the CPU engine  failed {failed}  steps mean {row['mean_steps']:.1f}, max {row['max_steps']} "
+              f"(lanes working at most {row['lockstep_share_at_most']:.0%})", flush=True)
+    moved = transfers(tiled(problem, min(args.batch, max(args.sizes))))
+    print(f"transfers of a {moved['patients']:,d}-patient batch: inputs {moved['put_inputs [s]']:.3f} s, "
+          f"states back {moved['fetch_states [s]']:.3f} s; build {build_s * 1e3:.2f} ms/patient (CPU, Python)")
 
-    print(f"\ndevice: {device.platform} ({device.device_kind}); compile {compile_s:.1f} s; build "
-          f"{build_s * 1e3:.2f} ms/patient (CPU, Python); max |MADRS jax - cpu| = {max_diff:.2e} points")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"device": f"{device.platform} {device.device_kind}", "rtol": args.rtol,
-                                     "atol": args.atol, "compile [s]": compile_s, "build [ms/patient]": build_s * 1e3,
-                                     "max_madrs_difference_vs_cpu [points]": max_diff, "python": platform.python_version(),
-                                     "runs": rows}, indent=2))
+    args.json.write_text(json.dumps({
+        "device": f"{device.platform} {device.device_kind}", "rtol": settings.rtol, "atol": settings.atol,
+        "h_max [h]": settings.h_max, "loose_states": len(settings.loose_states), "loose_factor": settings.loose_factor,
+        "amount_volume [L]": settings.amount_volume, "compile [s]": check["compile [s]"],
+        "build [ms/patient]": build_s * 1e3, "accuracy": check,
+        "max_madrs_difference_vs_cpu [points]": check["max_madrs_difference_jax_cpu [points]"],
+        "cpu_engine": cpu, "transfers": moved, "python": platform.python_version(), "runs": rows}, indent=2))
     print(f"wrote {args.json}")
     return 0
 

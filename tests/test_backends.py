@@ -263,3 +263,32 @@ def test_a_reduced_model_runs_without_the_clinical_layer(params):
     full = ketasim.simulate(sc)
     assert reduced.status == "ok"
     np.testing.assert_allclose(reduced["pk.ketamine_plasma"], full["pk.ketamine_plasma"], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.slow  # a JAX compile of the full model in a fresh process (about a minute on 2 cores)
+def test_gpu_benchmark_runs_where_there_is_no_gpu(tmp_path):
+    """benchmarks/gpu.py, which sessions with a GPU run on it (issue 17, part 4), works on this CPU at
+    the smallest sizes: both engines at the trials' settings within the 0.01 MADRS points the trials
+    promise of a tight reference, no failures, and the CPU engine's rate and the lanes' lockstep
+    recorded beside the device's."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--sizes", "16", "--batch", "16",
+                           "--distinct", "16", "--check", "8", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(out.read_text())
+    check = record["accuracy"]
+    assert check["failed"] == {"jax": 0, "cpu": 0}
+    assert check["max_madrs_error_jax [points]"] < 0.01 and check["max_madrs_error_cpu [points]"] < 0.01
+    from ketasim.trial.run import TRIAL_SETTINGS
+
+    assert (record["rtol"], record["atol"], record["h_max [h]"], record["amount_volume [L]"]) == (
+        TRIAL_SETTINGS.rtol, TRIAL_SETTINGS.atol, TRIAL_SETTINGS.h_max, TRIAL_SETTINGS.amount_volume)
+    (run,) = record["runs"]
+    assert run["failed"] == 0 and run["patients/s"] > 0 and run["ratio_to_cpu_engine"] > 0
+    assert 0 < run["lockstep_share_at_most"] <= 1 and run["max_steps"] >= run["mean_steps"]
+    assert record["cpu_engine"]["failed"] == 0 and record["cpu_engine"]["patients/s"] > 0
