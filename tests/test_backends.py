@@ -265,25 +265,63 @@ def test_a_reduced_model_runs_without_the_clinical_layer(params):
     np.testing.assert_allclose(reduced["pk.ketamine_plasma"], full["pk.ketamine_plasma"], rtol=1e-6, atol=1e-9)
 
 
+def test_sparse_lu_of_the_jax_backend_solves_like_numpy():
+    """The JAX backend's sparse factorisation (the compiled kernel's ordering and pattern, unrolled
+    for vmap; "sparse" linear algebra) solves a block-triangular W with fill as numpy's dense solve
+    does, batched over patients, and reports an unfit factorisation: a zero pivot, and a multiplier
+    inside a diagonal block above MAX_MULTIPLIER."""
+    import jax
+    import jax.numpy as jnp
+
+    from ketasim.engine.jax_backend import sparse_factor, sparse_solve
+    from ketasim.engine.sparse_lu import symbolic_lu
+
+    # states 0-2 depend on each other (one diagonal block), 3 on the block, 4 on 3 and 1
+    pattern = [(0, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 2), (4, 3), (4, 1)]
+    lu = symbolic_lu(5, pattern)
+    assert lu.block[:3] == (0, 0, 0) and lu.n_fill > 0
+    rng = np.random.default_rng(3)
+    w = np.zeros((4, 5, 5))
+    for i, j in pattern:
+        w[:, i, j] = rng.uniform(-1.0, 1.0, 4)
+    w[:, range(5), range(5)] = rng.uniform(3.0, 5.0, (4, 5))
+    b = rng.normal(size=(4, 5))
+    w[2, 0, 0] = 0.0  # patient 2: a zero first pivot
+    w[3, 0, 0], w[3, 2, 0] = 1e-12, 1.0  # patient 3: an in-block multiplier of 1e12
+
+    def factor_and_solve(w_, b_):
+        vals, inv, fit = sparse_factor(lu, w_)
+        return sparse_solve(lu, vals, inv, b_), fit
+
+    with jax.enable_x64(True):
+        x, fit = jax.jit(jax.vmap(factor_and_solve))(jnp.asarray(w), jnp.asarray(b))
+    assert np.asarray(fit).tolist() == [True, True, False, False]
+    for k in (0, 1):
+        np.testing.assert_allclose(np.asarray(x[k]), np.linalg.solve(w[k], b[k]), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.slow  # a JAX compile of the full model in a fresh process (about a minute on 2 cores)
 def test_gpu_benchmark_runs_where_there_is_no_gpu(tmp_path):
     """benchmarks/gpu.py, which sessions with a GPU run on it (issue 17, part 4), works on this CPU at
-    the smallest sizes: both engines at the trials' settings within the 0.01 MADRS points the trials
-    promise of a tight reference, no failures, and the CPU engine's rate and the lanes' lockstep
-    recorded beside the device's."""
+    the smallest sizes with the linear algebra an accelerator gets (sparse): both engines at the
+    trials' settings within the 0.01 MADRS points the trials promise of a tight reference, the JAX
+    backend taking the compiled kernel's steps, no failures, and the CPU engine's rate and the
+    lanes' lockstep recorded beside the device's."""
     import json
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--sizes", "16", "--batch", "16",
-                           "--distinct", "16", "--check", "8", "--json", str(out)],
+                           "--distinct", "16", "--check", "8", "--linear-algebra", "sparse", "--json", str(out)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(out.read_text())
     check = record["accuracy"]
     assert check["failed"] == {"jax": 0, "cpu": 0}
     assert check["max_madrs_error_jax [points]"] < 0.01 and check["max_madrs_error_cpu [points]"] < 0.01
+    assert check["patients_with_other_steps_than_cpu"] == 0 and check["max_madrs_difference_jax_cpu [points]"] < 1e-8
+    assert record["linear_algebra"] == "sparse"
     from ketasim.trial.run import TRIAL_SETTINGS
 
     assert (record["rtol"], record["atol"], record["h_max [h]"], record["amount_volume [L]"]) == (

@@ -4,6 +4,27 @@ patients. It runs on CPU and GPU, and is differentiable in forward mode (``jax.j
 respect to parameters and initial states: the exact derivatives of the computed solution, step
 control included, so that a fit's Jacobian is consistent with its objective. Float64 is enabled
 for the call (``jax.enable_x64``), not process-wide.
+
+W = I/(h gamma) - J is factored in one of two ways (``LINEAR_ALGEBRA``):
+- "dense": LU with partial pivoting of the whole matrix (``jax.scipy.linalg``);
+- "sparse": as the compiled kernel does (``sparse_lu.py``), in the order and on the pattern of W's
+  structural non-zeros and fill, without pivoting, unrolled at trace time into scalar operations
+  that ``vmap`` turns into operations over the patients (587 multiply-adds a factorisation for the
+  full model, against about 280,000 for a dense LU of its 94 states). Where that factorisation is
+  unfit (a zero or non-finite pivot, or a multiplier inside a diagonal block above
+  ``MAX_MULTIPLIER``) the compiled kernel takes the dense LU with partial pivoting for that step;
+  here the attempt counts as one with non-finite values (the step cut to a quarter and tried again;
+  status 3 if it underflows): a dense fallback would be computed for every patient and step under
+  ``vmap``, which is what the sparse factorisation saves. Such steps are rare (none in 20 trial
+  patients' 1,545 attempts; a zero pivot needs W singular on its pattern, and a shorter step makes
+  W's diagonal dominate).
+
+On this project's 2-core CPU (2026-12-03, ``benchmarks/gpu.py``, 64 trial patients at the trials'
+tolerance) the sparse solve ran 311-324 patients/s against the dense one's 76-84, but its thousands of
+unrolled operations doubled XLA's compile time (15 against 7 s for a simulation; the default test
+tier took 432 s against 343 s). On a CPU the JAX path mostly compiles (fits, sensitivities, tests)
+and the compiled kernel does the large solves, so "dense" is the default there; on an accelerator,
+where the JAX path exists for trials of 10^4-10^6 patients, "sparse" (``default_linear_algebra``).
 """
 
 from __future__ import annotations
@@ -17,7 +38,16 @@ import numpy as np
 
 from ..model.system import Model
 from .problem import Problem, SolverSettings
+from .sparse_lu import MAX_MULTIPLIER, SparseLU, symbolic_lu
 from .tableau import FAC_MAX, FAC_MIN, GAMMA, SAFETY, A, C
+
+#: how W is factored and solved (module docstring)
+LINEAR_ALGEBRA = ("dense", "sparse")
+
+
+def default_linear_algebra() -> str:
+    """"dense" where JAX runs on the CPU, "sparse" on an accelerator (module docstring)."""
+    return "dense" if jax.default_backend() == "cpu" else "sparse"
 
 
 def vector_field(model: Model, parameter_names: tuple[str, ...]):
@@ -52,8 +82,67 @@ def _stage_coefficients() -> tuple[np.ndarray, np.ndarray]:
 _A_DENSE, _C_DENSE = _stage_coefficients()
 
 
-def _rodas4_step(rhs, jac, y, theta, u, h):
-    """One Rodas4 step: (y at the step's end, the error estimate k_6, f at the start, f at the end).
+@lru_cache(maxsize=8)
+def w_structure(model: Model, parameter_names: tuple[str, ...]) -> SparseLU:
+    """The ordering and pattern (with fill) of W's sparse LU: the compiled kernel's (``codegen``),
+    from the Jacobian's structural non-zeros."""
+    from .codegen import symbolic_model
+
+    return symbolic_lu(len(model.state_names), list(symbolic_model(model, parameter_names).jacobian))
+
+
+def sparse_factor(lu: SparseLU, w):
+    """W's LU on ``lu``'s pattern, as ``sparse_lu.factor_source`` prints it for the kernel: (the
+    entries in ``lu.slots``' order with the multipliers in place, the reciprocal pivots, whether the
+    factorisation is fit: finite non-zero pivots, in-block multipliers at most ``MAX_MULTIPLIER``)."""
+    p = lu.perm
+    ordered = sorted(lu.slots.items(), key=lambda kv: kv[1])
+    gathered = w[np.array([p[r] for (r, _), _ in ordered]), np.array([p[c] for (_, c), _ in ordered])]
+    vals = [gathered[k] for k in range(len(ordered))]
+    inv = [None] * lu.n
+    pivots, multipliers = [], []
+    for r in range(lu.n):
+        for k in lu.rows[r]:
+            if k >= r:
+                break
+            ik = lu.slots[(r, k)]
+            m = vals[ik] * inv[k]
+            vals[ik] = m
+            if lu.block[k] == lu.block[r]:
+                multipliers.append(m)
+            for j in lu.rows[k]:
+                if j > k:
+                    rj = lu.slots[(r, j)]
+                    vals[rj] = vals[rj] - m * vals[lu.slots[(k, j)]]
+        pivots.append(vals[lu.slots[(r, r)]])
+        inv[r] = 1.0 / pivots[-1]
+    pivots = jnp.stack(pivots)
+    fit = jnp.all((pivots != 0.0) & jnp.isfinite(pivots))
+    if multipliers:
+        fit = fit & jnp.all(jnp.abs(jnp.stack(multipliers)) <= MAX_MULTIPLIER)  # NaN fails this too
+    return jnp.stack(vals), jnp.stack(inv), fit
+
+
+def sparse_solve(lu: SparseLU, vals, inv, b):
+    """W^-1 b from ``sparse_factor``'s factors (b and the result in the states' order), as
+    ``sparse_lu.solve_source`` prints it for the kernel."""
+    p = lu.perm
+    x = [b[i] for i in range(lu.n)]
+    for r in range(lu.n):  # forward: unit lower triangle
+        terms = [vals[lu.slots[(r, k)]] * x[p[k]] for k in lu.rows[r] if k < r]
+        if terms:
+            x[p[r]] = x[p[r]] - sum(terms[1:], terms[0])
+    for r in range(lu.n - 1, -1, -1):  # backward: upper triangle, reciprocal pivots
+        terms = [vals[lu.slots[(r, j)]] * x[p[j]] for j in lu.rows[r] if j > r]
+        rest = x[p[r]] - sum(terms[1:], terms[0]) if terms else x[p[r]]
+        x[p[r]] = rest * inv[r]
+    return jnp.stack(x)
+
+
+def _rodas4_step(rhs, jac, structure: SparseLU | None, y, theta, u, h):
+    """One Rodas4 step: (y at the step's end, the error estimate k_6, f at the start, f at the end,
+    whether W's factorisation was fit; if not, the rest is not to be used). ``structure``: W's sparse
+    LU (None: the dense LU with partial pivoting, always fit).
 
     The vector field is evaluated in one loop (the six stages, then the step's end) so that XLA
     compiles it once rather than seven times; compiling the vector field is most of the JAX paths'
@@ -62,19 +151,28 @@ def _rodas4_step(rhs, jac, y, theta, u, h):
     """
     n = y.shape[0]
     w = jnp.eye(n) / (h * GAMMA) - jac(y, theta, u)
-    lu = jsl.lu_factor(w)
+    if structure is None:
+        factors, fit = jsl.lu_factor(w), jnp.asarray(True)
+
+        def w_solve(b):
+            return jsl.lu_solve(factors, b)
+    else:
+        vals, inv, fit = sparse_factor(structure, w)
+
+        def w_solve(b):
+            return sparse_solve(structure, vals, inv, b)
     a, c = jnp.asarray(_A_DENSE, dtype=y.dtype), jnp.asarray(_C_DENSE, dtype=y.dtype)
 
     def stage(i, carry):
         ks, f_start, _ = carry
         fs = rhs(y + a[i] @ ks, theta, u)
-        k = jsl.lu_solve(lu, fs + (c[i] @ ks) / h)
+        k = w_solve(fs + (c[i] @ ks) / h)
         ks = jnp.where(i < 6, ks.at[jnp.minimum(i, 5)].set(k), ks)
         return ks, jnp.where(i == 0, fs, f_start), fs
 
     zeros = jnp.zeros(n, dtype=y.dtype)
     ks, f_start, f_end = jax.lax.fori_loop(0, 7, stage, (jnp.zeros((6, n), dtype=y.dtype), zeros, zeros))
-    return y + a[6] @ ks, ks[5], f_start, f_end
+    return y + a[6] @ ks, ks[5], f_start, f_end, fit
 
 
 #: an error norm below which the step factor is FAC_MAX whatever the norm (half the norm at which
@@ -82,11 +180,16 @@ def _rodas4_step(rhs, jac, y, theta, u, h):
 ERR_FLOOR = 0.5 * (SAFETY / FAC_MAX) ** 4
 
 
-def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
+def make_patient_solver(model: Model, parameter_names: tuple[str, ...], linear_algebra: str | None = None):
     """solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps) for one patient;
-    ``rtol`` and ``atol`` are numbers or one per state."""
+    ``rtol`` and ``atol`` are numbers or one per state. ``linear_algebra``: one of ``LINEAR_ALGEBRA``
+    (default: ``default_linear_algebra()``)."""
+    linear_algebra = linear_algebra or default_linear_algebra()
+    if linear_algebra not in LINEAR_ALGEBRA:
+        raise ValueError(f"linear_algebra '{linear_algebra}' is not one of: {', '.join(LINEAR_ALGEBRA)}")
     rhs = vector_field(model, parameter_names)
     jac = jax.jacfwd(rhs, argnums=0)
+    structure = w_structure(model, parameter_names) if linear_algebra == "sparse" else None
 
     def solve(y0, theta, seg_t, seg_u, seg_jump, t_out, rtol, atol, h_max, max_steps):
         n_seg = seg_u.shape[0]
@@ -114,7 +217,7 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 h_wanted = h
                 reach_end = t + h >= t1 - 1e-12 * jnp.maximum(1.0, jnp.abs(t1))
                 h = jnp.where(reach_end, t1 - t, h)
-                ynew, err_vec, f0, f1 = _rodas4_step(rhs, jac, y, theta, u, h)
+                ynew, err_vec, f0, f1, fit = _rodas4_step(rhs, jac, structure, y, theta, u, h)
                 scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(ynew))
                 # the error norm with a derivative everywhere: at exactly zero (a model at rest) the
                 # square root's is infinite, so it is taken of 1 there and its value replaced; a NaN
@@ -122,7 +225,8 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
                 mean_square = jnp.mean((err_vec / scale) ** 2)
                 at_rest = mean_square == 0
                 err = jnp.where(at_rest, 0.0, jnp.sqrt(jnp.where(at_rest, 1.0, mean_square)))
-                finite = jnp.isfinite(err)
+                # an unfit sparse factorisation counts as a step with non-finite values (module docstring)
+                finite = jnp.isfinite(err) & fit
                 accept = finite & (err <= 1.0)
                 tn = jnp.where(reach_end, t1, t + h)
                 x = (t_out - t) / h
@@ -168,15 +272,16 @@ def make_patient_solver(model: Model, parameter_names: tuple[str, ...]):
 
 
 @lru_cache(maxsize=8)
-def _batched_solver(model: Model, parameter_names: tuple[str, ...]):
-    solve = make_patient_solver(model, parameter_names)
+def _batched_solver(model: Model, parameter_names: tuple[str, ...], linear_algebra: str):
+    solve = make_patient_solver(model, parameter_names, linear_algebra)
     return jax.jit(jax.vmap(solve, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)))
 
 
-def solve_jax(problem: Problem, settings: SolverSettings = SolverSettings()):
-    """Same contract as ``solve_cpu``: (states (n, n_out, n_states), status (n,), steps (n,))."""
+def solve_jax(problem: Problem, settings: SolverSettings = SolverSettings(), linear_algebra: str | None = None):
+    """Same contract as ``solve_cpu``: (states (n, n_out, n_states), status (n,), steps (n,)).
+    ``linear_algebra``: one of ``LINEAR_ALGEBRA`` (default: ``default_linear_algebra()``)."""
     with jax.enable_x64(True):
-        fn = _batched_solver(problem.model, problem.parameter_names)
+        fn = _batched_solver(problem.model, problem.parameter_names, linear_algebra or default_linear_algebra())
         # one per state, always (one compilation whatever the per-state tolerances); a state with none
         # of its own gets rtol and atol themselves, so its arithmetic is that of plain numbers
         rtol, atol = (jnp.asarray(v) for v in settings.tolerances(problem.model.state_names))
