@@ -17,9 +17,13 @@ separately. Printed, and written to the JSON:
 - per size: wall time, patients/s, the ratio to the CPU engine, failures, and the lanes' lockstep:
   in a vmapped batch every patient waits for the batch's slowest (per segment), so the mean over
   the maximum of the steps is at most the share of the lane-steps that do work;
-- transfers: the seconds to put one batch's inputs on the device and to fetch its states back.
+- transfers: the seconds to put one batch's inputs on the device and to fetch its states back;
+- a step's parts (``step_parts``), each timed alone over a batch: the Jacobian, W's LU factorisation,
+  a vector field, a solve; their sum per lane beside the measured time per lane and step says which
+  part to make faster if the device is far from the target.
 
-    python benchmarks/gpu.py [--sizes 10000 100000 1000000] [--batch 100000] [--json results/benchmarks/gpu.json]
+    python benchmarks/gpu.py [--sizes 10000 100000 1000000] [--batch 100000] [--linear-algebra auto|dense|sparse]
+                             [--json results/benchmarks/gpu.json]
 
 Target (issue 17, part 4): 10^6 patients x 28 days in < 60 s on one H200. Without a GPU the script
 still runs (on the CPU, slowly): use small sizes there, e.g. ``--sizes 64 --batch 64 --distinct 64
@@ -81,17 +85,19 @@ def solver_settings(problem, rtol: float | None, atol: float | None):
     return replace(settings, **changes) if changes else settings
 
 
-def accuracy(check, settings, madrs: int) -> dict:
+def accuracy(check, settings, madrs: int, linear_algebra: str) -> dict:
     """Largest MADRS differences [points] on ``check``: JAX and CPU (same settings) from the tight
-    reference, and JAX from CPU. Also compiles the JAX solver (its time is returned)."""
+    reference, and JAX from CPU; whether both took the same steps. Also compiles the JAX solver (its
+    time is returned)."""
     from ketasim.engine import SolverSettings, solve
+    from ketasim.engine.jax_backend import solve_jax
 
     reference, status, _ = solve(check, SolverSettings(rtol=REFERENCE_TOL[0], atol=REFERENCE_TOL[1]), backend="cpu")
     assert np.all(status == 0), "the tight reference failed for some patients"
     t0 = time.perf_counter()
-    jax_states, jax_status, _ = solve(check, settings, backend="jax")
+    jax_states, jax_status, jax_steps = solve_jax(check, settings, linear_algebra)
     compile_s = time.perf_counter() - t0
-    cpu_states, cpu_status, _ = solve(check, settings, backend="cpu")
+    cpu_states, cpu_status, cpu_steps = solve(check, settings, backend="cpu")
 
     def largest(a, b):
         return float(np.max(np.abs(a[:, :, madrs] - b[:, :, madrs])))
@@ -100,7 +106,8 @@ def accuracy(check, settings, madrs: int) -> dict:
             "failed": {"jax": int(np.sum(jax_status != 0)), "cpu": int(np.sum(cpu_status != 0))},
             "max_madrs_error_jax [points]": largest(jax_states, reference),
             "max_madrs_error_cpu [points]": largest(cpu_states, reference),
-            "max_madrs_difference_jax_cpu [points]": largest(jax_states, cpu_states)}
+            "max_madrs_difference_jax_cpu [points]": largest(jax_states, cpu_states),
+            "patients_with_other_steps_than_cpu": int(np.sum(jax_steps != cpu_steps))}
 
 
 def cpu_engine(problem, settings) -> dict:
@@ -137,6 +144,60 @@ def transfers(problem) -> dict:
     return {"patients": problem.n_patients, "put_inputs [s]": put_s, "fetch_states [s]": get_s}
 
 
+def step_parts(problem, batch: int, linear_algebra: str, repeats: int = 3) -> dict:
+    """What one Rodas4 step of the JAX backend is made of, each part vmapped over a ``batch`` of
+    patients at their initial state with their first dose's inputs and timed alone (best of
+    ``repeats``, after compiling): the Jacobian (forward mode), W's LU factorisation
+    (``linear_algebra``: "dense" or "sparse", as the solver's), one vector field and one LU solve. A
+    step takes one Jacobian and factorisation, seven vector fields and six solves
+    (``jax_backend._rodas4_step``); set beside the measured time per lane and step, the sum says
+    whether the linear algebra, the model or what lies around them (the lanes' lockstep, the step
+    control, the loop) sets the device's time."""
+    import jax
+    import jax.numpy as jnp
+    import jax.scipy.linalg as jsl
+
+    from ketasim.engine.jax_backend import sparse_factor, sparse_solve, vector_field, w_structure
+    from ketasim.engine.tableau import GAMMA
+
+    rhs = vector_field(problem.model, problem.parameter_names)
+    jac = jax.jacfwd(rhs, argnums=0)
+    structure = w_structure(problem.model, problem.parameter_names) if linear_algebra == "sparse" else None
+    full = tiled(problem, batch)
+    dosing = np.argmax(np.any(full.seg_u != 0.0, axis=2), axis=1)  # each patient's first segment with a dose running
+    with jax.enable_x64(True):
+        y, theta = jnp.asarray(full.y0), jnp.asarray(full.theta)
+        u = jnp.asarray(full.seg_u[np.arange(batch), dosing])
+        n = y.shape[1]
+        parts = {
+            "jacobian": (jax.jit(jax.vmap(jac)), (y, theta, u)),
+            "vector_field": (jax.jit(jax.vmap(rhs)), (y, theta, u)),
+        }
+        w = jax.jit(jax.vmap(lambda j: jnp.eye(n) / (0.1 * GAMMA) - j))(parts["jacobian"][0](y, theta, u))
+        if linear_algebra == "sparse":
+            parts["lu_factor"] = (jax.jit(jax.vmap(lambda w_: sparse_factor(structure, w_))), (w,))
+            vals, inv, _ = parts["lu_factor"][0](w)
+            parts["lu_solve"] = (jax.jit(jax.vmap(lambda v, i, b: sparse_solve(structure, v, i, b))), (vals, inv, y))
+        else:
+            parts["lu_factor"] = (jax.jit(jax.vmap(jsl.lu_factor)), (w,))
+            lu, piv = parts["lu_factor"][0](w)
+            parts["lu_solve"] = (jax.jit(jax.vmap(lambda lu_, piv_, b: jsl.lu_solve((lu_, piv_), b))), (lu, piv, y))
+        seconds = {}
+        for name, (fn, args) in parts.items():
+            jax.block_until_ready(fn(*args))  # compiled
+            best = np.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                best = min(best, time.perf_counter() - t0)
+            seconds[name] = best
+    per_lane_ns = {name: 1e9 * t / batch for name, t in seconds.items()}
+    step = (per_lane_ns["jacobian"] + per_lane_ns["lu_factor"] + 7 * per_lane_ns["vector_field"]
+            + 6 * per_lane_ns["lu_solve"])
+    return {"batch": batch, "linear_algebra": linear_algebra, "per_lane_ns": per_lane_ns, "step_from_parts_ns": step,
+            "linear_algebra_share": (per_lane_ns["lu_factor"] + 6 * per_lane_ns["lu_solve"]) / step}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -146,12 +207,17 @@ def main() -> int:
     ap.add_argument("--check", type=int, default=64, help="patients checked against the tight reference")
     ap.add_argument("--rtol", type=float, default=None, help="default: the trials' (TRIAL_SETTINGS)")
     ap.add_argument("--atol", type=float, default=None, help="default: the trials' (TRIAL_SETTINGS)")
+    ap.add_argument("--linear-algebra", choices=("auto", "dense", "sparse"), default="auto",
+                    help="how the JAX backend factors W (ketasim.engine.jax_backend; auto: sparse on an accelerator, "
+                         "dense on a CPU)")
     ap.add_argument("--json", type=Path, default=Path("results/benchmarks/gpu.json"))
     args = ap.parse_args()
 
     import jax
 
-    from ketasim.engine import solve
+    from ketasim.engine.jax_backend import default_linear_algebra, solve_jax
+
+    linear_algebra = default_linear_algebra() if args.linear_algebra == "auto" else args.linear_algebra
 
     device = jax.devices()[0]
     problem, build_s = build(args.distinct)
@@ -159,12 +225,13 @@ def main() -> int:
     madrs = problem.model.state_names.index("clinical.severity")
     print(f"device: {device.platform} ({device.device_kind}); settings: rtol {settings.rtol:g}, atol {settings.atol:g}, "
           f"steps up to {settings.h_max:g} h, {len(settings.loose_states)} idle states at {settings.loose_factor:g}x, "
-          f"drug amounts in {settings.amount_volume:g} L", flush=True)
+          f"drug amounts in {settings.amount_volume:g} L; W factored {linear_algebra}", flush=True)
 
-    check = accuracy(problem.subset(slice(0, min(args.check, problem.n_patients))), settings, madrs)
+    check = accuracy(problem.subset(slice(0, min(args.check, problem.n_patients))), settings, madrs, linear_algebra)
     print(f"accuracy on {check['patients']} patients (MADRS, from the tight reference): jax "
           f"{check['max_madrs_error_jax [points]']:.2e}, cpu {check['max_madrs_error_cpu [points]']:.2e} points "
           f"(the trials' promise: {TRIAL_ACCURACY_POINTS}); |jax - cpu| {check['max_madrs_difference_jax_cpu [points]']:.2e}; "
+          f"{check['patients_with_other_steps_than_cpu']} patients with other steps than the CPU's; "
           f"compile {check['compile [s]']:.1f} s", flush=True)
     cpu = cpu_engine(problem, settings)
     print(f"CPU engine: {cpu['patients']:,d} patients, {cpu['threads']} threads: {cpu['patients/s']:,.0f} patients/s "
@@ -174,13 +241,13 @@ def main() -> int:
     for n in args.sizes:
         batch = min(args.batch, n)
         full = tiled(problem, batch)
-        _, _, steps = solve(full, settings, backend="jax")  # compile for this batch shape; the lanes' steps
+        _, _, steps = solve_jax(full, settings, linear_algebra)  # compile for this batch shape; the lanes' steps
         t0 = time.perf_counter()
         failed, done = 0, 0
         while done < n:
             size = min(batch, n - done)
             part = full if size == batch else full.subset(slice(0, size))
-            _, status, _ = solve(part, settings, backend="jax")
+            _, status, _ = solve_jax(part, settings, linear_algebra)
             failed += int(np.sum(status != 0))
             done += size
         wall = time.perf_counter() - t0
@@ -195,15 +262,27 @@ def main() -> int:
     moved = transfers(tiled(problem, min(args.batch, max(args.sizes))))
     print(f"transfers of a {moved['patients']:,d}-patient batch: inputs {moved['put_inputs [s]']:.3f} s, "
           f"states back {moved['fetch_states [s]']:.3f} s; build {build_s * 1e3:.2f} ms/patient (CPU, Python)")
+    parts = step_parts(problem, moved["patients"], linear_algebra)
+    last = rows[-1]
+    measured = 1e9 * last["wall [s]"] / (last["patients"] * last["max_steps"])  # every lane runs the slowest's steps
+    parts["measured_per_lane_step_ns"] = measured
+    ns = parts["per_lane_ns"]
+    print(f"one step per lane, from its parts ({parts['batch']:,d} lanes): Jacobian {ns['jacobian']:,.0f} ns, "
+          f"LU factorisation {ns['lu_factor']:,.0f}, 7 vector fields {7 * ns['vector_field']:,.0f}, 6 solves "
+          f"{6 * ns['lu_solve']:,.0f}: {parts['step_from_parts_ns']:,.0f} ns (linear algebra "
+          f"{parts['linear_algebra_share']:.0%}); measured {measured:,.0f} ns per lane and step of the slowest lane "
+          f"at {last['patients']:,d} patients")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "device": f"{device.platform} {device.device_kind}", "rtol": settings.rtol, "atol": settings.atol,
+        "device": f"{device.platform} {device.device_kind}", "linear_algebra": linear_algebra,
+        "rtol": settings.rtol, "atol": settings.atol,
         "h_max [h]": settings.h_max, "loose_states": len(settings.loose_states), "loose_factor": settings.loose_factor,
         "amount_volume [L]": settings.amount_volume, "compile [s]": check["compile [s]"],
         "build [ms/patient]": build_s * 1e3, "accuracy": check,
         "max_madrs_difference_vs_cpu [points]": check["max_madrs_difference_jax_cpu [points]"],
-        "cpu_engine": cpu, "transfers": moved, "python": platform.python_version(), "runs": rows}, indent=2))
+        "cpu_engine": cpu, "transfers": moved, "step_parts": parts, "python": platform.python_version(),
+        "runs": rows}, indent=2))
     print(f"wrote {args.json}")
     return 0
 
