@@ -7,20 +7,22 @@ solved at the trials' own tolerances (``ketasim.trial.run.TRIAL_SETTINGS`` with 
 tolerances a trial's chunk gets, ``chunk_settings``) unless ``--rtol``/``--atol`` say otherwise.
 Problem building (Python: sampling, schedules) is done once for ``--distinct`` patients and the arrays
 are tiled up to N, so the table measures the device solve; the build time per patient is printed
-separately. Printed, and written to the JSON:
+separately. Printed, and written to the JSON as each is measured (a run stopped at a time limit
+keeps what it measured), in this order:
 
 - accuracy, on ``--check`` patients: the largest MADRS difference from a tight CPU reference (rtol
   1e-11, atol 1e-14) of the JAX backend and of the CPU engine at the same settings (a trial promises
-  0.01 points), and between the two engines;
+  0.01 points), between the two engines, and the patients whose steps differ between them;
 - the compiled CPU engine on the ``--distinct`` patients at the same settings, on every core: the
   rate the device's is set against;
-- per size: wall time, patients/s, the ratio to the CPU engine, failures, and the lanes' lockstep:
-  in a vmapped batch every patient waits for the batch's slowest (per segment), so the mean over
-  the maximum of the steps is at most the share of the lane-steps that do work;
 - transfers: the seconds to put one batch's inputs on the device and to fetch its states back;
-- a step's parts (``step_parts``), each timed alone over a batch: the Jacobian, W's LU factorisation,
-  a vector field, a solve; their sum per lane beside the measured time per lane and step says which
-  part to make faster if the device is far from the target.
+- a step's parts (``step_parts``), each timed alone over a batch: the Jacobian, W's LU
+  factorisation, a vector field, a solve; their sum per lane, beside the measured time per lane and
+  step below, says which part to make faster if the device is far from the target;
+- per size, smallest first: wall time, patients/s, the ratio to the CPU engine, failures, the time
+  per lane and step, and the lanes' lockstep: in a vmapped batch every patient waits for the
+  batch's slowest (per segment), so the mean over the maximum of the steps is at most the share of
+  the lane-steps that do work.
 
     python benchmarks/gpu.py [--sizes 10000 100000 1000000] [--batch 100000] [--linear-algebra auto|dense|sparse]
                              [--json results/benchmarks/gpu.json]
@@ -227,18 +229,43 @@ def main() -> int:
           f"steps up to {settings.h_max:g} h, {len(settings.loose_states)} idle states at {settings.loose_factor:g}x, "
           f"drug amounts in {settings.amount_volume:g} L; W factored {linear_algebra}", flush=True)
 
+    record = {"device": f"{device.platform} {device.device_kind}", "linear_algebra": linear_algebra,
+              "rtol": settings.rtol, "atol": settings.atol, "h_max [h]": settings.h_max,
+              "loose_states": len(settings.loose_states), "loose_factor": settings.loose_factor,
+              "amount_volume [L]": settings.amount_volume, "build [ms/patient]": build_s * 1e3,
+              "python": platform.python_version(), "runs": []}
+
+    def save() -> None:
+        """The JSON as it stands: a run stopped at its time limit keeps what it measured."""
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2))
+
     check = accuracy(problem.subset(slice(0, min(args.check, problem.n_patients))), settings, madrs, linear_algebra)
+    record.update({"compile [s]": check["compile [s]"], "accuracy": check,
+                   "max_madrs_difference_vs_cpu [points]": check["max_madrs_difference_jax_cpu [points]"]})
+    save()
     print(f"accuracy on {check['patients']} patients (MADRS, from the tight reference): jax "
           f"{check['max_madrs_error_jax [points]']:.2e}, cpu {check['max_madrs_error_cpu [points]']:.2e} points "
           f"(the trials' promise: {TRIAL_ACCURACY_POINTS}); |jax - cpu| {check['max_madrs_difference_jax_cpu [points]']:.2e}; "
           f"{check['patients_with_other_steps_than_cpu']} patients with other steps than the CPU's; "
           f"compile {check['compile [s]']:.1f} s", flush=True)
-    cpu = cpu_engine(problem, settings)
+    cpu = record["cpu_engine"] = cpu_engine(problem, settings)
+    save()
     print(f"CPU engine: {cpu['patients']:,d} patients, {cpu['threads']} threads: {cpu['patients/s']:,.0f} patients/s "
           f"({cpu['mean_steps']:.1f} steps/patient, {cpu['us_per_step']:.2f} us/step)", flush=True)
+    batch = min(args.batch, max(args.sizes))
+    moved = record["transfers"] = transfers(tiled(problem, batch))
+    print(f"transfers of a {moved['patients']:,d}-patient batch: inputs {moved['put_inputs [s]']:.3f} s, "
+          f"states back {moved['fetch_states [s]']:.3f} s; build {build_s * 1e3:.2f} ms/patient (CPU, Python)", flush=True)
+    parts = record["step_parts"] = step_parts(problem, batch, linear_algebra)
+    save()
+    ns = parts["per_lane_ns"]
+    print(f"one step per lane, from its parts ({parts['batch']:,d} lanes): Jacobian {ns['jacobian']:,.0f} ns, "
+          f"LU factorisation {ns['lu_factor']:,.0f}, 7 vector fields {7 * ns['vector_field']:,.0f}, 6 solves "
+          f"{6 * ns['lu_solve']:,.0f}: {parts['step_from_parts_ns']:,.0f} ns (linear algebra "
+          f"{parts['linear_algebra_share']:.0%})", flush=True)
 
-    rows = []
-    for n in args.sizes:
+    for n in sorted(args.sizes):
         batch = min(args.batch, n)
         full = tiled(problem, batch)
         _, _, steps = solve_jax(full, settings, linear_algebra)  # compile for this batch shape; the lanes' steps
@@ -254,35 +281,15 @@ def main() -> int:
         row = {"patients": n, "batch": batch, "wall [s]": wall, "patients/s": n / wall,
                "ratio_to_cpu_engine": n / wall / cpu["patients/s"], "failed": failed,
                "mean_steps": float(steps.mean()), "max_steps": int(steps.max()),
-               "lockstep_share_at_most": float(steps.mean() / max(1, steps.max()))}
-        rows.append(row)
+               "lockstep_share_at_most": float(steps.mean() / max(1, steps.max())),
+               # every lane runs its batch's slowest lane's steps
+               "measured_per_lane_step_ns": 1e9 * wall / (n * max(1, int(steps.max())))}
+        record["runs"].append(row)
+        save()
         print(f"{n:>10,d} patients  {wall:9.2f} s  {n / wall:12,.0f} patients/s  {row['ratio_to_cpu_engine']:6.2f}x "
               f"the CPU engine  failed {failed}  steps mean {row['mean_steps']:.1f}, max {row['max_steps']} "
-              f"(lanes working at most {row['lockstep_share_at_most']:.0%})", flush=True)
-    moved = transfers(tiled(problem, min(args.batch, max(args.sizes))))
-    print(f"transfers of a {moved['patients']:,d}-patient batch: inputs {moved['put_inputs [s]']:.3f} s, "
-          f"states back {moved['fetch_states [s]']:.3f} s; build {build_s * 1e3:.2f} ms/patient (CPU, Python)")
-    parts = step_parts(problem, moved["patients"], linear_algebra)
-    last = rows[-1]
-    measured = 1e9 * last["wall [s]"] / (last["patients"] * last["max_steps"])  # every lane runs the slowest's steps
-    parts["measured_per_lane_step_ns"] = measured
-    ns = parts["per_lane_ns"]
-    print(f"one step per lane, from its parts ({parts['batch']:,d} lanes): Jacobian {ns['jacobian']:,.0f} ns, "
-          f"LU factorisation {ns['lu_factor']:,.0f}, 7 vector fields {7 * ns['vector_field']:,.0f}, 6 solves "
-          f"{6 * ns['lu_solve']:,.0f}: {parts['step_from_parts_ns']:,.0f} ns (linear algebra "
-          f"{parts['linear_algebra_share']:.0%}); measured {measured:,.0f} ns per lane and step of the slowest lane "
-          f"at {last['patients']:,d} patients")
-
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "device": f"{device.platform} {device.device_kind}", "linear_algebra": linear_algebra,
-        "rtol": settings.rtol, "atol": settings.atol,
-        "h_max [h]": settings.h_max, "loose_states": len(settings.loose_states), "loose_factor": settings.loose_factor,
-        "amount_volume [L]": settings.amount_volume, "compile [s]": check["compile [s]"],
-        "build [ms/patient]": build_s * 1e3, "accuracy": check,
-        "max_madrs_difference_vs_cpu [points]": check["max_madrs_difference_jax_cpu [points]"],
-        "cpu_engine": cpu, "transfers": moved, "step_parts": parts, "python": platform.python_version(),
-        "runs": rows}, indent=2))
+              f"(lanes working at most {row['lockstep_share_at_most']:.0%}); "
+              f"{row['measured_per_lane_step_ns']:,.0f} ns per lane and step", flush=True)
     print(f"wrote {args.json}")
     return 0
 
