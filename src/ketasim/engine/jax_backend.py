@@ -95,25 +95,19 @@ def sparse_factor(lu: SparseLU, w):
     """W's LU on ``lu``'s pattern, as ``sparse_lu.factor_source`` prints it for the kernel: (the
     entries in ``lu.slots``' order with the multipliers in place, the reciprocal pivots, whether the
     factorisation is fit: finite non-zero pivots, in-block multipliers at most ``MAX_MULTIPLIER``)."""
-    p = lu.perm
-    ordered = sorted(lu.slots.items(), key=lambda kv: kv[1])
-    gathered = w[np.array([p[r] for (r, _), _ in ordered]), np.array([p[c] for (_, c), _ in ordered])]
-    vals = [gathered[k] for k in range(len(ordered))]
+    rows, cols = np.array(lu.entries).T
+    gathered = w[rows, cols]
+    vals = [gathered[k] for k in range(rows.size)]
     inv = [None] * lu.n
     pivots, multipliers = [], []
     for r in range(lu.n):
-        for k in lu.rows[r]:
-            if k >= r:
-                break
-            ik = lu.slots[(r, k)]
+        for k, ik, updates in lu.eliminations(r):
             m = vals[ik] * inv[k]
             vals[ik] = m
-            if lu.block[k] == lu.block[r]:
+            if lu.tested(r, k):
                 multipliers.append(m)
-            for j in lu.rows[k]:
-                if j > k:
-                    rj = lu.slots[(r, j)]
-                    vals[rj] = vals[rj] - m * vals[lu.slots[(k, j)]]
+            for rj, kj in updates:
+                vals[rj] = vals[rj] - m * vals[kj]
         pivots.append(vals[lu.slots[(r, r)]])
         inv[r] = 1.0 / pivots[-1]
     pivots = jnp.stack(pivots)
@@ -129,11 +123,11 @@ def sparse_solve(lu: SparseLU, vals, inv, b):
     p = lu.perm
     x = [b[i] for i in range(lu.n)]
     for r in range(lu.n):  # forward: unit lower triangle
-        terms = [vals[lu.slots[(r, k)]] * x[p[k]] for k in lu.rows[r] if k < r]
+        terms = [vals[slot] * x[p[k]] for slot, k in lu.lower(r)]
         if terms:
             x[p[r]] = x[p[r]] - sum(terms[1:], terms[0])
     for r in range(lu.n - 1, -1, -1):  # backward: upper triangle, reciprocal pivots
-        terms = [vals[lu.slots[(r, j)]] * x[p[j]] for j in lu.rows[r] if j > r]
+        terms = [vals[slot] * x[p[j]] for slot, j in lu.upper(r)]
         rest = x[p[r]] - sum(terms[1:], terms[0]) if terms else x[p[r]]
         x[p[r]] = rest * inv[r]
     return jnp.stack(x)

@@ -109,12 +109,32 @@ class SparseLU:
     @property
     def n_updates(self) -> int:
         """Multiply-adds of one factorisation (a measure of its cost)."""
-        total = 0
-        for r in range(self.n):
-            for k in self.rows[r]:
-                if k < r:
-                    total += sum(1 for j in self.rows[k] if j > k)
-        return total
+        return sum(len(updates) for r in range(self.n) for _, _, updates in self.eliminations(r))
+
+    @property
+    def entries(self) -> list[tuple[int, int]]:
+        """The original (row, column) of W of each stored entry, in storage order."""
+        by_slot = sorted(self.slots.items(), key=lambda kv: kv[1])
+        return [(self.perm[r], self.perm[c]) for (r, c), _ in by_slot]
+
+    def eliminations(self, r: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """Row ``r``'s elimination (Doolittle, in order): for each column k < r of its pattern, (k,
+        the slot of the multiplier l_rk, [(slot of w_rj, slot of u_kj) for the updates j > k]). The
+        one traversal that both the printed factorisation and the JAX backend's follow."""
+        return [(k, self.slots[(r, k)], [(self.slots[(r, j)], self.slots[(k, j)]) for j in self.rows[k] if j > k])
+                for k in self.rows[r] if k < r]
+
+    def lower(self, r: int) -> list[tuple[int, int]]:
+        """(slot, permuted column) of row ``r``'s unit-lower-triangular entries."""
+        return [(self.slots[(r, k)], k) for k in self.rows[r] if k < r]
+
+    def upper(self, r: int) -> list[tuple[int, int]]:
+        """(slot, permuted column) of row ``r``'s strictly upper-triangular entries."""
+        return [(self.slots[(r, j)], j) for j in self.rows[r] if j > r]
+
+    def tested(self, r: int, k: int) -> bool:
+        """Whether the multiplier l_rk is threshold-tested: it lies inside a diagonal block (module docstring)."""
+        return self.block[k] == self.block[r]
 
 
 def symbolic_lu(n: int, pattern: set[tuple[int, int]] | list[tuple[int, int]]) -> SparseLU:
@@ -149,20 +169,14 @@ def symbolic_lu(n: int, pattern: set[tuple[int, int]] | list[tuple[int, int]]) -
 
 def factor_source(lu: SparseLU, name: str = "w_factor") -> str:
     """``name(lu) -> bool``: factor W (already in ``lu``) in place; False if a pivot is unfit."""
-    # threshold-tested: the multipliers inside the diagonal blocks (module docstring)
-    multipliers = [lu.slots[(r, k)] for r in range(lu.n) for k in lu.rows[r] if k < r and lu.block[k] == lu.block[r]]
+    multipliers = [ik for r in range(lu.n) for k, ik, _ in lu.eliminations(r) if lu.tested(r, k)]
     lines = [f"{name.upper()}_MULTIPLIERS = np.array({multipliers}, dtype=np.int64)", "", "",
              NJIT, f"def {name}(lu):"]
     for r in range(lu.n):
-        for k in lu.rows[r]:
-            if k >= r:
-                break
-            ik = lu.slots[(r, k)]
+        for k, ik, updates in lu.eliminations(r):
             lines.append(f"    m = lu[{ik}] * lu[{lu.inv(k)}]")
             lines.append(f"    lu[{ik}] = m")
-            for j in lu.rows[k]:
-                if j > k:
-                    lines.append(f"    lu[{lu.slots[(r, j)]}] -= m * lu[{lu.slots[(k, j)]}]")
+            lines += [f"    lu[{rj}] -= m * lu[{kj}]" for rj, kj in updates]
         d = lu.slots[(r, r)]
         lines.append(f"    d = lu[{d}]")
         lines.append("    if not (d != 0.0 and math.isfinite(d)):")
@@ -181,11 +195,11 @@ def solve_source(lu: SparseLU, name: str = "w_solve") -> str:
     p = lu.perm
     lines = [NJIT, f"def {name}(lu, b):"]
     for r in range(lu.n):  # forward: unit lower triangle
-        terms = [f"lu[{lu.slots[(r, k)]}] * b[{p[k]}]" for k in lu.rows[r] if k < r]
+        terms = [f"lu[{slot}] * b[{p[k]}]" for slot, k in lu.lower(r)]
         if terms:
             lines.append(f"    b[{p[r]}] -= " + " + ".join(terms))
     for r in range(lu.n - 1, -1, -1):  # backward: upper triangle, reciprocal pivots
-        terms = [f"lu[{lu.slots[(r, j)]}] * b[{p[j]}]" for j in lu.rows[r] if j > r]
+        terms = [f"lu[{slot}] * b[{p[j]}]" for slot, j in lu.upper(r)]
         rest = f" - ({' + '.join(terms)})" if terms else ""
         lines.append(f"    b[{p[r]}] = (b[{p[r]}]{rest}) * lu[{lu.inv(r)}]")
     lines.append("    return None")
